@@ -1,0 +1,624 @@
+"""Contribution evaluation: how much did each client's update help this round?
+
+Every evaluator here is generic over a *utility function*
+``Utility = Callable[[frozenset[int]], float]`` on clients ``0..n-1``. The
+simulation plugs in "validation accuracy of the model aggregated from this
+coalition's updates" (see :func:`coalition_utility`); the tests plug in
+hand-solvable cooperative games. Keeping the evaluators blind to models keeps
+``marketplace/`` free of torch and lets every number be checked by hand.
+
+Evaluators (registry :data:`EVALUATORS`, names as used in scenario files):
+
+``loo``
+    Leave-one-out, ``U(N) - U(N \\ {i})``: ``n + 1`` utility calls, but blind to
+    redundancy (two identical clients both score ~0), which is why the
+    Shapley family below exists.
+``exact_shapley``
+    The Shapley value (Shapley 1953) by enumerating all ``2^n`` coalitions;
+    the reference for small cohorts.
+``tmc_shapley``
+    Truncated Monte-Carlo permutation sampling (Ghorbani & Zou 2019, "Data
+    Shapley", Algorithm 1): stop scanning a permutation once the prefix is
+    within a tolerance of ``U(N)``.
+``gtg_shapley``
+    GTG-Shapley (Liu et al. 2022, "GTG-Shapley: Efficient and Accurate
+    Participant Contribution Evaluation in Federated Learning"): coalition
+    models are rebuilt from the round's updates instead of retrained, sampling
+    is *guided* (each sweep puts every client once in first position), with
+    within-round truncation (skip the tail of a permutation whose remaining
+    gain is small) and between-round truncation (skip the whole round when
+    ``|U(N) - U(∅)|`` is below a threshold).
+``cosine``
+    Cosine similarity of each flattened update to the (weighted) aggregate, a
+    utility-free proxy used by many FL incentive schemes; zero utility calls.
+
+Per-round accumulation (:func:`accumulate_rounds`) follows FedSV (Wang et al.
+2020, "A Principled Approach to Data Valuation for Federated Learning"): the
+Shapley value of the federation is the sum over rounds of round-wise values,
+and only the participants of a round receive that round's value.
+
+Utility calls are counted as *distinct coalitions evaluated*: every evaluator
+memoizes the utility, because in FL each call means aggregating a model and
+running validation, which dominates the cost.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Generic, TypeVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = [
+    "EVALUATORS",
+    "ContributionEvaluator",
+    "ContributionResult",
+    "CosineSimilarity",
+    "ExactShapley",
+    "GTGShapley",
+    "LeaveOneOut",
+    "MemoizedUtility",
+    "NameRegistry",
+    "RoundData",
+    "TMCShapley",
+    "Utility",
+    "accumulate_rounds",
+    "coalition_utility",
+    "cosine_similarity",
+    "create_evaluator",
+    "exact_shapley",
+    "gtg_shapley",
+    "leave_one_out",
+    "tmc_shapley",
+]
+
+logger = logging.getLogger("fedmarket.incentives")
+
+Utility = Callable[[frozenset[int]], float]
+"""Value of a coalition of client indices, e.g. validation accuracy of its aggregate."""
+
+T = TypeVar("T")
+
+#: Above this many players exact enumeration (2^n coalitions) is refused.
+MAX_EXACT_PLAYERS = 20
+
+
+class NameRegistry(Generic[T]):
+    """Name → factory mapping; unknown names raise ``ValueError`` listing the valid ones.
+
+    Same behaviour as ``simulation.registry.Registry`` (Opacus' accountant
+    registry is the model), kept here because ``marketplace/`` may not import
+    ``simulation/``.
+    """
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._items: dict[str, T] = {}
+
+    def register(self, name: str) -> Callable[[T], T]:
+        """Decorator form of :meth:`add`."""
+
+        def deco(obj: T) -> T:
+            self.add(name, obj)
+            return obj
+
+        return deco
+
+    def add(self, name: str, obj: T) -> None:
+        """Register ``obj`` under ``name``; a duplicate name is a programming error."""
+        if name in self._items:
+            raise ValueError(f"{self.kind} {name!r} is already registered")
+        self._items[name] = obj
+
+    def get(self, name: str) -> T:
+        """The object registered as ``name``."""
+        try:
+            return self._items[name]
+        except KeyError:
+            valid = ", ".join(sorted(self._items))
+            raise ValueError(f"unknown {self.kind} {name!r}; valid: {valid}") from None
+
+    def names(self) -> list[str]:
+        """Registered names, sorted."""
+        return sorted(self._items)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+
+@dataclass(frozen=True)
+class ContributionResult:
+    """Scores of clients ``0..n-1`` plus what computing them cost.
+
+    ``utility_calls`` counts distinct coalitions whose utility was evaluated
+    (the expensive part in FL); ``seconds`` is wall time, for benchmarks only
+    and never written to the ledger.
+    """
+
+    scores: tuple[float, ...]
+    utility_calls: int
+    seconds: float
+    method: str
+
+    def by_account(self, accounts: Sequence[str]) -> dict[str, float]:
+        """Scores keyed by account id (``accounts[i]`` is client ``i``), for mechanisms."""
+        if len(accounts) != len(self.scores):
+            raise ValueError(f"{len(accounts)} accounts for {len(self.scores)} scores")
+        return dict(zip(accounts, self.scores, strict=True))
+
+
+class MemoizedUtility:
+    """Wraps a utility, caching by coalition and counting distinct evaluations."""
+
+    def __init__(self, utility: Utility, num_clients: int) -> None:
+        _check_num_clients(num_clients)
+        self._utility = utility
+        self.num_clients = num_clients
+        self._cache: dict[frozenset[int], float] = {}
+
+    @property
+    def calls(self) -> int:
+        """Distinct coalitions evaluated so far."""
+        return len(self._cache)
+
+    def __call__(self, coalition: frozenset[int]) -> float:
+        cached = self._cache.get(coalition)
+        if cached is not None:
+            return cached
+        for member in coalition:
+            if not 0 <= member < self.num_clients:
+                raise ValueError(
+                    f"coalition member {member} outside clients 0..{self.num_clients - 1}"
+                )
+        value = float(self._utility(coalition))
+        if not math.isfinite(value):
+            raise ValueError(f"utility of coalition {sorted(coalition)} is {value}")
+        self._cache[coalition] = value
+        return value
+
+
+def _check_num_clients(num_clients: int) -> None:
+    if num_clients < 1:
+        raise ValueError(f"num_clients must be >= 1, got {num_clients}")
+
+
+def _result(
+    scores: Sequence[float] | NDArray[np.float64],
+    memo: MemoizedUtility | None,
+    started: float,
+    method: str,
+) -> ContributionResult:
+    return ContributionResult(
+        scores=tuple(float(s) for s in scores),
+        utility_calls=0 if memo is None else memo.calls,
+        seconds=time.perf_counter() - started,
+        method=method,
+    )
+
+
+# --------------------------------------------------------------------------- #
+# Evaluators as functions
+# --------------------------------------------------------------------------- #
+
+
+def leave_one_out(utility: Utility, num_clients: int) -> ContributionResult:
+    """``φ_i = U(N) - U(N \\ {i})`` with ``n + 1`` utility calls.
+
+    Cheap, but it undervalues redundant clients: if two clients hold the same
+    data, removing either one costs nothing, so both score ~0.
+    """
+    started = time.perf_counter()
+    memo = MemoizedUtility(utility, num_clients)
+    everyone = frozenset(range(num_clients))
+    full = memo(everyone)
+    scores = [full - memo(everyone - {i}) for i in range(num_clients)]
+    return _result(scores, memo, started, "loo")
+
+
+def exact_shapley(utility: Utility, num_clients: int) -> ContributionResult:
+    """The Shapley value by full enumeration of the ``2^n`` coalitions.
+
+    ``φ_i = Σ_{S ⊆ N\\{i}} |S|! (n-|S|-1)! / n! · (U(S ∪ {i}) - U(S))``
+    (Shapley 1953). The only evaluator that satisfies efficiency, symmetry,
+    null player and additivity exactly, hence the reference for the others.
+    """
+    if num_clients > MAX_EXACT_PLAYERS:
+        raise ValueError(
+            f"exact Shapley enumerates 2^n coalitions; n={num_clients} exceeds "
+            f"{MAX_EXACT_PLAYERS}, use tmc_shapley or gtg_shapley"
+        )
+    started = time.perf_counter()
+    memo = MemoizedUtility(utility, num_clients)
+    n = num_clients
+    values = np.empty(1 << n, dtype=np.float64)
+    for mask in range(1 << n):
+        values[mask] = memo(frozenset(i for i in range(n) if mask >> i & 1))
+    weight = [
+        math.factorial(size) * math.factorial(n - size - 1) / math.factorial(n) for size in range(n)
+    ]
+    scores = np.zeros(n, dtype=np.float64)
+    for mask in range(1 << n):
+        size = mask.bit_count()
+        for i in range(n):
+            if not mask >> i & 1:
+                scores[i] += weight[size] * (values[mask | 1 << i] - values[mask])
+    return _result(scores, memo, started, "exact_shapley")
+
+
+def _mean_relative_change(new: NDArray[np.float64], old: NDArray[np.float64]) -> float:
+    scale = float(np.mean(np.abs(new)))
+    if scale == 0.0:
+        return 0.0 if np.allclose(new, old) else math.inf
+    return float(np.mean(np.abs(new - old))) / scale
+
+
+def tmc_shapley(
+    utility: Utility,
+    num_clients: int,
+    *,
+    rng: np.random.Generator,
+    max_permutations: int = 500,
+    truncation_tolerance: float = 0.01,
+    convergence_tolerance: float = 0.01,
+) -> ContributionResult:
+    """Truncated Monte-Carlo Shapley (Ghorbani & Zou 2019, Algorithm 1).
+
+    Samples uniform random permutations; scanning a permutation stops as soon
+    as the prefix's utility is within ``truncation_tolerance · |U(N) - U(∅)|``
+    of ``U(N)`` (the remaining marginals are then taken as 0, the paper's
+    "performance tolerance", here relative to the total gain so it is scale
+    free). Every ``n`` permutations the estimate is compared with the previous
+    checkpoint; sampling stops when the mean relative change is below
+    ``convergence_tolerance`` or after ``max_permutations``.
+    """
+    if max_permutations < 1:
+        raise ValueError(f"max_permutations must be >= 1, got {max_permutations}")
+    started = time.perf_counter()
+    memo = MemoizedUtility(utility, num_clients)
+    n = num_clients
+    empty_value = memo(frozenset())
+    full_value = memo(frozenset(range(n)))
+    threshold = truncation_tolerance * abs(full_value - empty_value)
+    totals = np.zeros(n, dtype=np.float64)
+    checkpoint: NDArray[np.float64] | None = None
+    permutations = 0
+    while permutations < max_permutations:
+        order = rng.permutation(n)
+        previous = empty_value
+        prefix: set[int] = set()
+        for client in order:
+            if abs(full_value - previous) <= threshold:
+                break  # truncated: the rest of the permutation adds ~nothing
+            prefix.add(int(client))
+            value = memo(frozenset(prefix))
+            totals[client] += value - previous
+            previous = value
+        permutations += 1
+        if permutations % n == 0:
+            estimate = totals / permutations
+            if (
+                checkpoint is not None
+                and _mean_relative_change(estimate, checkpoint) < convergence_tolerance
+            ):
+                break
+            checkpoint = estimate
+    logger.debug("tmc_shapley: %d permutations, %d utility calls", permutations, memo.calls)
+    return _result(totals / permutations, memo, started, "tmc_shapley")
+
+
+def gtg_shapley(
+    utility: Utility,
+    num_clients: int,
+    *,
+    rng: np.random.Generator,
+    max_sweeps: int = 3,
+    within_round_tolerance: float = 0.05,
+    between_round_tolerance: float = 1e-3,
+    convergence_tolerance: float = 0.05,
+) -> ContributionResult:
+    """GTG-Shapley for one FL round (Liu et al. 2022, Algorithm 1).
+
+    ``U(∅)`` is the previous global model and ``U(N)`` the new aggregate; other
+    coalitions are models *rebuilt* from the round's updates (no retraining),
+    which is what the utility is expected to do (:func:`coalition_utility`).
+
+    * Between-round truncation: if ``|U(N) - U(∅)| <= between_round_tolerance``
+      (absolute, utility units) the round taught nothing measurable and every
+      client gets 0 after only two utility calls.
+    * Guided sampling: one *sweep* draws ``n`` permutations, the ``k``-th with
+      client ``k`` in first position and the rest shuffled, so every client's
+      "alone" marginal, the largest and most variable one, is sampled evenly.
+    * Within-round truncation: a permutation stops once the prefix is within
+      ``within_round_tolerance · |U(N) - U(∅)|`` of ``U(N)``; the remaining
+      clients get marginal 0 in that permutation.
+    * Convergence: after each sweep (from the second) stop when the estimate's
+      mean relative change is below ``convergence_tolerance``, or after
+      ``max_sweeps``.
+    """
+    if max_sweeps < 1:
+        raise ValueError(f"max_sweeps must be >= 1, got {max_sweeps}")
+    started = time.perf_counter()
+    memo = MemoizedUtility(utility, num_clients)
+    n = num_clients
+    empty_value = memo(frozenset())
+    full_value = memo(frozenset(range(n)))
+    total_gain = full_value - empty_value
+    if abs(total_gain) <= between_round_tolerance:
+        logger.debug("gtg_shapley: between-round truncation, |gain|=%g", abs(total_gain))
+        return _result(np.zeros(n), memo, started, "gtg_shapley")
+    threshold = within_round_tolerance * abs(total_gain)
+    totals = np.zeros(n, dtype=np.float64)
+    permutations = 0
+    checkpoint: NDArray[np.float64] | None = None
+    for _sweep in range(max_sweeps):
+        for first in range(n):
+            rest = [c for c in range(n) if c != first]
+            order = [first, *(rest[j] for j in rng.permutation(n - 1))]
+            previous = empty_value
+            prefix: set[int] = set()
+            for client in order:
+                if abs(full_value - previous) <= threshold:
+                    break
+                prefix.add(client)
+                value = memo(frozenset(prefix))
+                totals[client] += value - previous
+                previous = value
+            permutations += 1
+        estimate = totals / permutations
+        if (
+            checkpoint is not None
+            and _mean_relative_change(estimate, checkpoint) < convergence_tolerance
+        ):
+            break
+        checkpoint = estimate
+    logger.debug("gtg_shapley: %d permutations, %d utility calls", permutations, memo.calls)
+    return _result(totals / permutations, memo, started, "gtg_shapley")
+
+
+def cosine_similarity(
+    updates: Sequence[NDArray[np.floating]],
+    weights: Sequence[float] | None = None,
+) -> ContributionResult:
+    """Cosine of each flattened update with the weighted mean update.
+
+    A utility-free proxy: an update pointing where the federation went scores
+    near 1, a sign-flipped one near -1, a zero (free-rider) update 0. Weights
+    default to uniform; pass ``num_examples`` to mirror FedAvg.
+    """
+    started = time.perf_counter()
+    if not updates:
+        raise ValueError("cosine similarity needs at least one update")
+    flat = [np.asarray(u, dtype=np.float64).ravel() for u in updates]
+    size = flat[0].size
+    for i, vector in enumerate(flat):
+        if vector.size != size:
+            raise ValueError(f"update {i} has {vector.size} parameters, update 0 has {size}")
+    matrix = np.stack(flat)
+    w = np.ones(len(flat)) if weights is None else np.asarray(weights, dtype=np.float64)
+    if w.shape != (len(flat),) or np.any(w < 0) or float(w.sum()) <= 0.0:
+        raise ValueError("weights must be one non-negative number per update, not all zero")
+    aggregate = (w / w.sum()) @ matrix
+    aggregate_norm = float(np.linalg.norm(aggregate))
+    scores = []
+    for vector in matrix:
+        norm = float(np.linalg.norm(vector))
+        denominator = norm * aggregate_norm
+        scores.append(0.0 if denominator == 0.0 else float(vector @ aggregate) / denominator)
+    return _result(scores, None, started, "cosine")
+
+
+def coalition_utility(
+    global_weights: NDArray[np.floating],
+    updates: Sequence[NDArray[np.floating]],
+    num_examples: Sequence[int],
+    evaluate: Callable[[NDArray[np.float64]], float],
+) -> Utility:
+    """Utility that rebuilds a coalition's model from the round's updates (GTG-Shapley).
+
+    ``U(S) = evaluate(global + Σ_{i∈S} n_i·Δ_i / Σ_{i∈S} n_i)`` (FedAvg over
+    ``S``), and ``U(∅) = evaluate(global)``: the previous global model, as in
+    Liu et al. 2022, so no coalition is ever retrained.
+    """
+    base = np.asarray(global_weights, dtype=np.float64).ravel()
+    deltas = [np.asarray(u, dtype=np.float64).ravel() for u in updates]
+    counts = [int(c) for c in num_examples]
+    if len(deltas) != len(counts):
+        raise ValueError(f"{len(deltas)} updates but {len(counts)} example counts")
+    for i, delta in enumerate(deltas):
+        if delta.size != base.size:
+            raise ValueError(f"update {i} has {delta.size} parameters, model has {base.size}")
+
+    def utility(coalition: frozenset[int]) -> float:
+        members = sorted(coalition)
+        total = sum(counts[i] for i in members)
+        if not members or total <= 0:
+            return float(evaluate(base))
+        step = sum((counts[i] / total) * deltas[i] for i in members)
+        return float(evaluate(base + step))
+
+    return utility
+
+
+# --------------------------------------------------------------------------- #
+# Evaluators as registry entries
+# --------------------------------------------------------------------------- #
+
+
+@dataclass(frozen=True)
+class RoundData:
+    """What an evaluator may look at for one round.
+
+    Shapley-family evaluators need ``utility``; ``cosine`` needs ``updates``
+    (flattened or not) and optionally ``weights``. Missing inputs fail loudly.
+    """
+
+    num_clients: int
+    utility: Utility | None = None
+    updates: tuple[NDArray[np.floating], ...] | None = None
+    weights: tuple[float, ...] | None = None
+
+    def require_utility(self, method: str) -> Utility:
+        """The utility, or a ``ValueError`` naming the evaluator that needed it."""
+        if self.utility is None:
+            raise ValueError(f"evaluator {method!r} needs RoundData.utility")
+        return self.utility
+
+
+class ContributionEvaluator(ABC):
+    """One contribution-evaluation method, constructed with its parameters."""
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def evaluate(self, data: RoundData, *, rng: np.random.Generator) -> ContributionResult:
+        """Scores for clients ``0..data.num_clients-1``; ``rng`` is the only randomness."""
+
+
+class LeaveOneOut(ContributionEvaluator):
+    """Registry entry ``loo``: see :func:`leave_one_out`."""
+
+    name = "loo"
+
+    def evaluate(self, data: RoundData, *, rng: np.random.Generator) -> ContributionResult:
+        return leave_one_out(data.require_utility(self.name), data.num_clients)
+
+
+class ExactShapley(ContributionEvaluator):
+    """Registry entry ``exact_shapley``: see :func:`exact_shapley`."""
+
+    name = "exact_shapley"
+
+    def evaluate(self, data: RoundData, *, rng: np.random.Generator) -> ContributionResult:
+        return exact_shapley(data.require_utility(self.name), data.num_clients)
+
+
+class TMCShapley(ContributionEvaluator):
+    """Registry entry ``tmc_shapley``: see :func:`tmc_shapley`."""
+
+    name = "tmc_shapley"
+
+    def __init__(
+        self,
+        *,
+        max_permutations: int = 500,
+        truncation_tolerance: float = 0.01,
+        convergence_tolerance: float = 0.01,
+    ) -> None:
+        self.max_permutations = max_permutations
+        self.truncation_tolerance = truncation_tolerance
+        self.convergence_tolerance = convergence_tolerance
+
+    def evaluate(self, data: RoundData, *, rng: np.random.Generator) -> ContributionResult:
+        return tmc_shapley(
+            data.require_utility(self.name),
+            data.num_clients,
+            rng=rng,
+            max_permutations=self.max_permutations,
+            truncation_tolerance=self.truncation_tolerance,
+            convergence_tolerance=self.convergence_tolerance,
+        )
+
+
+class GTGShapley(ContributionEvaluator):
+    """Registry entry ``gtg_shapley``: see :func:`gtg_shapley`."""
+
+    name = "gtg_shapley"
+
+    def __init__(
+        self,
+        *,
+        max_sweeps: int = 3,
+        within_round_tolerance: float = 0.05,
+        between_round_tolerance: float = 1e-3,
+        convergence_tolerance: float = 0.05,
+    ) -> None:
+        self.max_sweeps = max_sweeps
+        self.within_round_tolerance = within_round_tolerance
+        self.between_round_tolerance = between_round_tolerance
+        self.convergence_tolerance = convergence_tolerance
+
+    def evaluate(self, data: RoundData, *, rng: np.random.Generator) -> ContributionResult:
+        return gtg_shapley(
+            data.require_utility(self.name),
+            data.num_clients,
+            rng=rng,
+            max_sweeps=self.max_sweeps,
+            within_round_tolerance=self.within_round_tolerance,
+            between_round_tolerance=self.between_round_tolerance,
+            convergence_tolerance=self.convergence_tolerance,
+        )
+
+
+class CosineSimilarity(ContributionEvaluator):
+    """Registry entry ``cosine``: see :func:`cosine_similarity`."""
+
+    name = "cosine"
+
+    def evaluate(self, data: RoundData, *, rng: np.random.Generator) -> ContributionResult:
+        if data.updates is None:
+            raise ValueError(f"evaluator {self.name!r} needs RoundData.updates")
+        if len(data.updates) != data.num_clients:
+            raise ValueError(f"{len(data.updates)} updates for num_clients={data.num_clients}")
+        return cosine_similarity(data.updates, data.weights)
+
+
+EVALUATORS: NameRegistry[type[ContributionEvaluator]] = NameRegistry("contribution evaluator")
+for _cls in (LeaveOneOut, ExactShapley, TMCShapley, GTGShapley, CosineSimilarity):
+    EVALUATORS.add(_cls.name, _cls)
+
+
+def create_evaluator(name: str, **params: float | int) -> ContributionEvaluator:
+    """Build the evaluator a scenario names, e.g. ``create_evaluator("gtg_shapley", max_sweeps=3)``.
+
+    Unknown names raise ``ValueError`` listing the valid ones; unknown
+    parameters raise ``TypeError`` from the constructor.
+    """
+    return EVALUATORS.get(name)(**params)
+
+
+def accumulate_rounds(
+    evaluator: ContributionEvaluator,
+    rounds: Sequence[tuple[Sequence[int], RoundData]],
+    num_clients: int,
+    *,
+    rng: np.random.Generator,
+) -> ContributionResult:
+    """FedSV accumulation (Wang et al. 2020): sum round-wise values over rounds.
+
+    Each round is ``(participants, data)`` where ``participants[j]`` is the
+    global client id of the round's local client ``j`` (``data`` is indexed
+    locally). Only a round's participants receive that round's value, so a
+    client absent from a round is neither rewarded nor penalised for it.
+    """
+    _check_num_clients(num_clients)
+    started = time.perf_counter()
+    scores = np.zeros(num_clients, dtype=np.float64)
+    calls = 0
+    method = evaluator.name
+    for participants, data in rounds:
+        if len(participants) != data.num_clients or len(set(participants)) != len(participants):
+            raise ValueError(
+                f"participants {list(participants)} do not match num_clients={data.num_clients}"
+            )
+        result = evaluator.evaluate(data, rng=rng)
+        for local, client in enumerate(participants):
+            if not 0 <= client < num_clients:
+                raise ValueError(f"participant {client} outside clients 0..{num_clients - 1}")
+            scores[client] += result.scores[local]
+        calls += result.utility_calls
+        method = result.method
+    return ContributionResult(
+        scores=tuple(float(s) for s in scores),
+        utility_calls=calls,
+        seconds=time.perf_counter() - started,
+        method=f"fedsv({method})",
+    )
