@@ -1,0 +1,480 @@
+"""Server-side coalition attacks: rewrites of colluders' submissions after replies arrive.
+
+Some attacks need what a single ClientApp cannot see: other clients' updates (update
+copying), the colluders' shared statistics ("A Little Is Enough"), the member's own earlier
+submissions (stale replay) or a Sybil owner's one update fanned out to its identities. The
+simulation applies them on the server after the round's replies arrive and before
+validation and aggregation, from ground truth the mechanisms never see
+(docs/ARCHITECTURE.md, "Contract: training behaviours").
+
+``CoalitionAttack.apply`` is the template (validate, rewrite members, pass everyone else
+through untouched); subclasses implement ``rewrite``. Members run an ordinary training
+behaviour on their ClientApp (usually ``honest``; ``free_rider`` for copying, which needs no
+training) and the attack replaces what they sent.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from statistics import NormalDist
+from typing import ClassVar, Literal
+
+import numpy as np
+from pydantic import Field, field_validator, model_validator
+
+from agents._params import BaseParams, validate_params
+from agents._registry import Registry
+from agents._weights import Weights, check_pair, copy_weights, gaussian_like, is_float
+from agents.sybil import SybilGroup
+
+__all__ = [
+    "COALITION_ATTACKS",
+    "ALIEAttack",
+    "ALIEParams",
+    "CoalitionAttack",
+    "StaleReplayAttack",
+    "StaleReplayParams",
+    "SybilDuplicateAttack",
+    "SybilDuplicateParams",
+    "UpdateCopyingAttack",
+    "UpdateCopyingParams",
+    "alie_z_max",
+    "attack_from_config",
+    "attack_to_config",
+    "create_coalition_attack",
+]
+
+logger = logging.getLogger("fedmarket.agents")
+
+Submissions = Mapping[str, Sequence[np.ndarray]]
+
+
+def _distinct_members(members: tuple[str, ...]) -> tuple[str, ...]:
+    if len(set(members)) != len(members):
+        raise ValueError(f"members must be distinct, got {list(members)}")
+    if any(not m for m in members):
+        raise ValueError("members must be non-empty strings")
+    return members
+
+
+class CoalitionAttack(ABC):
+    """A rewrite of the coalition members' submissions in one round.
+
+    Subclasses set ``name`` and ``Params`` and implement ``members`` and ``rewrite``.
+    """
+
+    name: ClassVar[str]
+    Params: ClassVar[type[BaseParams]]
+
+    def __init__(self, params: BaseParams | None = None) -> None:
+        if params is None:
+            params = self.Params()
+        if not isinstance(params, self.Params):
+            raise ValueError(
+                f"{type(self).__name__} expects {self.Params.__name__}, got {type(params).__name__}"
+            )
+        self.params: BaseParams = params
+
+    @property
+    @abstractmethod
+    def members(self) -> frozenset[str]:
+        """The client ids whose submissions this attack may rewrite."""
+
+    @abstractmethod
+    def rewrite(
+        self,
+        round: int,
+        present: tuple[str, ...],
+        submissions: Submissions,
+        global_weights: Sequence[np.ndarray],
+        rng: np.random.Generator,
+    ) -> dict[str, Weights]:
+        """Return new weights for (a subset of) ``present``, the members that replied.
+
+        ``submissions`` holds every reply of the round, members' as they were sent.
+        """
+
+    def apply(
+        self,
+        round: int,
+        submissions: Submissions,
+        global_weights: Sequence[np.ndarray],
+        rng: np.random.Generator,
+    ) -> dict[str, list[np.ndarray]]:
+        """Return every submission, members' rewritten; non-members' arrays are passed as-is.
+
+        Raises:
+            ValueError: ``round < 1`` or a submission whose arrays do not match the global
+                model's.
+        """
+        if round < 1:
+            raise ValueError(f"round must be >= 1, got {round}")
+        for client, weights in submissions.items():
+            try:
+                check_pair(global_weights, weights)
+            except ValueError as exc:
+                raise ValueError(f"submission of {client}: {exc}") from None
+        present = tuple(sorted(c for c in submissions if c in self.members))
+        out: dict[str, list[np.ndarray]] = {c: list(w) for c, w in submissions.items()}
+        if not present:
+            return out
+        rewritten = self.rewrite(round, present, submissions, global_weights, rng)
+        unknown = set(rewritten) - set(present)
+        if unknown:
+            raise RuntimeError(f"{self.name} rewrote non-members {sorted(unknown)}")
+        out.update(rewritten)
+        logger.debug("%s rewrote %s in round %d", self.name, sorted(rewritten), round)
+        return out
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.params!r})"
+
+
+# -- stale replay --------------------------------------------------------------------------
+
+
+class StaleReplayParams(BaseParams):
+    """Parameters of ``stale_replay``.
+
+    Attributes:
+        members: the replaying clients.
+        lag: replay what the member sent ``lag`` rounds ago (or the latest earlier one).
+        replay: ``"delta"`` re-applies the old update to the current global model
+            (``w_g^t + (w_i^{t−lag} − w_g^{t−lag})``); ``"weights"`` resubmits the old model.
+    """
+
+    members: tuple[str, ...] = Field(min_length=1)
+    lag: int = Field(1, ge=1)
+    replay: Literal["delta", "weights"] = "delta"
+
+    _check_members = field_validator("members")(_distinct_members)
+
+
+class StaleReplayAttack(CoalitionAttack):
+    """Free-riding by replaying one's own old update (Fraboni et al. 2021; Lin et al. 2019,
+    "Free-riders in federated learning: attacks and defenses").
+
+    Keeps, per member, what it submitted (as sent, before any rewrite) in earlier rounds.
+    Until a submission at least ``lag`` rounds old exists, the member's reply passes through.
+    """
+
+    name: ClassVar[str] = "stale_replay"
+    Params: ClassVar[type[StaleReplayParams]] = StaleReplayParams
+    params: StaleReplayParams
+
+    def __init__(self, params: StaleReplayParams | None = None) -> None:
+        super().__init__(params)
+        # member -> [(round, stored arrays)], rounds increasing
+        self._history: dict[str, list[tuple[int, Weights]]] = {}
+
+    @property
+    def members(self) -> frozenset[str]:
+        return frozenset(self.params.members)
+
+    def _store(
+        self, submitted: Sequence[np.ndarray], global_weights: Sequence[np.ndarray]
+    ) -> Weights:
+        if self.params.replay == "weights":
+            return copy_weights(submitted)
+        return [
+            (w - g) if is_float(w) else np.array(w, copy=True)
+            for w, g in zip(submitted, global_weights, strict=True)
+        ]
+
+    def rewrite(
+        self,
+        round: int,
+        present: tuple[str, ...],
+        submissions: Submissions,
+        global_weights: Sequence[np.ndarray],
+        rng: np.random.Generator,
+    ) -> dict[str, Weights]:
+        out: dict[str, Weights] = {}
+        for member in present:
+            history = self._history.setdefault(member, [])
+            if history and history[-1][0] >= round:
+                raise ValueError(
+                    f"stale_replay: round {round} for {member} after round {history[-1][0]}"
+                )
+            old = [stored for r, stored in history if r <= round - self.params.lag]
+            if old:
+                stored = old[-1]
+                if self.params.replay == "weights":
+                    out[member] = copy_weights(stored)
+                else:
+                    out[member] = [
+                        (g + d).astype(g.dtype, copy=False) if is_float(g) else np.array(s)
+                        for g, d, s in zip(global_weights, stored, submissions[member], strict=True)
+                    ]
+            history.append((round, self._store(submissions[member], global_weights)))
+            # Future rounds need at most the latest entry at or before round + 1 − lag.
+            horizon = round + 1 - self.params.lag
+            usable = [i for i, (r, _) in enumerate(history) if r <= horizon]
+            if usable:
+                del history[: usable[-1]]
+        return out
+
+
+# -- update copying ------------------------------------------------------------------------
+
+
+class UpdateCopyingParams(BaseParams):
+    """Parameters of ``update_copying``: the copying clients."""
+
+    members: tuple[str, ...] = Field(min_length=1)
+
+    _check_members = field_validator("members")(_distinct_members)
+
+
+class UpdateCopyingAttack(CoalitionAttack):
+    """Each member submits a copy of a non-member's update from this round.
+
+    The victim is drawn per member (members in sorted order) with ``rng.integers`` from the
+    sorted ids of the non-members that replied, so a seed fixes it. With no non-member
+    reply the members' own submissions pass through.
+    """
+
+    name: ClassVar[str] = "update_copying"
+    Params: ClassVar[type[UpdateCopyingParams]] = UpdateCopyingParams
+    params: UpdateCopyingParams
+
+    def __init__(self, params: UpdateCopyingParams | None = None) -> None:
+        super().__init__(params)
+        self.last_victims: dict[str, str] = {}
+
+    @property
+    def members(self) -> frozenset[str]:
+        return frozenset(self.params.members)
+
+    def rewrite(
+        self,
+        round: int,
+        present: tuple[str, ...],
+        submissions: Submissions,
+        global_weights: Sequence[np.ndarray],
+        rng: np.random.Generator,
+    ) -> dict[str, Weights]:
+        victims = sorted(c for c in submissions if c not in self.members)
+        self.last_victims = {}
+        if not victims:
+            logger.debug("update_copying: no non-member replied in round %d", round)
+            return {}
+        out: dict[str, Weights] = {}
+        for member in present:
+            victim = victims[int(rng.integers(len(victims)))]
+            self.last_victims[member] = victim
+            out[member] = copy_weights(submissions[victim])
+        return out
+
+
+# -- A Little Is Enough --------------------------------------------------------------------
+
+
+def alie_z_max(num_clients: int, num_attackers: int) -> float:
+    """``z_max = Φ⁻¹((n − s)/n)`` with ``s = ⌊n/2 + 1⌋ − m`` (Baruch et al. 2019, §4).
+
+    ``s`` is the number of honest clients the attackers must "win over" for a majority;
+    ``z_max`` is how many standard deviations the crafted update may sit from the mean while
+    still looking closer to the median than ``s`` honest ones. E.g. ``n = 10, m = 2``:
+    ``s = 4``, ``Φ⁻¹(0.6) ≈ 0.2533``.
+
+    Raises:
+        ValueError: unless ``1 <= m`` and ``s >= 1`` (i.e. ``m <= n // 2``).
+    """
+    n, m = num_clients, num_attackers
+    if m < 1 or n <= m:
+        raise ValueError(f"need 1 <= num_attackers < num_clients, got n={n}, m={m}")
+    s = math.floor(n / 2 + 1) - m
+    if s < 1:
+        raise ValueError(f"ALIE needs s = floor(n/2 + 1) - m >= 1, got s={s} for n={n}, m={m}")
+    return NormalDist().inv_cdf((n - s) / n)
+
+
+class ALIEParams(BaseParams):
+    """Parameters of ``alie``.
+
+    Attributes:
+        members: the colluders.
+        num_clients: ``n`` in the formula; ``None`` uses the number of replies this round.
+        z: override ``z_max``; ``None`` computes it with ``alie_z_max(n, m)`` where ``m`` is
+            the number of colluders that replied.
+    """
+
+    members: tuple[str, ...] = Field(min_length=1)
+    num_clients: int | None = Field(None, ge=2)
+    z: float | None = None
+
+    _check_members = field_validator("members")(_distinct_members)
+
+
+class ALIEAttack(CoalitionAttack):
+    """The "A Little Is Enough" attack (Baruch, Baruch & Goldberg, NeurIPS 2019).
+
+    The colluders pool their honestly trained deltas ``Δ_i = w_i − w_g``, take the
+    coordinate-wise mean ``μ`` and population standard deviation ``σ`` (``ddof=0``), and all
+    submit ``w_g + μ − z·σ``: small enough per coordinate to pass Krum, the median and
+    Bulyan, consistent enough to steer the aggregate.
+    """
+
+    name: ClassVar[str] = "alie"
+    Params: ClassVar[type[ALIEParams]] = ALIEParams
+    params: ALIEParams
+
+    def __init__(self, params: ALIEParams | None = None) -> None:
+        super().__init__(params)
+
+    @property
+    def members(self) -> frozenset[str]:
+        return frozenset(self.params.members)
+
+    def z_for(self, num_replies: int, num_present: int) -> float:
+        """The ``z`` used in a round with ``num_replies`` replies, ``num_present`` colluders."""
+        if self.params.z is not None:
+            return self.params.z
+        n = self.params.num_clients if self.params.num_clients is not None else num_replies
+        return alie_z_max(n, num_present)
+
+    def rewrite(
+        self,
+        round: int,
+        present: tuple[str, ...],
+        submissions: Submissions,
+        global_weights: Sequence[np.ndarray],
+        rng: np.random.Generator,
+    ) -> dict[str, Weights]:
+        z = self.z_for(len(submissions), len(present))
+        crafted: list[np.ndarray | None] = []
+        for i, g in enumerate(global_weights):
+            if not is_float(g):
+                crafted.append(None)
+                continue
+            g64 = g.astype(np.float64)
+            deltas = np.stack([submissions[m][i].astype(np.float64) - g64 for m in present])
+            mu = deltas.mean(axis=0)
+            sigma = deltas.std(axis=0)
+            crafted.append((g64 + mu - z * sigma).astype(g.dtype))
+        return {
+            m: [
+                np.array(c, copy=True) if c is not None else np.array(own, copy=True)
+                for c, own in zip(crafted, submissions[m], strict=True)
+            ]
+            for m in present
+        }
+
+
+# -- Sybil duplicate -----------------------------------------------------------------------
+
+
+class SybilDuplicateParams(BaseParams):
+    """Parameters of ``sybil_duplicate``.
+
+    Attributes:
+        groups: the Sybil groups; identities must not overlap across groups.
+        noise_std: std of Gaussian noise added to each copy (0 submits exact copies).
+    """
+
+    groups: tuple[SybilGroup, ...] = Field(min_length=1)
+    noise_std: float = Field(0.0, ge=0.0)
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> SybilDuplicateParams:
+        seen: set[str] = set()
+        for group in self.groups:
+            overlap = seen.intersection(group.identities)
+            if overlap:
+                raise ValueError(f"identities in several groups: {sorted(overlap)}")
+            seen.update(group.identities)
+        return self
+
+
+class SybilDuplicateAttack(CoalitionAttack):
+    """Every identity of a group submits its source identity's update (Fung et al. 2020).
+
+    The source is the group's first identity, in listed order, that replied this round; the
+    other identities that replied get its weights, plus ``N(0, noise_std²)`` on float arrays
+    if ``noise_std > 0`` (to slip past exact-duplicate filters).
+    """
+
+    name: ClassVar[str] = "sybil_duplicate"
+    Params: ClassVar[type[SybilDuplicateParams]] = SybilDuplicateParams
+    params: SybilDuplicateParams
+
+    def __init__(self, params: SybilDuplicateParams | None = None) -> None:
+        super().__init__(params)
+
+    @property
+    def members(self) -> frozenset[str]:
+        return frozenset(i for g in self.params.groups for i in g.identities)
+
+    def rewrite(
+        self,
+        round: int,
+        present: tuple[str, ...],
+        submissions: Submissions,
+        global_weights: Sequence[np.ndarray],
+        rng: np.random.Generator,
+    ) -> dict[str, Weights]:
+        out: dict[str, Weights] = {}
+        std = self.params.noise_std
+        for group in self.params.groups:
+            replied = [i for i in group.identities if i in submissions]
+            if len(replied) < 2:
+                continue
+            source = submissions[replied[0]]
+            for identity in replied[1:]:
+                out[identity] = [
+                    s + gaussian_like(s, std, rng) if std > 0 and is_float(s) else np.array(s)
+                    for s in source
+                ]
+        return out
+
+
+# -- registry ------------------------------------------------------------------------------
+
+COALITION_ATTACKS: Registry[type[CoalitionAttack]] = Registry("coalition attack")
+for _cls in (StaleReplayAttack, UpdateCopyingAttack, ALIEAttack, SybilDuplicateAttack):
+    COALITION_ATTACKS.register(_cls.name, _cls)
+del _cls
+
+
+def create_coalition_attack(
+    name: str, params: Mapping[str, object] | BaseParams | None = None
+) -> CoalitionAttack:
+    """Build the coalition attack registered as ``name`` from JSON-able ``params``.
+
+    Raises:
+        ValueError: unknown ``name`` (listing valid names) or invalid ``params`` (naming the
+            field).
+    """
+    cls = COALITION_ATTACKS.get_or_raise(name)
+    validated = validate_params(cls.Params, params, what=f"coalition attack {name!r}")
+    return cls(validated)
+
+
+def attack_to_config(attack: CoalitionAttack) -> str:
+    """Canonical JSON ``{"name": ..., "params": {...}}`` of an attack (state not included)."""
+    return json.dumps(
+        {"name": attack.name, "params": attack.params.model_dump(mode="json")},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        allow_nan=False,
+    )
+
+
+def attack_from_config(config: str) -> CoalitionAttack:
+    """A fresh attack from ``attack_to_config``'s string; bad input raises ``ValueError``."""
+    try:
+        payload = json.loads(config)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"attack config is not JSON: {exc}") from exc
+    if not isinstance(payload, dict) or set(payload) != {"name", "params"}:
+        raise ValueError('attack config must be an object with exactly "name" and "params"')
+    name, params = payload["name"], payload["params"]
+    if not isinstance(name, str) or not isinstance(params, dict):
+        raise ValueError('attack config: "name" must be a string and "params" an object')
+    return create_coalition_attack(name, params)
