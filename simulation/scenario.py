@@ -1,0 +1,440 @@
+"""The scenario file: schema, loading, overrides and error reporting.
+
+A scenario names a population, a learning task, an incentive design and (in
+later schema sections) an attack timeline. Everything a user writes is a
+pydantic model with ``extra="forbid"``, so a typo is an error that names the
+field instead of a silently ignored key. Errors are collected, never raised
+one at a time: a user fixing a file sees every problem at once, as
+``FILE: field.path -> reason``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from simulation.errors import Problem, ScenarioError
+
+SCHEMA_VERSION = 1
+
+
+class StrictModel(BaseModel):
+    """Base of every user-facing model: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- data
+
+
+class SyntheticConfig(StrictModel):
+    """FedProx ``Synthetic(α, β)`` (Li et al. 2020): α controls how much local models
+    differ across clients, β how much local input distributions differ."""
+
+    alpha: float = Field(1.0, ge=0.0, description="model heterogeneity α")
+    beta: float = Field(1.0, ge=0.0, description="data heterogeneity β")
+    dim: int = Field(60, ge=2, le=10_000, description="input dimension")
+    num_classes: int = Field(10, ge=2, le=1000)
+    samples_per_client: int = Field(200, ge=10, le=1_000_000, description="mean; lognormal")
+    iid: bool = Field(False, description="Synthetic-IID: one shared model and input law")
+
+
+class DatasetConfig(StrictModel):
+    """Which bundled or generated dataset, and how much of it the server keeps."""
+
+    name: Literal["digits", "breast_cancer", "synthetic"] = "digits"
+    test_fraction: float = Field(0.2, gt=0.0, lt=0.9, description="server-side test split")
+    validation_fraction: float = Field(
+        0.1, ge=0.0, lt=0.5, description="server-side validation split (contribution scoring)"
+    )
+    synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
+
+
+class IidPartition(StrictModel):
+    """Uniformly random, equal-size client shards."""
+
+    kind: Literal["iid"] = "iid"
+
+
+class DirichletPartition(StrictModel):
+    """Label skew: each class is split across clients by Dir(α); small α = more skew."""
+
+    kind: Literal["dirichlet"] = "dirichlet"
+    alpha: float = Field(0.5, gt=0.0)
+    min_partition_size: int = Field(5, ge=0)
+
+
+class PathologicalPartition(StrictModel):
+    """Each client sees only ``classes_per_client`` classes (McMahan et al. 2017)."""
+
+    kind: Literal["pathological"] = "pathological"
+    classes_per_client: int = Field(2, ge=1)
+
+
+class NaturalPartition(StrictModel):
+    """One shard per generated client (the synthetic dataset's own split)."""
+
+    kind: Literal["natural"] = "natural"
+
+
+Partition = Annotated[
+    IidPartition | DirichletPartition | PathologicalPartition | NaturalPartition,
+    Field(discriminator="kind"),
+]
+
+
+# -------------------------------------------------------------------------- model
+
+
+class ModelConfig(StrictModel):
+    """A model from the registry; the size fields each model reads are documented there."""
+
+    name: Literal["logreg", "mlp", "cnn"] = "mlp"
+    hidden: tuple[int, ...] = Field((64,), description="mlp: hidden layer widths")
+    channels: tuple[int, ...] = Field((16, 32), description="cnn: conv channels per block")
+
+    @model_validator(mode="after")
+    def _sizes_positive(self) -> ModelConfig:
+        if any(h < 1 for h in self.hidden):
+            raise ValueError("hidden: every width must be >= 1")
+        if any(c < 1 for c in self.channels):
+            raise ValueError("channels: every width must be >= 1")
+        return self
+
+
+# ---------------------------------------------------------------------- population
+
+
+class ClientsConfig(StrictModel):
+    """How many clients exist and how many train each round."""
+
+    count: int = Field(10, ge=1, le=10_000)
+    fraction: float = Field(1.0, gt=0.0, le=1.0, description="fraction sampled per round")
+    min_per_round: int = Field(1, ge=1)
+
+
+class TrainingConfig(StrictModel):
+    """Local training on each client."""
+
+    epochs: int = Field(1, ge=1, le=1000)
+    batch_size: int = Field(32, ge=1, le=100_000)
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    lr: float = Field(0.1, gt=0.0, le=10.0)
+    momentum: float = Field(0.0, ge=0.0, lt=1.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+
+
+class NoPrivacy(StrictModel):
+    """The non-private baseline."""
+
+    mode: Literal["none"] = "none"
+
+
+class DPSGDPrivacy(StrictModel):
+    """Sample-level DP-SGD with Opacus (Poisson sampling, RDP accounting).
+
+    Give either ``noise_multiplier`` or ``target_epsilon`` (the noise is then
+    calibrated so a client that trains every round ends at that ε).
+    """
+
+    mode: Literal["dp_sgd"] = "dp_sgd"
+    noise_multiplier: float | None = Field(None, gt=0.0)
+    target_epsilon: float | None = Field(None, gt=0.0)
+    max_grad_norm: float = Field(1.0, gt=0.0)
+    delta: float = Field(1e-5, gt=0.0, lt=1.0)
+    budget: float | None = Field(
+        None, gt=0.0, description="per-client ε budget; a client stops before exceeding it"
+    )
+    grad_sample_mode: Literal["auto", "ghost", "hooks"] = "auto"
+
+    @model_validator(mode="after")
+    def _one_noise_source(self) -> DPSGDPrivacy:
+        if (self.noise_multiplier is None) == (self.target_epsilon is None):
+            raise ValueError("give exactly one of noise_multiplier or target_epsilon")
+        return self
+
+
+Privacy = Annotated[NoPrivacy | DPSGDPrivacy, Field(discriminator="mode")]
+
+
+class AggregationConfig(StrictModel):
+    """Server-side aggregation: a Flower strategy by name."""
+
+    strategy: str = "fedavg"
+    params: dict[str, float | int | str | bool] = Field(default_factory=dict)
+
+
+class RewardsConfig(StrictModel):
+    """Token emission and the incentive mechanism that splits it."""
+
+    mechanism: str = "data_size"
+    emission_per_round: float = Field(100.0, ge=0.0, description="tokens minted per round")
+    params: dict[str, float | int | str | bool] = Field(default_factory=dict)
+
+
+class MarketConfig(StrictModel):
+    """Participation economics on the ledger."""
+
+    initial_grant: float = Field(10.0, ge=0.0, description="tokens granted to each new client")
+    stake: float = Field(5.0, ge=0.0, description="tokens a client stakes to join")
+    block: Literal["round"] = "round"
+
+
+class TimingConfig(StrictModel):
+    """The simulated clock's compute-and-network model of a round."""
+
+    client_gflops: float = Field(1.0, gt=0.0, description="median client speed")
+    heterogeneity: float = Field(0.5, ge=0.0, description="lognormal σ of client speed")
+    bandwidth_mbps: float = Field(20.0, gt=0.0)
+    latency_s: float = Field(0.05, ge=0.0)
+    dp_overhead: float = Field(2.0, ge=1.0, description="compute factor of per-sample clipping")
+    server_seconds: float = Field(0.1, ge=0.0, description="aggregation time per round")
+
+
+class ResourcesConfig(StrictModel):
+    """Flower Simulation Engine resources (Ray backend)."""
+
+    backend: Literal["ray"] = "ray"
+    num_cpus: int | None = Field(None, ge=1, description="CPUs given to Ray (default: all)")
+    client_cpus: float = Field(1.0, gt=0.0)
+
+
+class OutputConfig(StrictModel):
+    """What a run writes."""
+
+    save_model: bool = True
+    csv: bool = True
+
+
+class Scenario(StrictModel):
+    """A whole experiment: the root of a scenario file."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    name: str = Field("scenario", min_length=1, max_length=200)
+    description: str = ""
+    seed: int = Field(0, ge=0, le=2**63 - 1)
+    dataset: DatasetConfig = Field(default_factory=DatasetConfig)
+    partition: Partition = Field(default_factory=IidPartition)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    clients: ClientsConfig = Field(default_factory=ClientsConfig)
+    rounds: int = Field(5, ge=1, le=100_000)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    privacy: Privacy = Field(default_factory=NoPrivacy)
+    aggregation: AggregationConfig = Field(default_factory=AggregationConfig)
+    rewards: RewardsConfig = Field(default_factory=RewardsConfig)
+    market: MarketConfig = Field(default_factory=MarketConfig)
+    timing: TimingConfig = Field(default_factory=TimingConfig)
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> Scenario:
+        if self.model.name == "cnn" and self.dataset.name != "digits":
+            raise ValueError("model.name: cnn needs an image dataset (digits)")
+        if self.partition.kind == "natural" and self.dataset.name != "synthetic":
+            raise ValueError("partition.kind: natural is only defined for synthetic")
+        if self.clients.min_per_round > self.clients.count:
+            raise ValueError("clients.min_per_round: larger than clients.count")
+        return self
+
+    def resolved(self) -> dict[str, Any]:
+        """The fully resolved scenario as plain JSON-able data."""
+        return self.model_dump(mode="json")
+
+    def sha256(self) -> str:
+        """Hash of the resolved scenario's canonical JSON: names the experiment on the ledger."""
+        blob = json.dumps(self.resolved(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+# ------------------------------------------------------------------ error handling
+
+# Fields whose value is a discriminated union: pydantic puts the tag in the
+# error location (``privacy.dp_sgd.noise_multiplier``); users never wrote it.
+_TAGGED = {"partition", "privacy"}
+
+
+def _field_path(loc: Sequence[int | str]) -> str:
+    parts: list[str] = []
+    skip_next = False
+    for item in loc:
+        if skip_next:
+            skip_next = False
+            continue
+        parts.append(str(item))
+        if item in _TAGGED:
+            skip_next = True
+    return ".".join(parts)
+
+
+def _valid_keys(loc: Sequence[int | str]) -> list[str]:
+    """Field names valid at the parent of ``loc``, to suggest on an unknown key."""
+    model: Any = Scenario
+    path = [p for p in loc[:-1]]
+    i = 0
+    while i < len(path):
+        name = path[i]
+        fields = getattr(model, "model_fields", None)
+        if fields is None or name not in fields:
+            return []
+        ann = fields[name].annotation
+        if name in _TAGGED and i + 1 < len(path):
+            tag = path[i + 1]
+            options = getattr(ann, "__args__", ())
+            for opt in options:
+                for inner in getattr(opt, "__args__", (opt,)):
+                    mf = getattr(inner, "model_fields", {})
+                    for key in ("kind", "mode"):
+                        if key in mf and mf[key].default == tag:
+                            model = inner
+            i += 2
+            continue
+        model = ann
+        i += 1
+    fields = getattr(model, "model_fields", None)
+    return sorted(fields) if fields else []
+
+
+def problems_from_validation(source: str, err: ValidationError) -> list[Problem]:
+    """Turn a pydantic error into one ``Problem`` per failing field."""
+    problems: list[Problem] = []
+    for e in err.errors(include_url=False):
+        loc = tuple(e["loc"])
+        field = _field_path(loc)
+        reason = str(e["msg"])
+        if e["type"] == "extra_forbidden":
+            valid = _valid_keys(loc)
+            reason = "unknown field" + (f" (valid: {', '.join(valid)})" if valid else "")
+        elif reason.startswith("Value error, "):
+            reason = reason.removeprefix("Value error, ")
+            # Cross-field validators name their own field as "field: reason".
+            head, sep, tail = reason.partition(": ")
+            if sep and " " not in head:
+                field = f"{field}.{head}" if field else head
+                reason = tail
+        if e["type"] not in ("extra_forbidden", "missing") and "input" in e:
+            shown = repr(e["input"])
+            if len(shown) <= 60 and not isinstance(e["input"], dict):
+                reason = f"{reason} (got {shown})"
+        problems.append(Problem(source, field, reason))
+    return problems
+
+
+# ------------------------------------------------------------------------ loading
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML mapping, turning I/O and syntax errors into ``ScenarioError``."""
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ScenarioError([Problem(source, "", "file not found")]) from None
+    except OSError as exc:
+        raise ScenarioError([Problem(source, "", f"cannot read: {exc.strerror}")]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ScenarioError([Problem(source, where, f"invalid YAML: {problem}")]) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ScenarioError([Problem(source, "", "the top level must be a mapping")])
+    return data
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Parse ``key.path=value``; the value is read as YAML (``0.1``, ``true``, ``[64,32]``)."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ScenarioError([Problem("--set", text, "expected key.path=value")])
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Return a copy of ``data`` with each ``key.path=value`` override set."""
+    out = json.loads(json.dumps(data))
+    problems: list[Problem] = []
+    for text in overrides:
+        try:
+            path, value = parse_override(text)
+        except ScenarioError as exc:
+            problems.extend(exc.problems)
+            continue
+        node = out
+        for i, part in enumerate(path[:-1]):
+            nxt = node.get(part)
+            if nxt is None:
+                nxt = node[part] = {}
+            if not isinstance(nxt, dict):
+                dotted = ".".join(path[: i + 1])
+                problems.append(Problem("--set", text, f"{dotted} is not a section"))
+                break
+            node = nxt
+        else:
+            node[path[-1]] = value
+    if problems:
+        raise ScenarioError(problems)
+    return out
+
+
+def validate_data(data: Mapping[str, Any], source: str) -> Scenario:
+    """Validate plain data as a ``Scenario`` and check registry names."""
+    try:
+        scenario = Scenario.model_validate(dict(data))
+    except ValidationError as err:
+        raise ScenarioError(problems_from_validation(source, err)) from None
+    problems = _check_names(scenario, source)
+    if problems:
+        raise ScenarioError(problems)
+    return scenario
+
+
+def _check_names(scenario: Scenario, source: str) -> list[Problem]:
+    """Names that point into registries (aggregators, mechanisms) must exist."""
+    from marketplace.incentives import MECHANISMS  # noqa: PLC0415 (keeps import light)
+    from simulation.aggregation import AGGREGATORS  # noqa: PLC0415
+
+    problems = []
+    if scenario.aggregation.strategy not in AGGREGATORS:
+        valid = ", ".join(AGGREGATORS.names())
+        problems.append(
+            Problem(source, "aggregation.strategy", f"unknown strategy (valid: {valid})")
+        )
+    if scenario.rewards.mechanism not in MECHANISMS:
+        valid = ", ".join(sorted(MECHANISMS))
+        problems.append(
+            Problem(source, "rewards.mechanism", f"unknown mechanism (valid: {valid})")
+        )
+    return problems
+
+
+def load_scenario(
+    path: Path | str, overrides: Iterable[str] = (), seed: int | None = None
+) -> Scenario:
+    """Load, override and validate a scenario file; raise ``ScenarioError`` listing problems."""
+    path = Path(path)
+    data = read_yaml(path)
+    data = apply_overrides(data, overrides)
+    if seed is not None:
+        data["seed"] = seed
+    return validate_data(data, str(path))
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of a scenario file (for editors and ``fedmarket schema``)."""
+    return Scenario.model_json_schema()
