@@ -148,7 +148,7 @@ class StaleReplayParams(BaseParams):
     """
 
     members: tuple[str, ...] = Field(min_length=1)
-    lag: int = Field(1, ge=1)
+    lag: int = Field(default=1, ge=1)
     replay: Literal["delta", "weights"] = "delta"
 
     _check_members = field_validator("members")(_distinct_members)
@@ -305,7 +305,7 @@ class ALIEParams(BaseParams):
     """
 
     members: tuple[str, ...] = Field(min_length=1)
-    num_clients: int | None = Field(None, ge=2)
+    num_clients: int | None = Field(default=None, ge=2)
     z: float | None = None
 
     _check_members = field_validator("members")(_distinct_members)
@@ -378,7 +378,7 @@ class SybilDuplicateParams(BaseParams):
     """
 
     groups: tuple[SybilGroup, ...] = Field(min_length=1)
-    noise_std: float = Field(0.0, ge=0.0)
+    noise_std: float = Field(default=0.0, ge=0.0)
 
     @model_validator(mode="after")
     def _disjoint(self) -> SybilDuplicateParams:

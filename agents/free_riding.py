@@ -59,8 +59,8 @@ class FreeRiderBehaviour(TrainingBehaviour):
 class DisguisedFreeRiderParams(BaseParams):
     """Parameters of ``disguised_free_rider``: noise ``σ·t^−γ`` in round ``t``."""
 
-    sigma: float = Field(1e-3, gt=0.0)
-    gamma: float = Field(1.0, ge=0.0)
+    sigma: float = Field(default=1e-3, gt=0.0)
+    gamma: float = Field(default=1.0, ge=0.0)
 
 
 class DisguisedFreeRiderBehaviour(TrainingBehaviour):

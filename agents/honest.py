@@ -23,10 +23,10 @@ __all__ = ["HonestBehaviour", "HonestParams"]
 class HonestParams(BaseParams):
     """Parameters of ``honest``. All defaults give a plain FedAvg client."""
 
-    data_fraction: float = Field(1.0, gt=0.0, le=1.0)
-    local_epoch_multiplier: float = Field(1.0, gt=0.0)
-    compute_speed: float = Field(1.0, gt=0.0)
-    dropout_prob: float = Field(0.0, ge=0.0, lt=1.0)
+    data_fraction: float = Field(default=1.0, gt=0.0, le=1.0)
+    local_epoch_multiplier: float = Field(default=1.0, gt=0.0)
+    compute_speed: float = Field(default=1.0, gt=0.0)
+    dropout_prob: float = Field(default=0.0, ge=0.0, lt=1.0)
 
 
 class HonestBehaviour(TrainingBehaviour):

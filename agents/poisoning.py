@@ -63,7 +63,7 @@ class LabelFlipParams(BaseParams):
             mapping only samples whose label is a source are eligible.
     """
 
-    fraction: float = Field(1.0, ge=0.0, le=1.0)
+    fraction: float = Field(default=1.0, ge=0.0, le=1.0)
     mapping: dict[int, int] | None = None
 
     @model_validator(mode="after")
@@ -126,7 +126,7 @@ class LabelFlipBehaviour(TrainingBehaviour):
 class SignFlipParams(BaseParams):
     """Parameters of ``sign_flip``: submit ``w_g − scale·(w_local − w_g)``."""
 
-    scale: float = Field(1.0, gt=0.0)
+    scale: float = Field(default=1.0, gt=0.0)
 
 
 class SignFlipBehaviour(TrainingBehaviour):
@@ -151,7 +151,7 @@ class SignFlipBehaviour(TrainingBehaviour):
 class ScalingParams(BaseParams):
     """Parameters of ``scaling``: submit ``w_g + factor·(w_local − w_g)``."""
 
-    factor: float = Field(10.0, gt=0.0)
+    factor: float = Field(default=10.0, gt=0.0)
 
 
 class ScalingBehaviour(TrainingBehaviour):
@@ -197,7 +197,7 @@ class GaussianNoiseParams(BaseParams):
             submits ``w_local + N(0, σ²)``.
     """
 
-    sigma: float = Field(1.0, gt=0.0)
+    sigma: float = Field(default=1.0, gt=0.0)
     mode: Literal["replace", "add"] = "replace"
 
 
@@ -267,11 +267,11 @@ class BackdoorParams(BaseParams):
             1.0 submits the poisoned model as trained.
     """
 
-    target_label: int = Field(0, ge=0)
-    fraction: float = Field(0.5, ge=0.0, le=1.0)
-    trigger_size: int = Field(4, ge=1)
+    target_label: int = Field(default=0, ge=0)
+    fraction: float = Field(default=0.5, ge=0.0, le=1.0)
+    trigger_size: int = Field(default=4, ge=1)
     trigger_value: float = 1.0
-    boost: float = Field(1.0, gt=0.0)
+    boost: float = Field(default=1.0, gt=0.0)
 
 
 class BackdoorBehaviour(TrainingBehaviour):
