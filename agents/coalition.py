@@ -71,6 +71,8 @@ class CoalitionAttack(ABC):
     Params: ClassVar[type[BaseParams]]
 
     def __init__(self, params: BaseParams | None = None) -> None:
+        if not hasattr(type(self), "Params"):
+            raise TypeError(f"{type(self).__name__} must set the class attribute Params")
         if params is None:
             params = self.Params()
         if not isinstance(params, self.Params):

@@ -59,8 +59,9 @@ class LabelFlipParams(BaseParams):
 
     Attributes:
         fraction: share of the eligible samples whose label is flipped.
-        mapping: source → target labels; ``None`` means ``y → num_classes − 1 − y``. With a
-            mapping only samples whose label is a source are eligible.
+        mapping: source → target labels; ``None`` means ``y → num_classes − 1 − y``. Only
+            samples whose label the map changes are eligible, so exactly
+            ``poisoned_count(fraction, n_eligible)`` labels change.
     """
 
     fraction: float = Field(default=1.0, ge=0.0, le=1.0)
@@ -101,18 +102,20 @@ class LabelFlipBehaviour(TrainingBehaviour):
             out[y == src] = dst
         return out
 
-    def eligible(self, y: np.ndarray) -> np.ndarray:
-        """Indices of samples the attack may relabel."""
-        if self.params.mapping is None:
-            return np.arange(y.shape[0])
-        return np.flatnonzero(np.isin(y, np.array(list(self.params.mapping), dtype=y.dtype)))
+    def eligible(self, y: np.ndarray, num_classes: int) -> np.ndarray:
+        """Indices of samples whose label the map actually changes.
+
+        With the default map that is every sample unless ``num_classes`` is odd (the middle
+        class is a fixed point); with a source→target map, the samples of a source label.
+        """
+        return np.flatnonzero(self.flip(y, num_classes) != y)
 
     def prepare_data(
         self, x: np.ndarray, y: np.ndarray, ctx: RoundContext
     ) -> tuple[np.ndarray, np.ndarray]:
         _check_xy(x, y)
         flipped = self.flip(y, ctx.num_classes)
-        candidates = self.eligible(y)
+        candidates = np.flatnonzero(flipped != y)
         k = poisoned_count(self.params.fraction, candidates.shape[0])
         chosen = ctx.rng.choice(candidates, size=k, replace=False)
         out = y.copy()
@@ -178,6 +181,8 @@ def _scale_delta(
 ) -> Weights:
     """``w_g + factor·(w_local − w_g)`` on float arrays; others keep the local values."""
     check_pair(global_weights, local_weights)
+    if factor == 1.0:
+        return [np.array(w, copy=True) for w in local_weights]
     out: Weights = []
     for g, w in zip(global_weights, local_weights, strict=True):
         if is_float(w):

@@ -255,3 +255,23 @@ def test_same_seed_same_output(name: str, params: dict[str, object]) -> None:
     np.testing.assert_array_equal(y1, y2)
     for a, b in zip(u1, u2, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_label_flip_skips_fixed_points_of_odd_class_count() -> None:
+    # 5 classes: y -> 4 - y leaves class 2 alone, so 8 of 10 samples are eligible; 50 % -> 4
+    y = np.tile(np.arange(5), 2)
+    behaviour = create_behaviour("label_flip", {"fraction": 0.5})
+    assert isinstance(behaviour, LabelFlipBehaviour)
+    np.testing.assert_array_equal(behaviour.eligible(y, 5), [0, 1, 3, 4, 5, 6, 8, 9])
+    _, y_out = behaviour.prepare_data(np.zeros((10, 1)), y, ctx(num_classes=5))
+    changed = np.flatnonzero(y_out != y)
+    assert changed.size == 4
+    np.testing.assert_array_equal(y_out[changed], 4 - y[changed])
+
+
+def test_backdoor_boost_scales_the_delta() -> None:
+    behaviour = BackdoorBehaviour(BackdoorParams(boost=2.0))
+    out = behaviour.transform_update(GLOBAL, LOCAL, ctx())
+    np.testing.assert_array_equal(out[0], np.array([[2.0, 0.0], [3.0, 8.0]], dtype=np.float32))
+    unboosted = BackdoorBehaviour().transform_update(GLOBAL, LOCAL, ctx())
+    np.testing.assert_array_equal(unboosted[0], LOCAL[0])
