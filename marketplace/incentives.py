@@ -614,7 +614,8 @@ class Capped(MechanismWrapper):
     def allocate(self, outcome: RoundOutcome, weights: Mapping[str, float]) -> Allocation:
         base = self.inner.allocate(outcome, weights)
         budget = self.inner.budget(outcome)
-        cap = math.floor(Fraction(self.max_share) * budget)
+        # Decimal reading of the float, so max_share=0.6 of 100 is 60, not 59.
+        cap = math.floor(Fraction(str(self.max_share)) * budget)
         # Water-fill over the inner allocation itself, so wrappers nest.
         eligible = {a: base.amounts[a] for a in weights if base.amounts.get(a, 0) > 0}
         fixed: dict[str, int] = {}
