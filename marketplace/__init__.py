@@ -1,1 +1,88 @@
-"""FedMarket: marketplace."""
+"""FedMarket marketplace: a standalone, auditable ledger-backed market library.
+
+Pure Python + numpy + cryptography (no torch, no flwr). The simulation does all
+economics through :class:`Market`; :func:`audit_ledger` re-verifies a ledger
+file from scratch. Money is integer base units (``TOKEN`` per token).
+"""
+
+from marketplace.audit import AuditReport, audit_ledger
+from marketplace.canonical import JSON, canonical_bytes, canonical_json
+from marketplace.entries import Entry, SignedTransaction, Transaction
+from marketplace.errors import (
+    AuthorizationError,
+    DuplicateAccountError,
+    EmissionError,
+    InsufficientFunds,
+    LedgerIntegrityError,
+    LedgerNotFoundError,
+    LicenseError,
+    MarketplaceError,
+    NonceError,
+    ProofError,
+    ReadOnlyLedgerError,
+    RegistryError,
+    SignatureError,
+    StakeError,
+    TransactionError,
+    UnknownAccountError,
+    VoteError,
+)
+from marketplace.keys import derive_private_key, public_key_hex
+from marketplace.ledger import InclusionProof, Market, largest_remainder, ledger_path
+from marketplace.merkle import MerkleTree, verify_consistency, verify_inclusion
+from marketplace.model_registry import artifact_sha256, search_versions
+from marketplace.ratings import RATING_RULES, Ballot
+from marketplace.registry_base import Registry
+from marketplace.state import TREASURY, License, ModelVersion, Params, PriceTerms, Vote
+
+TOKEN = 1_000_000
+"""Base units per token."""
+
+__all__ = [
+    "JSON",
+    "RATING_RULES",
+    "TOKEN",
+    "TREASURY",
+    "AuditReport",
+    "AuthorizationError",
+    "Ballot",
+    "DuplicateAccountError",
+    "EmissionError",
+    "Entry",
+    "InclusionProof",
+    "InsufficientFunds",
+    "LedgerIntegrityError",
+    "LedgerNotFoundError",
+    "License",
+    "LicenseError",
+    "Market",
+    "MarketplaceError",
+    "MerkleTree",
+    "ModelVersion",
+    "NonceError",
+    "Params",
+    "PriceTerms",
+    "ProofError",
+    "ReadOnlyLedgerError",
+    "Registry",
+    "RegistryError",
+    "SignatureError",
+    "SignedTransaction",
+    "StakeError",
+    "Transaction",
+    "TransactionError",
+    "UnknownAccountError",
+    "Vote",
+    "VoteError",
+    "artifact_sha256",
+    "audit_ledger",
+    "canonical_bytes",
+    "canonical_json",
+    "derive_private_key",
+    "largest_remainder",
+    "ledger_path",
+    "public_key_hex",
+    "search_versions",
+    "verify_consistency",
+    "verify_inclusion",
+]

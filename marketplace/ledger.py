@@ -1,0 +1,744 @@
+"""The ``Market`` facade: a signed, hash-chained, Merkle-checkpointed SQLite ledger.
+
+Storage is one SQLite database in WAL mode. Every write runs inside an explicit
+``BEGIN IMMEDIATE`` transaction, so two writers serialize (the second waits on
+the lock and then catches up with the first's entries before appending) and a
+writer killed at any point leaves either the whole transaction or none of it.
+A one-row ``head`` table, written in the same transaction, records the last
+sequence number and hash so that truncation of the log is detected.
+
+Each entry is a :class:`~marketplace.entries.Entry` (canonical JSON). Entries
+are grouped into blocks: :meth:`Market.end_block` (or every ``block_size``
+entries) appends a treasury-signed ``checkpoint`` entry holding the RFC 6962
+root of every entry before it, the tree size and the simulated time. The final
+block may be open (unsealed) after a crash; the audit accepts that.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from marketplace.canonical import JSON
+from marketplace.entries import GENESIS_PREV, Entry, SignedTransaction, Transaction
+from marketplace.errors import (
+    LedgerIntegrityError,
+    LedgerNotFoundError,
+    ReadOnlyLedgerError,
+    RegistryError,
+    SignatureError,
+)
+from marketplace.keys import derive_private_key, public_key_hex, verify_signature
+from marketplace.merkle import MerkleTree, leaf_hash, verify_inclusion
+from marketplace.ratings import Ballot, aggregate_rating
+from marketplace.reputation import reputation
+from marketplace.state import (
+    RESERVED_KINDS,
+    TREASURY,
+    License,
+    MarketState,
+    ModelVersion,
+    Params,
+    PriceTerms,
+    pool_account,
+)
+
+__all__ = ["LEDGER_FILE", "InclusionProof", "Market", "largest_remainder", "ledger_path"]
+
+logger = logging.getLogger("fedmarket.ledger")
+
+LEDGER_FILE = "ledger.db"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    seq INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS head (
+    id INTEGER PRIMARY KEY CHECK (id = 0),
+    seq INTEGER NOT NULL,
+    hash TEXT NOT NULL
+);
+"""
+
+
+def ledger_path(path: Path | str) -> Path:
+    """``path`` itself if it names a ``.db`` file, else ``path / "ledger.db"``."""
+    p = Path(path)
+    return p if p.suffix == ".db" else p / LEDGER_FILE
+
+
+def largest_remainder(total: int, weights: Mapping[str, float]) -> dict[str, int]:
+    """Split ``total`` integer units by ``weights``; remainders go to the largest
+    fractional parts, ties broken by account id. The result sums exactly to ``total``."""
+    positive = {k: float(w) for k, w in weights.items() if w > 0}
+    if total <= 0 or not positive:
+        return {}
+    wsum = sum(positive.values())
+    exact = {k: total * w / wsum for k, w in positive.items()}
+    out = {k: int(v) for k, v in exact.items()}
+    left = total - sum(out.values())
+    for k in sorted(exact, key=lambda k: (-(exact[k] - out[k]), k))[:left]:
+        out[k] += 1
+    return {k: v for k, v in out.items() if v > 0}
+
+
+def connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
+    """Open the SQLite ledger with WAL and explicit transactions."""
+    if readonly:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, timeout=60)
+    else:
+        conn = sqlite3.connect(path, isolation_level=None, timeout=60)
+        conn.execute("PRAGMA journal_mode=WAL")
+        # NORMAL is durable against a killed process in WAL mode (only an OS
+        # crash/power loss may drop the last commits), and much faster than FULL.
+        conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA busy_timeout=60000")
+    return conn
+
+
+@dataclass(frozen=True, slots=True)
+class InclusionProof:
+    """An RFC 9162 inclusion proof of one entry, hex encoded."""
+
+    seq: int
+    tree_size: int
+    leaf_hash: str
+    path: tuple[str, ...]
+    root: str
+    checkpoint_seq: int | None
+    """The signed checkpoint entry whose root this is; ``None`` for the open block."""
+
+    def verify(self) -> None:
+        """Raise :class:`~marketplace.errors.ProofError` if the proof is invalid."""
+        verify_inclusion(
+            self.seq,
+            self.tree_size,
+            bytes.fromhex(self.leaf_hash),
+            [bytes.fromhex(p) for p in self.path],
+            bytes.fromhex(self.root),
+        )
+
+
+class Market:
+    """All marketplace economics, as signed and nonce-checked ledger transactions.
+
+    Use :meth:`create` or :meth:`open`; every mutating method appends one (or a
+    few) entries and raises a :class:`~marketplace.errors.MarketplaceError`
+    subclass when the transaction is refused, in which case nothing is appended.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        conn: sqlite3.Connection,
+        *,
+        readonly: bool,
+        clock: Callable[[], float] | None,
+    ) -> None:
+        self.path = path
+        self._conn = conn
+        self._readonly = readonly
+        self._clock = clock
+        self._state = MarketState()
+        self._tree = MerkleTree()
+        self._head = GENESIS_PREV
+        self._seed = 0
+        self._block_size: int | None = None
+        self._block_start = 0
+        self._keys: dict[str, Ed25519PrivateKey] = {}
+        self._pending: list[tuple[int, str, str]] = []
+        self._depth = 0
+        self._closed = False
+
+    # -- lifecycle ---------------------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        path: Path,
+        *,
+        seed: int,
+        genesis: Mapping[str, JSON],
+        clock: Callable[[], float] = lambda: 0.0,
+        block_size: int | None = None,
+    ) -> Market:
+        """Create ``ledger.db`` (``path`` is a run directory or a ``.db`` file) and
+        write the genesis entry, which registers the treasury.
+
+        ``genesis`` must hold ``scenario_hash``; ``genesis["params"]`` may
+        override :class:`~marketplace.state.Params` (unknown names: ValueError).
+        """
+        db = ledger_path(path)
+        if "scenario_hash" not in genesis:
+            raise ValueError("genesis must hold 'scenario_hash'")
+        if block_size is not None and block_size < 1:
+            raise ValueError(f"block_size must be >= 1, got {block_size}")
+        raw_params = genesis.get("params", {})
+        if not isinstance(raw_params, Mapping):
+            raise ValueError("genesis['params'] must be a mapping")
+        params = Params.from_mapping(raw_params)
+        if db.exists():
+            raise FileExistsError(f"ledger already exists: {db}")
+        db.parent.mkdir(parents=True, exist_ok=True)
+        conn = connect(db, readonly=False)
+        conn.executescript(_SCHEMA)
+        market = cls(db, conn, readonly=False, clock=clock)
+        market._seed = seed
+        market._block_size = block_size
+        data: dict[str, JSON] = dict(genesis)
+        data.update(
+            seed=seed,
+            params=params.to_json(),
+            block_size=block_size,
+            treasury_public_key=public_key_hex(market._key(TREASURY)),
+        )
+        market._append("genesis", TREASURY, data)
+        logger.info("created ledger %s (seed=%d, block_size=%s)", db, seed, block_size)
+        return market
+
+    @classmethod
+    def open(
+        cls,
+        path: Path,
+        *,
+        readonly: bool = True,
+        clock: Callable[[], float] | None = None,
+    ) -> Market:
+        """Open an existing ledger and replay it into memory (no audit; see
+        :func:`marketplace.audit.audit_ledger` for a from-scratch verification)."""
+        db = ledger_path(path)
+        if not db.is_file():
+            raise LedgerNotFoundError(f"no ledger at {db}")
+        conn = connect(db, readonly=readonly)
+        market = cls(db, conn, readonly=readonly, clock=clock)
+        market._catch_up()
+        return market
+
+    def close(self) -> None:
+        """Flush and close the database."""
+        if self._closed:
+            return
+        self._closed = True
+        self._conn.close()
+
+    def __enter__(self) -> Market:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- internals ---------------------------------------------------------------
+    def _key(self, account: str) -> Ed25519PrivateKey:
+        key = self._keys.get(account)
+        if key is None:
+            key = self._keys[account] = derive_private_key(self._seed, account)
+        return key
+
+    def _now(self) -> float:
+        if self._clock is None:
+            return self._state.last_time
+        return float(self._clock())
+
+    def _ingest(self, entry: Entry, record: str) -> None:
+        """Apply an already-stored entry (trusted: written by a Market)."""
+        block = self._state.block
+        self._state.apply(entry.tx)
+        if entry.kind == "genesis":
+            self._seed = int(entry.data["seed"])  # type: ignore[arg-type]
+            bs = entry.data.get("block_size")
+            self._block_size = bs if isinstance(bs, int) else None
+        if self._state.block != block:
+            self._block_start = entry.seq + 1
+        self._tree.append(leaf_hash(record.encode("utf-8")))
+        self._head = entry.hash
+
+    def _catch_up(self) -> None:
+        """Replay entries other writers appended since we last looked."""
+        rows = self._conn.execute(
+            "SELECT record FROM entries WHERE seq >= ? ORDER BY seq", (self._state.size,)
+        ).fetchall()
+        for (record,) in rows:
+            entry = Entry.from_record(record)
+            if entry.seq != self._state.size or entry.prev_hash != self._head:
+                raise LedgerIntegrityError(entry.seq, "does not extend the chain; run an audit")
+            self._ingest(entry, record)
+
+    def _begin(self) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = self._conn.execute("SELECT seq FROM head WHERE id = 0").fetchone()
+            if row is not None and int(row[0]) + 1 != self._state.size:
+                self._catch_up()
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+
+    def _commit(self) -> None:
+        try:
+            if self._pending:
+                self._conn.executemany(
+                    "INSERT INTO entries (seq, kind, record) VALUES (?, ?, ?)", self._pending
+                )
+                self._conn.execute(
+                    "INSERT OR REPLACE INTO head (id, seq, hash) VALUES (0, ?, ?)",
+                    (self._state.size - 1, self._head),
+                )
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._rollback_and_reload()
+            raise
+        finally:
+            self._pending.clear()
+
+    def _rollback_and_reload(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self._conn.execute("ROLLBACK")
+        self._pending.clear()
+        self._state = MarketState()
+        self._tree = MerkleTree()
+        self._head = GENESIS_PREV
+        self._block_start = 0
+        self._catch_up()
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group appends into one SQLite transaction (one commit, much faster).
+
+        Entries appended inside are durable once the ``with`` block exits. A
+        refused transaction inside does not undo the ones before it; an I/O
+        error rolls the whole batch back and reloads the ledger.
+        """
+        self._writable()
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self._begin()
+        self._depth = 1
+        try:
+            yield
+        except sqlite3.Error:
+            self._depth = 0
+            self._rollback_and_reload()
+            raise
+        except BaseException:
+            self._depth = 0
+            self._commit()
+            raise
+        self._depth = 0
+        self._commit()
+
+    def _writable(self) -> None:
+        if self._readonly:
+            raise ReadOnlyLedgerError(f"ledger {self.path} was opened read-only")
+        if self._closed:
+            raise ReadOnlyLedgerError(f"ledger {self.path} is closed")
+
+    def _append(
+        self,
+        kind: str,
+        sender: str,
+        data: Mapping[str, JSON],
+        *,
+        signed: SignedTransaction | None = None,
+    ) -> Entry:
+        with self.batch():
+            state = self._state
+            if signed is None:
+                tx = Transaction(kind, sender, state.next_nonce(sender), self._now(), dict(data))
+                message = tx.signing_bytes()  # fails early on NaN / unencodable data
+            else:
+                tx = signed.tx
+                message = tx.signing_bytes()
+                public = state.public_key_for(tx)
+                if not verify_signature(public, signed.signature, message):
+                    raise SignatureError(
+                        "signature does not verify", account=tx.sender, tx=tx.describe()
+                    )
+            seq, block = state.size, state.block
+            state.apply(tx)
+            signature = (
+                signed.signature if signed is not None else self._key(tx.sender).sign(message).hex()
+            )
+            entry = Entry.build(
+                seq=seq, block=block, tx=tx, signature=signature, prev_hash=self._head
+            )
+            record = entry.record()
+            self._tree.append(leaf_hash(record.encode("utf-8")))
+            self._head = entry.hash
+            self._pending.append((seq, kind, record))
+            if state.block != block:
+                self._block_start = seq + 1
+            elif (
+                self._block_size is not None
+                and kind != "genesis"
+                and state.size - self._block_start >= self._block_size
+            ):
+                self.end_block()
+        return entry
+
+    # -- identities and signing --------------------------------------------------
+    @property
+    def head_hash(self) -> str:
+        """Hash of the last entry (hex)."""
+        return self._head
+
+    @property
+    def size(self) -> int:
+        """Number of entries."""
+        return self._state.size
+
+    @property
+    def seed(self) -> int:
+        """The scenario seed keys are derived from."""
+        return self._seed
+
+    @property
+    def state(self) -> MarketState:
+        """The derived market state (read it, do not mutate it)."""
+        return self._state
+
+    @property
+    def params(self) -> Params:
+        """Market parameters fixed at genesis."""
+        return self._state.params
+
+    def public_key(self, account: str) -> str:
+        """The registered public key of ``account`` (hex)."""
+        acct = self._state.accounts.get(account)
+        return acct.public_key if acct is not None else public_key_hex(self._key(account))
+
+    def sign(
+        self,
+        kind: str,
+        sender: str,
+        data: Mapping[str, JSON],
+        *,
+        nonce: int | None = None,
+        time: float | None = None,
+        key: Ed25519PrivateKey | None = None,
+    ) -> SignedTransaction:
+        """Build and sign a transaction as ``sender`` would (for :meth:`submit`)."""
+        tx = Transaction(
+            kind,
+            sender,
+            self._state.next_nonce(sender) if nonce is None else nonce,
+            self._now() if time is None else time,
+            dict(data),
+        )
+        signer = key if key is not None else self._key(sender)
+        return SignedTransaction(tx, signer.sign(tx.signing_bytes()).hex())
+
+    def submit(self, signed: SignedTransaction) -> Entry:
+        """Append an externally signed transaction after checking account, signature
+        and nonce (in that order)."""
+        self._writable()
+        return self._append(signed.tx.kind, signed.tx.sender, signed.tx.data, signed=signed)
+
+    # -- accounts and tokens -----------------------------------------------------
+    def register_participant(
+        self, account: str, *, role: str, meta: Mapping[str, JSON] | None = None
+    ) -> Entry:
+        """Register ``account`` with its derived public key (self-signed, nonce 0)."""
+        data: dict[str, JSON] = {
+            "role": role,
+            "public_key": public_key_hex(self._key(account)),
+            "meta": dict(meta or {}),
+        }
+        return self._append("register", account, data)
+
+    def mint(self, to: str, amount: int, *, reason: str) -> Entry:
+        """Treasury mints ``amount`` base units to ``to``."""
+        return self._append("mint", TREASURY, {"to": to, "amount": amount, "reason": reason})
+
+    def transfer(self, sender: str, to: str, amount: int, *, memo: str = "") -> Entry:
+        """Move ``amount`` from ``sender`` to ``to`` (overdraft refused)."""
+        return self._append("transfer", sender, {"to": to, "amount": amount, "memo": memo})
+
+    def burn(self, account: str, amount: int) -> Entry:
+        """Destroy ``amount`` of ``account``'s balance."""
+        return self._append("burn", account, {"amount": amount})
+
+    def stake(self, account: str, amount: int) -> Entry:
+        """Lock ``amount`` of ``account``'s balance as stake."""
+        return self._append("stake", account, {"amount": amount})
+
+    def unstake(self, account: str, amount: int) -> Entry:
+        """Start unbonding ``amount``; it can be withdrawn after ``params.unstake_delay``."""
+        return self._append("unstake", account, {"amount": amount})
+
+    def withdraw(self, account: str) -> Entry:
+        """Return every matured unbonding amount to the balance."""
+        return self._append("withdraw", account, {})
+
+    def slash(self, account: str, amount: int, *, reason: str) -> Entry:
+        """Burn ``amount`` of ``account``'s stake by a mechanism decision."""
+        return self._append(
+            "slash", TREASURY, {"account": account, "amount": amount, "reason": reason}
+        )
+
+    def balance(self, account: str) -> int:
+        """Spendable balance in base units."""
+        return self._state.balance(account)
+
+    def staked(self, account: str) -> int:
+        """Locked stake in base units (excluding unbonding)."""
+        return self._state.staked(account)
+
+    @property
+    def supply(self) -> int:
+        """Minted minus burned."""
+        return self._state.supply
+
+    # -- federated learning events -----------------------------------------------
+    def record_contribution(
+        self,
+        *,
+        round: int,
+        client: str,
+        update_hash: str,
+        num_examples: int,
+        epsilon: float | None,
+        metrics: Mapping[str, float],
+    ) -> Entry:
+        """The client signs its update's hash, size, privacy cost and local metrics."""
+        data: dict[str, JSON] = {
+            "round": round,
+            "update_hash": update_hash,
+            "num_examples": num_examples,
+            "epsilon": epsilon,
+            "metrics": dict(metrics),
+        }
+        return self._append("contribution", client, data)
+
+    def reject_contribution(self, *, round: int, client: str, reason: str) -> Entry:
+        """The platform records that it refused ``client``'s update."""
+        data: dict[str, JSON] = {"round": round, "client": client, "reason": reason}
+        return self._append("contribution_rejected", TREASURY, data)
+
+    def record_quality(self, *, round: int, client: str, score: float) -> Entry:
+        """A contribution quality score in [0, 1]; feeds reputation."""
+        data: dict[str, JSON] = {"round": round, "client": client, "score": score}
+        return self._append("quality", TREASURY, data)
+
+    def record(self, kind: str, data: Mapping[str, JSON]) -> Entry:
+        """A platform-signed event (``round_started``, ...); reserved kinds are refused."""
+        if kind in RESERVED_KINDS:
+            raise ValueError(f"{kind!r} is a reserved entry kind; use its own method")
+        return self._append(kind, TREASURY, data)
+
+    def reward(self, *, round: int, allocations: Mapping[str, int], mechanism: str) -> list[Entry]:
+        """Mint each (non-zero) allocation under the emission schedule, in account order."""
+        out: list[Entry] = []
+        with self.batch():
+            for account in sorted(allocations):
+                amount = allocations[account]
+                if amount == 0:
+                    continue
+                data: dict[str, JSON] = {
+                    "round": round,
+                    "to": account,
+                    "amount": amount,
+                    "mechanism": mechanism,
+                }
+                out.append(self._append("reward", TREASURY, data))
+        return out
+
+    # -- model registry and licenses ---------------------------------------------
+    def register_model_version(
+        self,
+        *,
+        round: int,
+        parent: str | None,
+        artifact_sha256: str,
+        metrics: Mapping[str, float],
+        contributors: Mapping[str, float],
+        prices: Mapping[str, PriceTerms] | None = None,
+    ) -> str:
+        """Register a global model version; returns its id (``v0001``, ...)."""
+        version = f"v{len(self._state.versions) + 1:04d}"
+        data: dict[str, JSON] = {
+            "version": version,
+            "round": round,
+            "parent": parent,
+            "artifact_sha256": artifact_sha256,
+            "metrics": dict(metrics),
+            "contributors": dict(contributors),
+        }
+        if prices is not None:
+            data["prices"] = {k: v.to_json() for k, v in prices.items()}
+        self._append("model_version", TREASURY, data)
+        return version
+
+    def set_price_list(self, version: str, prices: Mapping[str, PriceTerms]) -> Entry:
+        """Set the license price list of ``version`` (replaces the previous one)."""
+        data: dict[str, JSON] = {
+            "version": version,
+            "prices": {k: v.to_json() for k, v in prices.items()},
+        }
+        return self._append("price_list", TREASURY, data)
+
+    def buy_license(self, buyer: str, version: str, license_type: str) -> str:
+        """Pay the price into the version's revenue pool; returns the license id."""
+        self._append("license_purchase", buyer, {"version": version, "license_type": license_type})
+        return f"lic-{len(self._state.licenses):06d}"
+
+    def use_license(self, buyer: str, license_id: str, *, units: int = 1) -> Entry:
+        """Meter ``units`` uses; refused when expired, exhausted or not the buyer's."""
+        return self._append("license_use", buyer, {"license": license_id, "units": units})
+
+    def license(self, license_id: str) -> License:
+        """A purchased license's current state."""
+        lic = self._state.licenses.get(license_id)
+        if lic is None:
+            raise KeyError(license_id)
+        return lic
+
+    def distribute_revenue(self, version: str) -> list[Entry]:
+        """Pay out the version's revenue pool: the platform fee to the treasury,
+        the rest to contributors by recorded share (largest remainder)."""
+        mv = self.version(version)
+        pool = self._state.balance(pool_account(version))
+        fee = pool * self.params.platform_fee_bps // 10_000
+        shares = largest_remainder(pool - fee, mv.contributors)
+        payouts: dict[str, int] = dict(shares)
+        rest = pool - sum(shares.values())
+        if rest:
+            payouts[TREASURY] = payouts.get(TREASURY, 0) + rest
+        out: list[Entry] = []
+        with self.batch():
+            for account in sorted(payouts):
+                data: dict[str, JSON] = {
+                    "version": version,
+                    "to": account,
+                    "amount": payouts[account],
+                    "fee": account == TREASURY,
+                }
+                out.append(self._append("revenue_payout", TREASURY, data))
+        return out
+
+    def version(self, version: str) -> ModelVersion:
+        """A registered model version."""
+        mv = self._state.versions.get(version)
+        if mv is None:
+            raise RegistryError(
+                f"unknown model version {version!r}", account=TREASURY, tx="registry lookup"
+            )
+        return mv
+
+    def versions(self) -> list[ModelVersion]:
+        """All model versions in registration order."""
+        return list(self._state.versions.values())
+
+    def find_artifact(self, artifact_sha256: str) -> list[ModelVersion]:
+        """Versions whose artifact hash equals ``artifact_sha256``."""
+        return [v for v in self._state.versions.values() if v.artifact_sha256 == artifact_sha256]
+
+    # -- votes and reputation ----------------------------------------------------
+    def vote(self, voter: str, version: str, score: float) -> Entry:
+        """Rate ``version`` 0-5; one vote per voter per version, eligibility checked."""
+        return self._append("vote", voter, {"version": version, "score": score})
+
+    def reputation(self, account: str, *, now: float | None = None) -> float:
+        """Decayed reputation derived from the ledger (see :mod:`marketplace.reputation`)."""
+        return reputation(self._state, account, now=now)
+
+    def rating(self, version: str, *, rule: str = "mean") -> float | None:
+        """Aggregate rating of ``version`` under the named rule; ``None`` without votes."""
+        self.version(version)
+        votes = self._state.votes.get(version, {})
+        if not votes:
+            return None
+        ballots = [
+            Ballot(v.voter, v.score, self.staked(v.voter), self.reputation(v.voter))
+            for v in sorted(votes.values(), key=lambda v: v.voter)
+        ]
+        return aggregate_rating(rule, ballots)
+
+    # -- blocks, checkpoints and proofs ------------------------------------------
+    def end_block(self) -> None:
+        """Seal the current block with a treasury-signed checkpoint (no-op if empty)."""
+        if self._state.size == self._block_start:
+            return
+        data: dict[str, JSON] = {
+            "block": self._state.block,
+            "tree_size": self._state.size,
+            "root": self._tree.root().hex(),
+        }
+        self._append("checkpoint", TREASURY, data)
+
+    def root(self, size: int | None = None) -> str:
+        """Merkle root (hex) of the first ``size`` entries."""
+        return self._tree.root(size).hex()
+
+    def checkpoints(self) -> list[Entry]:
+        """Every checkpoint entry, oldest first."""
+        rows = self._conn.execute(
+            "SELECT record FROM entries WHERE kind = 'checkpoint' ORDER BY seq"
+        ).fetchall()
+        return [Entry.from_record(r) for (r,) in rows]
+
+    def inclusion_proof(self, seq: int, *, tree_size: int | None = None) -> InclusionProof:
+        """O(log n) proof that entry ``seq`` is in the tree of ``tree_size`` entries.
+
+        By default the tree is the one signed by the first checkpoint after the
+        entry; for an entry of the open block, the current (unsigned) tree.
+        """
+        if not 0 <= seq < self.size:
+            raise IndexError(f"no entry #{seq} (ledger has {self.size})")
+        checkpoint: int | None = None
+        if tree_size is None:
+            row = self._conn.execute(
+                "SELECT seq FROM entries WHERE kind = 'checkpoint' AND seq > ? "
+                "ORDER BY seq LIMIT 1",
+                (seq,),
+            ).fetchone()
+            if row is not None:
+                checkpoint = int(row[0])
+                tree_size = checkpoint
+            else:
+                tree_size = self.size
+        path = self._tree.inclusion_proof(seq, tree_size)
+        return InclusionProof(
+            seq,
+            tree_size,
+            self._tree.leaf(seq).hex(),
+            tuple(p.hex() for p in path),
+            self._tree.root(tree_size).hex(),
+            checkpoint,
+        )
+
+    def consistency_proof(self, size1: int, size2: int | None = None) -> list[str]:
+        """O(log n) proof that the tree of ``size2`` entries extends that of ``size1``."""
+        return [p.hex() for p in self._tree.consistency_proof(size1, size2)]
+
+    # -- reading -----------------------------------------------------------------
+    def entries(self, start: int = 0, stop: int | None = None) -> list[Entry]:
+        """Entries ``start <= seq < stop`` read back from the database."""
+        end = self.size if stop is None else stop
+        rows = self._conn.execute(
+            "SELECT record FROM entries WHERE seq >= ? AND seq < ? ORDER BY seq", (start, end)
+        ).fetchall()
+        return [Entry.from_record(r) for (r,) in rows]
+
+    def entry(self, seq: int) -> Entry:
+        """One entry by sequence number."""
+        found = self.entries(seq, seq + 1)
+        if not found:
+            raise IndexError(f"no entry #{seq} (ledger has {self.size})")
+        return found[0]
