@@ -1,6 +1,4 @@
-"""Typed errors of the marketplace library.
-
-The whole hierarchy::
+"""Typed errors of the marketplace library; the whole hierarchy::
 
     MarketplaceError
     ├── LedgerIntegrityError        the audit found a bad entry (names its seq)

@@ -84,10 +84,15 @@ def _with_market(run_dir: Path, fn: Callable[[Market], T]) -> T:
 
 
 @ledger_app.command("verify")
-def ledger_verify(run_dir: RunDir) -> None:
+def ledger_verify(
+    run_dir: RunDir,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Processes verifying signatures (large ledgers).")
+    ] = 1,
+) -> None:
     """Audit everything from scratch: hashes, signatures, nonces, balances, Merkle roots."""
     with _errors():
-        report = audit_ledger(run_dir)
+        report = audit_ledger(run_dir, workers=workers)
     typer.echo(
         f"ok: {report.entries} entries, {report.sealed_blocks} sealed blocks "
         f"(+{report.open_block_entries} in the open block), {report.accounts} accounts, "

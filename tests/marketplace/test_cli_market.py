@@ -49,8 +49,9 @@ def _lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.strip()]
 
 
-def test_verify_ok(run_dir: Path) -> None:
-    result = runner.invoke(ledger_app, ["verify", str(run_dir)])
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_verify_ok(run_dir: Path, workers: str) -> None:
+    result = runner.invoke(ledger_app, ["verify", str(run_dir), "--workers", workers])
     assert result.exit_code == 0, result.output
     assert result.output.startswith("ok: ")
 

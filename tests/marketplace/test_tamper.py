@@ -190,3 +190,17 @@ def test_garbage_record(run_dir: Path) -> None:
     conn.execute("UPDATE entries SET record = 'not json' WHERE seq = 2")
     err = _first_bad(run_dir)
     assert err.seq == 2 and "malformed" in err.reason
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_parallel_audit_names_first_bad_signature(run_dir: Path, workers: int) -> None:
+    conn = _db(run_dir)
+    seq = _find(conn, "transfer")
+    _rechain(conn, seq, lambda e: dataclasses.replace(e, signature="00" * 64))
+    with pytest.raises(LedgerIntegrityError) as err:
+        audit_ledger(run_dir, workers=workers)
+    assert err.value.seq == seq and "signature" in err.value.reason
+
+
+def test_parallel_audit_ok(run_dir: Path) -> None:
+    assert audit_ledger(run_dir, workers=2) == audit_ledger(run_dir)
