@@ -13,6 +13,7 @@ the entry's sequence number.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import sqlite3
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -142,16 +143,20 @@ def _audit(conn: sqlite3.Connection, checker: _SignatureChecker) -> AuditReport:
             raise LedgerIntegrityError(i, f"out of order: record says #{entry.seq}")
         if entry.prev_hash != prev:
             raise LedgerIntegrityError(i, "previous-hash link broken")
-        if Entry.compute_hash(prev, entry.body()) != entry.hash:
+        try:
+            encoded = entry.encode()
+        except ValueError as exc:
+            raise LedgerIntegrityError(i, f"unencodable record: {exc}") from None
+        if hashlib.sha256(bytes.fromhex(prev) + encoded.body).hexdigest() != entry.hash:
             raise LedgerIntegrityError(i, "hash does not match the entry's contents")
-        if entry.record() != record:
+        if encoded.record != record:
             raise LedgerIntegrityError(i, "record is not in canonical form")
         if entry.block != state.block:
             raise LedgerIntegrityError(i, f"block {entry.block}, expected {state.block}")
         tx = entry.tx
         try:
             public = state.public_key_for(tx)
-            checker.check(i, tx.sender, public, entry.signature, tx.signing_bytes())
+            checker.check(i, tx.sender, public, entry.signature, encoded.signing)
             if entry.kind == "checkpoint":
                 root = tree.root(i).hex()
                 if entry.data.get("root") != root:

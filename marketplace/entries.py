@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from marketplace.canonical import JSON, canonical_bytes, canonical_json
 
-__all__ = ["GENESIS_PREV", "Entry", "SignedTransaction", "Transaction"]
+__all__ = ["GENESIS_PREV", "Encoded", "Entry", "SignedTransaction", "Transaction"]
 
 GENESIS_PREV = "00" * 32
 
@@ -34,17 +35,15 @@ class Transaction:
     time: float
     data: Mapping[str, JSON]
 
-    def signing_bytes(self) -> bytes:
-        """The exact bytes covered by the sender's Ed25519 signature."""
-        return canonical_bytes(
-            {
-                "kind": self.kind,
-                "sender": self.sender,
-                "nonce": self.nonce,
-                "time": self.time,
-                "data": self.data,
-            }
-        )
+    def signing_bytes(self, data_json: str | None = None) -> bytes:
+        """The exact bytes covered by the sender's Ed25519 signature:
+        canonical JSON of ``{data, kind, nonce, sender, time}``.
+
+        ``data_json`` (the canonical JSON of ``data``, if already computed)
+        saves re-encoding it.
+        """
+        dj = canonical_json(self.data) if data_json is None else data_json
+        return _signing(self.kind, self.sender, self.nonce, self.time, dj)
 
     def describe(self) -> str:
         """Short identification used in error messages: ``transfer by client-001 #3``."""
@@ -117,6 +116,26 @@ class Entry:
             seq, block, tx.kind, tx.sender, tx.nonce, tx.time, tx.data, signature, prev_hash, digest
         )
 
+    def encode(self, data_json: str | None = None) -> Encoded:
+        """Signing bytes, body bytes and record text with a single JSON encoding of ``data``.
+
+        Equal byte for byte to ``signing_bytes()``, ``canonical(body())`` and
+        ``record()`` (a test checks this): the keys are written in sorted order
+        by construction. This is the hot path of appends and of the audit.
+        """
+        dj = canonical_json(self.data) if data_json is None else data_json
+        kind, sender, time = _jstr(self.kind), _jstr(self.sender), _jfloat(self.time)
+        head = f'{{"block":{self.block},"data":{dj}'
+        tail = (
+            f',"kind":{kind},"nonce":{self.nonce},"prev_hash":{_jstr(self.prev_hash)},'
+            f'"sender":{sender},"seq":{self.seq},"signature":{_jstr(self.signature)},'
+            f'"time":{time}}}'
+        )
+        body = head + tail
+        record = f'{head},"hash":{_jstr(self.hash)}{tail}'
+        signing = _signing(self.kind, self.sender, self.nonce, self.time, dj)
+        return Encoded(signing, body.encode("utf-8"), record)
+
     @classmethod
     def from_record(cls, record: str) -> Entry:
         """Parse a stored record; raises ValueError/KeyError/TypeError when malformed."""
@@ -135,3 +154,30 @@ class Entry:
             prev_hash=str(d["prev_hash"]),
             hash=str(d["hash"]),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """The three canonical encodings of an entry."""
+
+    signing: bytes
+    body: bytes
+    record: str
+
+
+def _signing(kind: str, sender: str, nonce: int, time: float, data_json: str) -> bytes:
+    text = (
+        f'{{"data":{data_json},"kind":{_jstr(kind)},"nonce":{nonce},'
+        f'"sender":{_jstr(sender)},"time":{_jfloat(time)}}}'
+    )
+    return text.encode("utf-8")
+
+
+def _jstr(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _jfloat(value: float) -> str:
+    if not math.isfinite(value):
+        raise ValueError(f"time must be finite, got {value!r}")
+    return float.__repr__(float(value))

@@ -17,6 +17,8 @@ block may be open (unsealed) after a crash; the audit accepts that.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 import logging
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping
@@ -26,7 +28,7 @@ from types import TracebackType
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from marketplace.canonical import JSON
+from marketplace.canonical import JSON, canonical_json
 from marketplace.entries import GENESIS_PREV, Entry, SignedTransaction, Transaction
 from marketplace.errors import (
     LedgerIntegrityError,
@@ -361,10 +363,11 @@ class Market:
             state = self._state
             if signed is None:
                 tx = Transaction(kind, sender, state.next_nonce(sender), self._now(), dict(data))
-                message = tx.signing_bytes()  # fails early on NaN / unencodable data
             else:
                 tx = signed.tx
-                message = tx.signing_bytes()
+            data_json = canonical_json(tx.data)  # fails early on NaN / unencodable data
+            message = tx.signing_bytes(data_json)
+            if signed is not None:
                 public = state.public_key_for(tx)
                 if not verify_signature(public, signed.signature, message):
                     raise SignatureError(
@@ -375,10 +378,23 @@ class Market:
             signature = (
                 signed.signature if signed is not None else self._key(tx.sender).sign(message).hex()
             )
-            entry = Entry.build(
-                seq=seq, block=block, tx=tx, signature=signature, prev_hash=self._head
+            draft = Entry(
+                seq,
+                block,
+                tx.kind,
+                tx.sender,
+                tx.nonce,
+                tx.time,
+                tx.data,
+                signature,
+                self._head,
+                "",
             )
-            record = entry.record()
+            digest = hashlib.sha256(
+                bytes.fromhex(self._head) + draft.encode(data_json).body
+            ).hexdigest()
+            entry = dataclasses.replace(draft, hash=digest)
+            record = entry.encode(data_json).record
             self._tree.append(leaf_hash(record.encode("utf-8")))
             self._head = entry.hash
             self._pending.append((seq, kind, record))
