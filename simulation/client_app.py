@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import math
 
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from simulation.training import ClientTask, run_client_task
@@ -51,6 +52,6 @@ def train(msg: Message, context: Context) -> Message:
             "client-index": task.client_index,
         }
     )
-    reply_arrays = ArrayRecord({k: v for k, v in result.weights.items()})
+    reply_arrays = ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in result.weights.items()})
     content = RecordDict({"arrays": reply_arrays, "metrics": metrics})
     return Message(content=content, reply_to=msg)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -184,17 +185,19 @@ def partition_indices(
     ds = Dataset.from_dict(columns)
     partitioner = _make_partitioner(spec, num_clients, seed % (2**32))
     partitioner.dataset = ds
-    if partitioner.num_partitions != num_clients:
-        raise PartitionError(
-            f"the partitioner made {partitioner.num_partitions} partitions, expected {num_clients}"
-        )
     try:
-        out = tuple(
-            np.sort(np.asarray(partitioner.load_partition(i)["idx"], dtype=np.int64))
-            for i in range(num_clients)
-        )
+        with warnings.catch_warnings():
+            # flwr-datasets warns on every Dirichlet re-draw; failure is reported below.
+            warnings.simplefilter("ignore", UserWarning)
+            made = partitioner.num_partitions
+            out = tuple(
+                np.sort(np.asarray(partitioner.load_partition(i)["idx"], dtype=np.int64))
+                for i in range(num_clients)
+            )
     except ValueError as exc:
-        raise PartitionError(str(exc)) from exc
+        raise PartitionError(f"{spec.kind} partition cannot be met: {exc}") from exc
+    if made != num_clients:
+        raise PartitionError(f"the partitioner made {made} partitions, expected {num_clients}")
     return out
 
 

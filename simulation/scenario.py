@@ -167,6 +167,9 @@ class AggregationConfig(StrictModel):
     """Server-side aggregation: a Flower strategy by name."""
 
     strategy: str = "fedavg"
+    max_update_norm: float = Field(
+        1e4, gt=0.0, description="updates farther than this (L2) from the global model are rejected"
+    )
     params: dict[str, float | int | str | bool] = Field(default_factory=dict)
 
 
@@ -205,6 +208,14 @@ class ResourcesConfig(StrictModel):
     client_cpus: float = Field(1.0, gt=0.0)
 
 
+class FaultConfig(StrictModel):
+    """A corrupted client: its update is broken on purpose (tests the server's checks)."""
+
+    client: int = Field(ge=0, description="client index")
+    kind: Literal["nan", "wrong_shape", "wrong_dtype", "huge_norm", "crash"]
+    rounds: tuple[int, ...] | None = Field(None, description="rounds affected (default: all)")
+
+
 class OutputConfig(StrictModel):
     """What a run writes."""
 
@@ -231,6 +242,7 @@ class Scenario(StrictModel):
     market: MarketConfig = Field(default_factory=MarketConfig)
     timing: TimingConfig = Field(default_factory=TimingConfig)
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+    faults: tuple[FaultConfig, ...] = ()
     output: OutputConfig = Field(default_factory=OutputConfig)
 
     @model_validator(mode="after")
@@ -241,6 +253,9 @@ class Scenario(StrictModel):
             raise ValueError("partition.kind: natural is only defined for synthetic")
         if self.clients.min_per_round > self.clients.count:
             raise ValueError("clients.min_per_round: larger than clients.count")
+        for fault in self.faults:
+            if fault.client >= self.clients.count:
+                raise ValueError(f"faults: client {fault.client} does not exist")
         return self
 
     def resolved(self) -> dict[str, Any]:
@@ -394,32 +409,36 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
 
 def validate_data(data: Mapping[str, Any], source: str) -> Scenario:
     """Validate plain data as a ``Scenario`` and check registry names."""
+    problems = _check_names(data, source)
     try:
         scenario = Scenario.model_validate(dict(data))
     except ValidationError as err:
-        raise ScenarioError(problems_from_validation(source, err)) from None
-    problems = _check_names(scenario, source)
+        raise ScenarioError(problems_from_validation(source, err) + problems) from None
     if problems:
         raise ScenarioError(problems)
     return scenario
 
 
-def _check_names(scenario: Scenario, source: str) -> list[Problem]:
-    """Names that point into registries (aggregators, mechanisms) must exist."""
+def _check_names(data: Mapping[str, Any], source: str) -> list[Problem]:
+    """Names that point into registries (aggregators, mechanisms) must exist.
+
+    Checked on the raw data, so they are reported alongside schema errors.
+    """
     from marketplace.incentives import MECHANISMS  # noqa: PLC0415 (keeps import light)
     from simulation.aggregation import AGGREGATORS  # noqa: PLC0415
 
+    checks = (
+        ("aggregation", "strategy", AGGREGATORS.names(), "strategy"),
+        ("rewards", "mechanism", sorted(MECHANISMS), "mechanism"),
+    )
     problems = []
-    if scenario.aggregation.strategy not in AGGREGATORS:
-        valid = ", ".join(AGGREGATORS.names())
-        problems.append(
-            Problem(source, "aggregation.strategy", f"unknown strategy (valid: {valid})")
-        )
-    if scenario.rewards.mechanism not in MECHANISMS:
-        valid = ", ".join(sorted(MECHANISMS))
-        problems.append(
-            Problem(source, "rewards.mechanism", f"unknown mechanism (valid: {valid})")
-        )
+    for section, key, valid, what in checks:
+        block = data.get(section)
+        name = block.get(key) if isinstance(block, dict) else None
+        if isinstance(name, str) and name not in valid:
+            problems.append(
+                Problem(source, f"{section}.{key}", f"unknown {what} {name!r} (valid: {', '.join(valid)})")
+            )
     return problems
 
 

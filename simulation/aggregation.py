@@ -1,0 +1,58 @@
+"""Aggregators: Flower's own message-based strategies, by the names scenarios use.
+
+FedMarket owns the round loop (a simpy process), so a strategy is used for
+what it is best at: ``aggregate_train(round, replies)``. Replies are passed
+sorted by client, so floating-point sums are reproducible.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from simulation.registry import Registry
+
+StrategyFactory = Callable[[Mapping[str, Any]], Any]
+AGGREGATORS: Registry[StrategyFactory] = Registry("aggregation strategy")
+
+# Sampling is done by the world with the scenario's RNG, never by the strategy.
+_BASE = {"fraction_train": 1.0, "fraction_evaluate": 0.0, "min_train_nodes": 1,
+         "min_evaluate_nodes": 0, "min_available_nodes": 1}
+
+
+def _flower(cls_name: str) -> StrategyFactory:
+    def factory(params: Mapping[str, Any]) -> Any:
+        from flwr.serverapp import strategy  # noqa: PLC0415
+
+        cls = getattr(strategy, cls_name)
+        accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+        unknown = sorted(set(params) - accepted)
+        if unknown:
+            raise ValueError(
+                f"{cls_name} takes no parameter {', '.join(unknown)} "
+                f"(valid: {', '.join(sorted(accepted - set(_BASE)))})"
+            )
+        kwargs = {k: v for k, v in _BASE.items() if k in accepted}
+        kwargs.update(params)
+        return cls(**kwargs)
+
+    factory.__doc__ = f"Flower's ``{cls_name}`` strategy."
+    return factory
+
+
+for _name, _cls in {
+    "fedavg": "FedAvg",
+    "fedprox": "FedProx",
+    "fedmedian": "FedMedian",
+    "fedtrimmedavg": "FedTrimmedAvg",
+    "krum": "Krum",
+    "multikrum": "MultiKrum",
+    "bulyan": "Bulyan",
+}.items():
+    AGGREGATORS.add(_name, _flower(_cls))
+
+
+def create_strategy(name: str, params: Mapping[str, Any]) -> Any:
+    """Instantiate the aggregator ``name`` with ``params``."""
+    return AGGREGATORS.get(name)(params)

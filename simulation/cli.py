@@ -1,0 +1,174 @@
+"""The ``fedmarket`` command line.
+
+Every user error is one line per problem on stderr and a non-zero exit, never
+a traceback: 2 for an invalid scenario or override, 3 for a run that could not
+complete, and the ledger commands' own codes for ledger problems.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from simulation.errors import RunError, ScenarioError
+from simulation.scenario import json_schema, load_scenario
+
+EXIT_SCENARIO = 2
+EXIT_RUN = 3
+
+app = typer.Typer(
+    name="fedmarket",
+    help="Simulate federated-learning marketplaces: DP clients on Flower, a signed ledger, "
+    "agents on a simpy clock.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+err = Console(stderr=True)
+out = Console()
+
+
+def _mount_subapps() -> None:
+    from simulation.cli_market import ledger_app, registry_app  # noqa: PLC0415
+
+    app.add_typer(ledger_app, name="ledger")
+    app.add_typer(registry_app, name="registry")
+
+
+_mount_subapps()
+
+
+class _BelowWarning(logging.Filter):
+    """Drops Flower's INFO/DEBUG chatter unless ``-v`` (Flower resets its own level)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING
+
+
+def _setup_logging(verbose: bool) -> None:
+    logger = logging.getLogger("fedmarket")
+    logger.handlers.clear()
+    if sys.stderr.isatty():
+        from rich.logging import RichHandler  # noqa: PLC0415
+
+        handler: logging.Handler = RichHandler(console=err, show_path=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    logger.propagate = False
+    if not verbose:
+        flwr = logging.getLogger("flwr")
+        if not any(isinstance(f, _BelowWarning) for f in flwr.filters):
+            flwr.addFilter(_BelowWarning())
+
+
+def _scenario_error(exc: ScenarioError) -> typer.Exit:
+    for problem in exc.problems:
+        typer.echo(str(problem), err=True)
+    return typer.Exit(EXIT_SCENARIO)
+
+
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a field: key.path=value (repeatable)."),
+]
+
+
+@app.command()
+def run(
+    scenario_file: Annotated[Path, typer.Argument(help="Scenario YAML file.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Run directory to write.")],
+    seed: Annotated[int | None, typer.Option(help="Override the scenario's seed.")] = None,
+    overrides: SetOption = None,
+    force: Annotated[bool, typer.Option(help="Replace an earlier run in --out.")] = False,
+    engine: Annotated[
+        str, typer.Option(help="flower (Simulation Engine) or inprocess (plain loop).")
+    ] = "flower",
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Show Flower/Ray logs.")] = False,
+) -> None:
+    """Replay a scenario: train, trade and record everything on the ledger."""
+    _setup_logging(verbose)
+    if engine not in ("flower", "inprocess"):
+        typer.echo(f"--engine: unknown engine {engine!r} (valid: flower, inprocess)", err=True)
+        raise typer.Exit(EXIT_SCENARIO)
+    try:
+        scenario = load_scenario(scenario_file, overrides or (), seed)
+    except ScenarioError as exc:
+        raise _scenario_error(exc) from None
+
+    from simulation.progress import RoundProgress  # noqa: PLC0415
+    from simulation.runner import run_scenario  # noqa: PLC0415
+
+    progress = RoundProgress(scenario.rounds, console=err)
+    try:
+        with progress:
+            outcome = run_scenario(
+                scenario,
+                out_dir,
+                engine=engine,  # type: ignore[arg-type]
+                force=force,
+                verbose=verbose,
+                on_round=progress.update,
+            )
+    except RunError as exc:
+        typer.echo(f"run failed: {exc}", err=True)
+        raise typer.Exit(EXIT_RUN) from None
+    _summary(outcome.manifest, outcome.wall_seconds, out_dir)
+
+
+def _summary(manifest: dict[str, object], wall: float, out_dir: Path) -> None:
+    final = manifest["final"]
+    assert isinstance(final, dict)
+    table = Table(title=f"{manifest['scenario']['name']} (seed {manifest['seed']})")  # type: ignore[index]
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_row("rounds", str(final["round"]))
+    table.add_row("test accuracy", f"{final['test_accuracy']:.4f}")
+    table.add_row("test loss", f"{final['test_loss']:.4f}")
+    table.add_row("ε max (cumulative)", f"{final['epsilon_max']:.3f}")
+    table.add_row("simulated time (s)", f"{final['simulated_seconds']:.2f}")
+    table.add_row("wall time (s)", f"{wall:.1f}")
+    table.add_row("ledger head", str(manifest["ledger_head"])[:16] + "…")
+    out.print(table)
+    out.print(f"results: {out_dir}", markup=False, highlight=False)
+
+
+@app.command()
+def validate(
+    scenario_file: Annotated[Path, typer.Argument(help="Scenario YAML file.")],
+    overrides: SetOption = None,
+) -> None:
+    """Check a scenario file (and overrides) without running it."""
+    try:
+        scenario = load_scenario(scenario_file, overrides or ())
+    except ScenarioError as exc:
+        raise _scenario_error(exc) from None
+    out.print(f"{scenario_file}: ok ({scenario.name}, sha256 {scenario.sha256()[:16]}…)")
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of scenario files."""
+    typer.echo(json.dumps(json_schema(), indent=2, sort_keys=True))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    from simulation.runner import quiet_environment  # noqa: PLC0415
+
+    quiet_environment()
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,519 @@
+"""The market world: a simpy clock on which federated rounds and the economy run.
+
+The ServerApp's main builds one ``World``. Federated training is a simpy
+process: each round samples clients with the scenario's RNG, sends them
+``ClientTask`` messages through Flower's ``Grid``, checks every reply (a bad
+update is rejected on the ledger, the round goes on), aggregates the accepted
+ones with a Flower strategy, advances the simulated clock by the time model's
+round duration, evaluates, registers the model version and pays rewards through
+the incentive mechanism. Later processes (buyers, churn, attacks) run on the
+same environment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import time
+from collections.abc import Callable, Generator, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import simpy
+import torch
+
+from marketplace import TOKEN, Market
+from marketplace.incentives import ContributionInfo, RoundOutcome, create_mechanism
+from simulation.aggregation import create_strategy
+from simulation.data import FederatedData
+from simulation.evaluation import validation_results
+from simulation.models import build_model, flops_per_example, load_numpy, state_to_numpy
+from simulation.privacy import PrivacyLedger, calibrate_noise, poisson_schedule
+from simulation.rng import SeedTree
+from simulation.scenario import DPSGDPrivacy, Scenario
+from simulation.timing import TimeModel
+from simulation.training import (
+    ClientTask,
+    DataSpec,
+    DPSpec,
+    choose_grad_sample_mode,
+    run_client_task,
+)
+from simulation.validation import check_update
+
+log = logging.getLogger("fedmarket.world")
+
+Weights = dict[str, np.ndarray]
+
+
+def account_name(index: int) -> str:
+    """The market account of client ``index``."""
+    return f"client-{index:03d}"
+
+
+def arrays_sha256(weights: Weights) -> str:
+    """A hash of named arrays that covers names, dtypes, shapes and bytes."""
+    h = hashlib.sha256()
+    for name in sorted(weights):
+        arr = np.ascontiguousarray(weights[name])
+        h.update(f"{name}|{arr.dtype.str}|{list(arr.shape)}|".encode())
+        h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+def safetensors_bytes(weights: Weights) -> bytes:
+    """The model as a safetensors file (the registered artifact)."""
+    from safetensors.numpy import save  # noqa: PLC0415
+
+    return save({k: np.ascontiguousarray(v) for k, v in weights.items()})
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One client's answer to a train message, independent of the transport."""
+
+    client: int
+    weights: Weights | None
+    metrics: dict[str, float]
+    error: str | None = None
+
+
+# A transport sends tasks (with the global weights) and returns replies: Flower's
+# grid on the Flower path, a direct call in the in-process loop.
+Transport = Callable[[list[ClientTask], Weights], list[Reply]]
+
+
+@dataclass
+class RoundRecord:
+    """What happened in one round (one row of ``rounds.parquet``)."""
+
+    round: int
+    time: float
+    duration: float
+    sampled: int
+    accepted: int
+    rejected: int
+    active_clients: int
+    test_accuracy: float
+    test_loss: float
+    epsilon_max: float
+    epsilon_mean: float
+    tokens_issued: float
+    model_version: str | None = None
+    wall_seconds: float = 0.0
+
+
+@dataclass
+class WorldResult:
+    """Everything a run produced, for the results writer."""
+
+    rounds: list[RoundRecord]
+    client_rows: list[tuple[int, str, str, float]]
+    final_weights: Weights
+    head_hash: str
+    ground_truth: dict[str, Any]
+    final_epsilon: dict[str, float] = field(default_factory=dict)
+
+
+class World:
+    """One scenario's market and federation on a simpy clock."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        out_dir: Path,
+        transport: Transport,
+        on_round: Callable[[RoundRecord], None] | None = None,
+    ) -> None:
+        self.scenario = scenario
+        self.out_dir = out_dir
+        self.transport = transport
+        self.on_round = on_round
+        self.tree = SeedTree(scenario.seed)
+        self.env = simpy.Environment()
+        self.n = scenario.clients.count
+        self.accounts = [account_name(i) for i in range(self.n)]
+        self.data_spec = DataSpec(
+            dataset=scenario.dataset,
+            partition=scenario.partition,
+            num_clients=self.n,
+            seed=scenario.seed,
+        )
+        self.data: FederatedData = self.data_spec.build()
+        self.model = build_model(
+            scenario.model, self.data.input_shape, self.data.num_classes, self.tree.torch("init")
+        )
+        self.weights: Weights = state_to_numpy(self.model)
+        self.flops = flops_per_example(self.model, self.data.input_shape)
+        model_bytes = sum(int(v.nbytes) for v in self.weights.values())
+        self.time_model = TimeModel.create(
+            scenario.timing, self.n, self.flops, model_bytes, self.tree.numpy("speeds")
+        )
+        self.strategy = create_strategy(
+            scenario.aggregation.strategy, scenario.aggregation.params
+        )
+        self.mechanism = create_mechanism(scenario.rewards.mechanism, **scenario.rewards.params)
+        priv = scenario.privacy
+        self.dp: DPSGDPrivacy | None = priv if isinstance(priv, DPSGDPrivacy) else None
+        self.privacy = PrivacyLedger(self.dp.delta if self.dp else 1e-5)
+        self.grad_sample_mode = (
+            choose_grad_sample_mode(self.model, self.dp.grad_sample_mode) if self.dp else "hooks"
+        )
+        self.active: set[int] = set(range(self.n))
+        self.rounds: list[RoundRecord] = []
+        self.rows: list[tuple[int, str, str, float]] = []
+        self.version: str | None = None
+        self.market: Market | None = None
+
+    # ------------------------------------------------------------------ set-up
+
+    def _noise_for(self, client: int) -> float:
+        """σ for ``client``: given, or calibrated so that training every round ends at
+        the target ε (each client's own sample rate and step count)."""
+        assert self.dp is not None
+        if self.dp.noise_multiplier is not None:
+            return self.dp.noise_multiplier
+        assert self.dp.target_epsilon is not None
+        q, steps = poisson_schedule(len(self.data.partitions[client]), self.scenario.training.batch_size)
+        total = steps * self.scenario.training.epochs * self.scenario.rounds
+        return calibrate_noise(self.dp.target_epsilon, self.dp.delta, q, total)
+
+    def _budget(self) -> float | None:
+        if self.dp is None:
+            return None
+        if self.dp.budget is not None:
+            return self.dp.budget
+        return self.dp.target_epsilon
+
+    def _open_market(self) -> Market:
+        sc = self.scenario
+        path = self.out_dir / "ledger.db"
+        market = Market.create(
+            path,
+            seed=sc.seed,
+            genesis={
+                "scenario": sc.name,
+                "scenario_hash": sc.sha256(),
+                "seed": sc.seed,
+                "schema_version": sc.schema_version,
+                "clients": self.n,
+                "rounds": sc.rounds,
+            },
+            clock=lambda: float(self.env.now),
+        )
+        grant = round(sc.market.initial_grant * TOKEN)
+        stake = round(sc.market.stake * TOKEN)
+        for i, acct in enumerate(self.accounts):
+            market.register_participant(
+                acct,
+                role="data_owner",
+                meta={"num_examples": len(self.data.partitions[i])},
+            )
+            if grant > 0:
+                market.mint(acct, grant, reason="initial_grant")
+            if stake > 0:
+                market.stake(acct, min(stake, grant))
+        market.end_block()
+        return market
+
+    # ------------------------------------------------------------------- rounds
+
+    def _tasks(self, round_: int, clients: Iterable[int]) -> list[ClientTask]:
+        sc = self.scenario
+        faults = {
+            f.client: f.kind
+            for f in sc.faults
+            if f.rounds is None or round_ in f.rounds
+        }
+        tasks = []
+        for c in clients:
+            dp = None
+            if self.dp is not None:
+                dp = DPSpec(
+                    noise_multiplier=self._noise_for(c),
+                    max_grad_norm=self.dp.max_grad_norm,
+                    grad_sample_mode=self.grad_sample_mode,
+                )
+            tasks.append(
+                ClientTask(
+                    round=round_,
+                    client_index=c,
+                    account=self.accounts[c],
+                    data=self.data_spec,
+                    model=sc.model,
+                    training=sc.training,
+                    dp=dp,
+                    seed=self.tree.integer("train", c, round_),
+                    fault=faults.get(c),
+                )
+            )
+        return tasks
+
+    def _stop_exhausted(self, round_: int) -> None:
+        """Clients whose next round would exceed their ε budget stop contributing."""
+        budget = self._budget()
+        if self.dp is None or budget is None:
+            return
+        assert self.market is not None
+        for c in sorted(self.active):
+            q, steps = poisson_schedule(
+                len(self.data.partitions[c]), self.scenario.training.batch_size
+            )
+            step = (self._noise_for(c), q, steps * self.scenario.training.epochs)
+            nxt = self.privacy.would_spend(self.accounts[c], step)
+            if nxt > budget:
+                self.active.discard(c)
+                spent = self.privacy.spent(self.accounts[c])
+                self.market.record(
+                    "privacy_budget_exhausted",
+                    {
+                        "round": round_,
+                        "client": self.accounts[c],
+                        "epsilon_spent": spent,
+                        "epsilon_next": nxt,
+                        "budget": budget,
+                    },
+                )
+                log.info(
+                    "%s stops: next round would reach ε=%.3f > budget %.3f",
+                    self.accounts[c], nxt, budget,
+                )
+
+    def _sample(self, round_: int) -> list[int]:
+        active = sorted(self.active)
+        if not active:
+            return []
+        cfg = self.scenario.clients
+        k = max(cfg.min_per_round, int(round(cfg.fraction * len(active))))
+        k = min(k, len(active))
+        rng = self.tree.numpy("sample", round_)
+        return sorted(int(c) for c in rng.choice(active, size=k, replace=False))
+
+    def _round(self, round_: int) -> Generator[simpy.Event, Any, None]:
+        assert self.market is not None
+        market = self.market
+        wall = time.perf_counter()
+        self._stop_exhausted(round_)
+        sampled = self._sample(round_)
+        market.record("round_started", {"round": round_, "sampled": [self.accounts[c] for c in sampled]})
+        replies = self.transport(self._tasks(round_, sampled), self.weights) if sampled else []
+        accepted: list[Reply] = []
+        rejected = 0
+        client_secs: list[float] = []
+        for reply in sorted(replies, key=lambda r: r.client):
+            acct = self.accounts[reply.client]
+            steps = int(reply.metrics.get("steps", 0))
+            if self.dp is not None and steps > 0:
+                step = (self._noise_for(reply.client), float(reply.metrics["sample-rate"]), steps)
+                self.privacy.record(acct, step)
+            eps = self.privacy.spent(acct) if self.dp is not None else None
+            n_ex = int(reply.metrics.get("num-examples", 0))
+            client_secs.append(
+                self.time_model.client_seconds(
+                    reply.client, n_ex * self.scenario.training.epochs, self.dp is not None
+                )
+            )
+            reason = reply.error
+            if reason is None and reply.weights is not None:
+                reason = check_update(
+                    self.weights, reply.weights, self.scenario.aggregation.max_update_norm
+                )
+            if reason is not None or reply.weights is None:
+                rejected += 1
+                market.reject_contribution(round=round_, client=acct, reason=reason or "no update")
+                self.rows.append((round_, acct, "rejected", 1.0))
+                log.info("round %d: rejected %s: %s", round_, acct, reason)
+                continue
+            metrics = {
+                k: float(reply.metrics[k])
+                for k in ("train-loss", "train-accuracy")
+                if k in reply.metrics
+            }
+            market.record_contribution(
+                round=round_,
+                client=acct,
+                update_hash=arrays_sha256(reply.weights),
+                num_examples=n_ex,
+                epsilon=eps,
+                metrics=metrics,
+            )
+            accepted.append(reply)
+            self.rows.append((round_, acct, "num_examples", float(n_ex)))
+            for k, v in metrics.items():
+                self.rows.append((round_, acct, k.replace("-", "_"), v))
+            if eps is not None:
+                self.rows.append((round_, acct, "epsilon", eps))
+
+        yield self.env.timeout(self.time_model.round_seconds(client_secs))
+
+        if accepted:
+            self.weights = self._aggregate(round_, accepted)
+        load_numpy(self.model, self.weights)
+        results = validation_results(
+            self.model,
+            self.data.x_test,
+            self.data.y_test,
+            self.data.input_shape,
+            self.data.num_classes,
+            self.flops,
+        )
+        total_ex = sum(int(r.metrics["num-examples"]) for r in accepted)
+        shares = {
+            self.accounts[r.client]: int(r.metrics["num-examples"]) / total_ex for r in accepted
+        }
+        artifact = hashlib.sha256(safetensors_bytes(self.weights)).hexdigest()
+        self.version = market.register_model_version(
+            round=round_,
+            parent=self.version,
+            artifact_sha256=artifact,
+            metrics=results,
+            contributors=shares,
+        )
+        emission = round(self.scenario.rewards.emission_per_round * TOKEN)
+        outcome = RoundOutcome(
+            round=round_,
+            emission=emission,
+            contributions=tuple(
+                ContributionInfo(
+                    account=self.accounts[r.client],
+                    num_examples=int(r.metrics["num-examples"]),
+                    accepted=True,
+                )
+                for r in accepted
+            ),
+        )
+        allocation = self.mechanism.run(outcome, market)
+        issued = sum(allocation.amounts.values())
+        for acct, amount in sorted(allocation.amounts.items()):
+            self.rows.append((round_, acct, "reward_tokens", amount / TOKEN))
+        market.end_block()
+
+        eps_all = [self.privacy.spent(a) for a in self.accounts] if self.dp else [0.0]
+        record = RoundRecord(
+            round=round_,
+            time=float(self.env.now),
+            duration=self.time_model.round_seconds(client_secs),
+            sampled=len(sampled),
+            accepted=len(accepted),
+            rejected=rejected,
+            active_clients=len(self.active),
+            test_accuracy=results["accuracy"],
+            test_loss=results["loss"],
+            epsilon_max=max(eps_all),
+            epsilon_mean=float(np.mean(eps_all)),
+            tokens_issued=issued / TOKEN,
+            model_version=self.version,
+            wall_seconds=time.perf_counter() - wall,
+        )
+        self.rounds.append(record)
+        if self.on_round is not None:
+            self.on_round(record)
+
+    def _aggregate(self, round_: int, accepted: list[Reply]) -> Weights:
+        """Aggregate with the Flower strategy (replies sorted by client)."""
+        from flwr.app import (  # noqa: PLC0415
+            Array,
+            ArrayRecord,
+            Message,
+            Metadata,
+            MetricRecord,
+            RecordDict,
+        )
+
+        msgs = []
+        for r in accepted:
+            assert r.weights is not None
+            content = RecordDict(
+                {
+                    "arrays": ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in r.weights.items()}),
+                    "metrics": MetricRecord({"num-examples": int(r.metrics["num-examples"])}),
+                }
+            )
+            # Explicit metadata: replies are rebuilt after server-side checks (and,
+            # on either engine, may be rewritten by coalition attacks).
+            meta = Metadata(
+                run_id=0,
+                message_id=f"{round_}:{r.client}",
+                src_node_id=r.client,
+                dst_node_id=0,
+                reply_to_message_id="",
+                group_id=str(round_),
+                created_at=0.0,
+                ttl=3600.0,
+                message_type="train",
+            )
+            msgs.append(Message(content=content, metadata=meta))
+        arrays, _ = self.strategy.aggregate_train(round_, msgs)
+        if arrays is None:
+            log.warning("round %d: the strategy returned no model; keeping the last one", round_)
+            return self.weights
+        out = {k: np.asarray(v.numpy()) for k, v in arrays.items()}
+        return {k: out[k].astype(self.weights[k].dtype, copy=False) for k in self.weights}
+
+    def _federation(self) -> Generator[simpy.Event, Any, None]:
+        for r in range(1, self.scenario.rounds + 1):
+            yield from self._round(r)
+
+    # --------------------------------------------------------------------- run
+
+    def _evaluate_initial(self) -> None:
+        load_numpy(self.model, self.weights)
+        res = validation_results(
+            self.model, self.data.x_test, self.data.y_test, self.data.input_shape,
+            self.data.num_classes, self.flops,
+        )
+        self.rounds.append(
+            RoundRecord(0, 0.0, 0.0, 0, 0, 0, len(self.active), res["accuracy"], res["loss"],
+                        0.0, 0.0, 0.0)
+        )
+
+    def run(self) -> WorldResult:
+        """Run the whole scenario; the ledger is closed (and verifiable) whatever happens."""
+        torch.set_num_threads(1)
+        self.market = self._open_market()
+        try:
+            self._evaluate_initial()
+            self.env.process(self._federation())
+            self.env.run()
+            head = self.market.head_hash
+        finally:
+            self.market.close()
+        final_eps = {a: self.privacy.spent(a) for a in self.accounts} if self.dp else {}
+        return WorldResult(
+            rounds=self.rounds,
+            client_rows=self.rows,
+            final_weights=self.weights,
+            head_hash=head,
+            ground_truth={"attackers": [], "behaviours": {a: "honest" for a in self.accounts}},
+            final_epsilon=final_eps,
+        )
+
+
+def in_process_transport(tasks: list[ClientTask], weights: Weights) -> list[Reply]:
+    """Run each task directly in this process (no Flower): the baseline loop."""
+    out = []
+    for task in tasks:
+        try:
+            res = run_client_task(task, weights)
+        except Exception as exc:  # noqa: BLE001 - a crashing client is recorded, not fatal
+            out.append(Reply(task.client_index, None, {}, error=f"client error: {exc}"))
+            continue
+        out.append(
+            Reply(
+                task.client_index,
+                res.weights,
+                {
+                    "num-examples": res.num_examples,
+                    "steps": res.steps,
+                    "sample-rate": res.sample_rate,
+                    "train-loss": res.train_loss if math.isfinite(res.train_loss) else -1.0,
+                    "train-accuracy": res.train_accuracy
+                    if math.isfinite(res.train_accuracy)
+                    else -1.0,
+                },
+            )
+        )
+    return out

@@ -1,0 +1,65 @@
+"""Models (deterministic init, FLOP counts) and the server's update checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from simulation.models import MODELS, build_model, flops_per_example, state_to_numpy
+from simulation.scenario import ModelConfig
+from simulation.validation import check_update
+
+
+def test_registry_lists_valid_names_on_typo() -> None:
+    with pytest.raises(ValueError, match="unknown model 'mpl'; valid: cnn, logreg, mlp"):
+        MODELS.get("mpl")
+
+
+@pytest.mark.parametrize("name", ["logreg", "mlp", "cnn"])
+def test_init_is_deterministic_and_shapes_fit(name: str) -> None:
+    cfg = ModelConfig(name=name)  # type: ignore[arg-type]
+    a = build_model(cfg, (1, 8, 8), 10, torch.Generator().manual_seed(1))
+    b = build_model(cfg, (1, 8, 8), 10, torch.Generator().manual_seed(1))
+    c = build_model(cfg, (1, 8, 8), 10, torch.Generator().manual_seed(2))
+    sa, sb, sc = state_to_numpy(a), state_to_numpy(b), state_to_numpy(c)
+    assert all(np.array_equal(sa[k], sb[k]) for k in sa)
+    assert not all(np.array_equal(sa[k], sc[k]) for k in sa)
+    assert a(torch.zeros(3, 1, 8, 8)).shape == (3, 10)
+
+
+def test_flops_hand_computed() -> None:
+    g = torch.Generator().manual_seed(0)
+    logreg = build_model(ModelConfig(name="logreg"), (64,), 10, g)
+    assert flops_per_example(logreg, (64,)) == 2 * 64 * 10
+    mlp = build_model(ModelConfig(name="mlp", hidden=(32,)), (64,), 10, g)
+    assert flops_per_example(mlp, (64,)) == 2 * (64 * 32 + 32 * 10)
+    cnn = build_model(ModelConfig(name="cnn", channels=(4,)), (1, 8, 8), 10, g)
+    # conv 3×3, 1→4 channels on 8×8 (padding 1): 2·9·1·(4·8·8); then 4·4·4 → 10.
+    assert flops_per_example(cnn, (1, 8, 8)) == 2 * 9 * 1 * 4 * 64 + 2 * 64 * 10
+
+
+GLOBAL = {"w": np.zeros((2, 3), np.float32), "b": np.zeros(3, np.float32)}
+
+
+def test_check_update_accepts_a_sane_update() -> None:
+    upd = {"w": np.full((2, 3), 0.1, np.float32), "b": np.ones(3, np.float32)}
+    assert check_update(GLOBAL, upd, max_norm=10.0) is None
+
+
+@pytest.mark.parametrize(
+    ("update", "reason"),
+    [
+        ({"w": np.full((2, 3), np.nan, np.float32), "b": np.zeros(3, np.float32)},
+         "non-finite values in w"),
+        ({"w": np.zeros((2, 4), np.float32), "b": np.zeros(3, np.float32)},
+         "wrong shape for w: [2, 4] != [2, 3]"),
+        ({"w": np.zeros((2, 3), np.float64), "b": np.zeros(3, np.float32)},
+         "wrong dtype for w: float64 != float32"),
+        ({"w": np.zeros((2, 3), np.float32)}, "wrong tensors (missing ['b'], unexpected [])"),
+        ({"w": np.full((2, 3), 100.0, np.float32), "b": np.zeros(3, np.float32)},
+         "update norm 244.9 exceeds 10"),
+    ],
+)
+def test_check_update_rejects_with_reason(update: dict[str, np.ndarray], reason: str) -> None:
+    assert check_update(GLOBAL, update, max_norm=10.0) == reason
