@@ -26,6 +26,7 @@ from typing import Any
 import matplotlib as mpl
 import numpy as np
 import pandas as pd
+from cycler import cycler
 from matplotlib.figure import Figure
 
 __all__ = [
@@ -69,7 +70,7 @@ OKABE_ITO = (
 """Okabe & Ito's palette: distinguishable under the common colour-vision deficiencies."""
 
 _RC: dict[str, Any] = {
-    "axes.prop_cycle": mpl.cycler(color=list(OKABE_ITO)),
+    "axes.prop_cycle": cycler(color=list(OKABE_ITO)),
     "axes.grid": True,
     "grid.alpha": 0.3,
     "axes.spines.top": False,
@@ -212,7 +213,7 @@ def read_ledger(path: Path) -> tuple[LedgerRecord, ...]:
     if not (path / "ledger.db").is_file():
         logger.info("%s: no ledger.db; ledger figures skipped", path)
         return ()
-    from marketplace import Market  # noqa: PLC0415
+    from marketplace import Market
 
     with Market.open(path, readonly=True) as market:
         return tuple(
@@ -275,9 +276,7 @@ def load_study(path: Path | str) -> StudyData:
         raise OutputsError(f"{p}: not a study directory (no sub-directory has manifest.json)")
     flats = [_flatten(r.scenario) for r in runs]
     all_keys = sorted(set().union(*flats))
-    keys = tuple(
-        k for k in all_keys if k != "seed" and len({repr(f.get(k)) for f in flats}) > 1
-    )
+    keys = tuple(k for k in all_keys if k != "seed" and len({repr(f.get(k)) for f in flats}) > 1)
     groups: dict[str, list[RunData]] = {}
     for run in runs:
         groups.setdefault(design_of(run, keys), []).append(run)
@@ -298,7 +297,7 @@ def mean_ci(values: np.ndarray, confidence: float = 0.95) -> tuple[np.ndarray, n
 
     With a single replicate the half-width is 0: there is no spread to report.
     """
-    from scipy import stats  # noqa: PLC0415
+    from scipy import stats
 
     arr = np.asarray(values, dtype=float)
     if arr.ndim == 1:
@@ -340,7 +339,7 @@ def gini(values: Iterable[float]) -> float:
 @contextmanager
 def figure_style() -> Iterator[None]:
     """The shared rc settings (palette, fonts, fixed hash salt) for drawing and saving."""
-    with mpl.rc_context(_RC):
+    with mpl.rc_context(_RC):  # type: ignore[arg-type]
         yield
 
 

@@ -93,7 +93,7 @@ def ledger_summary(run_dir: Path) -> LedgerSummary | None:
     """Head, size, checkpoints and a from-scratch audit of the run's ledger (None if absent)."""
     if not (run_dir / "ledger.db").is_file():
         return None
-    from marketplace import Market, MarketplaceError, audit_ledger  # noqa: PLC0415
+    from marketplace import Market, MarketplaceError, audit_ledger
 
     with Market.open(run_dir, readonly=True) as market:
         head, size = market.head_hash, market.size
@@ -194,7 +194,7 @@ def _kv_rows(mapping: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def _ledger_rows(named: Sequence[tuple[str, LedgerSummary | None]]) -> list[dict[str, Any]]:
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, s in named:
         if s is None:
             rows.append({"run": name, "head hash": None, "entries": None, "status": "no ledger"})
@@ -273,7 +273,7 @@ def _render_html(content: _Content) -> str:
     status = "".join(str(r.get("status", "")) for r in content.ledger)
     ok = "bad" if ("FAILED" in status or "no ledger" in status) else "ok"
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(content.title)}</title><style>{_CSS}</style></head><body>"
         f"<h1>{html.escape(content.title)}</h1>"
         f"<h2>Headline</h2>{_html_table(content.headline, 'headline')}"
@@ -290,7 +290,12 @@ def _render_markdown(content: _Content, figure_paths: Mapping[str, str]) -> str:
     parts = [f"# {content.title}\n", "## Headline\n", _md_table(content.headline), "## Figures\n"]
     for name, rel in figure_paths.items():
         parts.append(f"![{name}]({rel})\n\n*{_CAPTIONS.get(name, name)}*\n")
-    parts += ["## Ledger\n", _md_table(content.ledger), "## Manifest\n", _md_table(content.manifest)]
+    parts += [
+        "## Ledger\n",
+        _md_table(content.ledger),
+        "## Manifest\n",
+        _md_table(content.manifest),
+    ]
     parts += ["## Scenario\n", "```yaml\n" + content.scenario_yaml.rstrip() + "\n```\n"]
     return "\n".join(parts)
 
