@@ -1,0 +1,65 @@
+"""Shared fixtures: a tiny study (2 learning rates × 2 seeds) run in-process once per session."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import typer
+
+from simulation.cli_outputs import mount
+from simulation.runner import run_scenario
+from simulation.scenario import load_scenario
+
+REPO = Path(__file__).resolve().parents[2]
+QUICKSTART = REPO / "scenarios" / "quickstart.yaml"
+FIXTURES_HF = REPO / "tests" / "fixtures" / "hf"
+LRS = (0.1, 0.5)
+SEEDS = (1, 2)
+
+
+def _run(out: Path, *, seed: int, lr: float) -> Path:
+    overrides = ("rounds=2", "clients.count=4", f"training.lr={lr}")
+    scenario = load_scenario(QUICKSTART, overrides, seed)
+    run_scenario(scenario, out, engine="inprocess", force=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def study_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A study directory: one sub-run per (lr, seed), designs differ only in training.lr."""
+    root = tmp_path_factory.mktemp("study")
+    for lr in LRS:
+        for seed in SEEDS:
+            _run(root / f"lr{lr}-seed{seed}", seed=seed, lr=lr)
+    return root
+
+
+@pytest.fixture(scope="session")
+def pristine_run(study_dir: Path) -> Path:
+    """One run of the study (do not modify; copy it with ``run_dir``)."""
+    return study_dir / f"lr{LRS[0]}-seed{SEEDS[0]}"
+
+
+@pytest.fixture
+def run_dir(pristine_run: Path, tmp_path: Path) -> Path:
+    """A private copy of a run, safe to write into."""
+    dest = tmp_path / "run"
+    shutil.copytree(pristine_run, dest)
+    return dest
+
+
+@pytest.fixture
+def cli() -> typer.Typer:
+    """A typer app with the outputs commands mounted, like ``simulation/cli.py`` does."""
+    app = typer.Typer(pretty_exceptions_enable=False)
+    registry = typer.Typer()
+
+    @app.callback()
+    def _root() -> None:
+        """fedmarket (test app)."""
+
+    app.add_typer(registry, name="registry")
+    mount(app, registry)
+    return app

@@ -1,0 +1,190 @@
+"""Figures are read back as Figure objects (content, not pixels) and saved deterministically."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from marketplace import TOKEN, Market, PriceTerms, audit_ledger
+from simulation.plots import (
+    gini,
+    load_run,
+    load_study,
+    lorenz,
+    mean_ci,
+    run_figures,
+    study_figures,
+)
+from tests.outputs.conftest import LRS, SEEDS
+
+
+def test_gini_and_lorenz_golden() -> None:
+    assert gini([1, 1, 1, 1]) == pytest.approx(0.0)
+    assert gini([0, 0, 0, 4]) == pytest.approx(0.75)
+    assert gini([1, 2, 3]) == pytest.approx(2 / 9)
+    pop, cum = lorenz([0, 0, 0, 4])
+    assert pop.tolist() == [0, 0.25, 0.5, 0.75, 1.0]
+    assert cum.tolist() == [0, 0, 0, 0, 1.0]
+
+
+def test_mean_ci_uses_t_distribution() -> None:
+    mean, half = mean_ci(np.array([[1.0, 10.0], [3.0, 10.0]]))
+    assert mean.tolist() == [2.0, 10.0]
+    # t(0.975, 1) = 12.706; sd = sqrt(2); n = 2
+    assert half[0] == pytest.approx(12.7062 * np.sqrt(2) / np.sqrt(2), rel=1e-4)
+    assert half[1] == 0.0
+    _, single = mean_ci(np.array([[5.0, 6.0]]))
+    assert single.tolist() == [0.0, 0.0]
+
+
+def test_run_figures_content(pristine_run: Path, caplog: pytest.LogCaptureFixture) -> None:
+    run = load_run(pristine_run)
+    with caplog.at_level(logging.INFO, logger="fedmarket.outputs"):
+        figs = run_figures(run)
+    assert set(figs) == {
+        "accuracy_loss",
+        "reward_share",
+        "earnings",
+        "lorenz",
+        "epsilon",
+        "token_flows",
+    }
+    assert "no vote or license_purchase entries" in caplog.text
+    ax_acc, ax_loss = figs["accuracy_loss"].axes
+    (acc_line,) = ax_acc.get_lines()
+    assert acc_line.get_ydata().tolist() == pytest.approx(run.rounds["test_accuracy"].tolist())
+    assert len(ax_loss.get_lines()) == 1
+    clients = sorted(run.behaviours())
+    assert len(clients) == 4
+    (ax_earn,) = figs["earnings"].axes
+    assert len(ax_earn.get_lines()) == len(clients)
+    final = [line.get_ydata()[-1] for line in ax_earn.get_lines()]
+    assert sum(final) == pytest.approx(run.final_earnings().sum())
+    (ax_share,) = figs["reward_share"].axes
+    assert [t.get_text() for t in ax_share.get_legend().get_texts()] == ["honest"]
+    (ax_eps,) = figs["epsilon"].axes
+    labels = [line.get_label() for line in ax_eps.get_lines()]
+    assert "ε max" in labels and "ε mean" in labels and "budget" in labels
+    assert len(ax_eps.get_lines()) == len(clients) + 3
+    (ax_lorenz,) = figs["lorenz"].axes
+    assert "Gini" in ax_lorenz.get_lines()[1].get_label()
+    ax_supply, ax_flow = figs["token_flows"].axes
+    supply = ax_supply.get_lines()[0].get_ydata()
+    mints = sum(e.data["amount"] for e in run.ledger if e.kind in ("mint", "reward"))
+    assert supply[-1] == pytest.approx(mints / TOKEN)
+    assert [t.get_text() for t in ax_flow.get_xticklabels()] == ["mint", "reward", "stake"]
+
+
+def test_study_lines_per_design(study_dir: Path) -> None:
+    study = load_study(study_dir)
+    assert study.design_keys == ("training.lr",)
+    assert list(study.designs) == [f"training.lr={lr}" for lr in LRS]
+    assert all(len(runs) == len(SEEDS) for runs in study.designs.values())
+    figs = study_figures(study)
+    assert "attack_heatmap" not in figs  # no study table with attack columns
+    ax_acc, ax_loss = figs["accuracy_loss"].axes
+    assert len(ax_acc.get_lines()) == len(study.designs)
+    assert len(ax_loss.get_lines()) == len(study.designs)
+    assert len(ax_acc.collections) == len(study.designs)  # the CI bands
+    runs = study.designs[f"training.lr={LRS[0]}"]
+    expected = np.mean([r.rounds["test_accuracy"].to_numpy() for r in runs], axis=0)
+    assert ax_acc.get_lines()[0].get_ydata() == pytest.approx(expected)
+    (ax_gini,) = figs["gini"].axes
+    assert len(ax_gini.patches) == len(study.designs)
+
+
+def test_attack_heatmap_when_columns_present(study_dir: Path) -> None:
+    table = pd.DataFrame(
+        {
+            "aggregation": ["fedavg", "fedavg", "krum", "krum"],
+            "attacker_fraction": [0.1, 0.3, 0.1, 0.3],
+            "attack_success": [0.2, 0.9, 0.05, 0.4],
+        }
+    )
+    study = replace(load_study(study_dir), table=table)
+    fig = study_figures(study)["attack_heatmap"]
+    ax = fig.axes[0]
+    (image,) = ax.get_images()
+    assert image.get_array().shape == (2, 2)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["fedavg", "krum"]
+    assert image.get_array()[0, 1] == pytest.approx(0.9)
+
+
+def test_votes_and_license_revenue(run_dir: Path) -> None:
+    with Market.open(run_dir, readonly=False) as market:
+        version = market.versions()[-1].version
+        market.register_participant("buyer-000", role="buyer")
+        market.mint("buyer-000", 50 * TOKEN, reason="test")
+        market.set_price_list(version, {"standard": PriceTerms(price=7 * TOKEN)})
+        market.buy_license("buyer-000", version, "standard")
+        market.vote("client-000", version, 4.0)
+        market.vote("client-001", version, 2.0)
+        market.distribute_revenue(version)
+        market.end_block()
+    audit_ledger(run_dir)
+    figs = run_figures(load_run(run_dir))
+    ax_votes, ax_rev = figs["votes_licenses"].axes
+    (ratings,) = ax_votes.get_lines()
+    assert ratings.get_ydata().tolist() == [4.0, 3.0]  # running mean
+    sales = next(line for line in ax_rev.get_lines() if line.get_label() == "license sales")
+    assert sales.get_ydata()[-1] == pytest.approx(7.0)
+
+
+def test_plot_twice_gives_identical_pdf_bytes(pristine_run: Path, tmp_path: Path) -> None:
+    from simulation.plots import plot
+
+    first = plot(pristine_run, tmp_path / "a", ("pdf",))
+    second = plot(pristine_run, tmp_path / "b", ("pdf",))
+    assert [p.name for p in first] == [p.name for p in second]
+    for a, b in zip(first, second, strict=True):
+        assert a.read_bytes() == b.read_bytes(), a.name
+
+
+def test_plot_cli_defaults_to_run_plots(cli: typer.Typer, run_dir: Path) -> None:
+    result = CliRunner().invoke(cli, ["plot", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in (run_dir / "plots").iterdir())
+    assert "accuracy_loss.pdf" in names and "accuracy_loss.png" in names
+    assert len(names) == 12
+    assert (run_dir / "plots" / "lorenz.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_plot_cli_study_png_only(cli: typer.Typer, study_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "figs"
+    result = CliRunner().invoke(cli, ["plot", str(study_dir), "--out", str(out), "--format", "png"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == [
+        "accuracy_loss.png",
+        "epsilon.png",
+        "gini.png",
+    ]
+
+
+@pytest.mark.parametrize("command", ["plot", "report"])
+def test_missing_dir_is_one_line_exit_2(cli: typer.Typer, tmp_path: Path, command: str) -> None:
+    missing = tmp_path / "nope"
+    result = CliRunner().invoke(cli, [command, str(missing)])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"error: {missing}: no such run or study directory"
+    assert "Traceback" not in result.output
+
+
+def test_not_a_run_dir(cli: typer.Typer, tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["plot", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "neither a run directory" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_bad_format(cli: typer.Typer, pristine_run: Path, tmp_path: Path) -> None:
+    args = ["plot", str(pristine_run), "--out", str(tmp_path), "--format", "gif"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2
+    assert "unknown figure format" in result.stderr
