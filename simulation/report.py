@@ -95,9 +95,12 @@ def ledger_summary(run_dir: Path) -> LedgerSummary | None:
         return None
     from marketplace import Market, MarketplaceError, audit_ledger
 
-    with Market.open(run_dir, readonly=True) as market:
-        head, size = market.head_hash, market.size
-        checkpoints, versions = len(market.checkpoints()), len(market.versions())
+    try:
+        with Market.open(run_dir, readonly=True) as market:
+            head, size = market.head_hash, market.size
+            checkpoints, versions = len(market.checkpoints()), len(market.versions())
+    except MarketplaceError as exc:
+        return LedgerSummary("?", 0, 0, 0, False, f"FAILED: cannot replay ledger: {exc}")
     try:
         report = audit_ledger(run_dir)
         verified, message = True, f"verified: {report.entries} entries, root {report.root}"

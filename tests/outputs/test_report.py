@@ -1,0 +1,120 @@
+"""Reports: self-contained HTML (base64 figures, no external assets) and Markdown."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sqlite3
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from marketplace import Market
+from simulation.report import write_report
+
+
+def test_run_report_html_and_markdown(cli: typer.Typer, run_dir: Path) -> None:
+    result = CliRunner().invoke(cli, ["report", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    html = (run_dir / "report" / "report.html").read_text()
+    images = re.findall(r'<img alt="([a-z_]+)" src="data:image/png;base64,', html)
+    assert images == [
+        "accuracy_loss",
+        "reward_share",
+        "earnings",
+        "lorenz",
+        "epsilon",
+        "token_flows",
+    ]
+    assert not re.search(r'(src|href)="(http|//|file:)', html)  # no external assets
+    with Market.open(run_dir) as market:
+        head = market.head_hash
+    assert head in html and "verified:" in html
+    for cls in ("headline", "ledger", "manifest"):
+        assert f'<table class="{cls}">' in html
+    assert "final test accuracy" in html and "ε max" in html
+    md = (run_dir / "report" / "report.md").read_text()
+    links = re.findall(r"!\[[a-z_]+\]\((figures/[a-z_]+\.png)\)", md)
+    assert len(links) == len(images)
+    assert all((run_dir / "report" / link).is_file() for link in links)
+    assert "| final test accuracy |" in md and head in md
+
+
+def test_study_report(study_dir: Path, tmp_path: Path) -> None:
+    paths = write_report(study_dir, tmp_path / "rep")
+    html = paths.html.read_text()
+    assert html.count("data:image/png;base64,") == 3
+    assert "training.lr=0.1" in html and "training.lr=0.5" in html
+    assert html.count("verified:") == 4  # one ledger row per run
+
+
+def test_report_flags_a_tampered_ledger(run_dir: Path, tmp_path: Path) -> None:
+    db = run_dir / "ledger.db"
+    with sqlite3.connect(db) as conn:  # inflate one reward by one base unit
+        seq, record = conn.execute(
+            "SELECT seq, record FROM entries WHERE kind = 'reward' ORDER BY seq LIMIT 1"
+        ).fetchone()
+        amount = re.search(r'"amount":(\d+)', record)
+        assert amount
+        forged = record.replace(amount.group(0), f'"amount":{int(amount.group(1)) + 1}', 1)
+        conn.execute("UPDATE entries SET record = ? WHERE seq = ?", (forged, seq))
+    html = write_report(run_dir, tmp_path / "rep").html.read_text()
+    assert "FAILED" in html and 'class="bad"' in html
+
+
+_PROBE = """
+<script>
+window.addEventListener('load', () => {
+  const out = document.createElement('pre');
+  out.id = 'probe';
+  out.textContent = JSON.stringify({
+    images: [...document.images].map(i => [i.alt, i.naturalWidth, i.naturalHeight]),
+    tables: [...document.querySelectorAll('table')].map(t => [t.className, t.rows.length]),
+  });
+  document.body.appendChild(out);
+});
+</script>
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not on PATH")
+def test_report_renders_in_headless_chromium(run_dir: Path, tmp_path: Path) -> None:
+    import json
+
+    paths = write_report(run_dir, tmp_path / "rep")
+    probe = tmp_path / "probe.html"
+    probe.write_text(paths.html.read_text().replace("</body>", _PROBE + "</body>"))
+    with tempfile.TemporaryDirectory() as profile:
+        dom = subprocess.run(
+            [
+                "chromium",
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--user-data-dir={profile}",
+                "--virtual-time-budget=5000",
+                "--dump-dom",
+                probe.as_uri(),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        ).stdout
+    match = re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S)
+    assert match, dom[-2000:]
+    data = json.loads(match.group(1).replace("&quot;", '"'))
+    assert len(data["images"]) == 6
+    assert all(w > 100 and h > 100 for _, w, h in data["images"]), data["images"]
+    tables = dict(data["tables"])
+    assert tables["headline"] > 5 and tables["ledger"] == 2 and tables["manifest"] > 3
