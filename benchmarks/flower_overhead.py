@@ -1,0 +1,67 @@
+"""The Flower path versus a plain in-process loop, on one DP workload, in one run.
+
+Both engines run the same ``World`` (same tasks, same seeds; the ledger heads
+must match): only the transport differs. Prints cold start (first round,
+including Ray start for Flower), steady-state seconds per round (median of
+rounds 2..R), totals, and the ratios. Target (later work): Flower ≤ 2× at
+steady state.
+
+    .venv/bin/python benchmarks/flower_overhead.py [--clients 50] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from simulation.runner import quiet_environment, run_scenario
+from simulation.scenario import load_scenario
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    quiet_environment()
+    logging.getLogger("flwr").setLevel(logging.ERROR)
+    scenario = load_scenario(
+        ROOT / "scenarios" / "quickstart.yaml",
+        [f"clients.count={args.clients}", f"rounds={args.rounds}", "privacy.budget=null",
+         "training.epochs=1"],
+    )
+    results = {}
+    for engine in ("inprocess", "flower"):
+        walls: list[float] = []
+        with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
+            start = time.perf_counter()
+            outcome = run_scenario(
+                scenario, Path(tmp) / engine, engine=engine,  # type: ignore[arg-type]
+                on_round=lambda rec, w=walls: w.append(time.perf_counter()),
+            )
+            end = time.perf_counter()
+        per_round = [b - a for a, b in zip([start, *walls[:-1]], walls, strict=True)]
+        results[engine] = {
+            "cold": per_round[0],
+            "steady": statistics.median(per_round[1:]) if len(per_round) > 1 else float("nan"),
+            "total": end - start,
+            "head": outcome.result.head_hash,
+        }
+    ip, fl = results["inprocess"], results["flower"]
+    print(f"workload: digits, {args.clients} clients, {args.rounds} rounds, MLP, DP-SGD "
+          f"(σ=1.5), 1 local epoch")
+    print(f"{'':24s}{'in-process':>12s}{'flower':>12s}{'ratio':>9s}")
+    for key, label in (("cold", "cold start (round 1) s"), ("steady", "steady round s"),
+                       ("total", "total s")):
+        print(f"{label:24s}{ip[key]:12.2f}{fl[key]:12.2f}{fl[key] / ip[key]:8.2f}x")
+    print(f"same ledger head on both paths: {ip['head'] == fl['head']}")
+
+
+if __name__ == "__main__":
+    main()
