@@ -1,6 +1,6 @@
 """Market behaviours: buyers, voters, cabals, whitewashers, license abusers, churn.
 
-A market behaviour is a simpy process that *observes* the market through a read-only
+A market behaviour is a SimPy process that *observes* the market through a read-only
 :class:`MarketView` and *emits intents*; it never writes the ledger. Only the simulation's
 ``IntentApplier`` (``simulation/market_process.py``) turns intents into ledger transactions,
 refusing and recording the ones the marketplace rejects (radCAD's policy / state-update split;
@@ -37,7 +37,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
-import simpy
 from pydantic import Field, model_validator
 
 from agents._params import BaseParams, validate_params
@@ -67,8 +66,10 @@ __all__ = [
     "MarketBehaviour",
     "MarketIntent",
     "MarketView",
+    "ProcessGenerator",
     "RationalParticipantsBehaviour",
     "ReportUsage",
+    "SimEnvironment",
     "UseLicenseKey",
     "VersionInfo",
     "WhitewashersBehaviour",
@@ -83,6 +84,34 @@ BASE_UNITS_PER_TOKEN = 1_000_000
 """Base units per token; mirrors ``marketplace.TOKEN`` (agents may not import marketplace)."""
 
 _HOUR = 3600.0
+
+
+# -- the clock a behaviour runs on --------------------------------------------------------
+
+
+class SimEnvironment(Protocol):
+    """The part of ``simpy.Environment`` a behaviour uses.
+
+    A structural type, so ``agents`` stays free of a simpy import (numpy, pydantic and the
+    standard library only); any ``simpy.Environment`` satisfies it.
+    """
+
+    @property
+    def now(self) -> float:
+        """The simulated time (s)."""
+        ...
+
+    def timeout(self, delay: float = 0, value: Any | None = None) -> Any:
+        """An event that fires ``delay`` seconds from now."""
+        ...
+
+    def process(self, generator: Generator[Any, Any, Any]) -> Any:
+        """Start ``generator`` as a concurrent process."""
+        ...
+
+
+ProcessGenerator = Generator[Any, Any, None]
+"""A simpy process: a generator that yields events (``env.timeout(dt)``, ...)."""
 
 
 # -- intents of the market behaviours ------------------------------------------------------
@@ -259,11 +288,11 @@ class MarketBehaviour(ABC):
     @abstractmethod
     def process(
         self,
-        env: simpy.Environment,
+        env: SimEnvironment,
         view: MarketView,
         rng: np.random.Generator,
         emit: Emit,
-    ) -> Generator[simpy.Event, Any, None]:
+    ) -> ProcessGenerator:
         """The behaviour's simpy process; it runs until the environment stops."""
 
     def __repr__(self) -> str:
@@ -372,11 +401,11 @@ class BuyersBehaviour(MarketBehaviour):
 
     def process(
         self,
-        env: simpy.Environment,
+        env: SimEnvironment,
         view: MarketView,
         rng: np.random.Generator,
         emit: Emit,
-    ) -> Generator[simpy.Event, Any, None]:
+    ) -> ProcessGenerator:
         p = self.params
         types = sorted(p.license_mix)
         weights = np.array([p.license_mix[t] for t in types], dtype=float)
@@ -403,14 +432,14 @@ class BuyersBehaviour(MarketBehaviour):
 
     def _buyer(
         self,
-        env: simpy.Environment,
+        env: SimEnvironment,
         view: MarketView,
         rng: np.random.Generator,
         emit: Emit,
         buyer: str,
         license_type: str,
         session_end: float,
-    ) -> Generator[simpy.Event, Any, None]:
+    ) -> ProcessGenerator:
         p = self.params
         lic_id = self._buy(view, emit, buyer, license_type)
         while lic_id is not None:
@@ -462,11 +491,11 @@ class HonestVotersBehaviour(MarketBehaviour):
 
     def process(
         self,
-        env: simpy.Environment,
+        env: SimEnvironment,
         view: MarketView,
         rng: np.random.Generator,
         emit: Emit,
-    ) -> Generator[simpy.Event, Any, None]:
+    ) -> ProcessGenerator:
         p = self.params
         voters = p.members()
         seen: set[str] = set()
@@ -506,11 +535,11 @@ class ColludingCabalBehaviour(MarketBehaviour):
 
     def process(
         self,
-        env: simpy.Environment,
+        env: SimEnvironment,
         view: MarketView,
         rng: np.random.Generator,
         emit: Emit,
-    ) -> Generator[simpy.Event, Any, None]:
+    ) -> ProcessGenerator:
         p = self.params
         members = p.members()
         cabal = set(members)
@@ -558,11 +587,11 @@ class WhitewashersBehaviour(MarketBehaviour):
 
     def process(
         self,
-        env: simpy.Environment,
+        env: SimEnvironment,
         view: MarketView,
         rng: np.random.Generator,
         emit: Emit,
-    ) -> Generator[simpy.Event, Any, None]:
+    ) -> ProcessGenerator:
         p = self.params
         current = {acct: acct for acct in p.members()}
         rejoins = dict.fromkeys(current, 0)
@@ -619,11 +648,11 @@ class LicenseAbusersBehaviour(MarketBehaviour):
 
     def process(
         self,
-        env: simpy.Environment,
+        env: SimEnvironment,
         view: MarketView,
         rng: np.random.Generator,
         emit: Emit,
-    ) -> Generator[simpy.Event, Any, None]:
+    ) -> ProcessGenerator:
         p = self.params
         for abuser in p.members():
             env.process(self._abuser(env, view, rng.spawn(1)[0], emit, abuser))
@@ -631,12 +660,12 @@ class LicenseAbusersBehaviour(MarketBehaviour):
 
     def _abuser(
         self,
-        env: simpy.Environment,
+        env: SimEnvironment,
         view: MarketView,
         rng: np.random.Generator,
         emit: Emit,
         abuser: str,
-    ) -> Generator[simpy.Event, Any, None]:
+    ) -> ProcessGenerator:
         p = self.params
         lic: LicenseInfo | None = None
         while lic is None:
@@ -660,12 +689,12 @@ class LicenseAbusersBehaviour(MarketBehaviour):
 
     def _sharer(
         self,
-        env: simpy.Environment,
+        env: SimEnvironment,
         rng: np.random.Generator,
         emit: Emit,
         user: str,
         license_id: str,
-    ) -> Generator[simpy.Event, Any, None]:
+    ) -> ProcessGenerator:
         mean = _HOUR / self.params.shared_use_rate_per_hour
         while True:
             yield env.timeout(_exp(rng, mean))
@@ -707,11 +736,11 @@ class RationalParticipantsBehaviour(MarketBehaviour):
 
     def process(
         self,
-        env: simpy.Environment,
+        env: SimEnvironment,
         view: MarketView,
         rng: np.random.Generator,
         emit: Emit,
-    ) -> Generator[simpy.Event, Any, None]:
+    ) -> ProcessGenerator:
         p = self.params
         present = dict.fromkeys(p.members(), True)
         cost = self.cost()
@@ -784,18 +813,18 @@ class ChurnBehaviour(MarketBehaviour):
 
     def process(
         self,
-        env: simpy.Environment,
+        env: SimEnvironment,
         view: MarketView,
         rng: np.random.Generator,
         emit: Emit,
-    ) -> Generator[simpy.Event, Any, None]:
+    ) -> ProcessGenerator:
         for acct in self.params.members():
             env.process(self._member(env, rng.spawn(1)[0], emit, acct))
         yield env.timeout(0)
 
     def _member(
-        self, env: simpy.Environment, rng: np.random.Generator, emit: Emit, acct: str
-    ) -> Generator[simpy.Event, Any, None]:
+        self, env: SimEnvironment, rng: np.random.Generator, emit: Emit, acct: str
+    ) -> ProcessGenerator:
         p = self.params
         online = p.start_online
         while True:

@@ -345,6 +345,10 @@ class MarketViewImpl:
         clock: the simulated clock (``lambda: env.now``).
         rating_rule: the rating rule whose aggregate buyers see.
         reward_window: rounds over which :meth:`expected_reward` averages.
+        rating_refresh_s: how stale (simulated s) a cached rating may get while its votes do
+            not change; ``0`` is exact. Only rules that weigh votes by stake or decaying
+            reputation need a refresh (``mean`` depends on the votes alone), and those are
+            O(votes²) to evaluate, so long runs with many buyers may want e.g. a round length.
         expected_reward_fn: an override for :meth:`expected_reward` (tokens per round).
     """
 
@@ -355,6 +359,7 @@ class MarketViewImpl:
         *,
         rating_rule: str = "mean",
         reward_window: int = 5,
+        rating_refresh_s: float = 0.0,
         expected_reward_fn: Callable[[str], float] | None = None,
     ) -> None:
         if reward_window < 1:
@@ -363,6 +368,8 @@ class MarketViewImpl:
         self.clock = clock
         self.rating_rule = rating_rule
         self.reward_window = reward_window
+        self.rating_refresh_s = rating_refresh_s
+        self._ratings: dict[str, tuple[int, float, float | None]] = {}
         self._expected_reward_fn = expected_reward_fn
         self._cursor = 0
         self._slashes: Counter[str] = Counter()
@@ -395,7 +402,7 @@ class MarketViewImpl:
                     version=mv.version,
                     round=mv.round,
                     accuracy=float(mv.metrics.get("accuracy", 0.0)),
-                    rating=self.market.rating(mv.version, rule=self.rating_rule),
+                    rating=self._rating(mv.version),
                     prices=terms,
                     contributors=tuple(sorted(mv.contributors)),
                     time=mv.time,
@@ -442,6 +449,22 @@ class MarketViewImpl:
         return paid / slots / TOKEN if slots else 0.0
 
     # -- internals -------------------------------------------------------------
+    def _rating(self, version: str) -> float | None:
+        votes = len(self.market.state.votes.get(version, {}))
+        if votes == 0:
+            return None
+        now = self.now()
+        cached = self._ratings.get(version)
+        if (
+            cached is not None
+            and cached[0] == votes
+            and (self.rating_rule == "mean" or now - cached[1] < self.rating_refresh_s)
+        ):
+            return cached[2]
+        rating = self.market.rating(version, rule=self.rating_rule)
+        self._ratings[version] = (votes, now, rating)
+        return rating
+
     def _scan(self) -> None:
         """Read ledger entries appended since the last scan (slashes, rewards, contributions)."""
         for entry in self.market.entries(self._cursor):

@@ -203,3 +203,14 @@ def test_sequence_of_behaviours_gets_unique_keys(world: World) -> None:
     assert keys == ["churn", "churn#2"]
     assert isinstance(applier, IntentApplier)
     assert isinstance(MarketViewImpl(world.market, lambda: 0.0), MarketView)
+
+
+def test_view_rating_rule_and_cache(world: World) -> None:
+    world.add_clients("client-000", "client-001", stake=TOKEN)
+    v = world.add_version(0.5, {"client-000": 1.0})
+    yuma = MarketViewImpl(world.market, lambda: float(world.env.now), rating_rule="yuma")
+    world.market.vote("client-000", v, 5.0)
+    assert yuma.versions()[0].rating == world.market.rating(v, rule="yuma") == 5.0
+    world.market.vote("client-001", v, 1.0)
+    assert yuma.versions()[0].rating == world.market.rating(v, rule="yuma")
+    assert world.view.versions()[0].rating == 3.0
