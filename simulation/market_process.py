@@ -149,7 +149,8 @@ class IntentApplier:
         on_event: called with an :class:`IntentOutcome` after every intent (the world uses
             it to react to ``Join`` / ``Leave``, e.g. to change the active client set).
         buyer_budget: base units minted (reason ``"buyer_budget"``) to each buyer account
-            the applier registers on its first buyer intent.
+            the applier registers on its first ``BuyLicense`` (accounts first seen using a
+            license, e.g. key sharers, are registered unfunded).
         voter_role: role under which an unknown voter is registered (``None``: an unknown
             voter's vote is refused instead).
         clock: the simulated clock; defaults to the market's own clock.
@@ -220,12 +221,13 @@ class IntentApplier:
     def _registered(self, account: str) -> bool:
         return account in self.market.state.accounts
 
-    def _ensure_buyer(self, buyer: str) -> None:
+    def _ensure_buyer(self, buyer: str, *, fund: bool = True) -> None:
+        """Register an unknown buyer; fund it only when it arrives to buy (not a key sharer)."""
         if self._registered(buyer):
             return
         with self.market.batch():
             self.market.register_participant(buyer, role="buyer")
-            if self.buyer_budget > 0:
+            if fund and self.buyer_budget > 0:
                 self.market.mint(buyer, self.buyer_budget, reason="buyer_budget")
         self.counters.buyers_registered += 1
 
@@ -269,13 +271,13 @@ class IntentApplier:
             c.revenue += price.price if price is not None else 0
             return lic_id
         if isinstance(intent, UseLicense):
-            self._ensure_buyer(intent.buyer)
+            self._ensure_buyer(intent.buyer, fund=False)
             lic = self._valid_license(intent.buyer, intent.version, intent.uses)
             m.use_license(intent.buyer, lic.id, units=intent.uses)
             c.uses_metered += intent.uses
             return lic.id
         if isinstance(intent, UseLicenseKey):
-            self._ensure_buyer(intent.user)
+            self._ensure_buyer(intent.user, fund=False)
             owner = m.state.licenses.get(intent.license_id)
             try:
                 m.use_license(intent.user, intent.license_id, units=intent.uses)

@@ -253,6 +253,7 @@ def test_key_sharing_uses_are_refused_and_recorded(world: World) -> None:
     c = world.applier.counters
     assert c.shared_key_uses_refused == c.uses_refused == len(shared)
     assert world.market.license("lic-000001").uses == 0
+    assert world.market.balance("abuser-000.share0") == 0  # sharers are not funded
     recorded = [e for e in world.market.entries() if e.kind == "intent_refused"]
     assert len(recorded) == len(shared)
     assert recorded[0].data["license_id"] == "lic-000001"
