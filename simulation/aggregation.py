@@ -53,6 +53,28 @@ for _name, _cls in {
     AGGREGATORS.add(_name, _flower(_cls))
 
 
-def create_strategy(name: str, params: Mapping[str, Any]) -> Any:
-    """Instantiate the aggregator ``name`` with ``params``."""
-    return AGGREGATORS.get(name)(params)
+def _register_robust() -> None:
+    from simulation.strategies import register  # noqa: PLC0415
+
+    register(AGGREGATORS)
+
+
+_register_robust()
+
+
+def create_strategy(
+    name: str,
+    params: Mapping[str, Any],
+    client_dp: Mapping[str, Any] | None = None,
+    rng: Any = None,
+) -> Any:
+    """Instantiate the aggregator ``name`` with ``params``, optionally wrapped in one of
+    Flower's client-level DP wrappers (``client_dp = {"mode": ..., **params}``)."""
+    strategy = AGGREGATORS.get(name)(params)
+    if client_dp:
+        from simulation.strategies import wrap_client_dp  # noqa: PLC0415
+
+        dp = dict(client_dp)
+        mode = str(dp.pop("mode"))
+        strategy = wrap_client_dp(strategy, mode, dp, rng=rng)
+    return strategy

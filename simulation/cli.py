@@ -38,8 +38,11 @@ out = Console()
 def _mount_subapps() -> None:
     from simulation.cli_market import ledger_app, registry_app  # noqa: PLC0415
 
+    from simulation.cli_outputs import mount as mount_outputs  # noqa: PLC0415
+
     app.add_typer(ledger_app, name="ledger")
     app.add_typer(registry_app, name="registry")
+    mount_outputs(app, registry_app)
 
 
 _mount_subapps()

@@ -170,6 +170,14 @@ class AggregationConfig(StrictModel):
     max_update_norm: float = Field(
         1e4, gt=0.0, description="updates farther than this (L2) from the global model are rejected"
     )
+    client_dp: dict[str, float | int | str] | None = Field(
+        None,
+        description="client-level DP with Flower's wrappers: {mode: server-fixed|server-adaptive,"
+        " noise_multiplier, clipping_norm | initial_clipping_norm, ...}",
+    )
+    flag_below: float = Field(
+        0.05, ge=0.0, le=1.0, description="a robust aggregator's weight below this flags a client"
+    )
     params: dict[str, float | int | str | bool] = Field(default_factory=dict)
 
 
@@ -186,6 +194,12 @@ class MarketConfig(StrictModel):
 
     initial_grant: float = Field(10.0, ge=0.0, description="tokens granted to each new client")
     stake: float = Field(5.0, ge=0.0, description="tokens a client stakes to join")
+    compute_cost_per_round: float = Field(
+        0.0, ge=0.0, description="a participant's cost (tokens) of training one round"
+    )
+    price_per_epsilon: float = Field(
+        0.0, ge=0.0, description="a participant's cost (tokens) per unit of ε spent"
+    )
     block: Literal["round"] = "round"
 
 
@@ -197,6 +211,9 @@ class TimingConfig(StrictModel):
     bandwidth_mbps: float = Field(20.0, gt=0.0)
     latency_s: float = Field(0.05, ge=0.0)
     dp_overhead: float = Field(2.0, ge=1.0, description="compute factor of per-sample clipping")
+    deadline_s: float | None = Field(
+        None, gt=0.0, description="round deadline; slower clients are stragglers, discarded"
+    )
     server_seconds: float = Field(0.1, ge=0.0, description="aggregation time per round")
 
 
@@ -216,11 +233,148 @@ class FaultConfig(StrictModel):
     rounds: tuple[int, ...] | None = Field(None, description="rounds affected (default: all)")
 
 
+class GroupConfig(StrictModel):
+    """A group of clients that share a training behaviour (the rest are honest).
+
+    Members are drawn from the clients by the seed (a permutation; groups take
+    consecutive slices in the order they are declared), so ``count`` or
+    ``fraction`` is all a scenario says. ``attacker`` is ground truth for the
+    attack metrics; it defaults to "the behaviour is not honest".
+    """
+
+    group: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    count: int | None = Field(None, ge=1)
+    fraction: float | None = Field(None, gt=0.0, le=1.0)
+    behaviour: str = "honest"
+    params: dict[str, Any] = Field(default_factory=dict)
+    attacker: bool | None = None
+    sybil: Literal["split", "duplicate"] | None = Field(
+        None, description="members are identities of one owner that split or copy its data"
+    )
+
+    @model_validator(mode="after")
+    def _one_size(self) -> GroupConfig:
+        if (self.count is None) == (self.fraction is None):
+            raise ValueError("give exactly one of count or fraction")
+        return self
+
+    def size(self, num_clients: int) -> int:
+        """Number of members among ``num_clients`` clients."""
+        if self.count is not None:
+            return self.count
+        assert self.fraction is not None
+        return max(1, int(round(self.fraction * num_clients)))
+
+    @property
+    def is_attacker(self) -> bool:
+        """Ground truth: does this group attack?"""
+        return self.attacker if self.attacker is not None else self.behaviour != "honest"
+
+
+class _Window(StrictModel):
+    """When an event is in force: by round numbers or by simulated seconds."""
+
+    start_round: int | None = Field(None, ge=1)
+    stop_round: int | None = Field(None, ge=1, description="inclusive")
+    start_time: float | None = Field(None, ge=0.0)
+    stop_time: float | None = Field(None, ge=0.0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> _Window:
+        if self.start_round is not None and self.stop_round is not None:
+            if self.stop_round < self.start_round:
+                raise ValueError("stop_round: before start_round")
+        if self.start_time is not None and self.stop_time is not None:
+            if self.stop_time < self.start_time:
+                raise ValueError("stop_time: before start_time")
+        return self
+
+    def active(self, round_: int, now: float) -> bool:
+        """Is the window open at ``round_`` (starting at simulated time ``now``)?"""
+        if self.start_round is not None and round_ < self.start_round:
+            return False
+        if self.stop_round is not None and round_ > self.stop_round:
+            return False
+        if self.start_time is not None and now < self.start_time:
+            return False
+        return not (self.stop_time is not None and now > self.stop_time)
+
+
+class AttackEvent(_Window):
+    """The group's behaviour is in force only inside this window (honest outside).
+
+    A group with no ``attack`` event behaves as declared from the first round.
+    """
+
+    kind: Literal["attack"] = "attack"
+    group: str
+
+
+class CoalitionEvent(_Window):
+    """A server-side coalition attack by a group's members (they share updates):
+    ``alie``, ``update_copying``, ``stale_replay``, ``sybil_duplicate``."""
+
+    kind: Literal["coalition"] = "coalition"
+    group: str
+    attack: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class JoinEvent(StrictModel):
+    """The group's clients are absent until this round (or simulated time)."""
+
+    kind: Literal["join"] = "join"
+    group: str
+    round: int | None = Field(None, ge=1)
+    time: float | None = Field(None, ge=0.0)
+
+
+class LeaveEvent(StrictModel):
+    """The group's clients leave from this round (or simulated time) on."""
+
+    kind: Literal["leave"] = "leave"
+    group: str
+    round: int | None = Field(None, ge=1)
+    time: float | None = Field(None, ge=0.0)
+
+
+class DropoutEvent(_Window):
+    """Sampled clients (of a group, or everyone) fail to answer with this probability."""
+
+    kind: Literal["dropout"] = "dropout"
+    group: str | None = None
+    probability: float = Field(ge=0.0, le=1.0)
+
+
+TimelineEvent = Annotated[
+    AttackEvent | CoalitionEvent | JoinEvent | LeaveEvent | DropoutEvent,
+    Field(discriminator="kind"),
+]
+
+
+class ContributionConfig(StrictModel):
+    """Server-side contribution evaluation on the validation split, each round.
+
+    ``evaluator`` scores the round's accepted updates (fed to score-based
+    mechanisms and to reputation); ``reference`` is the ground-truth measure
+    the attack metrics compare rewards against (exact Shapley for small
+    rounds, falling back to ``gtg_shapley`` above ``exact_max_clients``).
+    """
+
+    evaluator: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    reference: bool = False
+    exact_max_clients: int = Field(10, ge=1, le=16)
+
+
 class OutputConfig(StrictModel):
     """What a run writes."""
 
     save_model: bool = True
     csv: bool = True
+    baseline: bool = Field(
+        False, description="also run the no-attack baseline (same seed) for accuracy drop"
+    )
 
 
 class Scenario(StrictModel):
@@ -243,6 +397,9 @@ class Scenario(StrictModel):
     timing: TimingConfig = Field(default_factory=TimingConfig)
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     faults: tuple[FaultConfig, ...] = ()
+    population: tuple[GroupConfig, ...] = ()
+    timeline: tuple[TimelineEvent, ...] = ()
+    contribution: ContributionConfig = Field(default_factory=ContributionConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
 
     @model_validator(mode="after")
@@ -256,6 +413,19 @@ class Scenario(StrictModel):
         for fault in self.faults:
             if fault.client >= self.clients.count:
                 raise ValueError(f"faults: client {fault.client} does not exist")
+        names = [g.group for g in self.population]
+        if len(set(names)) != len(names):
+            raise ValueError("population: group names must be unique")
+        members = sum(g.size(self.clients.count) for g in self.population)
+        if members > self.clients.count:
+            raise ValueError(
+                f"population: groups hold {members} clients but clients.count is "
+                f"{self.clients.count}"
+            )
+        for i, event in enumerate(self.timeline):
+            group = getattr(event, "group", None)
+            if group is not None and group not in names:
+                raise ValueError(f"timeline.{i}.group: no population group {group!r}")
         return self
 
     def resolved(self) -> dict[str, Any]:
@@ -273,18 +443,24 @@ class Scenario(StrictModel):
 # Fields whose value is a discriminated union: pydantic puts the tag in the
 # error location (``privacy.dp_sgd.noise_multiplier``); users never wrote it.
 _TAGGED = {"partition", "privacy"}
+_TAGGED_LISTS = {"timeline"}
 
 
 def _field_path(loc: Sequence[int | str]) -> str:
     parts: list[str] = []
     skip_next = False
-    for item in loc:
+    prev: int | str | None = None
+    for i, item in enumerate(loc):
         if skip_next:
             skip_next = False
+            prev = item
             continue
         parts.append(str(item))
         if item in _TAGGED:
             skip_next = True
+        elif isinstance(item, int) and i > 0 and prev in _TAGGED_LISTS:
+            skip_next = True
+        prev = item
     return ".".join(parts)
 
 

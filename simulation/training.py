@@ -67,6 +67,7 @@ class ClientTask(BaseModel):
     seed: int
     behaviour: str | None = None  # agents.training.behaviour_to_config(...) JSON
     fault: FaultKind | None = None  # fault injection: a corrupted client
+    data_indices: tuple[int, ...] | None = None  # Sybil identities: rows of the owner's data
 
 
 @dataclass(frozen=True)
@@ -199,7 +200,11 @@ def run_client_task(task: ClientTask, global_weights: dict[str, np.ndarray]) -> 
     start = time.perf_counter()
     torch.set_num_threads(1)
     data = task.data.build()
-    x, y = data.client(task.client_index)
+    if task.data_indices is not None:
+        idx = np.asarray(task.data_indices, dtype=np.int64)
+        x, y = data.x_train[idx], data.y_train[idx]
+    else:
+        x, y = data.client(task.client_index)
     gen = torch.Generator().manual_seed(task.seed)
     rng = np.random.default_rng(task.seed)
 

@@ -26,11 +26,13 @@ import simpy
 import torch
 
 from marketplace import TOKEN, Market
+from marketplace.contribution import RoundData, coalition_utility, create_evaluator
 from marketplace.incentives import ContributionInfo, RoundOutcome, create_mechanism
 from simulation.aggregation import create_strategy
 from simulation.data import FederatedData
 from simulation.evaluation import validation_results
 from simulation.models import build_model, flops_per_example, load_numpy, state_to_numpy
+from simulation.population import Population
 from simulation.privacy import PrivacyLedger, calibrate_noise, poisson_schedule
 from simulation.rng import SeedTree
 from simulation.scenario import DPSGDPrivacy, Scenario
@@ -40,6 +42,7 @@ from simulation.training import (
     DataSpec,
     DPSpec,
     choose_grad_sample_mode,
+    evaluate,
     run_client_task,
 )
 from simulation.validation import check_update
@@ -102,6 +105,9 @@ class RoundRecord:
     epsilon_max: float
     epsilon_mean: float
     tokens_issued: float
+    dropped: int = 0
+    stragglers: int = 0
+    backdoor_success: float = float("nan")
     model_version: str | None = None
     wall_seconds: float = 0.0
 
@@ -147,14 +153,23 @@ class World:
             scenario.model, self.data.input_shape, self.data.num_classes, self.tree.torch("init")
         )
         self.weights: Weights = state_to_numpy(self.model)
+        self.eval_model = build_model(
+            scenario.model, self.data.input_shape, self.data.num_classes, self.tree.torch("eval")
+        )
         self.flops = flops_per_example(self.model, self.data.input_shape)
         model_bytes = sum(int(v.nbytes) for v in self.weights.values())
         self.time_model = TimeModel.create(
             scenario.timing, self.n, self.flops, model_bytes, self.tree.numpy("speeds")
         )
         self.strategy = create_strategy(
-            scenario.aggregation.strategy, scenario.aggregation.params
+            scenario.aggregation.strategy,
+            scenario.aggregation.params,
+            scenario.aggregation.client_dp,
+            rng=self.tree.numpy("client-dp"),
         )
+        if hasattr(self.strategy, "set_root_update"):
+            # FLTrust: the server trains on its own small clean root set (the validation split).
+            self.strategy.set_root_update(self._root_update)
         self.mechanism = create_mechanism(scenario.rewards.mechanism, **scenario.rewards.params)
         priv = scenario.privacy
         self.dp: DPSGDPrivacy | None = priv if isinstance(priv, DPSGDPrivacy) else None
@@ -162,7 +177,13 @@ class World:
         self.grad_sample_mode = (
             choose_grad_sample_mode(self.model, self.dp.grad_sample_mode) if self.dp else "hooks"
         )
+        self.population = Population.create(scenario, self.accounts, self.tree)
+        contrib = scenario.contribution
+        self.evaluator = (
+            create_evaluator(contrib.evaluator, **contrib.params) if contrib.evaluator else None
+        )
         self.active: set[int] = set(range(self.n))
+        self.stopped: set[int] = set()
         self.rounds: list[RoundRecord] = []
         self.rows: list[tuple[int, str, str, float]] = []
         self.version: str | None = None
@@ -177,7 +198,7 @@ class World:
         if self.dp.noise_multiplier is not None:
             return self.dp.noise_multiplier
         assert self.dp.target_epsilon is not None
-        q, steps = poisson_schedule(len(self.data.partitions[client]), self.scenario.training.batch_size)
+        q, steps = poisson_schedule(self._client_size(client), self.scenario.training.batch_size)
         total = steps * self.scenario.training.epochs * self.scenario.rounds
         return calibrate_noise(self.dp.target_epsilon, self.dp.delta, q, total)
 
@@ -237,6 +258,9 @@ class World:
                     max_grad_norm=self.dp.max_grad_norm,
                     grad_sample_mode=self.grad_sample_mode,
                 )
+            now = float(self.env.now)
+            epochs = self.population.epochs(c, round_, now, sc.training.epochs)
+            indices = self.population.data_indices(c, self.data.partitions)
             tasks.append(
                 ClientTask(
                     round=round_,
@@ -244,13 +268,19 @@ class World:
                     account=self.accounts[c],
                     data=self.data_spec,
                     model=sc.model,
-                    training=sc.training,
+                    training=sc.training.model_copy(update={"epochs": epochs}),
                     dp=dp,
                     seed=self.tree.integer("train", c, round_),
+                    behaviour=self.population.behaviour_config(c, round_, now),
                     fault=faults.get(c),
+                    data_indices=tuple(int(i) for i in indices) if indices is not None else None,
                 )
             )
         return tasks
+
+    def _client_size(self, c: int) -> int:
+        indices = self.population.data_indices(c, self.data.partitions)
+        return len(indices) if indices is not None else len(self.data.partitions[c])
 
     def _stop_exhausted(self, round_: int) -> None:
         """Clients whose next round would exceed their ε budget stop contributing."""
@@ -258,14 +288,15 @@ class World:
         if self.dp is None or budget is None:
             return
         assert self.market is not None
+        now = float(self.env.now)
         for c in sorted(self.active):
-            q, steps = poisson_schedule(
-                len(self.data.partitions[c]), self.scenario.training.batch_size
-            )
-            step = (self._noise_for(c), q, steps * self.scenario.training.epochs)
+            q, steps = poisson_schedule(self._client_size(c), self.scenario.training.batch_size)
+            epochs = self.population.epochs(c, round_, now, self.scenario.training.epochs)
+            step = (self._noise_for(c), q, steps * epochs)
             nxt = self.privacy.would_spend(self.accounts[c], step)
             if nxt > budget:
                 self.active.discard(c)
+                self.stopped.add(c)
                 spent = self.privacy.spent(self.accounts[c])
                 self.market.record(
                     "privacy_budget_exhausted",
@@ -283,7 +314,8 @@ class World:
                 )
 
     def _sample(self, round_: int) -> list[int]:
-        active = sorted(self.active)
+        now = float(self.env.now)
+        active = sorted(c for c in self.active if self.population.present(c, round_, now))
         if not active:
             return []
         cfg = self.scenario.clients
@@ -295,34 +327,75 @@ class World:
     def _round(self, round_: int) -> Generator[simpy.Event, Any, None]:
         assert self.market is not None
         market = self.market
+        sc = self.scenario
         wall = time.perf_counter()
+        now = float(self.env.now)
         self._stop_exhausted(round_)
         sampled = self._sample(round_)
-        market.record("round_started", {"round": round_, "sampled": [self.accounts[c] for c in sampled]})
-        replies = self.transport(self._tasks(round_, sampled), self.weights) if sampled else []
+        dropped = [
+            c for c in sampled
+            if self.population.drops_out(c, round_, now, self.data.num_classes)
+        ]
+        asked = [c for c in sampled if c not in dropped]
+        market.record(
+            "round_started",
+            {
+                "round": round_,
+                "sampled": [self.accounts[c] for c in sampled],
+                "dropped_out": [self.accounts[c] for c in dropped],
+            },
+        )
+        replies = self.transport(self._tasks(round_, asked), self.weights) if asked else []
+        replies = sorted(replies, key=lambda r: r.client)
+
+        # Server-side coalition attacks rewrite their members' well-formed submissions.
+        well_formed = {
+            r.client: r.weights
+            for r in replies
+            if r.error is None
+            and r.weights is not None
+            and check_update(self.weights, r.weights, float("inf")) is None
+        }
+        rewritten = self.population.apply_coalitions(round_, now, well_formed, self.weights)
+        replies = [
+            Reply(r.client, rewritten[r.client], r.metrics, r.error) if r.client in rewritten
+            else r
+            for r in replies
+        ]
+
         accepted: list[Reply] = []
-        rejected = 0
+        rejected: list[str] = []
+        stragglers = 0
         client_secs: list[float] = []
-        for reply in sorted(replies, key=lambda r: r.client):
+        deadline = sc.timing.deadline_s
+        for reply in replies:
             acct = self.accounts[reply.client]
             steps = int(reply.metrics.get("steps", 0))
+            eps_before = self.privacy.spent(acct) if self.dp is not None else 0.0
             if self.dp is not None and steps > 0:
                 step = (self._noise_for(reply.client), float(reply.metrics["sample-rate"]), steps)
                 self.privacy.record(acct, step)
             eps = self.privacy.spent(acct) if self.dp is not None else None
             n_ex = int(reply.metrics.get("num-examples", 0))
-            client_secs.append(
-                self.time_model.client_seconds(
-                    reply.client, n_ex * self.scenario.training.epochs, self.dp is not None
-                )
+            epochs = self.population.epochs(reply.client, round_, now, sc.training.epochs)
+            secs = self.time_model.client_seconds(
+                reply.client, n_ex * epochs, self.dp is not None
+            ) / self.population.speed_factor(reply.client, round_, now)
+            cost = sc.market.compute_cost_per_round + sc.market.price_per_epsilon * (
+                (eps or 0.0) - eps_before
             )
+            self.rows.append((round_, acct, "cost", cost))
             reason = reply.error
             if reason is None and reply.weights is not None:
-                reason = check_update(
-                    self.weights, reply.weights, self.scenario.aggregation.max_update_norm
-                )
+                reason = check_update(self.weights, reply.weights, sc.aggregation.max_update_norm)
+            if reason is None and deadline is not None and secs > deadline:
+                reason = f"straggler: {secs:.3g} s > deadline {deadline:.3g} s"
+                stragglers += 1
+            client_secs.append(min(secs, deadline) if deadline is not None else secs)
+            if eps is not None:
+                self.rows.append((round_, acct, "epsilon", eps))
             if reason is not None or reply.weights is None:
-                rejected += 1
+                rejected.append(acct)
                 market.reject_contribution(round=round_, client=acct, reason=reason or "no update")
                 self.rows.append((round_, acct, "rejected", 1.0))
                 log.info("round %d: rejected %s: %s", round_, acct, reason)
@@ -344,11 +417,11 @@ class World:
             self.rows.append((round_, acct, "num_examples", float(n_ex)))
             for k, v in metrics.items():
                 self.rows.append((round_, acct, k.replace("-", "_"), v))
-            if eps is not None:
-                self.rows.append((round_, acct, "epsilon", eps))
 
         yield self.env.timeout(self.time_model.round_seconds(client_secs))
 
+        scores = self._score(round_, accepted)
+        previous = self.weights
         if accepted:
             self.weights = self._aggregate(round_, accepted)
         load_numpy(self.model, self.weights)
@@ -360,6 +433,7 @@ class World:
             self.data.num_classes,
             self.flops,
         )
+        backdoor = self._backdoor_success()
         total_ex = sum(int(r.metrics["num-examples"]) for r in accepted)
         shares = {
             self.accounts[r.client]: int(r.metrics["num-examples"]) / total_ex for r in accepted
@@ -372,24 +446,30 @@ class World:
             metrics=results,
             contributors=shares,
         )
-        emission = round(self.scenario.rewards.emission_per_round * TOKEN)
+        emission = round(sc.rewards.emission_per_round * TOKEN)
+        infos = [
+            ContributionInfo(
+                account=self.accounts[r.client],
+                num_examples=int(r.metrics["num-examples"]),
+                accepted=True,
+                score=scores.get(self.accounts[r.client]),
+            )
+            for r in accepted
+        ] + [ContributionInfo(account=a, num_examples=0, accepted=False) for a in rejected]
         outcome = RoundOutcome(
             round=round_,
             emission=emission,
-            contributions=tuple(
-                ContributionInfo(
-                    account=self.accounts[r.client],
-                    num_examples=int(r.metrics["num-examples"]),
-                    accepted=True,
-                )
-                for r in accepted
-            ),
+            contributions=tuple(sorted(infos, key=lambda i: i.account)),
         )
         allocation = self.mechanism.run(outcome, market)
         issued = sum(allocation.amounts.values())
         for acct, amount in sorted(allocation.amounts.items()):
             self.rows.append((round_, acct, "reward_tokens", amount / TOKEN))
+        for slash in allocation.slashes:
+            self.rows.append((round_, slash.account, "flagged", 1.0))
+            self.rows.append((round_, slash.account, "slashed_tokens", slash.amount / TOKEN))
         market.end_block()
+        del previous
 
         eps_all = [self.privacy.spent(a) for a in self.accounts] if self.dp else [0.0]
         record = RoundRecord(
@@ -398,19 +478,109 @@ class World:
             duration=self.time_model.round_seconds(client_secs),
             sampled=len(sampled),
             accepted=len(accepted),
-            rejected=rejected,
+            rejected=len(rejected),
             active_clients=len(self.active),
             test_accuracy=results["accuracy"],
             test_loss=results["loss"],
             epsilon_max=max(eps_all),
             epsilon_mean=float(np.mean(eps_all)),
             tokens_issued=issued / TOKEN,
+            dropped=len(dropped),
+            stragglers=stragglers,
+            backdoor_success=backdoor,
             model_version=self.version,
             wall_seconds=time.perf_counter() - wall,
         )
         self.rounds.append(record)
         if self.on_round is not None:
             self.on_round(record)
+
+    # ------------------------------------------------------- contribution scores
+
+    def _root_update(self, round_: int, global_weights: Weights) -> Weights:
+        """FLTrust's server update: one round of local training on the root set."""
+        sc = self.scenario
+        model = build_model(
+            sc.model, self.data.input_shape, self.data.num_classes, self.tree.torch("root", round_)
+        )
+        load_numpy(model, global_weights)
+        from simulation.training import local_train  # noqa: PLC0415
+
+        local_train(
+            model, self.data.x_val, self.data.y_val, self.data.input_shape, sc.training, None,
+            self.tree.torch("root-train", round_),
+        )
+        return state_to_numpy(model)
+
+    def _flat(self, weights: Weights) -> np.ndarray:
+        return np.concatenate([weights[k].astype(np.float64).ravel() for k in self.weights])
+
+    def _unflat(self, flat: np.ndarray) -> Weights:
+        out: Weights = {}
+        i = 0
+        for k, v in self.weights.items():
+            out[k] = flat[i : i + v.size].reshape(v.shape).astype(v.dtype)
+            i += v.size
+        return out
+
+    def _val_accuracy(self, flat: np.ndarray) -> float:
+        load_numpy(self.eval_model, self._unflat(flat))
+        return evaluate(self.eval_model, self.data.x_val, self.data.y_val, self.data.input_shape)[1]
+
+    def _score(self, round_: int, accepted: list[Reply]) -> dict[str, float]:
+        """Per-client contribution scores on the validation split (and the reference
+        Shapley values the attack metrics compare rewards against)."""
+        cfg = self.scenario.contribution
+        if not accepted or (self.evaluator is None and not cfg.reference):
+            return {}
+        base = self._flat(self.weights)
+        deltas = tuple(self._flat(r.weights) - base for r in accepted if r.weights is not None)
+        counts = [int(r.metrics["num-examples"]) for r in accepted]
+        utility = coalition_utility(base, deltas, counts, self._val_accuracy)
+        data = RoundData(
+            num_clients=len(accepted),
+            utility=utility,
+            updates=deltas,
+            weights=tuple(float(c) for c in counts),
+        )
+        names = [self.accounts[r.client] for r in accepted]
+        scores: dict[str, float] = {}
+        assert self.market is not None
+        if self.evaluator is not None:
+            res = self.evaluator.evaluate(data, rng=self.tree.numpy("contribution", round_))
+            scores = dict(zip(names, (float(v) for v in res.scores), strict=True))
+            # The ledger's quality is in [0, 1]: the best contributor of the round gets 1,
+            # a harmful (negative) one 0. Reputation builds on it.
+            top = max((abs(v) for v in scores.values()), default=0.0)
+            for acct, v in scores.items():
+                self.rows.append((round_, acct, "contribution_score", v))
+                quality = min(max(v / top, 0.0), 1.0) if top > 0 else 0.0
+                self.market.record_quality(round=round_, client=acct, score=quality)
+            self.rows.append((round_, "global", "contribution_utility_calls", res.utility_calls))
+        if cfg.reference:
+            ref_name = "exact_shapley" if len(accepted) <= cfg.exact_max_clients else "gtg_shapley"
+            ref = create_evaluator(ref_name).evaluate(
+                data, rng=self.tree.numpy("reference", round_)
+            )
+            for acct, v in zip(names, ref.scores, strict=True):
+                self.rows.append((round_, acct, "true_contribution", float(v)))
+        return scores
+
+    def _backdoor_success(self) -> float:
+        """Share of triggered test inputs (true label ≠ target) classified as the target."""
+        found = self.population.backdoor()
+        if found is None:
+            return float("nan")
+        behaviour, _ = found
+        target = int(behaviour.params.target_label)  # type: ignore[attr-defined]
+        keep = self.data.y_test != target
+        if not keep.any():
+            return float("nan")
+        x = behaviour.apply_trigger(self.data.x_test[keep])  # type: ignore[attr-defined]
+        from simulation.training import predict  # noqa: PLC0415
+
+        pred = predict(self.model, x, self.data.input_shape).argmax(axis=1)
+        return float((pred == target).mean())
 
     def _aggregate(self, round_: int, accepted: list[Reply]) -> Weights:
         """Aggregate with the Flower strategy (replies sorted by client)."""
@@ -446,7 +616,20 @@ class World:
                 message_type="train",
             )
             msgs.append(Message(content=content, metadata=meta))
+        from simulation.strategies import NeedsGlobal  # noqa: PLC0415
+
+        if isinstance(self.strategy, NeedsGlobal):
+            self.strategy.set_global(
+                ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in self.weights.items()})
+            )
         arrays, _ = self.strategy.aggregate_train(round_, msgs)
+        weights = getattr(self.strategy, "last_weights", None)
+        if weights:
+            for client, w in sorted(weights.items()):
+                acct = self.accounts[int(client)]
+                self.rows.append((round_, acct, "aggregation_weight", float(w)))
+                if float(w) < self.scenario.aggregation.flag_below:
+                    self.rows.append((round_, acct, "flagged", 1.0))
         if arrays is None:
             log.warning("round %d: the strategy returned no model; keeping the last one", round_)
             return self.weights
@@ -454,8 +637,13 @@ class World:
         return {k: out[k].astype(self.weights[k].dtype, copy=False) for k in self.weights}
 
     def _federation(self) -> Generator[simpy.Event, Any, None]:
-        for r in range(1, self.scenario.rounds + 1):
-            yield from self._round(r)
+        try:
+            for r in range(1, self.scenario.rounds + 1):
+                yield from self._round(r)
+        except Exception as exc:  # noqa: BLE001 - re-raised unchanged by run()
+            # simpy re-creates a process's exception from its args, which loses typed
+            # errors' fields; keep the original and raise it after the clock stops.
+            self._failure = exc
 
     # --------------------------------------------------------------------- run
 
@@ -467,7 +655,7 @@ class World:
         )
         self.rounds.append(
             RoundRecord(0, 0.0, 0.0, 0, 0, 0, len(self.active), res["accuracy"], res["loss"],
-                        0.0, 0.0, 0.0)
+                        0.0, 0.0, 0.0, backdoor_success=self._backdoor_success())
         )
 
     def run(self) -> WorldResult:
@@ -476,8 +664,11 @@ class World:
         self.market = self._open_market()
         try:
             self._evaluate_initial()
+            self._failure: Exception | None = None
             self.env.process(self._federation())
             self.env.run()
+            if self._failure is not None:
+                raise self._failure
             head = self.market.head_hash
         finally:
             self.market.close()
@@ -487,7 +678,7 @@ class World:
             client_rows=self.rows,
             final_weights=self.weights,
             head_hash=head,
-            ground_truth={"attackers": [], "behaviours": {a: "honest" for a in self.accounts}},
+            ground_truth=self.population.ground_truth(),
             final_epsilon=final_eps,
         )
 
