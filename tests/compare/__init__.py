@@ -1,0 +1,1 @@
+"""Tests of fedmarket compare: sweeps, studies, study metrics."""
