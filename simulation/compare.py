@@ -290,13 +290,19 @@ def default_workers(engine: Engine) -> int:
     return max(1, cpus // 2) if engine == "flower" else cpus
 
 
-def _complete(run_dir: Path) -> bool:
-    """A run is complete when its manifest parses and holds the ``final`` block."""
+def _complete(run_dir: Path, scenario_hash: str) -> bool:
+    """A run is reusable when its manifest parses, holds the ``final`` block and ran
+    the same resolved scenario (an edited base file must not resume stale results)."""
     try:
         manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return isinstance(manifest, dict) and isinstance(manifest.get("final"), dict)
+    if not (isinstance(manifest, dict) and isinstance(manifest.get("final"), dict)):
+        return False
+    if scenario_hash and manifest.get("scenario_hash") != scenario_hash:
+        log.warning("run %s: ran a different scenario (base edited?); re-running", run_dir.name)
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -369,7 +375,7 @@ def run_study(
     todo: list[RunTask] = []
     for v in study.variants:
         run_dir = out / "runs" / v.run_id
-        if not force and _complete(run_dir):
+        if not force and _complete(run_dir, v.scenario_hash):
             log.info("run %s: complete, skipped", v.run_id)
             statuses[v.run_id] = RunStatus(v.run_id, "ok", "", NAN)
             reused.add(v.run_id)

@@ -85,6 +85,7 @@ class Variant:
     params: tuple[tuple[str, Any], ...]
     seed: int
     overrides: tuple[str, ...]
+    scenario_hash: str = ""
 
 
 @dataclass(frozen=True)
@@ -285,7 +286,7 @@ def _validate_variants(
         overrides = tuple(fixed_overrides + [_override_text(k, v) for k, v in params.items()])
         for seed in seeds:
             try:
-                load_scenario(base, overrides, seed)
+                scenario = load_scenario(base, overrides, seed)
             except ScenarioError as exc:
                 for p in exc.problems:
                     found = _attribute(p, params, fixed, source, label)
@@ -299,6 +300,7 @@ def _validate_variants(
                     params=tuple(params.items()),
                     seed=seed,
                     overrides=overrides,
+                    scenario_hash=scenario.sha256(),
                 )
             )
     if problems:

@@ -159,3 +159,17 @@ def test_flower_runs_in_parallel_are_isolated(tmp_path: Path) -> None:
 
 def _set(options: list[str]) -> list[str]:
     return [arg for opt in options for arg in ("--set", opt)]
+
+
+def test_edited_base_is_not_resumed(tmp_path: Path) -> None:
+    base = tmp_path / "base.yaml"
+    base.write_text(QUICKSTART.read_text())
+    out = tmp_path / "study"
+    study = resolve_study(base, TINY_SET, engine="inprocess")
+    assert run_study(study, out, workers=1).ran == 1
+    assert run_study(study, out, workers=1).ran == 0
+    base.write_text(QUICKSTART.read_text() + "description: edited\n")
+    edited = resolve_study(base, TINY_SET, engine="inprocess")
+    assert edited.variants[0].run_id == study.variants[0].run_id  # same overrides and seed
+    again = run_study(edited, out, workers=1)
+    assert (again.ran, again.reused) == (1, 0)
