@@ -258,15 +258,16 @@ def _check_parameters(
     return problems
 
 
-def _attribute(
-    problem: Problem, params: Mapping[str, Any], fixed: Mapping[str, Any], source: str, label: str
-) -> Problem:
-    """Point a scenario problem at the sweep entry that caused it, when one did."""
-    for section, keys in (("parameters", params), ("set", fixed)):
-        for key in keys:
-            field = problem.field
-            if field == key or field.startswith(key + ".") or key.startswith(field + "."):
-                return Problem(source, f"{section}.{key}", problem.reason)
+def _attribute(problem: Problem, origins: Mapping[str, Problem], label: str) -> Problem:
+    """Point a scenario problem at the sweep entry or ``--set`` that caused it, if one did.
+
+    ``origins`` maps each overridden key to where the user wrote it (source and
+    field of a :class:`Problem`, reason unused).
+    """
+    field = problem.field
+    for key, where in origins.items():
+        if field == key or field.startswith(key + ".") or key.startswith(field + "."):
+            return Problem(where.source, where.field, problem.reason)
     return Problem(problem.source, problem.field, f"{problem.reason} (in design {label})")
 
 
@@ -276,6 +277,7 @@ def _validate_variants(
     fixed: Mapping[str, Any],
     seeds: Sequence[int],
     source: str,
+    origins: Mapping[str, Problem],
 ) -> tuple[Variant, ...]:
     """Load every variant through ``load_scenario``; collect every problem, then raise."""
     problems: list[Problem] = []
@@ -289,7 +291,7 @@ def _validate_variants(
                 scenario = load_scenario(base, overrides, seed)
             except ScenarioError as exc:
                 for p in exc.problems:
-                    found = _attribute(p, params, fixed, source, label)
+                    found = _attribute(p, origins, label)
                     if found not in problems:
                         problems.append(found)
                 break  # the other seeds of this design fail the same way
@@ -309,6 +311,12 @@ def _validate_variants(
     if len(set(ids)) != len(ids):
         raise ScenarioError([Problem(source, "parameters", "two variants are identical")])
     return tuple(variants)
+
+
+def _base_seed(base: Path) -> int:
+    """The base scenario's own seed, read without validating (variants are validated later)."""
+    seed = read_yaml(base).get("seed", 0)
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0 else 0
 
 
 def resolve_study(
@@ -374,13 +382,16 @@ def resolve_study(
     if cli_seeds is not None:
         seeds = cli_seeds
     if seeds is None:
-        seeds = [load_scenario(base, [_override_text(k, v) for k, v in fixed.items()]).seed]
+        seeds = [_base_seed(base)]
     seeds = list(dict.fromkeys(seeds))
 
     file_designs = _designs(file_params, mode, source)
     cli_designs = _designs(cli_swept, "product", "--set")
     designs = [{**a, **b} for a in file_designs for b in cli_designs]
-    variants = _validate_variants(base, designs, fixed, seeds, source)
+    origins = {k: Problem(source, f"parameters.{k}", "") for k in file_params}
+    origins.update({k: Problem(source, f"set.{k}", "") for k in fixed if k not in cli_fixed})
+    origins.update({k: Problem("--set", k, "") for k in [*cli_fixed, *cli_swept]})
+    variants = _validate_variants(base, designs, fixed, seeds, source, origins)
     study = Study(
         name=name,
         source=source,

@@ -74,7 +74,6 @@ def test_study_writes_tables_and_resumes(tmp_path: Path) -> None:
 
 
 def test_failing_run_is_recorded_and_exits_3(tmp_path: Path) -> None:
-    # FedAvg takes no parameter "bogus": the scenario validates, the run fails.
     sweep = write_sweep(
         tmp_path / "s.yaml",
         """
@@ -83,27 +82,31 @@ name: failing
 base: BASE
 mode: zip
 parameters:
-  aggregation.params: [{}, {bogus: 1}]
+  rewards.mechanism: [equal, data_size]
+  model.hidden: [[8], [16]]
 engine: inprocess
 """,
     )
     out = tmp_path / "study"
-    result = CliRunner().invoke(
-        _app(), ["compare", str(sweep), "--out", str(out), "--workers", "1", *_set(TINY_SET)]
-    )
+    study = resolve_study(sweep, TINY_SET)
+    blocked = study.variants[1].run_id
+    # A file where the second run's directory must go: that run fails at run time.
+    (out / "runs").mkdir(parents=True)
+    (out / "runs" / blocked).write_text("not a directory")
+    args = ["compare", str(sweep), "--out", str(out), "--workers", "1", *_set(TINY_SET)]
+    result = CliRunner().invoke(_app(), args)
     assert result.exit_code == 3, result.output
+    assert "2 ran, 0 reused, 1 failed" in result.output
+    assert f"run {blocked} failed: " in result.output
     table = pd.read_csv(out / "study.csv")
     assert table["status"].tolist() == ["ok", "failed"]
-    assert "bogus" in table["error"].iloc[1]
+    assert table["run_id"].iloc[1] == blocked and "Error" in table["error"].iloc[1]
     assert math.isnan(table["test_accuracy"].iloc[1])
-    assert table["aggregation.params"].tolist() == ["{}", '{"bogus": 1}']
+    assert table["model.hidden"].tolist() == ["[8]", "[16]"]  # lists as JSON text
     summary = pd.read_csv(out / "summary.csv")
     assert summary["failed"].tolist() == [0, 1]
-    assert "1 ran, 0 reused" not in result.output and "2 ran, 0 reused, 1 failed" in result.output
     # the failed run is retried on resume; the finished one is not
-    again = CliRunner().invoke(
-        _app(), ["compare", str(sweep), "--out", str(out), "--workers", "1", *_set(TINY_SET)]
-    )
+    again = CliRunner().invoke(_app(), args)
     assert again.exit_code == 3
     assert "1 ran, 1 reused, 1 failed" in again.output
 

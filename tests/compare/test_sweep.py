@@ -192,3 +192,11 @@ def test_run_ids_are_stable_and_distinct() -> None:
     assert a not in others and len(others) == 3
     # pinned: the id must not change between releases, or resumes re-run everything
     assert run_id_for({"rewards.mechanism": "equal"}, {}, 0) == "mechanism-equal-s0-806c7fe5"
+
+
+def test_set_problems_are_reported_against_set() -> None:
+    with pytest.raises(ScenarioError) as exc:
+        resolve_study(QUICKSTART, ["rewards.mechanism=equal,nope", "rounds=0"])
+    msgs = _problems(exc)
+    assert any(m.startswith("--set: rewards.mechanism -> unknown mechanism 'nope'") for m in msgs)
+    assert any(m.startswith("--set: rounds -> ") for m in msgs)
