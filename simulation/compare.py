@@ -418,12 +418,19 @@ def run_study(
             futures: dict[Future[RunStatus], RunTask] = {
                 pool.submit(execute_run, task): task for task in todo
             }
-            for future in as_completed(futures):
-                task = futures[future]
-                try:
-                    finished(future.result())
-                except Exception as exc:
-                    finished(RunStatus(task.run_id, "failed", f"worker died: {exc}", NAN))
+            try:
+                for future in as_completed(futures):
+                    task = futures[future]
+                    try:
+                        finished(future.result())
+                    except Exception as exc:
+                        finished(RunStatus(task.run_id, "failed", f"worker died: {exc}", NAN))
+            except BaseException:
+                # Ctrl-C: start nothing new; finished runs are kept and the
+                # study resumes from them next time.
+                log.warning("study %s interrupted; pending runs cancelled", study.name)
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
 
     rows = [
         _row(v, statuses[v.run_id], v.run_id in reused, out / "runs" / v.run_id)
