@@ -45,24 +45,33 @@ def main() -> None:
     model_cfg = ModelConfig(name=args.model)
     modes: dict[str, DPSpec | None] = {"non-private": None}
     if args.model != "cnn":
-        modes["dp ghost"] = DPSpec(noise_multiplier=1.5, max_grad_norm=1.0, grad_sample_mode="ghost")
+        modes["dp ghost"] = DPSpec(
+            noise_multiplier=1.5, max_grad_norm=1.0, grad_sample_mode="ghost"
+        )
     modes["dp hooks"] = DPSpec(noise_multiplier=1.5, max_grad_norm=1.0, grad_sample_mode="hooks")
     times: dict[str, list[float]] = {m: [] for m in modes}
-    for name, dp in modes.items():  # warm-up: imports, allocator
+    for dp in modes.values():  # warm-up: imports, allocator
         one_round(model_cfg, dp, 999, args.clients)
     # Interleave the modes so machine noise hits them alike.
     for r in range(args.repeats):
         for name, dp in modes.items():
             times[name].append(one_round(model_cfg, dp, r, args.clients))
     base = statistics.median(times["non-private"])
-    n = len(build_federated_data(DatasetConfig(name="digits"), IidPartition(), args.clients, 0)
-            .partitions[0])
-    print(f"one client-round: digits, {n} examples, {args.model}, 2 epochs, batch 16; "
-          f"median of {args.repeats}")
+    n = len(
+        build_federated_data(
+            DatasetConfig(name="digits"), IidPartition(), args.clients, 0
+        ).partitions[0]
+    )
+    print(
+        f"one client-round: digits, {n} examples, {args.model}, 2 epochs, batch 16; "
+        f"median of {args.repeats}"
+    )
     for name, ts in times.items():
         med = statistics.median(ts)
-        print(f"  {name:12s} {med * 1e3:8.1f} ms   ratio {med / base:5.2f}x  "
-              f"(p10 {np.percentile(ts, 10) * 1e3:.1f}, p90 {np.percentile(ts, 90) * 1e3:.1f} ms)")
+        print(
+            f"  {name:12s} {med * 1e3:8.1f} ms   ratio {med / base:5.2f}x  "
+            f"(p10 {np.percentile(ts, 10) * 1e3:.1f}, p90 {np.percentile(ts, 90) * 1e3:.1f} ms)"
+        )
 
 
 if __name__ == "__main__":

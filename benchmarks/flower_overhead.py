@@ -33,8 +33,12 @@ def main() -> None:
     logging.getLogger("flwr").setLevel(logging.ERROR)
     scenario = load_scenario(
         ROOT / "scenarios" / "quickstart.yaml",
-        [f"clients.count={args.clients}", f"rounds={args.rounds}", "privacy.budget=null",
-         "training.epochs=1"],
+        [
+            f"clients.count={args.clients}",
+            f"rounds={args.rounds}",
+            "privacy.budget=null",
+            "training.epochs=1",
+        ],
     )
     results = {}
     for engine in ("inprocess", "flower"):
@@ -42,7 +46,9 @@ def main() -> None:
         with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
             start = time.perf_counter()
             outcome = run_scenario(
-                scenario, Path(tmp) / engine, engine=engine,  # type: ignore[arg-type]
+                scenario,
+                Path(tmp) / engine,
+                engine=engine,  # type: ignore[arg-type]
                 on_round=lambda rec, w=walls: w.append(time.perf_counter()),
             )
             end = time.perf_counter()
@@ -54,11 +60,16 @@ def main() -> None:
             "head": outcome.result.head_hash,
         }
     ip, fl = results["inprocess"], results["flower"]
-    print(f"workload: digits, {args.clients} clients, {args.rounds} rounds, MLP, DP-SGD "
-          f"(σ=1.5), 1 local epoch")
+    print(
+        f"workload: digits, {args.clients} clients, {args.rounds} rounds, MLP, DP-SGD "
+        f"(σ=1.5), 1 local epoch"
+    )
     print(f"{'':24s}{'in-process':>12s}{'flower':>12s}{'ratio':>9s}")
-    for key, label in (("cold", "cold start (round 1) s"), ("steady", "steady round s"),
-                       ("total", "total s")):
+    for key, label in (
+        ("cold", "cold start (round 1) s"),
+        ("steady", "steady round s"),
+        ("total", "total s"),
+    ):
         print(f"{label:24s}{ip[key]:12.2f}{fl[key]:12.2f}{fl[key] / ip[key]:8.2f}x")
     print(f"same ledger head on both paths: {ip['head'] == fl['head']}")
 

@@ -17,13 +17,18 @@ StrategyFactory = Callable[[Mapping[str, Any]], Any]
 AGGREGATORS: Registry[StrategyFactory] = Registry("aggregation strategy")
 
 # Sampling is done by the world with the scenario's RNG, never by the strategy.
-_BASE = {"fraction_train": 1.0, "fraction_evaluate": 0.0, "min_train_nodes": 1,
-         "min_evaluate_nodes": 0, "min_available_nodes": 1}
+_BASE = {
+    "fraction_train": 1.0,
+    "fraction_evaluate": 1.0,
+    "min_train_nodes": 1,
+    "min_evaluate_nodes": 1,
+    "min_available_nodes": 1,
+}
 
 
 def _flower(cls_name: str) -> StrategyFactory:
     def factory(params: Mapping[str, Any]) -> Any:
-        from flwr.serverapp import strategy  # noqa: PLC0415
+        from flwr.serverapp import strategy
 
         cls = getattr(strategy, cls_name)
         accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
@@ -54,7 +59,7 @@ for _name, _cls in {
 
 
 def _register_robust() -> None:
-    from simulation.strategies import register  # noqa: PLC0415
+    from simulation.strategies import register
 
     register(AGGREGATORS)
 
@@ -72,7 +77,7 @@ def create_strategy(
     Flower's client-level DP wrappers (``client_dp = {"mode": ..., **params}``)."""
     strategy = AGGREGATORS.get(name)(params)
     if client_dp:
-        from simulation.strategies import wrap_client_dp  # noqa: PLC0415
+        from simulation.strategies import wrap_client_dp
 
         dp = dict(client_dp)
         mode = str(dp.pop("mode"))

@@ -36,13 +36,14 @@ out = Console()
 
 
 def _mount_subapps() -> None:
-    from simulation.cli_market import ledger_app, registry_app  # noqa: PLC0415
-
-    from simulation.cli_outputs import mount as mount_outputs  # noqa: PLC0415
+    from simulation.cli_compare import mount as mount_compare
+    from simulation.cli_market import ledger_app, registry_app
+    from simulation.cli_outputs import mount as mount_outputs
 
     app.add_typer(ledger_app, name="ledger")
     app.add_typer(registry_app, name="registry")
     mount_outputs(app, registry_app)
+    mount_compare(app)
 
 
 _mount_subapps()
@@ -59,7 +60,7 @@ def _setup_logging(verbose: bool) -> None:
     logger = logging.getLogger("fedmarket")
     logger.handlers.clear()
     if sys.stderr.isatty():
-        from rich.logging import RichHandler  # noqa: PLC0415
+        from rich.logging import RichHandler
 
         handler: logging.Handler = RichHandler(console=err, show_path=False)
         handler.setFormatter(logging.Formatter("%(message)s"))
@@ -109,8 +110,8 @@ def run(
     except ScenarioError as exc:
         raise _scenario_error(exc) from None
 
-    from simulation.progress import RoundProgress  # noqa: PLC0415
-    from simulation.runner import run_scenario  # noqa: PLC0415
+    from simulation.progress import RoundProgress
+    from simulation.runner import run_scenario
 
     progress = RoundProgress(scenario.rounds, console=err)
     try:
@@ -167,7 +168,7 @@ def schema() -> None:
 
 def main() -> None:
     """Console-script entry point."""
-    from simulation.runner import quiet_environment  # noqa: PLC0415
+    from simulation.runner import quiet_environment
 
     quiet_environment()
     app()

@@ -52,6 +52,8 @@ def train(msg: Message, context: Context) -> Message:
             "client-index": task.client_index,
         }
     )
-    reply_arrays = ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in result.weights.items()})
+    reply_arrays = ArrayRecord(
+        {k: Array(np.ascontiguousarray(v)) for k, v in result.weights.items()}
+    )
     content = RecordDict({"arrays": reply_arrays, "metrics": metrics})
     return Message(content=content, reply_to=msg)

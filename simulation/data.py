@@ -23,8 +23,8 @@ from flwr_datasets.partitioner import (
     DirichletPartitioner,
     IidPartitioner,
     NaturalIdPartitioner,
-    PathologicalPartitioner,
     Partitioner,
+    PathologicalPartitioner,
 )
 from sklearn.model_selection import train_test_split
 
@@ -77,7 +77,7 @@ DATASETS: Registry[Any] = Registry("dataset")
 @DATASETS.register("digits")
 def _digits(cfg: DatasetConfig, num_clients: int, rng: np.random.Generator) -> RawData:
     """scikit-learn's 8×8 handwritten digits (1,797 images, 10 classes), scaled to [0, 1]."""
-    from sklearn.datasets import load_digits  # noqa: PLC0415
+    from sklearn.datasets import load_digits
 
     bunch = load_digits()
     x = (bunch.data / 16.0).astype(np.float32)
@@ -87,15 +87,13 @@ def _digits(cfg: DatasetConfig, num_clients: int, rng: np.random.Generator) -> R
 @DATASETS.register("breast_cancer")
 def _breast_cancer(cfg: DatasetConfig, num_clients: int, rng: np.random.Generator) -> RawData:
     """Wisconsin breast cancer (569 × 30, binary). Standardised after splitting."""
-    from sklearn.datasets import load_breast_cancer  # noqa: PLC0415
+    from sklearn.datasets import load_breast_cancer
 
     bunch = load_breast_cancer()
     return RawData(bunch.data.astype(np.float32), bunch.target.astype(np.int64), 2, (30,))
 
 
-def synthetic_fedprox(
-    cfg: SyntheticConfig, num_clients: int, rng: np.random.Generator
-) -> RawData:
+def synthetic_fedprox(cfg: SyntheticConfig, num_clients: int, rng: np.random.Generator) -> RawData:
     """FedProx's ``Synthetic(α, β)`` (Li et al. 2020, §5.1), one group per client.
 
     For client k: u_k ~ N(0, α), B_k ~ N(0, β); W_k ~ N(u_k, 1), b_k ~ N(u_k, 1);
@@ -219,7 +217,7 @@ def build_federated_data(
 
 @functools.lru_cache(maxsize=4)
 def _build_cached(key: str) -> FederatedData:
-    from pydantic import TypeAdapter  # noqa: PLC0415
+    from pydantic import TypeAdapter
 
     spec = json.loads(key)
     dataset = DatasetConfig.model_validate(spec["dataset"])

@@ -51,12 +51,18 @@ class Population:
     def create(cls, scenario: Scenario, accounts: list[str], tree: SeedTree) -> Population:
         """Assign clients to groups with a seeded permutation, in declaration order."""
         pop = cls(scenario, accounts, tree)
-        order = tree.numpy("population").permutation(len(accounts))
+        taken = {i for g in scenario.population for i in (g.clients or ())}
+        order = [
+            int(i) for i in tree.numpy("population").permutation(len(accounts)) if i not in taken
+        ]
         start = 0
         for g in scenario.population:
-            size = g.size(len(accounts))
-            chosen = sorted(int(i) for i in order[start : start + size])
-            start += size
+            if g.clients is not None:
+                chosen = sorted(g.clients)
+            else:
+                size = g.size(len(accounts))
+                chosen = sorted(order[start : start + size])
+                start += size
             pop.members[g.group] = chosen
             for i in chosen:
                 pop.group_of[i] = g.group
@@ -106,10 +112,24 @@ class Population:
             "groups": {
                 g: [self.accounts[i] for i in idx] for g, idx in sorted(self.members.items())
             },
-            "coalitions": [
-                {"attack": e.attack, "group": e.group} for e, _ in self.coalitions
-            ],
+            "coalitions": [{"attack": e.attack, "group": e.group} for e, _ in self.coalitions],
+            "market_attackers": self.market_attackers(),
         }
+
+    def market_attackers(self) -> dict[str, list[str]]:
+        """Ground truth of the market: members of cabals, whitewashers, license abusers."""
+        from agents.market import create_market_behaviour
+
+        out: dict[str, list[str]] = {}
+        for b in self.scenario.market.behaviours:
+            if b.behaviour in ("colluding_cabal", "whitewashers", "license_abusers"):
+                params = create_market_behaviour(b.behaviour, b.params).params
+                members = getattr(params, "members", None)
+                accounts = (
+                    list(members()) if callable(members) else list(getattr(params, "accounts", ()))
+                )
+                out.setdefault(b.behaviour, []).extend(sorted(accounts))
+        return out
 
     # ----------------------------------------------------------- round by round
 
@@ -119,16 +139,18 @@ class Population:
         if name is None:
             return True
         for event in self.scenario.timeline:
-            if isinstance(event, JoinEvent) and event.group == name:
-                if (event.round is not None and round_ < event.round) or (
-                    event.time is not None and now < event.time
-                ):
-                    return False
-            if isinstance(event, LeaveEvent) and event.group == name:
-                if (event.round is not None and round_ >= event.round) or (
-                    event.time is not None and now >= event.time
-                ):
-                    return False
+            if getattr(event, "group", None) != name:
+                continue
+            if isinstance(event, JoinEvent) and (
+                (event.round is not None and round_ < event.round)
+                or (event.time is not None and now < event.time)
+            ):
+                return False
+            if isinstance(event, LeaveEvent) and (
+                (event.round is not None and round_ >= event.round)
+                or (event.time is not None and now >= event.time)
+            ):
+                return False
         return True
 
     def behaviour(self, client: int, round_: int, now: float) -> TrainingBehaviour | None:

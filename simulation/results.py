@@ -25,8 +25,20 @@ from simulation.world import WorldResult, safetensors_bytes
 log = logging.getLogger("fedmarket.results")
 
 PACKAGES = (
-    "fedmarket", "flwr", "flwr-datasets", "opacus", "torch", "numpy", "simpy", "pydantic",
-    "ray", "cryptography", "pandas", "pyarrow", "scikit-learn", "safetensors",
+    "fedmarket",
+    "flwr",
+    "flwr-datasets",
+    "opacus",
+    "torch",
+    "numpy",
+    "simpy",
+    "pydantic",
+    "ray",
+    "cryptography",
+    "pandas",
+    "pyarrow",
+    "scikit-learn",
+    "safetensors",
 )
 
 
@@ -45,12 +57,20 @@ def git_commit(cwd: Path | None = None) -> str | None:
     """The current git commit (with ``-dirty`` if the tree has changes), if any."""
     try:
         rev = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
-            timeout=10, check=True,
+            ["git", "rev-parse", "HEAD"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-            capture_output=True, text=True, timeout=10, check=True,
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
@@ -65,6 +85,10 @@ def metrics_frame(result: WorldResult) -> pd.DataFrame:
             if key in ("round", "model_version", "wall_seconds"):
                 continue
             rows.append((rec.round, "global", key, float(value)))
+    if result.baseline_accuracy is not None:
+        for rec, base in zip(result.rounds, result.baseline_accuracy, strict=False):
+            rows.append((rec.round, "global", "baseline_accuracy", base))
+            rows.append((rec.round, "global", "accuracy_drop", base - rec.test_accuracy))
     df = pd.DataFrame(rows, columns=["round", "client", "metric", "value"])
     return df.sort_values(["round", "client", "metric"], kind="stable").reset_index(drop=True)
 
@@ -110,6 +134,8 @@ def write_results(
             "simulated_seconds": final.time,
         },
         "epsilon": result.final_epsilon,
+        "market": result.market,
+        "baseline_accuracy": (result.baseline_accuracy[-1] if result.baseline_accuracy else None),
         "wall_seconds": wall_seconds,
         "packages": package_versions(),
         "python": platform.python_version(),

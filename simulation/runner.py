@@ -25,8 +25,16 @@ from simulation.world import RoundRecord, World, WorldResult, in_process_transpo
 log = logging.getLogger("fedmarket.runner")
 
 RESULT_FILES = (
-    "ledger.db", "ledger.db-wal", "ledger.db-shm", "manifest.json", "metrics.parquet",
-    "metrics.csv", "rounds.parquet", "rounds.csv", "model.safetensors", "ground_truth.json",
+    "ledger.db",
+    "ledger.db-wal",
+    "ledger.db-shm",
+    "manifest.json",
+    "metrics.parquet",
+    "metrics.csv",
+    "rounds.parquet",
+    "rounds.csv",
+    "model.safetensors",
+    "ground_truth.json",
     "scenario.yaml",
 )
 
@@ -61,6 +69,8 @@ def prepare_out_dir(out_dir: Path, force: bool) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     for f in existing:
         (out_dir / f).unlink()
+    if force and (out_dir / "baseline").is_dir():
+        shutil.rmtree(out_dir / "baseline")
 
 
 def _run_flower(
@@ -70,10 +80,10 @@ def _run_flower(
     on_round: Callable[[RoundRecord], None] | None,
 ) -> WorldResult:
     quiet_environment()
-    from flwr.simulation import run_simulation  # noqa: PLC0415
+    from flwr.simulation import run_simulation
 
-    from simulation.client_app import app as client_app  # noqa: PLC0415
-    from simulation.server_app import make_server_app  # noqa: PLC0415
+    from simulation.client_app import app as client_app
+    from simulation.server_app import make_server_app
 
     sink: list[WorldResult] = []
     server_app = make_server_app(scenario, out_dir, sink, on_round)
@@ -111,11 +121,37 @@ def _run_flower(
 
 def _shutdown_ray() -> None:
     try:
-        import ray  # noqa: PLC0415
+        import ray
     except ImportError:
         return
     if ray.is_initialized():
         ray.shutdown()
+
+
+ATTACK_MARKET_BEHAVIOURS = ("colluding_cabal", "whitewashers", "license_abusers")
+
+
+def baseline_of(scenario: Scenario) -> Scenario:
+    """The same scenario and seed without attackers: no population groups, timeline
+    or faults, and no attacking market behaviours. Its accuracy is the yardstick of
+    an attack's accuracy drop."""
+    market = scenario.market.model_copy(
+        update={
+            "behaviours": tuple(
+                b for b in scenario.market.behaviours if b.behaviour not in ATTACK_MARKET_BEHAVIOURS
+            )
+        }
+    )
+    return scenario.model_copy(
+        update={
+            "name": f"{scenario.name}-baseline",
+            "population": (),
+            "timeline": (),
+            "faults": (),
+            "market": market,
+            "output": scenario.output.model_copy(update={"baseline": False}),
+        }
+    )
 
 
 def run_scenario(
@@ -133,14 +169,18 @@ def run_scenario(
     Simulation Engine); ``"inprocess"`` trains the same tasks in a plain loop,
     the baseline that ``benchmarks/flower_overhead.py`` compares against.
     """
-    from simulation.results import write_results  # noqa: PLC0415
+    from simulation.results import write_results
 
     out_dir = Path(out_dir)
     prepare_out_dir(out_dir, force)
     started = time.perf_counter()
     log.info(
         "running %s (seed %d): %d clients, %d rounds, engine %s",
-        scenario.name, scenario.seed, scenario.clients.count, scenario.rounds, engine,
+        scenario.name,
+        scenario.seed,
+        scenario.clients.count,
+        scenario.rounds,
+        engine,
     )
     flwr_logger = logging.getLogger("flwr")
     old_level = flwr_logger.level
@@ -153,6 +193,16 @@ def run_scenario(
             result = World(scenario, out_dir, in_process_transport, on_round=on_round).run()
     finally:
         flwr_logger.setLevel(old_level)
+    if scenario.output.baseline:
+        log.info("running the no-attack baseline (same seed) into %s", out_dir / "baseline")
+        base = run_scenario(
+            baseline_of(scenario),
+            out_dir / "baseline",
+            engine=engine,
+            force=True,
+            verbose=verbose,
+        )
+        result.baseline_accuracy = [r.test_accuracy for r in base.result.rounds]
     wall = time.perf_counter() - started
     manifest = write_results(scenario, out_dir, result, wall_seconds=wall)
     return RunOutcome(out_dir, result, manifest, wall)

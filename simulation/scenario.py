@@ -189,8 +189,36 @@ class RewardsConfig(StrictModel):
     params: dict[str, float | int | str | bool] = Field(default_factory=dict)
 
 
+class LicenseTermsConfig(StrictModel):
+    """One license type of every model version's price list."""
+
+    price: float = Field(ge=0.0, description="tokens")
+    duration_s: float | None = Field(None, gt=0.0, description="validity on the simulated clock")
+    max_uses: int | None = Field(None, ge=1)
+
+
+def _default_prices() -> dict[str, LicenseTermsConfig]:
+    return {
+        "perpetual": LicenseTermsConfig(price=20.0),
+        "subscription": LicenseTermsConfig(price=5.0, duration_s=86_400.0),
+        "per_use": LicenseTermsConfig(price=2.0, max_uses=20),
+    }
+
+
+class MarketBehaviourConfig(StrictModel):
+    """A market process on the simpy clock (buyers, voters, cabals, ...)."""
+
+    behaviour: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
 class MarketConfig(StrictModel):
-    """Participation economics on the ledger."""
+    """Participation economics on the ledger, and the market's own processes."""
+
+    behaviours: tuple[MarketBehaviourConfig, ...] = ()
+    prices: dict[str, LicenseTermsConfig] = Field(default_factory=_default_prices)
+    buyer_budget: float = Field(100.0, ge=0.0, description="tokens each new buyer brings")
+    rating_rule: str = Field("mean", description="how votes aggregate into a version's rating")
 
     initial_grant: float = Field(10.0, ge=0.0, description="tokens granted to each new client")
     stake: float = Field(5.0, ge=0.0, description="tokens a client stakes to join")
@@ -215,6 +243,9 @@ class TimingConfig(StrictModel):
         None, gt=0.0, description="round deadline; slower clients are stragglers, discarded"
     )
     server_seconds: float = Field(0.1, ge=0.0, description="aggregation time per round")
+    round_interval_s: float = Field(
+        0.0, ge=0.0, description="rounds start at most this often (e.g. 3600: hourly rounds)"
+    )
 
 
 class ResourcesConfig(StrictModel):
@@ -245,6 +276,7 @@ class GroupConfig(StrictModel):
     group: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     count: int | None = Field(None, ge=1)
     fraction: float | None = Field(None, gt=0.0, le=1.0)
+    clients: tuple[int, ...] | None = Field(None, description="explicit client indices")
     behaviour: str = "honest"
     params: dict[str, Any] = Field(default_factory=dict)
     attacker: bool | None = None
@@ -254,16 +286,23 @@ class GroupConfig(StrictModel):
 
     @model_validator(mode="after")
     def _one_size(self) -> GroupConfig:
-        if (self.count is None) == (self.fraction is None):
-            raise ValueError("give exactly one of count or fraction")
+        given = [x is not None for x in (self.count, self.fraction, self.clients)]
+        if sum(given) != 1:
+            raise ValueError("give exactly one of count, fraction or clients")
+        if self.clients is not None and (
+            not self.clients or len(set(self.clients)) != len(self.clients) or min(self.clients) < 0
+        ):
+            raise ValueError("clients: distinct, non-negative client indices")
         return self
 
     def size(self, num_clients: int) -> int:
         """Number of members among ``num_clients`` clients."""
+        if self.clients is not None:
+            return len(self.clients)
         if self.count is not None:
             return self.count
         assert self.fraction is not None
-        return max(1, int(round(self.fraction * num_clients)))
+        return max(1, round(self.fraction * num_clients))
 
     @property
     def is_attacker(self) -> bool:
@@ -281,12 +320,18 @@ class _Window(StrictModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> _Window:
-        if self.start_round is not None and self.stop_round is not None:
-            if self.stop_round < self.start_round:
-                raise ValueError("stop_round: before start_round")
-        if self.start_time is not None and self.stop_time is not None:
-            if self.stop_time < self.start_time:
-                raise ValueError("stop_time: before start_time")
+        if (
+            self.start_round is not None
+            and self.stop_round is not None
+            and self.stop_round < self.start_round
+        ):
+            raise ValueError("stop_round: before start_round")
+        if (
+            self.start_time is not None
+            and self.stop_time is not None
+            and self.stop_time < self.start_time
+        ):
+            raise ValueError("stop_time: before start_time")
         return self
 
     def active(self, round_: int, now: float) -> bool:
@@ -417,6 +462,9 @@ class Scenario(StrictModel):
         if len(set(names)) != len(names):
             raise ValueError("population: group names must be unique")
         members = sum(g.size(self.clients.count) for g in self.population)
+        explicit = [i for g in self.population for i in (g.clients or ())]
+        if len(set(explicit)) != len(explicit) or any(i >= self.clients.count for i in explicit):
+            raise ValueError("population: explicit clients overlap or do not exist")
         if members > self.clients.count:
             raise ValueError(
                 f"population: groups hold {members} clients but clients.count is "
@@ -456,9 +504,7 @@ def _field_path(loc: Sequence[int | str]) -> str:
             prev = item
             continue
         parts.append(str(item))
-        if item in _TAGGED:
-            skip_next = True
-        elif isinstance(item, int) and i > 0 and prev in _TAGGED_LISTS:
+        if item in _TAGGED or (isinstance(item, int) and i > 0 and prev in _TAGGED_LISTS):
             skip_next = True
         prev = item
     return ".".join(parts)
@@ -592,29 +638,114 @@ def validate_data(data: Mapping[str, Any], source: str) -> Scenario:
         raise ScenarioError(problems_from_validation(source, err) + problems) from None
     if problems:
         raise ScenarioError(problems)
+    problems = _check_components(scenario, source)
+    if problems:
+        raise ScenarioError(problems)
     return scenario
 
 
+def _registries() -> dict[str, tuple[str, list[str]]]:
+    """Registries that scenario names point into: kind and valid names."""
+    from agents.coalition import COALITION_ATTACKS
+    from agents.market import MARKET_BEHAVIOURS
+    from agents.training import TRAINING_BEHAVIOURS
+    from marketplace.contribution import EVALUATORS
+    from marketplace.incentives import MECHANISMS
+    from marketplace.ratings import RATING_RULES
+    from simulation.aggregation import AGGREGATORS
+
+    return {
+        "strategy": ("strategy", list(AGGREGATORS.names())),
+        "mechanism": ("mechanism", sorted(MECHANISMS)),
+        "behaviour": ("training behaviour", list(TRAINING_BEHAVIOURS.names())),
+        "attack": ("coalition attack", list(COALITION_ATTACKS.names())),
+        "market_behaviour": ("market behaviour", list(MARKET_BEHAVIOURS.names())),
+        "evaluator": ("evaluator", sorted(EVALUATORS)),
+        "rating_rule": ("rating rule", sorted(RATING_RULES)),
+    }
+
+
 def _check_names(data: Mapping[str, Any], source: str) -> list[Problem]:
-    """Names that point into registries (aggregators, mechanisms) must exist.
+    """Names that point into registries must exist.
 
     Checked on the raw data, so they are reported alongside schema errors.
     """
-    from marketplace.incentives import MECHANISMS  # noqa: PLC0415 (keeps import light)
-    from simulation.aggregation import AGGREGATORS  # noqa: PLC0415
+    regs = _registries()
+    checks: list[tuple[str, Any, str]] = []
 
-    checks = (
-        ("aggregation", "strategy", AGGREGATORS.names(), "strategy"),
-        ("rewards", "mechanism", sorted(MECHANISMS), "mechanism"),
-    )
+    def section(name: str) -> Mapping[str, Any]:
+        block = data.get(name)
+        return block if isinstance(block, dict) else {}
+
+    checks.append(("aggregation.strategy", section("aggregation").get("strategy"), "strategy"))
+    checks.append(("rewards.mechanism", section("rewards").get("mechanism"), "mechanism"))
+    checks.append(("contribution.evaluator", section("contribution").get("evaluator"), "evaluator"))
+    checks.append(("market.rating_rule", section("market").get("rating_rule"), "rating_rule"))
+    for i, g in enumerate(data.get("population") or []):
+        if isinstance(g, dict):
+            checks.append((f"population.{i}.behaviour", g.get("behaviour"), "behaviour"))
+    for i, e in enumerate(data.get("timeline") or []):
+        if isinstance(e, dict) and e.get("kind") == "coalition":
+            checks.append((f"timeline.{i}.attack", e.get("attack"), "attack"))
+    for i, b in enumerate(section("market").get("behaviours") or []):
+        if isinstance(b, dict):
+            checks.append(
+                (f"market.behaviours.{i}.behaviour", b.get("behaviour"), "market_behaviour")
+            )
     problems = []
-    for section, key, valid, what in checks:
-        block = data.get(section)
-        name = block.get(key) if isinstance(block, dict) else None
+    for field, name, reg in checks:
+        what, valid = regs[reg]
         if isinstance(name, str) and name not in valid:
             problems.append(
-                Problem(source, f"{section}.{key}", f"unknown {what} {name!r} (valid: {', '.join(valid)})")
+                Problem(source, field, f"unknown {what} {name!r} (valid: {', '.join(valid)})")
             )
+    return problems
+
+
+def _check_components(scenario: Scenario, source: str) -> list[Problem]:
+    """Build every named component once, so bad parameters fail before a run starts."""
+    from agents.market import create_market_behaviour
+    from agents.training import create_behaviour
+    from marketplace.contribution import create_evaluator
+    from marketplace.incentives import create_mechanism
+    from simulation.aggregation import create_strategy
+
+    attempts: list[tuple[str, Any]] = [
+        (
+            "aggregation.params",
+            lambda: create_strategy(
+                scenario.aggregation.strategy,
+                scenario.aggregation.params,
+                scenario.aggregation.client_dp,
+            ),
+        ),
+        (
+            "rewards.params",
+            lambda: create_mechanism(scenario.rewards.mechanism, **scenario.rewards.params),
+        ),
+    ]
+    if scenario.contribution.evaluator:
+        ev = scenario.contribution.evaluator
+        attempts.append(
+            ("contribution.params", lambda: create_evaluator(ev, **scenario.contribution.params))
+        )
+    for i, g in enumerate(scenario.population):
+        attempts.append(
+            (f"population.{i}.params", lambda g=g: create_behaviour(g.behaviour, g.params))
+        )
+    for i, b in enumerate(scenario.market.behaviours):
+        attempts.append(
+            (
+                f"market.behaviours.{i}.params",
+                lambda b=b: create_market_behaviour(b.behaviour, b.params),
+            )
+        )
+    problems = []
+    for field, make in attempts:
+        try:
+            make()
+        except (ValueError, TypeError) as exc:
+            problems.append(Problem(source, field, str(exc).splitlines()[0]))
     return problems
 
 

@@ -34,8 +34,11 @@ def discover_nodes(grid: Grid, expected: int, timeout: float = 120.0) -> dict[in
         time.sleep(0.05)
         node_ids = sorted(grid.get_node_ids())
     msgs = [
-        Message(RecordDict({"config": ConfigRecord({})}), dst_node_id=nid,
-                message_type=MessageType.QUERY)
+        Message(
+            RecordDict({"config": ConfigRecord({})}),
+            dst_node_id=nid,
+            message_type=MessageType.QUERY,
+        )
         for nid in node_ids
     ]
     out: dict[int, int] = {}
@@ -123,7 +126,7 @@ app = ServerApp()
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     """Entry point for ``flwr run``: scenario and output directory from the run config."""
-    from simulation.results import write_results  # noqa: PLC0415
+    from simulation.results import write_results
 
     scenario = load_scenario(str(context.run_config["scenario"]))
     out_dir = Path(str(context.run_config["out"]))

@@ -49,5 +49,7 @@ class TimeModel:
         return compute + network + 2.0 * self.cfg.latency_s
 
     def round_seconds(self, client_seconds: list[float]) -> float:
-        """A synchronous round waits for its slowest client."""
-        return max(client_seconds, default=0.0) + self.cfg.server_seconds
+        """A synchronous round waits for its slowest client; rounds are scheduled no
+        more often than ``round_interval_s``."""
+        busy = max(client_seconds, default=0.0) + self.cfg.server_seconds
+        return max(busy, self.cfg.round_interval_s)

@@ -86,7 +86,7 @@ class TrainResult:
 def choose_grad_sample_mode(model: nn.Module, requested: str) -> Literal["ghost", "hooks"]:
     """Ghost clipping (Li et al. 2022) when every trainable layer supports it: it never
     materialises per-sample gradients, which is far faster on CPU."""
-    from opacus.grad_sample.grad_sample_module_fast_gradient_clipping import (  # noqa: PLC0415
+    from opacus.grad_sample.grad_sample_module_fast_gradient_clipping import (
         GradSampleModuleFastGradientClipping,
     )
 
@@ -130,7 +130,7 @@ def local_train(
     criterion: Any = nn.CrossEntropyLoss()
     sample_rate = 1.0 / max(len(loader), 1)
     if dp is not None:
-        from opacus import PrivacyEngine  # noqa: PLC0415
+        from opacus import PrivacyEngine
 
         with warnings.catch_warnings():
             # "Secure RNG turned off": deliberate, reproducibility needs seeded noise.
@@ -211,7 +211,7 @@ def run_client_task(task: ClientTask, global_weights: dict[str, np.ndarray]) -> 
     behaviour = None
     ctx = None
     if task.behaviour:
-        from agents.training import RoundContext, behaviour_from_config  # noqa: PLC0415
+        from agents.training import RoundContext, behaviour_from_config
 
         behaviour = behaviour_from_config(task.behaviour)
         ctx = RoundContext(
@@ -232,7 +232,9 @@ def run_client_task(task: ClientTask, global_weights: dict[str, np.ndarray]) -> 
         new = behaviour.transform_update(
             [global_weights[k] for k in keys], [weights[k] for k in keys], ctx
         )
-        weights = {k: np.asarray(v, dtype=global_weights[k].dtype) for k, v in zip(keys, new)}
+        weights = {
+            k: np.asarray(v, dtype=global_weights[k].dtype) for k, v in zip(keys, new, strict=True)
+        }
     if task.fault is not None:
         weights = inject_fault(task.fault, weights)
     return TrainResult(

@@ -69,7 +69,7 @@ def arrays_sha256(weights: Weights) -> str:
 
 def safetensors_bytes(weights: Weights) -> bytes:
     """The model as a safetensors file (the registered artifact)."""
-    from safetensors.numpy import save  # noqa: PLC0415
+    from safetensors.numpy import save
 
     return save({k: np.ascontiguousarray(v) for k, v in weights.items()})
 
@@ -107,6 +107,7 @@ class RoundRecord:
     tokens_issued: float
     dropped: int = 0
     stragglers: int = 0
+    royalties_paid: float = 0.0
     backdoor_success: float = float("nan")
     model_version: str | None = None
     wall_seconds: float = 0.0
@@ -122,6 +123,8 @@ class WorldResult:
     head_hash: str
     ground_truth: dict[str, Any]
     final_epsilon: dict[str, float] = field(default_factory=dict)
+    market: dict[str, float] = field(default_factory=dict)
+    baseline_accuracy: list[float] | None = None
 
 
 class World:
@@ -184,6 +187,9 @@ class World:
         )
         self.active: set[int] = set(range(self.n))
         self.stopped: set[int] = set()
+        self.departed: set[int] = set()
+        self.client_index = {a: i for i, a in enumerate(self.accounts)}
+        self.applier: Any = None
         self.rounds: list[RoundRecord] = []
         self.rows: list[tuple[int, str, str, float]] = []
         self.version: str | None = None
@@ -242,13 +248,122 @@ class World:
 
     # ------------------------------------------------------------------- rounds
 
+    def _start_market(self, market: Market) -> None:
+        """Start the scenario's market processes (buyers, voters, cabals, ...)."""
+        from agents.market import create_market_behaviour
+        from simulation.market_process import (
+            IntentApplier,
+            MarketViewImpl,
+            start_market_processes,
+        )
+
+        cfg = self.scenario.market
+        if not cfg.behaviours:
+            return
+        behaviours = [create_market_behaviour(b.behaviour, b.params) for b in cfg.behaviours]
+        clock = lambda: float(self.env.now)  # noqa: E731
+        self.applier = IntentApplier(
+            market,
+            on_event=self._on_market_event,
+            buyer_budget=round(cfg.buyer_budget * TOKEN),
+            clock=clock,
+        )
+        view = MarketViewImpl(market, clock, rating_rule=cfg.rating_rule)
+        start_market_processes(
+            self.env,
+            market,
+            behaviours,
+            lambda key: self.tree.numpy("market", key),
+            applier=self.applier,
+            view=view,
+        )
+
+    def _on_market_event(self, outcome: Any) -> None:
+        """Market intents that change the federation: clients leaving and (re)joining."""
+        from agents.intents import Join, Leave
+        from agents.market import base_identity
+
+        intent = outcome.intent
+        if not outcome.accepted or not isinstance(intent, Join | Leave):
+            return
+        base = base_identity(intent.account)
+        if base not in self.client_index:
+            return
+        c = self.client_index[base]
+        if isinstance(intent, Leave):
+            self.departed.add(c)
+            return
+        self.departed.discard(c)
+        if intent.account != self.accounts[c]:
+            # A whitewasher rejoins under a fresh identity: it keeps its data, not its name.
+            assert self.market is not None
+            self.accounts[c] = intent.account
+            grant = round(self.scenario.market.initial_grant * TOKEN)
+            if grant > 0:
+                self.market.mint(intent.account, grant, reason="initial_grant")
+                stake = min(round(self.scenario.market.stake * TOKEN), grant)
+                if stake > 0:
+                    self.market.stake(intent.account, stake)
+
+    def _market_stats(self) -> dict[str, float]:
+        """Licenses, revenue, fraud and the rating shift colluding voters caused."""
+        assert self.market is not None
+        stats: dict[str, float] = {}
+        if self.applier is not None:
+            stats.update(self.applier.counters.as_dict())
+        # Rating shift: the aggregated rating against the version's true quality
+        # (5 × its test accuracy), the yardstick honest voters aim at.
+        voted = sorted({str(e.data["version"]) for e in self.market.entries() if e.kind == "vote"})
+        shifts = []
+        for v in voted:
+            rating = self.market.rating(v, rule=self.scenario.market.rating_rule)
+            accuracy = self.market.version(v).metrics.get("accuracy")
+            if rating is not None and accuracy is not None:
+                shifts.append(float(rating) - 5.0 * float(accuracy))
+        if shifts:
+            stats["rating_shift_mean"] = float(np.mean(shifts))
+            stats["rating_shift_abs_mean"] = float(np.mean(np.abs(shifts)))
+        return stats
+
+    def _price_list(self, version: str) -> None:
+        from marketplace.state import PriceTerms
+
+        assert self.market is not None
+        prices = {
+            name: PriceTerms(
+                price=round(t.price * TOKEN), duration=t.duration_s, max_uses=t.max_uses
+            )
+            for name, t in sorted(self.scenario.market.prices.items())
+        }
+        if prices:
+            self.market.set_price_list(version, prices)
+
+    def _distribute_revenue(self) -> float:
+        """Pay every version's license revenue to its contributors (after the platform fee)."""
+        from marketplace.state import pool_account
+
+        assert self.market is not None
+        paid = 0
+        for v in self.market.versions():
+            pool = self.market.balance(pool_account(v.version))
+            if pool > 0:
+                for entry in self.market.distribute_revenue(v.version):
+                    acct = str(entry.data["to"])
+                    if acct in self.accounts:
+                        self.rows.append(
+                            (
+                                self.rounds[-1].round + 1 if self.rounds else 0,
+                                acct,
+                                "royalty_tokens",
+                                int(entry.data["amount"]) / TOKEN,
+                            )
+                        )
+                paid += pool
+        return paid / TOKEN
+
     def _tasks(self, round_: int, clients: Iterable[int]) -> list[ClientTask]:
         sc = self.scenario
-        faults = {
-            f.client: f.kind
-            for f in sc.faults
-            if f.rounds is None or round_ in f.rounds
-        }
+        faults = {f.client: f.kind for f in sc.faults if f.rounds is None or round_ in f.rounds}
         tasks = []
         for c in clients:
             dp = None
@@ -310,16 +425,22 @@ class World:
                 )
                 log.info(
                     "%s stops: next round would reach ε=%.3f > budget %.3f",
-                    self.accounts[c], nxt, budget,
+                    self.accounts[c],
+                    nxt,
+                    budget,
                 )
 
     def _sample(self, round_: int) -> list[int]:
         now = float(self.env.now)
-        active = sorted(c for c in self.active if self.population.present(c, round_, now))
+        active = sorted(
+            c
+            for c in self.active
+            if self.population.present(c, round_, now) and c not in self.departed
+        )
         if not active:
             return []
         cfg = self.scenario.clients
-        k = max(cfg.min_per_round, int(round(cfg.fraction * len(active))))
+        k = max(cfg.min_per_round, round(cfg.fraction * len(active)))
         k = min(k, len(active))
         rng = self.tree.numpy("sample", round_)
         return sorted(int(c) for c in rng.choice(active, size=k, replace=False))
@@ -333,8 +454,7 @@ class World:
         self._stop_exhausted(round_)
         sampled = self._sample(round_)
         dropped = [
-            c for c in sampled
-            if self.population.drops_out(c, round_, now, self.data.num_classes)
+            c for c in sampled if self.population.drops_out(c, round_, now, self.data.num_classes)
         ]
         asked = [c for c in sampled if c not in dropped]
         market.record(
@@ -358,8 +478,7 @@ class World:
         }
         rewritten = self.population.apply_coalitions(round_, now, well_formed, self.weights)
         replies = [
-            Reply(r.client, rewritten[r.client], r.metrics, r.error) if r.client in rewritten
-            else r
+            Reply(r.client, rewritten[r.client], r.metrics, r.error) if r.client in rewritten else r
             for r in replies
         ]
 
@@ -446,6 +565,7 @@ class World:
             metrics=results,
             contributors=shares,
         )
+        self._price_list(self.version)
         emission = round(sc.rewards.emission_per_round * TOKEN)
         infos = [
             ContributionInfo(
@@ -468,6 +588,7 @@ class World:
         for slash in allocation.slashes:
             self.rows.append((round_, slash.account, "flagged", 1.0))
             self.rows.append((round_, slash.account, "slashed_tokens", slash.amount / TOKEN))
+        royalties = self._distribute_revenue()
         market.end_block()
         del previous
 
@@ -488,6 +609,7 @@ class World:
             dropped=len(dropped),
             stragglers=stragglers,
             backdoor_success=backdoor,
+            royalties_paid=royalties,
             model_version=self.version,
             wall_seconds=time.perf_counter() - wall,
         )
@@ -504,10 +626,15 @@ class World:
             sc.model, self.data.input_shape, self.data.num_classes, self.tree.torch("root", round_)
         )
         load_numpy(model, global_weights)
-        from simulation.training import local_train  # noqa: PLC0415
+        from simulation.training import local_train
 
         local_train(
-            model, self.data.x_val, self.data.y_val, self.data.input_shape, sc.training, None,
+            model,
+            self.data.x_val,
+            self.data.y_val,
+            self.data.input_shape,
+            sc.training,
+            None,
             self.tree.torch("root-train", round_),
         )
         return state_to_numpy(model)
@@ -577,14 +704,14 @@ class World:
         if not keep.any():
             return float("nan")
         x = behaviour.apply_trigger(self.data.x_test[keep])  # type: ignore[attr-defined]
-        from simulation.training import predict  # noqa: PLC0415
+        from simulation.training import predict
 
         pred = predict(self.model, x, self.data.input_shape).argmax(axis=1)
         return float((pred == target).mean())
 
     def _aggregate(self, round_: int, accepted: list[Reply]) -> Weights:
         """Aggregate with the Flower strategy (replies sorted by client)."""
-        from flwr.app import (  # noqa: PLC0415
+        from flwr.app import (
             Array,
             ArrayRecord,
             Message,
@@ -598,7 +725,9 @@ class World:
             assert r.weights is not None
             content = RecordDict(
                 {
-                    "arrays": ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in r.weights.items()}),
+                    "arrays": ArrayRecord(
+                        {k: Array(np.ascontiguousarray(v)) for k, v in r.weights.items()}
+                    ),
                     "metrics": MetricRecord({"num-examples": int(r.metrics["num-examples"])}),
                 }
             )
@@ -616,7 +745,7 @@ class World:
                 message_type="train",
             )
             msgs.append(Message(content=content, metadata=meta))
-        from simulation.strategies import NeedsGlobal  # noqa: PLC0415
+        from simulation.strategies import NeedsGlobal
 
         if isinstance(self.strategy, NeedsGlobal):
             self.strategy.set_global(
@@ -640,7 +769,7 @@ class World:
         try:
             for r in range(1, self.scenario.rounds + 1):
                 yield from self._round(r)
-        except Exception as exc:  # noqa: BLE001 - re-raised unchanged by run()
+        except Exception as exc:
             # simpy re-creates a process's exception from its args, which loses typed
             # errors' fields; keep the original and raise it after the clock stops.
             self._failure = exc
@@ -650,12 +779,29 @@ class World:
     def _evaluate_initial(self) -> None:
         load_numpy(self.model, self.weights)
         res = validation_results(
-            self.model, self.data.x_test, self.data.y_test, self.data.input_shape,
-            self.data.num_classes, self.flops,
+            self.model,
+            self.data.x_test,
+            self.data.y_test,
+            self.data.input_shape,
+            self.data.num_classes,
+            self.flops,
         )
         self.rounds.append(
-            RoundRecord(0, 0.0, 0.0, 0, 0, 0, len(self.active), res["accuracy"], res["loss"],
-                        0.0, 0.0, 0.0, backdoor_success=self._backdoor_success())
+            RoundRecord(
+                0,
+                0.0,
+                0.0,
+                0,
+                0,
+                0,
+                len(self.active),
+                res["accuracy"],
+                res["loss"],
+                0.0,
+                0.0,
+                0.0,
+                backdoor_success=self._backdoor_success(),
+            )
         )
 
     def run(self) -> WorldResult:
@@ -665,11 +811,14 @@ class World:
         try:
             self._evaluate_initial()
             self._failure: Exception | None = None
-            self.env.process(self._federation())
-            self.env.run()
+            self._start_market(self.market)
+            federation = self.env.process(self._federation())
+            # Market processes run forever; the run ends with the federation.
+            self.env.run(until=federation)
             if self._failure is not None:
                 raise self._failure
             head = self.market.head_hash
+            market_stats = self._market_stats()
         finally:
             self.market.close()
         final_eps = {a: self.privacy.spent(a) for a in self.accounts} if self.dp else {}
@@ -680,6 +829,7 @@ class World:
             head_hash=head,
             ground_truth=self.population.ground_truth(),
             final_epsilon=final_eps,
+            market=market_stats,
         )
 
 
@@ -689,7 +839,7 @@ def in_process_transport(tasks: list[ClientTask], weights: Weights) -> list[Repl
     for task in tasks:
         try:
             res = run_client_task(task, weights)
-        except Exception as exc:  # noqa: BLE001 - a crashing client is recorded, not fatal
+        except Exception as exc:
             out.append(Reply(task.client_index, None, {}, error=f"client error: {exc}"))
             continue
         out.append(

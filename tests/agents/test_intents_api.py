@@ -45,6 +45,23 @@ def test_intent_validation(build: object) -> None:
 def test_public_api_is_pinned() -> None:
     assert sorted(agents.__all__) == sorted(
         [
+            "MARKET_BEHAVIOURS",
+            "MarketBehaviour",
+            "MarketView",
+            "MarketIntent",
+            "Emit",
+            "SimEnvironment",
+            "ProcessGenerator",
+            "VersionInfo",
+            "LicenseInfo",
+            "LicenseTerms",
+            "UseLicenseKey",
+            "ReportUsage",
+            "Availability",
+            "BASE_UNITS_PER_TOKEN",
+            "create_market_behaviour",
+            "fresh_identity",
+            "base_identity",
             "ALIEAttack",
             "BackdoorBehaviour",
             "Bid",

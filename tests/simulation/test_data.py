@@ -43,14 +43,10 @@ def test_same_seed_same_partitions_other_seed_differs() -> None:
 
 
 def test_dirichlet_small_alpha_skews_labels() -> None:
-    d = build_federated_data(
-        DatasetConfig(name="digits"), DirichletPartition(alpha=0.1), 5, seed=3
-    )
+    d = build_federated_data(DatasetConfig(name="digits"), DirichletPartition(alpha=0.1), 5, seed=3)
     covers_train_exactly(d)
     # With α = 0.1 a typical client is dominated by few classes.
-    top_share = [
-        np.bincount(d.y_train[p], minlength=10).max() / len(p) for p in d.partitions
-    ]
+    top_share = [np.bincount(d.y_train[p], minlength=10).max() / len(p) for p in d.partitions]
     assert np.mean(top_share) > 0.3
 
 

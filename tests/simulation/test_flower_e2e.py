@@ -47,9 +47,18 @@ def test_flower_path_rejects_bad_updates_and_survives_client_crash(tmp_path: Pat
     res = runner.invoke(
         app,
         [
-            "run", str(QUICKSTART), "--out", str(out),
-            "--set", "clients.count=4", "--set", "rounds=2", "--set", "training.epochs=1",
-            "--set", "faults=[{client: 0, kind: nan}, {client: 1, kind: crash, rounds: [1]}]",
+            "run",
+            str(QUICKSTART),
+            "--out",
+            str(out),
+            "--set",
+            "clients.count=4",
+            "--set",
+            "rounds=2",
+            "--set",
+            "training.epochs=1",
+            "--set",
+            "faults=[{client: 0, kind: nan}, {client: 1, kind: crash, rounds: [1]}]",
         ],
     )
     assert res.exit_code == 0, res.output

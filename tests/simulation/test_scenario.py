@@ -40,26 +40,42 @@ def test_quickstart_loads_with_dp() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("clients: {count: 10, fractoin: 0.5}\n",
-         "s.yaml: clients.fractoin -> unknown field (valid: count, fraction, min_per_round)"),
-        ("training: {lr: fast}\n",
-         "s.yaml: training.lr -> Input should be a valid number, unable to parse string as a "
-         "number (got 'fast')"),
+        (
+            "clients: {count: 10, fractoin: 0.5}\n",
+            "s.yaml: clients.fractoin -> unknown field (valid: count, fraction, min_per_round)",
+        ),
+        (
+            "training: {lr: fast}\n",
+            "s.yaml: training.lr -> Input should be a valid number, unable to parse string as a "
+            "number (got 'fast')",
+        ),
         ("seed: -1\n", "s.yaml: seed -> Input should be greater than or equal to 0 (got -1)"),
-        ("privacy: {mode: dp_sgd}\n",
-         "s.yaml: privacy -> give exactly one of noise_multiplier or target_epsilon"),
-        ("privacy: {mode: dp_sgd, noise_multiplier: 1.0, delta: 2}\n",
-         "s.yaml: privacy.delta -> Input should be less than 1 (got 2)"),
-        ("dataset: {name: mnist}\n",
-         "s.yaml: dataset.name -> Input should be 'digits', 'breast_cancer' or 'synthetic' "
-         "(got 'mnist')"),
-        ("model: {name: cnn}\ndataset: {name: breast_cancer}\n",
-         "s.yaml: model.name -> cnn needs an image dataset (digits)"),
-        ("aggregation: {strategy: fedavgg}\n",
-         "s.yaml: aggregation.strategy -> unknown strategy 'fedavgg' (valid: bulyan, fedavg, "
-         "fedmedian, fedprox, fedtrimmedavg, krum, multikrum)"),
-        ("partition: {kind: dirichlet, alpha: 0}\n",
-         "s.yaml: partition.alpha -> Input should be greater than 0 (got 0)"),
+        (
+            "privacy: {mode: dp_sgd}\n",
+            "s.yaml: privacy -> give exactly one of noise_multiplier or target_epsilon",
+        ),
+        (
+            "privacy: {mode: dp_sgd, noise_multiplier: 1.0, delta: 2}\n",
+            "s.yaml: privacy.delta -> Input should be less than 1 (got 2)",
+        ),
+        (
+            "dataset: {name: mnist}\n",
+            "s.yaml: dataset.name -> Input should be 'digits', 'breast_cancer' or 'synthetic' "
+            "(got 'mnist')",
+        ),
+        (
+            "model: {name: cnn}\ndataset: {name: breast_cancer}\n",
+            "s.yaml: model.name -> cnn needs an image dataset (digits)",
+        ),
+        (
+            "aggregation: {strategy: fedavgg}\n",
+            "s.yaml: aggregation.strategy -> unknown strategy 'fedavgg' (valid: bulyan, fedavg, "
+            "fedmedian, fedprox, fedtrimmedavg, fltrust, foolsgold, krum, multikrum)",
+        ),
+        (
+            "partition: {kind: dirichlet, alpha: 0}\n",
+            "s.yaml: partition.alpha -> Input should be greater than 0 (got 0)",
+        ),
         ("schema_version: 2\n", "s.yaml: schema_version -> Input should be 1 (got 2)"),
         ("- a\n- b\n", "s.yaml -> the top level must be a mapping"),
     ],

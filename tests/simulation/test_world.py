@@ -38,9 +38,17 @@ def entries_of(run_dir: Path, kind: str) -> list[dict]:  # type: ignore[type-arg
 
 def test_run_writes_every_result_file(tmp_path: Path) -> None:
     out = run_scenario(small(), tmp_path, engine="inprocess")
-    for name in ("manifest.json", "ledger.db", "metrics.parquet", "metrics.csv",
-                 "rounds.parquet", "rounds.csv", "model.safetensors", "scenario.yaml",
-                 "ground_truth.json"):
+    for name in (
+        "manifest.json",
+        "ledger.db",
+        "metrics.parquet",
+        "metrics.csv",
+        "rounds.parquet",
+        "rounds.csv",
+        "model.safetensors",
+        "scenario.yaml",
+        "ground_truth.json",
+    ):
         assert (tmp_path / name).exists(), name
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["ledger_head"] == out.result.head_hash
@@ -83,9 +91,7 @@ def test_bad_updates_are_rejected_recorded_and_the_round_goes_on(tmp_path: Path)
     rejected = entries_of(tmp_path, "contribution_rejected")
     reasons = {(r["round"], r["client"]): r["reason"] for r in rejected}
     assert reasons[(1, "client-001")].startswith("non-finite values in")
-    assert all(
-        reasons[(r, "client-002")].startswith("wrong shape for") for r in (1, 2, 3)
-    )
+    assert all(reasons[(r, "client-002")].startswith("wrong shape for") for r in (1, 2, 3))
     assert reasons[(2, "client-003")] == "client error: injected client crash"
     assert len(reasons) == 5
     accepted = [r.accepted for r in out.result.rounds[1:]]
@@ -114,8 +120,9 @@ def test_same_seed_same_ledger_head_and_metrics_other_seed_differs(tmp_path: Pat
     assert a.result.head_hash == b.result.head_hash
     assert a.result.head_hash != c.result.head_hash
     for name in ("metrics.parquet", "rounds.parquet"):
-        assert_frame_equal(pd.read_parquet(tmp_path / "a" / name),
-                           pd.read_parquet(tmp_path / "b" / name))
+        assert_frame_equal(
+            pd.read_parquet(tmp_path / "a" / name), pd.read_parquet(tmp_path / "b" / name)
+        )
     assert (tmp_path / "a" / "model.safetensors").read_bytes() == (
         tmp_path / "b" / "model.safetensors"
     ).read_bytes()
