@@ -115,7 +115,7 @@ def run_metrics(run_dir: Path | str) -> dict[str, float]:
     * ``test_accuracy``, ``test_loss``, ``epsilon_max``, ``wall_seconds``:
       ``manifest.json`` (its ``final`` block).
     * tokens per account: the sum over rounds of ``metrics.parquet`` rows with
-      ``metric == "reward_tokens"``; accounts are those rows' clients plus
+      ``metric == "reward_tokens"`` or ``"royalty_tokens"`` (license revenue); accounts are those rows' clients plus
       every account in ``ground_truth.json`` ``behaviours`` (zero tokens).
     * ``attacker_token_share``: tokens to ``ground_truth["attackers"]`` / all
       tokens (NaN when no tokens were paid).
@@ -125,6 +125,12 @@ def run_metrics(run_dir: Path | str) -> dict[str, float]:
     * ``reward_spearman``: Spearman's rho between tokens and the sum of
       ``metric == "true_contribution"`` rows per account (NaN without such
       rows or when either side is constant).
+    * ``attacker_contribution_share``: the attackers' share of the positive
+      reference contribution (``true_contribution``), to set against their
+      token share.
+    * ``accuracy_drop``: the no-attack baseline's final accuracy (same seed,
+      ``output.baseline``) minus this run's; ``backdoor_success``,
+      ``fraud_tokens`` and ``rating_shift`` from the manifest.
     * ``detection_precision`` / ``recall``: an account is flagged when any of
       its ``metric == "flagged"`` rows is >= 0.5; measured against the
       ground-truth attackers. NaN when the run has no ``flagged`` rows, when
@@ -138,7 +144,9 @@ def run_metrics(run_dir: Path | str) -> dict[str, float]:
     truth = json.loads(gt_path.read_text(encoding="utf-8")) if gt_path.is_file() else {}
     attackers = set(truth.get("attackers", []))
 
-    tokens = _per_account(metrics, "reward_tokens")
+    tokens = _per_account(metrics, "reward_tokens").add(
+        _per_account(metrics, "royalty_tokens"), fill_value=0.0
+    )
     accounts = sorted(set(tokens.index) | set(truth.get("behaviours", {})) | attackers)
     tokens = tokens.reindex(accounts, fill_value=0.0)
     total = float(tokens.sum())
@@ -150,10 +158,16 @@ def run_metrics(run_dir: Path | str) -> dict[str, float]:
 
     contribution = _per_account(metrics, "true_contribution")
     if contribution.empty:
-        rho = NAN
+        rho = contribution_share = NAN
     else:
         common = [a for a in accounts if a in contribution.index]
         rho = _spearman(tokens[common].tolist(), contribution[common].tolist())
+        positive = contribution.clip(lower=0.0)
+        contribution_share = (
+            float(positive[positive.index.isin(attackers)].sum()) / float(positive.sum())
+            if float(positive.sum()) > 0
+            else NAN
+        )
 
     flags = metrics[(metrics["metric"] == "flagged") & (metrics["client"] != "global")]
     if flags.empty:
@@ -177,6 +191,15 @@ def run_metrics(run_dir: Path | str) -> dict[str, float]:
         "reward_spearman": rho,
         "detection_precision": float(precision),
         "detection_recall": float(recall),
+        "attacker_contribution_share": contribution_share,
+        "accuracy_drop": (
+            num(manifest.get("baseline_accuracy")) - num(final.get("test_accuracy"))
+            if manifest.get("baseline_accuracy") is not None
+            else NAN
+        ),
+        "backdoor_success": num(final.get("backdoor_success")),
+        "fraud_tokens": num((manifest.get("market") or {}).get("fraud_tokens")),
+        "rating_shift": num((manifest.get("market") or {}).get("rating_shift_mean")),
         "wall_seconds": num(manifest.get("wall_seconds")),
     }
 

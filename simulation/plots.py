@@ -181,9 +181,14 @@ def is_study_dir(path: Path) -> bool:
 
 
 def _run_subdirs(path: Path) -> Iterator[Path]:
-    for child in sorted(path.iterdir()):
-        if child.is_dir() and is_run_dir(child):
-            yield child
+    """Run directories of a study: one level down, or under ``runs/`` (``fedmarket
+    compare``'s layout)."""
+    for parent in (path, path / "runs"):
+        if not parent.is_dir():
+            continue
+        for child in sorted(parent.iterdir()):
+            if child.is_dir() and is_run_dir(child):
+                yield child
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -324,13 +329,11 @@ def lorenz(values: Iterable[float]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def gini(values: Iterable[float]) -> float:
-    """Gini coefficient of non-negative earnings (0 equal, → 1 concentrated)."""
-    x = np.sort(np.asarray(list(values), dtype=float))
-    n = len(x)
-    if n == 0 or x.sum() <= 0:
-        return 0.0
-    ranks = np.arange(1, n + 1)
-    return float((2.0 * np.sum(ranks * x)) / (n * x.sum()) - (n + 1) / n)
+    """Gini coefficient of non-negative earnings (0 equal, → 1 concentrated); the same
+    definition as the study tables (``simulation.compare.gini``)."""
+    from simulation.compare import gini as study_gini  # noqa: PLC0415
+
+    return study_gini(list(values))
 
 
 # -- figures: one run --------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import logging
 import platform
 import subprocess
@@ -132,6 +133,9 @@ def write_results(
             "test_loss": final.test_loss,
             "epsilon_max": final.epsilon_max,
             "simulated_seconds": final.time,
+            "backdoor_success": (
+                None if math.isnan(final.backdoor_success) else final.backdoor_success
+            ),
         },
         "epsilon": result.final_epsilon,
         "market": result.market,
@@ -141,6 +145,17 @@ def write_results(
         "python": platform.python_version(),
         "platform": platform.platform(),
         "git_commit": git_commit(Path(__file__).resolve().parent.parent),
+    }
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    # The attack metrics are computed from the files just written (one definition,
+    # shared with `fedmarket compare`), then added to the manifest.
+    from simulation.compare import run_metrics  # noqa: PLC0415
+
+    metrics_now = run_metrics(out_dir)
+    manifest["attack"] = {
+        k: (None if v != v else v)  # NaN is not JSON
+        for k, v in metrics_now.items()
+        if k not in ("test_accuracy", "test_loss", "epsilon_max", "wall_seconds")
     }
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     log.info("results written to %s", out_dir)

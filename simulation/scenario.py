@@ -710,6 +710,9 @@ def _check_components(scenario: Scenario, source: str) -> list[Problem]:
     from marketplace.incentives import create_mechanism
     from simulation.aggregation import create_strategy
 
+    mechanism_params: dict[str, Any] = dict(scenario.rewards.params)
+    if scenario.rewards.mechanism == "reputation":
+        mechanism_params.setdefault("reputation", {})  # the run passes the ledger's live view
     attempts: list[tuple[str, Any]] = [
         (
             "aggregation.params",
@@ -721,7 +724,7 @@ def _check_components(scenario: Scenario, source: str) -> list[Problem]:
         ),
         (
             "rewards.params",
-            lambda: create_mechanism(scenario.rewards.mechanism, **scenario.rewards.params),
+            lambda: create_mechanism(scenario.rewards.mechanism, **mechanism_params),
         ),
     ]
     if scenario.contribution.evaluator:

@@ -16,7 +16,7 @@ import hashlib
 import logging
 import math
 import time
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,6 +127,26 @@ class WorldResult:
     baseline_accuracy: list[float] | None = None
 
 
+class LedgerReputation(Mapping[str, float]):
+    """A live, read-only view of reputations as the ledger derives them (decay included),
+    for mechanisms that pay by reputation."""
+
+    def __init__(self, world: World) -> None:
+        self._world = world
+
+    def __getitem__(self, account: str) -> float:
+        market = self._world.market
+        if market is None or account not in self._world.accounts:
+            raise KeyError(account)
+        return float(market.reputation(account))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._world.accounts)
+
+    def __len__(self) -> int:
+        return len(self._world.accounts)
+
+
 class World:
     """One scenario's market and federation on a simpy clock."""
 
@@ -173,7 +193,10 @@ class World:
         if hasattr(self.strategy, "set_root_update"):
             # FLTrust: the server trains on its own small clean root set (the validation split).
             self.strategy.set_root_update(self._root_update)
-        self.mechanism = create_mechanism(scenario.rewards.mechanism, **scenario.rewards.params)
+        mech_params: dict[str, Any] = dict(scenario.rewards.params)
+        if scenario.rewards.mechanism == "reputation":
+            mech_params.setdefault("reputation", LedgerReputation(self))
+        self.mechanism = create_mechanism(scenario.rewards.mechanism, **mech_params)
         priv = scenario.privacy
         self.dp: DPSGDPrivacy | None = priv if isinstance(priv, DPSGDPrivacy) else None
         self.privacy = PrivacyLedger(self.dp.delta if self.dp else 1e-5)
@@ -581,7 +604,14 @@ class World:
             emission=emission,
             contributions=tuple(sorted(infos, key=lambda i: i.account)),
         )
-        allocation = self.mechanism.run(outcome, market)
+        if self.mechanism.funding == "revenue":
+            # Royalties: no emission; license revenue reaches contributors through the
+            # ledger's revenue pools, by recorded share, after the platform fee.
+            from marketplace.incentives import Allocation  # noqa: PLC0415
+
+            allocation = Allocation(round_, {}, (), self.mechanism.label, "revenue")
+        else:
+            allocation = self.mechanism.run(outcome, market)
         issued = sum(allocation.amounts.values())
         for acct, amount in sorted(allocation.amounts.items()):
             self.rows.append((round_, acct, "reward_tokens", amount / TOKEN))
@@ -589,6 +619,7 @@ class World:
             self.rows.append((round_, slash.account, "flagged", 1.0))
             self.rows.append((round_, slash.account, "slashed_tokens", slash.amount / TOKEN))
         royalties = self._distribute_revenue()
+        self._attack_rows(round_)
         market.end_block()
         del previous
 
@@ -616,6 +647,26 @@ class World:
         self.rounds.append(record)
         if self.on_round is not None:
             self.on_round(record)
+
+    def _attack_rows(self, round_: int) -> None:
+        """Per-round attack metrics from ground truth (never shown to mechanisms):
+        the attackers' cumulative share of tokens and honest participants' net profit."""
+        earned: dict[str, float] = {}
+        cost: dict[str, float] = {}
+        for _, acct, metric, value in self.rows:
+            if metric in ("reward_tokens", "royalty_tokens"):
+                earned[acct] = earned.get(acct, 0.0) + value
+            elif metric == "cost":
+                cost[acct] = cost.get(acct, 0.0) + value
+        attackers = set(self.population.attackers())
+        total = sum(earned.values())
+        if total > 0:
+            share = sum(v for a, v in earned.items() if a in attackers) / total
+            self.rows.append((round_, "global", "attacker_token_share", share))
+        honest = [a for a in self.accounts if a not in attackers]
+        if honest:
+            profit = float(np.mean([earned.get(a, 0.0) - cost.get(a, 0.0) for a in honest]))
+            self.rows.append((round_, "global", "honest_profit", profit))
 
     # ------------------------------------------------------- contribution scores
 

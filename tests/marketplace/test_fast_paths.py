@@ -1,0 +1,238 @@
+"""The append/audit fast paths change no byte and weaken no check.
+
+* the head hash of a fixed history is pinned (recorded before the fast paths);
+* both Ed25519 backends sign byte-identically and agree on verification;
+* externally submitted transactions are still verified (bad ones refused,
+  nothing appended), only the Market's own signatures skip re-verification;
+* the chunked parallel audit names the first bad entry across chunk borders.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import sqlite3
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import marketplace.audit as audit_mod
+from marketplace import (
+    TOKEN,
+    LedgerIntegrityError,
+    Market,
+    SignatureError,
+    SignedTransaction,
+    audit_ledger,
+    canonical_json,
+)
+from marketplace.entries import Entry
+from marketplace.keys import Signer, derive_private_key, verify_signature, verify_signature_raw
+
+GOLDEN_SIZE = 169
+GOLDEN_HEAD = "95f8df7835205c28d17f1a37696b4c002f5be236c1c24a1df8387e712fe544bd"
+GOLDEN_ROOT = "c79460a3df9b9a0060df84fcef6dd5675b39def70c0f8f78a5910002cb0b0810"
+
+
+def _golden(path: Path) -> Market:
+    t = [0.0]
+    m = Market.create(
+        path,
+        seed=7,
+        genesis={"scenario_hash": "golden", "params": {"platform_fee_bps": 300}},
+        clock=lambda: t[0],
+        block_size=16,
+    )
+    names = [f"client-{i:03d}" for i in range(6)] + ["buyer.x:1"]
+    with m.batch():
+        for n in names:
+            m.register_participant(n, role="data_owner", meta={"note": 'é\u2028"q"', "x": 1.25})
+            m.mint(n, 10 * TOKEN, reason="airdrop")
+    rng = random.Random(3)
+    for k in range(120):
+        t[0] += 0.37
+        a, b = rng.sample(names, 2)
+        with m.batch():
+            m.transfer(a, b, rng.randint(1, 1000), memo=f"m{k}\t\u00e9")
+            if k % 10 == 0:
+                m.stake(a, 5)
+                m.record("round_started", {"round": k, "lr": 0.1 * k, "tags": ["a", None, True]})
+    m.end_block()
+    return m
+
+
+def test_golden_head_hash_unchanged(tmp_path: Path) -> None:
+    """Recorded with the code before the fast paths (commit 1a91597)."""
+    with _golden(tmp_path) as m:
+        assert (m.size, m.head_hash, m.root()) == (GOLDEN_SIZE, GOLDEN_HEAD, GOLDEN_ROOT)
+        for e in m.entries():
+            assert e.record() == e.encode().record
+            assert Entry.compute_hash(e.prev_hash, e.body()) == e.hash
+    report = audit_ledger(tmp_path, workers=2)
+    assert report.head_hash == GOLDEN_HEAD and report.root == GOLDEN_ROOT
+
+
+def test_returned_entries_equal_stored(tmp_path: Path) -> None:
+    with _golden(tmp_path) as m:
+        e = m.transfer("client-000", "client-001", 3, memo="ü")
+        assert m.entry(e.seq) == e
+        assert e.hash == m.head_hash
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    account=st.text(min_size=1, max_size=20),
+    seed=st.integers(0, 2**32),
+    message=st.binary(max_size=300),
+)
+def test_backends_sign_byte_identically(account: str, seed: int, message: bytes) -> None:
+    key = derive_private_key(seed, account)
+    signer = Signer(key)
+    sig = signer.sign(message)
+    assert sig == key.sign(message)  # Ed25519 is deterministic: same bytes from both backends
+    public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    assert signer.public_hex == public.hex()
+    assert verify_signature_raw(public, sig, message)
+    assert verify_signature(public.hex(), sig.hex(), message)
+    flipped = bytes([sig[0] ^ 1]) + sig[1:]
+    assert not verify_signature_raw(public, flipped, message)
+    assert not verify_signature_raw(public, sig, message + b"x")
+    other = Signer.derive(seed + 1, account)
+    assert not verify_signature_raw(bytes.fromhex(other.public_hex), sig, message)
+
+
+def test_verify_never_raises_on_junk() -> None:
+    signer = Signer.derive(1, "a")
+    sig = signer.sign(b"m").hex()
+    assert verify_signature(signer.public_hex, sig, b"m")
+    for public, signature in [
+        ("zz", sig),
+        (signer.public_hex, "zz"),
+        (signer.public_hex[:-2], sig),
+        (signer.public_hex, sig[:-2]),
+        (signer.public_hex, sig + "00"),
+        ("00" * 32, sig),
+        ("ff" * 32, sig),
+    ]:
+        assert not verify_signature(public, signature, b"m")
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.recursive(
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.floats(allow_nan=False, allow_infinity=False)
+        | st.text(),
+        lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(), c, max_size=3),
+        max_leaves=12,
+    )
+)
+def test_canonical_json_equals_json_dumps(value: object) -> None:
+    expected = json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+    assert canonical_json(value) == expected
+
+
+def test_canonical_json_still_refuses_nan() -> None:
+    with pytest.raises(ValueError):
+        canonical_json({"x": float("nan")})
+
+
+def _two_accounts(tmp_path: Path) -> Market:
+    m = Market.create(tmp_path, seed=42, genesis={"scenario_hash": "x"})
+    m.register_participant("client-000", role="data_owner")
+    m.register_participant("client-001", role="data_owner")
+    m.mint("client-000", 100, reason="x")
+    return m
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        lambda s: s[:-2] + ("00" if s[-2:] != "00" else "01"),  # one byte changed
+        lambda s: "00" * 64,
+        lambda s: s[:-2],  # too short
+        lambda s: "zz" * 64,  # not hex
+        lambda s: "",
+    ],
+)
+def test_external_bad_signature_refused_nothing_appended(tmp_path: Path, mangle: object) -> None:
+    m = _two_accounts(tmp_path)
+    good = m.sign("transfer", "client-000", {"to": "client-001", "amount": 10, "memo": ""})
+    bad = SignedTransaction(good.tx, mangle(good.signature))  # type: ignore[operator]
+    size, head = m.size, m.head_hash
+    with pytest.raises(SignatureError):
+        m.submit(bad)
+    with pytest.raises(SignatureError), m.batch():
+        m.submit(bad)
+    assert (m.size, m.head_hash, m.balance("client-000")) == (size, head, 100)
+    m.submit(good)  # the nonce was not consumed by the refused ones
+    assert m.balance("client-001") == 10
+    m.close()
+    audit_ledger(tmp_path, workers=2)
+
+
+def test_external_signature_over_other_fields_refused(tmp_path: Path) -> None:
+    """A valid signature of a *different* transaction does not carry over."""
+    m = _two_accounts(tmp_path)
+    good = m.sign("transfer", "client-000", {"to": "client-001", "amount": 10, "memo": ""})
+    tx = dataclasses.replace(good.tx, data={"to": "client-001", "amount": 99, "memo": ""})
+    with pytest.raises(SignatureError):
+        m.submit(SignedTransaction(tx, good.signature))
+    assert m.balance("client-001") == 0
+    m.close()
+
+
+def _rechain_signature(db: Path, seqs: list[int]) -> None:
+    """Replace the signature of entries ``seqs`` and re-hash the chain after them."""
+    conn = sqlite3.connect(db, isolation_level=None)
+    rows = conn.execute("SELECT seq, record FROM entries ORDER BY seq").fetchall()
+    prev = None
+    for seq, record in rows:
+        e = Entry.from_record(record)
+        if seq in seqs:
+            e = dataclasses.replace(e, signature="11" * 64)
+        if prev is not None:
+            e = dataclasses.replace(e, prev_hash=prev)
+        e = dataclasses.replace(e, hash=Entry.compute_hash(e.prev_hash, e.body()))
+        conn.execute("UPDATE entries SET record = ? WHERE seq = ?", (e.record(), seq))
+        prev = e.hash
+    conn.execute("UPDATE head SET hash = ?", (prev,))
+    conn.close()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_chunked_parallel_audit_names_first_bad(
+    tmp_path: Path, workers: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(audit_mod, "_CHUNK", 7)
+    with _golden(tmp_path) as m:
+        seqs = [e.seq for e in m.entries() if e.kind == "transfer"]
+    _rechain_signature(tmp_path / "ledger.db", [seqs[40], seqs[9], seqs[25]])
+    with pytest.raises(LedgerIntegrityError) as err:
+        audit_ledger(tmp_path, workers=workers)
+    assert err.value.seq == seqs[9] and "signature" in err.value.reason
+
+
+def test_parallel_audit_bad_signature_before_later_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bad signature still pending in a worker beats a later error the parent finds."""
+    monkeypatch.setattr(audit_mod, "_CHUNK", 5)
+    with _golden(tmp_path) as m:
+        seqs = [e.seq for e in m.entries() if e.kind == "transfer"]
+    db = tmp_path / "ledger.db"
+    _rechain_signature(db, [seqs[3]])
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("DELETE FROM entries WHERE seq = ?", (seqs[3] + 2,))
+    conn.close()
+    with pytest.raises(LedgerIntegrityError) as err:
+        audit_ledger(tmp_path, workers=2)
+    assert err.value.seq == seqs[3] and "signature" in err.value.reason
