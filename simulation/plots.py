@@ -331,7 +331,7 @@ def lorenz(values: Iterable[float]) -> tuple[np.ndarray, np.ndarray]:
 def gini(values: Iterable[float]) -> float:
     """Gini coefficient of non-negative earnings (0 equal, → 1 concentrated); the same
     definition as the study tables (``simulation.compare.gini``)."""
-    from simulation.compare import gini as study_gini  # noqa: PLC0415
+    from simulation.compare import gini as study_gini
 
     return study_gini(list(values))
 

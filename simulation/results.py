@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import logging
+import math
 import platform
 import subprocess
 from importlib import metadata
@@ -149,7 +149,7 @@ def write_results(
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     # The attack metrics are computed from the files just written (one definition,
     # shared with `fedmarket compare`), then added to the manifest.
-    from simulation.compare import run_metrics  # noqa: PLC0415
+    from simulation.compare import run_metrics
 
     metrics_now = run_metrics(out_dir)
     manifest["attack"] = {

@@ -607,7 +607,7 @@ class World:
         if self.mechanism.funding == "revenue":
             # Royalties: no emission; license revenue reaches contributors through the
             # ledger's revenue pools, by recorded share, after the platform fee.
-            from marketplace.incentives import Allocation  # noqa: PLC0415
+            from marketplace.incentives import Allocation
 
             allocation = Allocation(round_, {}, (), self.mechanism.label, "revenue")
         else:
