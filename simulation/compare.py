@@ -116,7 +116,8 @@ def run_metrics(run_dir: Path | str) -> dict[str, float]:
       ``manifest.json`` (its ``final`` block).
     * tokens per account: the sum over rounds of ``metrics.parquet`` rows with
       ``metric == "reward_tokens"`` or ``"royalty_tokens"`` (license revenue);
-      accounts are those rows' clients plus every account in ``ground_truth.json`` ``behaviours`` (zero tokens).
+      accounts are those rows' clients plus every account in
+      ``ground_truth.json`` ``behaviours`` (zero tokens).
     * ``attacker_token_share``: tokens to ``ground_truth["attackers"]`` / all
       tokens (NaN when no tokens were paid).
     * ``honest_profit``: mean over non-attacker accounts of tokens earned
