@@ -22,7 +22,7 @@ from pathlib import Path
 
 from marketplace.entries import GENESIS_PREV, Entry
 from marketplace.errors import LedgerIntegrityError, LedgerNotFoundError, TransactionError
-from marketplace.keys import verify_signature
+from marketplace.keys import verify_signature_raw
 from marketplace.ledger import connect, ledger_path
 from marketplace.merkle import MerkleTree, leaf_hash
 from marketplace.state import MarketState
@@ -45,52 +45,91 @@ class AuditReport:
     accounts: int
 
 
-_SigJob = tuple[int, str, str, bytes]
-_CHUNK = 4096
+_CHUNK = 2048
 
 
-def _first_bad_signature(jobs: list[_SigJob]) -> int:
-    """Sequence number of the first job whose signature fails, or -1 (runs in workers)."""
-    for seq, public, signature, message in jobs:
-        if not verify_signature(public, signature, message):
-            return seq
+def _first_bad_signature(start: int, publics: list[bytes], signed: list[bytes]) -> int:
+    """Sequence number of the first bad signature in a chunk, or -1 (runs in workers).
+
+    Job ``k`` is entry ``start + k``: ``signed[k]`` is its 64 signature bytes
+    followed by the signed message, ``publics[k]`` the 32-byte registered key.
+    Only raw bytes cross the process boundary (repeated keys pickle once).
+    """
+    for k, (public, sm) in enumerate(zip(publics, signed, strict=True)):
+        if not verify_signature_raw(public, sm[:64], sm[64:]):
+            return start + k
     return -1
 
 
 class _SignatureChecker:
     """Checks signatures inline (``workers == 1``) or in a process pool.
 
-    Ed25519 verification dominates the audit, and pyca/cryptography holds the
-    GIL while verifying, so parallel verification needs processes. The pool
-    runs while the main process replays state; ``finish`` reports the lowest
-    bad sequence number so the audit still names the *first* bad entry.
+    Ed25519 verification dominates the audit, and both backends hold the GIL
+    while verifying, so parallel verification needs processes. The pool
+    verifies chunks while the main process checks the hash chain and replays
+    state; ``finish`` reports the lowest bad sequence number so the audit
+    still names the *first* bad entry.
     """
 
     def __init__(self, workers: int) -> None:
         self._pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 else None
-        self._jobs: list[_SigJob] = []
+        self._start = 0
+        self._publics: list[bytes] = []
+        self._signed: list[bytes] = []
         self._futures: list[Future[int]] = []
+        self._keys: dict[str, bytes] = {}
 
     def check(self, seq: int, sender: str, public: str, signature: str, message: bytes) -> None:
+        key = self._keys.get(public)
+        if key is None:
+            try:
+                key = bytes.fromhex(public)
+            except ValueError:
+                key = b""
+            self._keys[public] = key
+        try:
+            sig = bytes.fromhex(signature)
+        except ValueError:
+            sig = b""
+        if len(sig) != 64 or len(key) != 32:
+            raise LedgerIntegrityError(seq, f"bad signature by {sender}")
         if self._pool is None:
-            if not verify_signature(public, signature, message):
+            if not verify_signature_raw(key, sig, message):
                 raise LedgerIntegrityError(seq, f"bad signature by {sender}")
             return
-        self._jobs.append((seq, public, signature, message))
-        if len(self._jobs) >= _CHUNK:
-            self._futures.append(self._pool.submit(_first_bad_signature, self._jobs))
-            self._jobs = []
+        if not self._signed:
+            self._start = seq
+        elif seq != self._start + len(self._signed):
+            self._submit()
+            self._start = seq
+        self._publics.append(key)
+        self._signed.append(sig + message)
+        if len(self._signed) >= _CHUNK:
+            self._submit()
+
+    def _submit(self) -> None:
+        assert self._pool is not None
+        if self._signed:
+            self._futures.append(
+                self._pool.submit(_first_bad_signature, self._start, self._publics, self._signed)
+            )
+        self._publics, self._signed = [], []
 
     def finish(self) -> int:
         """Wait for every pending check; the first bad seq, or -1."""
         if self._pool is None:
             return -1
-        if self._jobs:
-            self._futures.append(self._pool.submit(_first_bad_signature, self._jobs))
-            self._jobs = []
+        self._submit()
         bad = [r for r in (f.result() for f in self._futures) if r >= 0]
         self._pool.shutdown()
+        self._pool = None
         return min(bad, default=-1)
+
+    def cancel(self) -> None:
+        """Shut the pool down without waiting for pending chunks."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
 
 
 def audit_ledger(path: Path | str, *, workers: int = 1) -> AuditReport:
@@ -117,6 +156,7 @@ def audit_ledger(path: Path | str, *, workers: int = 1) -> AuditReport:
             raise LedgerIntegrityError(bad, "bad signature")
         return report
     finally:
+        checker.cancel()
         conn.close()
 
 

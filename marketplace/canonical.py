@@ -16,11 +16,18 @@ __all__ = ["JSON", "canonical_bytes", "canonical_json", "sha256_hex"]
 JSON: TypeAlias = "bool | int | float | str | Sequence[JSON] | Mapping[str, JSON] | None"
 
 
+# One shared encoder: ``json.dumps(value, **same options)`` builds exactly this
+# encoder and calls ``encode`` on it, so the output is identical; reusing it
+# saves constructing an encoder per call (the hot path of every append).
+_ENCODER = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+_encode = _ENCODER.encode
+
+
 def canonical_json(value: object) -> str:
     """Encode ``value`` as canonical JSON text (raises ValueError on NaN/Inf)."""
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
+    return _encode(value)
 
 
 def canonical_bytes(value: object) -> bytes:

@@ -16,11 +16,22 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from json.encoder import encode_basestring
 from typing import Any
 
 from marketplace.canonical import JSON, canonical_bytes, canonical_json
 
-__all__ = ["GENESIS_PREV", "Encoded", "Entry", "SignedTransaction", "Transaction"]
+__all__ = [
+    "GENESIS_PREV",
+    "Encoded",
+    "Entry",
+    "SignedTransaction",
+    "Transaction",
+    "json_float",
+    "json_str",
+    "record_parts",
+    "signing_text",
+]
 
 GENESIS_PREV = "00" * 32
 
@@ -124,17 +135,13 @@ class Entry:
         by construction. This is the hot path of appends and of the audit.
         """
         dj = canonical_json(self.data) if data_json is None else data_json
-        kind, sender, time = _jstr(self.kind), _jstr(self.sender), _jfloat(self.time)
-        head = f'{{"block":{self.block},"data":{dj}'
-        tail = (
-            f',"kind":{kind},"nonce":{self.nonce},"prev_hash":{_jstr(self.prev_hash)},'
-            f'"sender":{sender},"seq":{self.seq},"signature":{_jstr(self.signature)},'
-            f'"time":{time}}}'
+        kind, sender, time = json_str(self.kind), json_str(self.sender), json_float(self.time)
+        head, tail = record_parts(
+            self.seq, self.block, kind, self.nonce, self.prev_hash, sender, self.signature, time, dj
         )
-        body = head + tail
-        record = f'{head},"hash":{_jstr(self.hash)}{tail}'
-        signing = _signing(self.kind, self.sender, self.nonce, self.time, dj)
-        return Encoded(signing, body.encode("utf-8"), record)
+        record = f'{head},"hash":{json_str(self.hash)}{tail}'
+        signing = signing_text(kind, self.nonce, sender, time, dj).encode("utf-8")
+        return Encoded(signing, (head + tail).encode("utf-8"), record)
 
     @classmethod
     def from_record(cls, record: str) -> Entry:
@@ -166,18 +173,53 @@ class Encoded:
 
 
 def _signing(kind: str, sender: str, nonce: int, time: float, data_json: str) -> bytes:
-    text = (
-        f'{{"data":{data_json},"kind":{_jstr(kind)},"nonce":{nonce},'
-        f'"sender":{_jstr(sender)},"time":{_jfloat(time)}}}'
-    )
+    text = signing_text(json_str(kind), nonce, json_str(sender), json_float(time), data_json)
     return text.encode("utf-8")
 
 
-def _jstr(value: str) -> str:
-    return json.dumps(value, ensure_ascii=False)
+# The helpers below take *already encoded* JSON fragments (``json_str`` of the
+# strings, ``json_float`` of the time, canonical JSON of ``data``) so that the
+# append and audit hot paths encode each field exactly once. Keys are written
+# in sorted order by construction; ``test_encoding`` checks the result equals
+# ``canonical_json`` byte for byte.
 
 
-def _jfloat(value: float) -> str:
+def signing_text(kind_j: str, nonce: int, sender_j: str, time_j: str, data_json: str) -> str:
+    """Canonical JSON of ``{data, kind, nonce, sender, time}`` (what is signed)."""
+    return (
+        f'{{"data":{data_json},"kind":{kind_j},"nonce":{nonce},'
+        f'"sender":{sender_j},"time":{time_j}}}'
+    )
+
+
+def record_parts(
+    seq: int,
+    block: int,
+    kind_j: str,
+    nonce: int,
+    prev_hash: str,
+    sender_j: str,
+    signature: str,
+    time_j: str,
+    data_json: str,
+) -> tuple[str, str]:
+    """``(head, tail)``: the body is ``head + tail`` and the record is
+    ``head + ',"hash":"<hash>"' + tail`` (``hash`` sorts between ``data`` and ``kind``)."""
+    head = f'{{"block":{block},"data":{data_json}'
+    tail = (
+        f',"kind":{kind_j},"nonce":{nonce},"prev_hash":{json_str(prev_hash)},'
+        f'"sender":{sender_j},"seq":{seq},"signature":{json_str(signature)},'
+        f'"time":{time_j}}}'
+    )
+    return head, tail
+
+
+json_str = encode_basestring
+"""JSON string literal, as ``json.dumps(value, ensure_ascii=False)`` writes it."""
+
+
+def json_float(value: float) -> str:
+    """JSON number for a finite float, as ``json.dumps`` writes it."""
     if not math.isfinite(value):
         raise ValueError(f"time must be finite, got {value!r}")
     return float.__repr__(float(value))

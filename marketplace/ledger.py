@@ -17,7 +17,6 @@ block may be open (unsealed) after a crash; the audit accepts that.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import logging
 import sqlite3
@@ -29,7 +28,16 @@ from types import TracebackType
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from marketplace.canonical import JSON, canonical_json
-from marketplace.entries import GENESIS_PREV, Entry, SignedTransaction, Transaction
+from marketplace.entries import (
+    GENESIS_PREV,
+    Entry,
+    SignedTransaction,
+    Transaction,
+    json_float,
+    json_str,
+    record_parts,
+    signing_text,
+)
 from marketplace.errors import (
     LedgerIntegrityError,
     LedgerNotFoundError,
@@ -37,7 +45,7 @@ from marketplace.errors import (
     RegistryError,
     SignatureError,
 )
-from marketplace.keys import derive_private_key, public_key_hex, verify_signature
+from marketplace.keys import Signer, public_key_hex, verify_signature
 from marketplace.merkle import MerkleTree, leaf_hash, verify_inclusion
 from marketplace.ratings import Ballot, aggregate_rating
 from marketplace.reputation import reputation
@@ -55,6 +63,7 @@ from marketplace.state import (
 __all__ = ["LEDGER_FILE", "InclusionProof", "Market", "largest_remainder", "ledger_path"]
 
 logger = logging.getLogger("fedmarket.ledger")
+_sha256 = hashlib.sha256
 
 LEDGER_FILE = "ledger.db"
 _SCHEMA = """
@@ -155,7 +164,7 @@ class Market:
         self._seed = 0
         self._block_size: int | None = None
         self._block_start = 0
-        self._keys: dict[str, Ed25519PrivateKey] = {}
+        self._signers: dict[str, Signer] = {}
         self._pending: list[tuple[int, str, str]] = []
         self._depth = 0
         self._closed = False
@@ -243,10 +252,13 @@ class Market:
 
     # -- internals ---------------------------------------------------------------
     def _key(self, account: str) -> Ed25519PrivateKey:
-        key = self._keys.get(account)
-        if key is None:
-            key = self._keys[account] = derive_private_key(self._seed, account)
-        return key
+        return self._signer(account).key
+
+    def _signer(self, account: str) -> Signer:
+        signer = self._signers.get(account)
+        if signer is None:
+            signer = self._signers[account] = Signer.derive(self._seed, account)
+        return signer
 
     def _now(self) -> float:
         if self._clock is None:
@@ -359,53 +371,63 @@ class Market:
         *,
         signed: SignedTransaction | None = None,
     ) -> Entry:
-        with self.batch():
-            state = self._state
-            if signed is None:
-                tx = Transaction(kind, sender, state.next_nonce(sender), self._now(), dict(data))
-            else:
-                tx = signed.tx
-            data_json = canonical_json(tx.data)  # fails early on NaN / unencodable data
-            message = tx.signing_bytes(data_json)
-            if signed is not None:
-                public = state.public_key_for(tx)
-                if not verify_signature(public, signed.signature, message):
-                    raise SignatureError(
-                        "signature does not verify", account=tx.sender, tx=tx.describe()
-                    )
-            seq, block = state.size, state.block
-            state.apply(tx)
-            signature = (
-                signed.signature if signed is not None else self._key(tx.sender).sign(message).hex()
-            )
-            draft = Entry(
-                seq,
-                block,
-                tx.kind,
-                tx.sender,
-                tx.nonce,
-                tx.time,
-                tx.data,
-                signature,
-                self._head,
-                "",
-            )
-            digest = hashlib.sha256(
-                bytes.fromhex(self._head) + draft.encode(data_json).body
-            ).hexdigest()
-            entry = dataclasses.replace(draft, hash=digest)
-            record = entry.encode(data_json).record
-            self._tree.append(leaf_hash(record.encode("utf-8")))
-            self._head = entry.hash
-            self._pending.append((seq, kind, record))
-            if state.block != block:
-                self._block_start = seq + 1
-            elif (
-                self._block_size is not None
-                and kind != "genesis"
-                and state.size - self._block_start >= self._block_size
-            ):
-                self.end_block()
+        if not self._depth:
+            with self.batch():
+                return self._append(kind, sender, data, signed=signed)
+        if self._closed:
+            self._writable()
+        state = self._state
+        if signed is None:
+            tx = Transaction(kind, sender, state.next_nonce(sender), self._now(), dict(data))
+        else:
+            tx = signed.tx
+        # Every field is JSON-encoded exactly once and reused for the signed
+        # message, the hashed body and the stored record (entries.record_parts).
+        data_json = canonical_json(tx.data)  # fails early on NaN / unencodable data
+        kind_j, sender_j, time_j = json_str(tx.kind), json_str(tx.sender), json_float(tx.time)
+        message = signing_text(kind_j, tx.nonce, sender_j, time_j, data_json).encode("utf-8")
+        if signed is not None:
+            # Externally signed: never trusted, verified against the key
+            # registered on the ledger before anything is applied.
+            public = state.public_key_for(tx)
+            if not verify_signature(public, signed.signature, message):
+                raise SignatureError(
+                    "signature does not verify", account=tx.sender, tx=tx.describe()
+                )
+        seq, block = state.size, state.block
+        state.apply(tx)  # validates (account, nonce, funds, ...) before mutating
+        if signed is not None:
+            signature = signed.signature
+        else:
+            # Signed here with the key this Market derived for ``sender``: not
+            # re-verified on the hot path. Ed25519 signing is deterministic and
+            # the public key registered on the ledger for ``sender`` *is* this
+            # key's (register_participant writes it; the treasury's is in
+            # genesis), so the verification could only succeed; the audit
+            # re-verifies every signature anyway. (Markets opened on a ledger
+            # whose accounts registered foreign keys sign with the derived key
+            # too, exactly as before; the audit would flag such an entry.)
+            signature = self._signer(tx.sender).sign(message).hex()
+        prev = self._head
+        head, tail = record_parts(
+            seq, block, kind_j, tx.nonce, prev, sender_j, signature, time_j, data_json
+        )
+        digest = _sha256(bytes.fromhex(prev) + (head + tail).encode("utf-8")).hexdigest()
+        record = f'{head},"hash":"{digest}"{tail}'
+        self._tree.append(_sha256(b"\x00" + record.encode("utf-8")).digest())
+        self._head = digest
+        self._pending.append((seq, kind, record))
+        entry = Entry(
+            seq, block, tx.kind, tx.sender, tx.nonce, tx.time, tx.data, signature, prev, digest
+        )
+        if state.block != block:
+            self._block_start = seq + 1
+        elif (
+            self._block_size is not None
+            and kind != "genesis"
+            and state.size - self._block_start >= self._block_size
+        ):
+            self.end_block()
         return entry
 
     # -- identities and signing --------------------------------------------------
@@ -437,7 +459,7 @@ class Market:
     def public_key(self, account: str) -> str:
         """The registered public key of ``account`` (hex)."""
         acct = self._state.accounts.get(account)
-        return acct.public_key if acct is not None else public_key_hex(self._key(account))
+        return acct.public_key if acct is not None else self._signer(account).public_hex
 
     def sign(
         self,
@@ -473,7 +495,7 @@ class Market:
         """Register ``account`` with its derived public key (self-signed, nonce 0)."""
         data: dict[str, JSON] = {
             "role": role,
-            "public_key": public_key_hex(self._key(account)),
+            "public_key": self._signer(account).public_hex,
             "meta": dict(meta or {}),
         }
         return self._append("register", account, data)
