@@ -149,17 +149,18 @@ class Entry:
         d = json.loads(record)
         if not isinstance(d, dict):
             raise ValueError("record is not a JSON object")
+        data = d["data"]
         return cls(
-            seq=int(d["seq"]),
-            block=int(d["block"]),
-            kind=str(d["kind"]),
-            sender=str(d["sender"]),
-            nonce=int(d["nonce"]),
-            time=float(d["time"]),
-            data=dict(d["data"]),
-            signature=str(d["signature"]),
-            prev_hash=str(d["prev_hash"]),
-            hash=str(d["hash"]),
+            int(d["seq"]),
+            int(d["block"]),
+            str(d["kind"]),
+            str(d["sender"]),
+            int(d["nonce"]),
+            float(d["time"]),
+            data.copy() if type(data) is dict else dict(data),
+            str(d["signature"]),
+            str(d["prev_hash"]),
+            str(d["hash"]),
         )
 
 

@@ -479,8 +479,9 @@ class Market:
             self._now() if time is None else time,
             dict(data),
         )
-        signer = key if key is not None else self._key(sender)
-        return SignedTransaction(tx, signer.sign(tx.signing_bytes()).hex())
+        message = tx.signing_bytes()
+        signature = key.sign(message) if key is not None else self._signer(sender).sign(message)
+        return SignedTransaction(tx, signature.hex())
 
     def submit(self, signed: SignedTransaction) -> Entry:
         """Append an externally signed transaction after checking account, signature
