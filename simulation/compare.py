@@ -61,6 +61,11 @@ METRICS = (
     "reward_spearman",
     "detection_precision",
     "detection_recall",
+    "attacker_contribution_share",
+    "accuracy_drop",
+    "backdoor_success",
+    "fraud_tokens",
+    "rating_shift",
     "wall_seconds",
 )
 
@@ -237,6 +242,8 @@ def summarize(table: pd.DataFrame, design_columns: Sequence[str]) -> pd.DataFram
         row["runs"] = len(group)
         row["failed"] = int((group["status"] != "ok").sum())
         for metric in METRICS:
+            if metric not in ok.columns:  # a table written before the metric existed
+                continue
             mean, half = mean_ci(ok[metric].astype(float).tolist())
             row[f"{metric}_mean"] = mean
             row[f"{metric}_ci95"] = half

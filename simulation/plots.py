@@ -259,11 +259,18 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def design_of(run: RunData, keys: Sequence[str]) -> str:
-    """The design label of ``run``: ``key=value`` of every varying field, or ``all``."""
+    """The design label of ``run``: ``key=value`` of every varying field that is set,
+    or ``all``. Keys are shortened to their last component (``strategy=krum``) unless
+    two varying keys would then read the same."""
     flat = _flatten(run.scenario)
     if not keys:
         return "all"
-    return ", ".join(f"{k}={flat.get(k)}" for k in keys)
+    short = [k.rsplit(".", 1)[-1] for k in keys]
+    names = short if len(set(short)) == len(short) else list(keys)
+    parts = [
+        f"{n}={flat.get(k)}" for n, k in zip(names, keys, strict=True) if flat.get(k) is not None
+    ]
+    return ", ".join(parts) or "all"
 
 
 def load_study(path: Path | str) -> StudyData:
@@ -593,17 +600,36 @@ def _study_accuracy_loss(study: StudyData) -> Figure:
     _design_lines(ax_loss, study, "test_loss")
     ax_acc.set(xlabel="round", ylabel="test accuracy", title="Accuracy (mean ± 95% CI)")
     ax_loss.set(xlabel="round", ylabel="test loss", title="Loss (mean ± 95% CI)")
-    ax_acc.legend()
-    fig.tight_layout()
+    lows, highs = ax_loss.get_ylim()
+    if lows > 0 and highs / lows > 100:
+        ax_loss.set_yscale("log")
+    else:
+        finite = [ln.get_ydata() for ln in ax_loss.get_lines()]
+        values = np.concatenate([np.asarray(v, dtype=float) for v in finite]) if finite else []
+        positive = values[values > 0] if len(values) else values
+        if len(positive) and positive.max() / positive.min() > 100:
+            ax_loss.set_yscale("log")
+    _legend_below(fig, ax_acc)
     return fig
+
+
+def _legend_below(fig: Figure, ax: Any) -> None:
+    """One legend under the axes, so long design labels never squeeze the plots."""
+    handles, labels = ax.get_legend_handles_labels()
+    if not handles:
+        fig.tight_layout()
+        return
+    ncol = 1 if max(len(label) for label in labels) > 40 else 2
+    rows = -(-len(labels) // ncol)
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, frameon=False, fontsize="small")
+    fig.tight_layout(rect=(0.0, min(0.5, 0.06 * rows + 0.02), 1.0, 1.0))
 
 
 def _study_epsilon(study: StudyData) -> Figure:
     fig, (ax,) = _figure()
     _design_lines(ax, study, "epsilon_max")
     ax.set(xlabel="round", ylabel="ε max", title="Privacy loss (mean ± 95% CI)")
-    ax.legend()
-    fig.tight_layout()
+    _legend_below(fig, ax)
     return fig
 
 

@@ -85,7 +85,7 @@ def test_run_figures_content(pristine_run: Path, caplog: pytest.LogCaptureFixtur
 def test_study_lines_per_design(study_dir: Path) -> None:
     study = load_study(study_dir)
     assert study.design_keys == ("training.lr",)
-    assert list(study.designs) == [f"training.lr={lr}" for lr in LRS]
+    assert list(study.designs) == [f"lr={lr}" for lr in LRS]
     assert all(len(runs) == len(SEEDS) for runs in study.designs.values())
     figs = study_figures(study)
     assert "attack_heatmap" not in figs  # no study table with attack columns
@@ -93,7 +93,7 @@ def test_study_lines_per_design(study_dir: Path) -> None:
     assert len(ax_acc.get_lines()) == len(study.designs)
     assert len(ax_loss.get_lines()) == len(study.designs)
     assert len(ax_acc.collections) == len(study.designs)  # the CI bands
-    runs = study.designs[f"training.lr={LRS[0]}"]
+    runs = study.designs[f"lr={LRS[0]}"]
     expected = np.mean([r.rounds["test_accuracy"].to_numpy() for r in runs], axis=0)
     assert ax_acc.get_lines()[0].get_ydata() == pytest.approx(expected)
     (ax_gini,) = figs["gini"].axes

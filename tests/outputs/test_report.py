@@ -48,7 +48,7 @@ def test_study_report(study_dir: Path, tmp_path: Path) -> None:
     paths = write_report(study_dir, tmp_path / "rep")
     html = paths.html.read_text()
     assert html.count("data:image/png;base64,") == 3
-    assert "training.lr=0.1" in html and "training.lr=0.5" in html
+    assert "lr=0.1" in html and "lr=0.5" in html
     assert html.count("verified:") == 4  # one ledger row per run
 
 
