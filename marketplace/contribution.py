@@ -48,12 +48,14 @@ import logging
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Generic, TypeVar
+from typing import ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
+
+from marketplace.registry_base import Registry
 
 __all__ = [
     "EVALUATORS",
@@ -64,7 +66,6 @@ __all__ = [
     "GTGShapley",
     "LeaveOneOut",
     "MemoizedUtility",
-    "NameRegistry",
     "RoundData",
     "TMCShapley",
     "Utility",
@@ -83,56 +84,9 @@ logger = logging.getLogger("fedmarket.incentives")
 Utility = Callable[[frozenset[int]], float]
 """Value of a coalition of client indices, e.g. validation accuracy of its aggregate."""
 
-T = TypeVar("T")
 
 #: Above this many players exact enumeration (2^n coalitions) is refused.
 MAX_EXACT_PLAYERS = 20
-
-
-class NameRegistry(Generic[T]):
-    """Name → factory mapping; unknown names raise ``ValueError`` listing the valid ones.
-
-    Same behaviour as ``simulation.registry.Registry`` (Opacus' accountant
-    registry is the model), kept here because ``marketplace/`` may not import
-    ``simulation/``.
-    """
-
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
-        self._items: dict[str, T] = {}
-
-    def register(self, name: str) -> Callable[[T], T]:
-        """Decorator form of :meth:`add`."""
-
-        def deco(obj: T) -> T:
-            self.add(name, obj)
-            return obj
-
-        return deco
-
-    def add(self, name: str, obj: T) -> None:
-        """Register ``obj`` under ``name``; a duplicate name is a programming error."""
-        if name in self._items:
-            raise ValueError(f"{self.kind} {name!r} is already registered")
-        self._items[name] = obj
-
-    def get(self, name: str) -> T:
-        """The object registered as ``name``."""
-        try:
-            return self._items[name]
-        except KeyError:
-            valid = ", ".join(sorted(self._items))
-            raise ValueError(f"unknown {self.kind} {name!r}; valid: {valid}") from None
-
-    def names(self) -> list[str]:
-        """Registered names, sorted."""
-        return sorted(self._items)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._items
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.names())
 
 
 @dataclass(frozen=True)
@@ -571,9 +525,9 @@ class CosineSimilarity(ContributionEvaluator):
         return cosine_similarity(data.updates, data.weights)
 
 
-EVALUATORS: NameRegistry[type[ContributionEvaluator]] = NameRegistry("contribution evaluator")
+EVALUATORS: Registry[type[ContributionEvaluator]] = Registry("contribution evaluator")
 for _cls in (LeaveOneOut, ExactShapley, TMCShapley, GTGShapley, CosineSimilarity):
-    EVALUATORS.add(_cls.name, _cls)
+    EVALUATORS.register(_cls.name, _cls)
 
 
 def create_evaluator(name: str, **params: float | int) -> ContributionEvaluator:

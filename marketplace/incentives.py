@@ -47,7 +47,7 @@ from fractions import Fraction
 from types import MappingProxyType
 from typing import Any, ClassVar, Literal, Protocol
 
-from marketplace.contribution import NameRegistry
+from marketplace.registry_base import Registry
 
 __all__ = [
     "MECHANISMS",
@@ -698,7 +698,7 @@ def _rejected(c: ContributionInfo) -> ContributionInfo:
 # Registry
 # --------------------------------------------------------------------------- #
 
-MECHANISMS: NameRegistry[Callable[..., IncentiveMechanism]] = NameRegistry("incentive mechanism")
+MECHANISMS: Registry[Callable[..., IncentiveMechanism]] = Registry("incentive mechanism")
 for _cls in (
     EqualMechanism,
     DataSizeMechanism,
@@ -707,7 +707,7 @@ for _cls in (
     StakeSlashMechanism,
     RoyaltiesMechanism,
 ):
-    MECHANISMS.add(_cls.name, _cls)
+    MECHANISMS.register(_cls.name, _cls)
 
 
 def create_mechanism(

@@ -55,7 +55,7 @@ for _name, _cls in {
     "multikrum": "MultiKrum",
     "bulyan": "Bulyan",
 }.items():
-    AGGREGATORS.add(_name, _flower(_cls))
+    AGGREGATORS.register(_name, _flower(_cls))
 
 
 def _register_robust() -> None:

@@ -74,7 +74,7 @@ class FederatedData:
 DATASETS: Registry[Any] = Registry("dataset")
 
 
-@DATASETS.register("digits")
+@DATASETS.decorator("digits")
 def _digits(cfg: DatasetConfig, num_clients: int, rng: np.random.Generator) -> RawData:
     """scikit-learn's 8×8 handwritten digits (1,797 images, 10 classes), scaled to [0, 1]."""
     from sklearn.datasets import load_digits
@@ -84,7 +84,7 @@ def _digits(cfg: DatasetConfig, num_clients: int, rng: np.random.Generator) -> R
     return RawData(x, bunch.target.astype(np.int64), 10, (1, 8, 8))
 
 
-@DATASETS.register("breast_cancer")
+@DATASETS.decorator("breast_cancer")
 def _breast_cancer(cfg: DatasetConfig, num_clients: int, rng: np.random.Generator) -> RawData:
     """Wisconsin breast cancer (569 × 30, binary). Standardised after splitting."""
     from sklearn.datasets import load_breast_cancer
@@ -131,7 +131,7 @@ def synthetic_fedprox(cfg: SyntheticConfig, num_clients: int, rng: np.random.Gen
     )
 
 
-@DATASETS.register("synthetic")
+@DATASETS.decorator("synthetic")
 def _synthetic(cfg: DatasetConfig, num_clients: int, rng: np.random.Generator) -> RawData:
     return synthetic_fedprox(cfg.synthetic, num_clients, rng)
 

@@ -27,13 +27,13 @@ class Flatten(nn.Module):
         return x.reshape(x.shape[0], -1)
 
 
-@MODELS.register("logreg")
+@MODELS.decorator("logreg")
 def _logreg(cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     """Multinomial logistic regression (one linear layer)."""
     return nn.Sequential(Flatten(), nn.Linear(math.prod(input_shape), num_classes))
 
 
-@MODELS.register("mlp")
+@MODELS.decorator("mlp")
 def _mlp(cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     """A ReLU multilayer perceptron with ``cfg.hidden`` widths."""
     layers: list[nn.Module] = [Flatten()]
@@ -45,7 +45,7 @@ def _mlp(cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int) -> nn
     return nn.Sequential(*layers)
 
 
-@MODELS.register("cnn")
+@MODELS.decorator("cnn")
 def _cnn(cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     """Conv(3×3)+ReLU blocks with 2×2 max-pooling while the image is larger than 2×2.
 

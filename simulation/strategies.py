@@ -649,5 +649,5 @@ def register(registry: Any) -> None:
     so it is not a scenario parameter: the world installs it with
     ``set_root_update``.
     """
-    registry.add("foolsgold", _factory(FoolsGold, set()))
-    registry.add("fltrust", _factory(FLTrust, {"root_update"}))
+    registry.register("foolsgold", _factory(FoolsGold, set()))
+    registry.register("fltrust", _factory(FLTrust, {"root_update"}))

@@ -566,15 +566,7 @@ class World:
         previous = self.weights
         if accepted:
             self.weights = self._aggregate(round_, accepted)
-        load_numpy(self.model, self.weights)
-        results = validation_results(
-            self.model,
-            self.data.x_test,
-            self.data.y_test,
-            self.data.input_shape,
-            self.data.num_classes,
-            self.flops,
-        )
+        results = self._test_results()
         backdoor = self._backdoor_success()
         total_ex = sum(int(r.metrics["num-examples"]) for r in accepted)
         shares = {
@@ -827,9 +819,10 @@ class World:
 
     # --------------------------------------------------------------------- run
 
-    def _evaluate_initial(self) -> None:
+    def _test_results(self) -> dict[str, float]:
+        """The registry's validation results of the current global model on the test split."""
         load_numpy(self.model, self.weights)
-        res = validation_results(
+        return validation_results(
             self.model,
             self.data.x_test,
             self.data.y_test,
@@ -837,6 +830,9 @@ class World:
             self.data.num_classes,
             self.flops,
         )
+
+    def _evaluate_initial(self) -> None:
+        res = self._test_results()
         self.rounds.append(
             RoundRecord(
                 0,

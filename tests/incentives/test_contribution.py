@@ -233,7 +233,7 @@ def test_fedsv_accumulation_only_participants_get_round_value() -> None:
 
 def test_registry_and_errors() -> None:
     assert EVALUATORS.names() == ["cosine", "exact_shapley", "gtg_shapley", "loo", "tmc_shapley"]
-    with pytest.raises(ValueError, match="valid: cosine, exact_shapley, gtg_shapley, loo"):
+    with pytest.raises(ValueError, match="valid names: cosine, exact_shapley, gtg_shapley, loo"):
         create_evaluator("banzhaf")
     with pytest.raises(ValueError, match=r"needs RoundData\.utility"):
         create_evaluator("loo").evaluate(RoundData(num_clients=2), rng=np.random.default_rng(0))

@@ -177,7 +177,7 @@ def test_create_mechanism_and_registry() -> None:
         "score",
         "stake_slash",
     ]
-    with pytest.raises(ValueError, match="valid: data_size, equal, reputation"):
+    with pytest.raises(ValueError, match="valid names: data_size, equal, reputation"):
         create_mechanism("shapley_pay")
     with pytest.raises(TypeError):
         create_mechanism("equal", bogus=1)

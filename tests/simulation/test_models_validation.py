@@ -12,7 +12,7 @@ from simulation.validation import check_update
 
 
 def test_registry_lists_valid_names_on_typo() -> None:
-    with pytest.raises(ValueError, match="unknown model 'mpl'; valid: cnn, logreg, mlp"):
+    with pytest.raises(ValueError, match="unknown model 'mpl'; valid names: cnn, logreg, mlp"):
         MODELS.get("mpl")
 
 

@@ -24,9 +24,23 @@ def test_run_killed_mid_way_leaves_a_verifiable_ledger(tmp_path: Path, delay: fl
     out = tmp_path / "run"
     env = {**os.environ, "FLWR_TELEMETRY_ENABLED": "0"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "simulation.cli", "run", str(ROOT / "scenarios" / "mixed.yaml"),
-         "--out", str(out), "--engine", "inprocess", "--set", "output.baseline=false"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "simulation.cli",
+            "run",
+            str(ROOT / "scenarios" / "mixed.yaml"),
+            "--out",
+            str(out),
+            "--engine",
+            "inprocess",
+            "--set",
+            "output.baseline=false",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     # Wait until the run has started writing its ledger, then kill it `delay` s later.
     start = time.monotonic()
@@ -45,9 +59,7 @@ def test_run_killed_mid_way_leaves_a_verifiable_ledger(tmp_path: Path, delay: fl
 
 
 def test_mixed_market_scenario_is_deterministic(tmp_path: Path) -> None:
-    sc = load_scenario(
-        ROOT / "scenarios" / "mixed.yaml", ["rounds=3", "output.baseline=false"]
-    )
+    sc = load_scenario(ROOT / "scenarios" / "mixed.yaml", ["rounds=3", "output.baseline=false"])
     a = run_scenario(sc, tmp_path / "a", engine="inprocess")
     b = run_scenario(sc, tmp_path / "b", engine="inprocess")
     assert a.result.head_hash == b.result.head_hash
