@@ -23,9 +23,18 @@ honest signer ever produces.
 
 from __future__ import annotations
 
+import atexit
+import collections
+import contextlib
 import hashlib
+import struct
+import subprocess
+import sys
+import time
+import weakref
 from collections.abc import Callable
 from functools import lru_cache
+from typing import IO
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
@@ -53,6 +62,7 @@ __all__ = [
     "BACKEND",
     "HAVE_SODIUM",
     "Signer",
+    "SigningPool",
     "derive_private_key",
     "public_key_hex",
     "verify_signature",
@@ -86,6 +96,11 @@ class Signer:
     """
 
     __slots__ = ("_key", "_sk", "public_hex", "sign")
+
+    @property
+    def secret(self) -> bytes:
+        """libsodium's 64-byte secret key (seed || public key); empty without PyNaCl."""
+        return self._sk
 
     def __init__(self, key: Ed25519PrivateKey) -> None:
         self._key = key
@@ -144,3 +159,158 @@ def verify_signature_raw(public: bytes, signature: bytes, message: bytes) -> boo
     except (InvalidSignature, ValueError):
         return False
     return True
+
+
+# -- parallel signing ------------------------------------------------------------
+#
+# A persistent helper process that signs batches of messages with libsodium.
+# Ed25519 signing is deterministic, so a signature computed there is byte for
+# byte the one the parent would compute. The protocol is length-prefixed frames
+# over the child's stdin/stdout: a request is ``<II`` (count, payload length)
+# then ``count`` items of 64-byte secret key, ``<I`` message length, message;
+# the reply is ``count`` 64-byte signatures. The child exits on end of input,
+# so it never outlives its parent (even a SIGKILLed one).
+
+_WORKER_SOURCE = r"""
+import struct, sys
+from nacl.bindings import crypto_sign
+rd, wr = sys.stdin.buffer, sys.stdout.buffer
+unpack_from = struct.unpack_from
+while True:
+    head = rd.read(8)
+    if len(head) < 8:
+        break
+    count, size = struct.unpack("<II", head)
+    buf = rd.read(size)
+    if len(buf) < size:
+        break
+    out = []
+    pos = 0
+    for _ in range(count):
+        sk = buf[pos:pos + 64]
+        (n,) = unpack_from("<I", buf, pos + 64)
+        pos += 68
+        out.append(crypto_sign(buf[pos:pos + n], sk)[:64])
+        pos += n
+    wr.write(b"".join(out))
+    wr.flush()
+"""
+
+_LIVE_POOLS: weakref.WeakSet[SigningPool] = weakref.WeakSet()
+
+
+class SigningPool:
+    """One helper process signing message batches in parallel with the caller.
+
+    ``submit(items)`` queues ``[(secret_key_64, message), ...]`` and returns a
+    ticket; ``result(ticket)`` returns the signatures (64 raw bytes each), in
+    order. Results must be collected in submission order. Use as a context
+    manager or call :meth:`close`; pools still open at interpreter exit are
+    closed by an ``atexit`` hook.
+    """
+
+    def __init__(self) -> None:
+        if not HAVE_SODIUM:  # pragma: no cover - depends on the environment
+            raise RuntimeError("parallel signing needs PyNaCl (libsodium)")
+        self._proc: subprocess.Popen[bytes] | None = subprocess.Popen(
+            [sys.executable, "-c", _WORKER_SOURCE],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            bufsize=0,
+        )
+        self._counts: collections.deque[int] = collections.deque()
+        self._next = 0
+        self._done = 0
+        self.busy_wait = 0.0
+        """Seconds spent blocked in :meth:`result` (for adaptive work sharing)."""
+        _LIVE_POOLS.add(self)
+
+    @property
+    def pid(self) -> int | None:
+        """Process id of the helper (``None`` once closed)."""
+        return None if self._proc is None else self._proc.pid
+
+    @property
+    def outstanding(self) -> int:
+        """Signatures submitted but not yet collected."""
+        return sum(self._counts)
+
+    def submit(self, items: list[tuple[bytes, bytes]]) -> int:
+        """Queue ``items`` for signing; returns the ticket for :meth:`result`."""
+        proc = self._alive()
+        parts = []
+        pack = _PACK_LEN
+        for sk, msg in items:
+            parts.append(sk)
+            parts.append(pack(len(msg)))
+            parts.append(msg)
+        payload = b"".join(parts)
+        assert proc.stdin is not None
+        proc.stdin.write(_PACK_HEAD(len(items), len(payload)) + payload)
+        self._counts.append(len(items))
+        ticket = self._next
+        self._next += 1
+        return ticket
+
+    def result(self, ticket: int) -> list[bytes]:
+        """The signatures of request ``ticket`` (the oldest uncollected one)."""
+        if ticket != self._done:
+            raise ValueError(f"collect request {self._done} before {ticket}")
+        proc = self._alive()
+        count = self._counts.popleft()
+        self._done += 1
+        size = 64 * count
+        assert proc.stdout is not None
+        t0 = time.perf_counter()
+        data = _read_exact(proc.stdout, size)
+        self.busy_wait += time.perf_counter() - t0
+        return [data[i : i + 64] for i in range(0, size, 64)]
+
+    def _alive(self) -> subprocess.Popen[bytes]:
+        if self._proc is None:
+            raise RuntimeError("signing pool is closed")
+        return self._proc
+
+    def close(self) -> None:
+        """Stop the helper process and wait for it (idempotent)."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        _LIVE_POOLS.discard(self)
+        for stream in (proc.stdin, proc.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:  # pragma: no cover - defensive
+            proc.kill()
+            proc.wait()
+
+    def __enter__(self) -> SigningPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_PACK_HEAD = struct.Struct("<II").pack
+_PACK_LEN = struct.Struct("<I").pack
+
+
+def _read_exact(stream: IO[bytes], size: int) -> bytes:
+    chunks = []
+    left = size
+    while left:
+        chunk = stream.read(left)
+        if not chunk:
+            raise RuntimeError("signing helper process died")
+        chunks.append(chunk)
+        left -= len(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+@atexit.register
+def _close_live_pools() -> None:
+    for pool in list(_LIVE_POOLS):
+        pool.close()

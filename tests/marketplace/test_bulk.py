@@ -1,0 +1,317 @@
+"""``Market.append_many``: byte-identical to one-by-one appends, all or nothing,
+and its signing helper process never outlives the market (or the interpreter)."""
+
+from __future__ import annotations
+
+import os
+import random
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from marketplace import (
+    TOKEN,
+    DuplicateAccountError,
+    InsufficientFunds,
+    Market,
+    TransactionError,
+    UnknownAccountError,
+    audit_ledger,
+)
+from marketplace.keys import HAVE_SODIUM, Signer, SigningPool
+from marketplace.ledger import BulkTx
+
+needs_sodium = pytest.mark.skipif(not HAVE_SODIUM, reason="parallel signing needs PyNaCl")
+
+NAMES = [f"client-{i:03d}" for i in range(8)] + ["buyer.x:1"]
+
+
+def _new(path: Path, t: list[float], block_size: int | None = 7) -> Market:
+    return Market.create(
+        path,
+        seed=11,
+        genesis={"scenario_hash": "bulk"},
+        clock=lambda: t[0],
+        block_size=block_size,
+    )
+
+
+def _history(n: int, seed: int = 5) -> list[BulkTx]:
+    """Registrations, mints, transfers, stakes and events, with explicit times."""
+    rng = random.Random(seed)
+    now = 0.0
+    txs: list[BulkTx] = []
+    for name in NAMES:
+        txs.append(("register", name, {"role": "data_owner", "public_key": "", "meta": {}}))
+    for name in NAMES:
+        txs.append(("mint", "treasury", {"to": name, "amount": 50 * TOKEN, "reason": "é\t"}))
+    for k in range(n):
+        now += 0.25
+        a, b = rng.sample(NAMES, 2)
+        r = rng.random()
+        if r < 0.8:
+            data = {"to": b, "amount": rng.randint(1, 1000), "memo": f"m{k}\u2028"}
+            txs.append(("transfer", a, data, now))
+        elif r < 0.9:
+            txs.append(("stake", a, {"amount": rng.randint(1, 100)}, now))
+        else:
+            txs.append(("round_started", "treasury", {"round": k, "x": 1.5}, now))
+    return txs
+
+
+def _serial(market: Market, t: list[float], txs: list[BulkTx]) -> None:
+    """The same transactions through the one-call-per-append methods."""
+    for tx in txs:
+        kind, sender, data = tx[0], tx[1], tx[2]
+        if len(tx) == 4:
+            t[0] = tx[3]
+        amount = data.get("amount", 0)
+        assert isinstance(amount, int)
+        if kind == "register":
+            market.register_participant(sender, role="data_owner", meta={})
+        elif kind == "mint":
+            market.mint(str(data["to"]), amount, reason=str(data["reason"]))
+        elif kind == "transfer":
+            market.transfer(sender, str(data["to"]), amount, memo=str(data["memo"]))
+        elif kind == "stake":
+            market.stake(sender, amount)
+        else:
+            market.record(kind, data)
+
+
+def _with_keys(market: Market, txs: list[BulkTx]) -> list[BulkTx]:
+    """Fill in each registration's public key (what register_participant writes)."""
+    out: list[BulkTx] = []
+    for tx in txs:
+        if tx[0] == "register":
+            data = dict(tx[2])
+            data["public_key"] = market.public_key(tx[1])
+            out.append((tx[0], tx[1], data))
+        else:
+            out.append(tx)
+    return out
+
+
+@pytest.mark.parametrize("parallel", [False, True, None])
+@pytest.mark.parametrize("chunk", [1, 5, 300])
+def test_same_entries_as_one_by_one(tmp_path: Path, parallel: bool | None, chunk: int) -> None:
+    if parallel is not False and not HAVE_SODIUM:
+        pytest.skip("needs PyNaCl")
+    t1, t2 = [0.0], [0.0]
+    one = _new(tmp_path / "one", t1)
+    bulk = _new(tmp_path / "bulk", t2)
+    txs = _with_keys(bulk, _history(400))
+    with one.batch():
+        _serial(one, t1, txs)
+    entries = []
+    for i in range(0, len(txs), chunk):
+        part = txs[i : i + chunk]
+        entries += bulk.append_many(part, parallel=parallel)
+        last = part[-1]
+        if len(last) == 4:  # the clock a one-by-one caller would have set
+            t2[0] = last[3]
+    one.end_block()
+    bulk.end_block()
+    assert bulk.size == one.size
+    assert bulk.head_hash == one.head_hash
+    assert bulk.root() == one.root()
+    assert bulk.entries() == one.entries()
+    # The returned entries are the stored ones (checkpoints are not returned).
+    stored = {e.seq: e for e in bulk.entries()}
+    assert len(entries) == len(txs)
+    assert all(stored[e.seq] == e for e in entries)
+    assert bulk.state.balances == one.state.balances
+    bulk.close()
+    one.close()
+    assert audit_ledger(tmp_path / "bulk", workers=1).head_hash == one.head_hash
+    with Market.open(tmp_path / "bulk") as reopened:
+        assert reopened.head_hash == one.head_hash
+
+
+@needs_sodium
+def test_parallel_signatures_are_byte_identical_to_serial_signing(tmp_path: Path) -> None:
+    t = [0.0]
+    with _new(tmp_path, t, block_size=None) as market:
+        txs = _with_keys(market, _history(600))
+        parallel = market.append_many(txs, parallel=True)
+        for entry in parallel:
+            signer = Signer.derive(11, entry.sender)
+            assert entry.signature == signer.sign(entry.tx.signing_bytes()).hex()
+            assert entry.signature == signer.key.sign(entry.tx.signing_bytes()).hex()
+    # The helper alone, against in-process signing.
+    signers = [Signer.derive(3, f"acct-{i}") for i in range(5)]
+    rng = random.Random(1)
+    items = [(signers[i % 5].secret, rng.randbytes(rng.randint(0, 3000))) for i in range(700)]
+    with SigningPool() as pool:
+        tickets = [pool.submit(items[i : i + 100]) for i in range(0, 700, 100)]
+        got = [sig for ticket in tickets for sig in pool.result(ticket)]
+        assert pool.submit([]) == len(tickets)
+        assert pool.result(len(tickets)) == []
+    assert got == [signers[i % 5].sign(m) for i, (_, m) in enumerate(items)]
+
+
+def _snapshot(market: Market, path: Path) -> tuple[object, ...]:
+    conn = sqlite3.connect(path / "ledger.db")
+    try:
+        rows = conn.execute("SELECT seq, record FROM entries ORDER BY seq").fetchall()
+    finally:
+        conn.close()
+    st = market.state
+    return (
+        market.size,
+        market.head_hash,
+        market.root(),
+        dict(st.balances),
+        dict(st.stakes),
+        dict(st.nonces),
+        st.block,
+        st.last_time,
+        rows,
+    )
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+@pytest.mark.parametrize(
+    ("bad", "error", "named"),
+    [
+        (("transfer", "client-001", {"to": "client-002", "amount": 10**18, "memo": ""}),
+         InsufficientFunds, "transfer by client-001 #"),
+        (("transfer", "nobody", {"to": "client-002", "amount": 1, "memo": ""}),
+         UnknownAccountError, "transfer by nobody #0"),
+        (("transfer", "client-001", {"to": "client-002", "amount": 0, "memo": ""}),
+         TransactionError, "transfer by client-001 #"),
+        (("round_started", "client-003", {"round": 1}),
+         TransactionError, "round_started by client-003 #"),
+    ],
+)  # fmt: skip
+def test_refused_transaction_in_the_middle_changes_nothing(
+    tmp_path: Path,
+    parallel: bool,
+    bad: BulkTx,
+    error: type[Exception],
+    named: str,
+) -> None:
+    if parallel and not HAVE_SODIUM:
+        pytest.skip("needs PyNaCl")
+    t = [0.0]
+    market = _new(tmp_path, t, block_size=50)
+    market.append_many(_with_keys(market, _history(30)))
+    before = _snapshot(market, tmp_path)
+    txs = _history(400, seed=9)[2 * len(NAMES) :]
+    # Far enough in to cross block boundaries (checkpoints) before the refusal.
+    txs.insert(300, (*bad, 10_000.0) if len(bad) == 3 else bad)
+    with pytest.raises(error) as info:
+        market.append_many([(*tx[:3], tx[3] + 100.0) if len(tx) == 4 else tx for tx in txs],
+                           parallel=parallel)  # fmt: skip
+    assert named in str(getattr(info.value, "tx", ""))
+    assert _snapshot(market, tmp_path) == before
+    # Still fully usable, and the refusal left no trace.
+    entries = market.append_many(
+        [("transfer", "client-001", {"to": "client-002", "amount": 1, "memo": ""}, 500.0)],
+        parallel=parallel,
+    )
+    assert entries[0].seq == before[0]
+    market.close()
+    audit_ledger(tmp_path)
+
+
+def test_refusal_inside_an_enclosing_batch_keeps_earlier_appends(tmp_path: Path) -> None:
+    t = [0.0]
+    market = _new(tmp_path, t, block_size=4)
+    market.append_many(_with_keys(market, _history(3)))
+    t[0] = 10.0
+    with market.batch():
+        kept = market.transfer("client-000", "client-001", 5)
+        size, head = market.size, market.head_hash
+        with pytest.raises(DuplicateAccountError) as info:
+            market.append_many(
+                [("transfer", "client-000", {"to": "client-002", "amount": 1, "memo": ""})] * 2
+                + [("register", "client-000", {"role": "x", "public_key": "", "meta": {}})]
+            )
+        assert info.value.tx.startswith("register by client-000 #")
+        assert (market.size, market.head_hash) == (size, head)
+        last = market.transfer("client-000", "client-001", 6)
+    final = market.size
+    market.close()
+    with Market.open(tmp_path) as reopened:
+        assert reopened.entry(kept.seq) == kept
+        assert reopened.entry(last.seq) == last
+        assert reopened.size == final
+    audit_ledger(tmp_path)
+
+
+def test_bad_items_are_refused_before_anything(tmp_path: Path) -> None:
+    t = [0.0]
+    with _new(tmp_path, t) as market:
+        size = market.size
+        with pytest.raises(ValueError, match="transaction 1"):
+            market.append_many([("round_started", "treasury", {}), ("checkpoint", "treasury", {})])
+        with pytest.raises(ValueError, match="transaction 0"):
+            market.append_many([("genesis", "treasury", {})])
+        with pytest.raises(ValueError, match="round_started by treasury"):
+            market.append_many([("round_started", "treasury", {"x": float("nan")})])
+        assert market.append_many([]) == []
+        assert market.size == size
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead too (reaped later by its parent).
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@needs_sodium
+def test_signing_helper_stops_with_the_market(tmp_path: Path) -> None:
+    t = [0.0]
+    market = _new(tmp_path, t, block_size=None)
+    market.append_many(_with_keys(market, _history(300)), parallel=True)
+    pool = market._pool
+    assert pool is not None and pool.pid is not None
+    pid = pool.pid
+    assert _alive(pid)
+    market.close()
+    assert pool.pid is None and not _alive(pid)
+    market.close()  # idempotent
+    with SigningPool() as p2:
+        pid2 = p2.pid
+        assert pid2 is not None and _alive(pid2)
+    assert not _alive(pid2)
+    with pytest.raises(RuntimeError, match="closed"):
+        p2.submit([])
+
+
+@needs_sodium
+def test_signing_helper_stops_at_exit_and_with_a_killed_parent(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from marketplace.keys import SigningPool\n"
+        "pool = SigningPool()\n"
+        "print(pool.pid, flush=True)\n"
+        "if sys.argv[1] == 'hang':\n"
+        "    import time; time.sleep(60)\n"
+    )
+    for mode in ("exit", "hang"):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code, mode], stdout=subprocess.PIPE, text=True
+        )
+        assert proc.stdout is not None
+        helper = int(proc.stdout.readline())
+        if mode == "hang":
+            proc.kill()  # SIGKILL: no atexit; the helper sees end of input
+        assert proc.wait(timeout=30) in (0, -9)
+        for _ in range(200):
+            if not _alive(helper):
+                break
+            time.sleep(0.05)
+        assert not _alive(helper)
