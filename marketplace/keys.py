@@ -26,6 +26,7 @@ from __future__ import annotations
 import atexit
 import collections
 import contextlib
+import fcntl
 import hashlib
 import struct
 import subprocess
@@ -173,26 +174,46 @@ def verify_signature_raw(public: bytes, signature: bytes, message: bytes) -> boo
 
 _WORKER_SOURCE = r"""
 import struct, sys
-from nacl.bindings import crypto_sign
 rd, wr = sys.stdin.buffer, sys.stdout.buffer
 unpack_from = struct.unpack_from
+try:  # PyNaCl's cffi module directly: no per-call wrapper allocations
+    from nacl._sodium import ffi, lib
+    sign, NULL, new = lib.crypto_sign, ffi.NULL, ffi.new
+    from_buffer, memmove = ffi.from_buffer, ffi.memmove
+    def sign_all(buf, count):
+        out = new("unsigned char[]", 64 * count)
+        scratch = new("unsigned char[]", len(buf) + 64)  # >= any message + 64
+        p = from_buffer(buf)
+        pos = 0
+        for i in range(count):
+            (n,) = unpack_from("<I", buf, pos + 64)
+            if sign(scratch, NULL, p + (pos + 68), n, p + pos) != 0:
+                raise RuntimeError("crypto_sign failed")
+            memmove(out + 64 * i, scratch, 64)
+            pos += 68 + n
+        return ffi.buffer(out)
+except (ImportError, AttributeError):  # pragma: no cover - older PyNaCl layouts
+    from nacl.bindings import crypto_sign
+    def sign_all(buf, count):
+        out = []
+        pos = 0
+        for _ in range(count):
+            (n,) = unpack_from("<I", buf, pos + 64)
+            out.append(crypto_sign(buf[pos + 68:pos + 68 + n], buf[pos:pos + 64])[:64])
+            pos += 68 + n
+        return b"".join(out)
 while True:
     head = rd.read(8)
     if len(head) < 8:
         break
     count, size = struct.unpack("<II", head)
     buf = rd.read(size)
-    if len(buf) < size:
-        break
-    out = []
-    pos = 0
-    for _ in range(count):
-        sk = buf[pos:pos + 64]
-        (n,) = unpack_from("<I", buf, pos + 64)
-        pos += 68
-        out.append(crypto_sign(buf[pos:pos + n], sk)[:64])
-        pos += n
-    wr.write(b"".join(out))
+    while len(buf) < size:
+        more = rd.read(size - len(buf))
+        if not more:
+            sys.exit(0)
+        buf += more
+    wr.write(sign_all(buf, count))
     wr.flush()
 """
 
@@ -218,6 +239,18 @@ class SigningPool:
             stdout=subprocess.PIPE,
             bufsize=0,
         )
+        # Roomy pipes (Linux): a block's requests never block the writer, and
+        # replies never block the helper while it is owed fewer than
+        # ``max_outstanding`` signatures (so the protocol cannot deadlock).
+        reply_bytes = 65536
+        for stream in (self._proc.stdin, self._proc.stdout):
+            try:
+                got = fcntl.fcntl(stream.fileno(), _F_SETPIPE_SZ, 1 << 20)  # type: ignore[union-attr]
+            except OSError:  # pragma: no cover - older kernels / limits
+                got = 65536
+            reply_bytes = got
+        self.max_outstanding = reply_bytes // 64 // 2
+        """Signatures that may be owed at once; collect results before submitting more."""
         self._counts: collections.deque[int] = collections.deque()
         self._next = 0
         self._done = 0
@@ -246,7 +279,9 @@ class SigningPool:
             parts.append(msg)
         payload = b"".join(parts)
         assert proc.stdin is not None
+        t0 = time.perf_counter()
         proc.stdin.write(_PACK_HEAD(len(items), len(payload)) + payload)
+        self.busy_wait += time.perf_counter() - t0
         self._counts.append(len(items))
         ticket = self._next
         self._next += 1
@@ -294,6 +329,7 @@ class SigningPool:
         self.close()
 
 
+_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 _PACK_HEAD = struct.Struct("<II").pack
 _PACK_LEN = struct.Struct("<I").pack
 

@@ -80,8 +80,6 @@ _PARALLEL_MIN = 128
 """Blocks of fewer transactions are signed in-process (helper IPC costs more)."""
 _CHUNK = 128
 """Transactions per request to the signing helper."""
-_MAX_OUTSTANDING = 640
-"""Signatures in flight to the helper (its reply pipe holds 1024: no deadlock)."""
 _SIGN_US = 22e-6
 """Rough cost of one signature, to convert helper lag into a work share."""
 
@@ -619,7 +617,7 @@ class Market:
                     assert pool is not None
                     chunk.append((signer_of(sender).secret, message))
                     if len(chunk) == _CHUNK or k == remote - 1:
-                        while pool.outstanding + len(chunk) > _MAX_OUTSTANDING:
+                        while pool.outstanding + len(chunk) > pool.max_outstanding:
                             sigs += pool.result(tickets.pop(0))
                         tickets.append(pool.submit(chunk))
                         chunk = []
