@@ -28,6 +28,7 @@ import collections
 import contextlib
 import fcntl
 import hashlib
+import os
 import struct
 import subprocess
 import sys
@@ -251,6 +252,8 @@ class SigningPool:
             reply_bytes = got
         self.max_outstanding = reply_bytes // 64 // 2
         """Signatures that may be owed at once; collect results before submitting more."""
+        self.owner_pid = os.getpid()
+        """The process that started the helper (only it may talk to it)."""
         self._counts: collections.deque[int] = collections.deque()
         self._next = 0
         self._done = 0
@@ -312,6 +315,8 @@ class SigningPool:
         if proc is None:
             return
         _LIVE_POOLS.discard(self)
+        if self.owner_pid != os.getpid():  # a forked copy: the helper is not ours
+            return
         for stream in (proc.stdin, proc.stdout):
             if stream is not None:
                 with contextlib.suppress(OSError):

@@ -43,7 +43,6 @@ from marketplace.entries import (
 from marketplace.errors import (
     LedgerIntegrityError,
     LedgerNotFoundError,
-    MarketplaceError,
     ReadOnlyLedgerError,
     RegistryError,
     SignatureError,
@@ -517,7 +516,8 @@ class Market:
                         # explicit (as a clock advanced per append would read).
                         last = items[stop - 1]
                         self._seal(float(last[3]) if len(last) == 4 else None)
-            except (MarketplaceError, ValueError, TypeError, RuntimeError):
+            except BaseException:
+                # Refused (or interrupted): undo the whole batch, in memory too.
                 self._restore(keep)
                 raise
         return out
@@ -536,9 +536,11 @@ class Market:
             self._ingest(Entry.from_record(record), record)
 
     def _signing_pool(self) -> SigningPool:
-        if self._pool is None:
-            self._pool = SigningPool()
-        return self._pool
+        pool = self._pool
+        if pool is None or pool.owner_pid != os.getpid():
+            # (A forked child must not share its parent's helper pipes.)
+            pool = self._pool = SigningPool()
+        return pool
 
     def _append_segment(
         self, items: list[BulkTx], lo: int, hi: int, out: list[Entry], parallel: bool | None

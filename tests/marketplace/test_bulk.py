@@ -256,6 +256,14 @@ def test_bad_items_are_refused_before_anything(tmp_path: Path) -> None:
             market.append_many([("round_started", "treasury", {"x": float("nan")})])
         assert market.append_many([]) == []
         assert market.size == size
+        # An unencodable value after valid transactions: nothing applied either.
+        head, nonce = market.head_hash, market.state.next_nonce("treasury")
+        ok: BulkTx = ("round_started", "treasury", {"round": 1})
+        with pytest.raises(TypeError):
+            market.append_many([ok] * 200 + [("round_started", "treasury", {"x": {1, 2}})])
+        assert (market.size, market.head_hash) == (size, head)
+        assert market.state.next_nonce("treasury") == nonce
+        assert len(market.append_many([ok] * 3)) == 3
 
 
 def _alive(pid: int) -> bool:
