@@ -169,8 +169,8 @@ def verify_signature_raw(public: bytes, signature: bytes, message: bytes) -> boo
 # Ed25519 signing is deterministic, so a signature computed there is byte for
 # byte the one the parent would compute. The protocol is length-prefixed frames
 # over the child's stdin/stdout: a request is ``<II`` (count, payload length)
-# then ``count`` items of 64-byte secret key, ``<I`` message length, message;
-# the reply is ``count`` 64-byte signatures. The child exits on end of input,
+# then ``count`` ``<I`` message lengths, ``count`` 64-byte secret keys and the
+# messages back to back; the reply is ``count`` 64-byte signatures. The child exits on end of input,
 # so it never outlives its parent (even a SIGKILLed one).
 
 _WORKER_SOURCE = r"""
@@ -185,23 +185,28 @@ try:  # PyNaCl's cffi module directly: no per-call wrapper allocations
         out = new("unsigned char[]", 64 * count)
         scratch = new("unsigned char[]", len(buf) + 64)  # >= any message + 64
         p = from_buffer(buf)
-        pos = 0
+        lens = unpack_from(f"<{count}I", buf, 0)
+        key = 4 * count
+        pos = key + 64 * count
         for i in range(count):
-            (n,) = unpack_from("<I", buf, pos + 64)
-            if sign(scratch, NULL, p + (pos + 68), n, p + pos) != 0:
+            n = lens[i]
+            if sign(scratch, NULL, p + pos, n, p + key) != 0:
                 raise RuntimeError("crypto_sign failed")
             memmove(out + 64 * i, scratch, 64)
-            pos += 68 + n
+            key += 64
+            pos += n
         return ffi.buffer(out)
 except (ImportError, AttributeError):  # pragma: no cover - older PyNaCl layouts
     from nacl.bindings import crypto_sign
     def sign_all(buf, count):
         out = []
-        pos = 0
-        for _ in range(count):
-            (n,) = unpack_from("<I", buf, pos + 64)
-            out.append(crypto_sign(buf[pos + 68:pos + 68 + n], buf[pos:pos + 64])[:64])
-            pos += 68 + n
+        lens = unpack_from(f"<{count}I", buf, 0)
+        key = 4 * count
+        pos = key + 64 * count
+        for n in lens:
+            out.append(crypto_sign(buf[pos:pos + n], buf[key:key + 64])[:64])
+            key += 64
+            pos += n
         return b"".join(out)
 while True:
     head = rd.read(8)
@@ -272,20 +277,22 @@ class SigningPool:
         return sum(self._counts)
 
     def submit(self, items: list[tuple[bytes, bytes]]) -> int:
-        """Queue ``items`` for signing; returns the ticket for :meth:`result`."""
+        """Queue ``(secret_key, message)`` items; returns the ticket for :meth:`result`."""
+        return self.submit_lists([sk for sk, _ in items], [m for _, m in items])
+
+    def submit_lists(self, secrets: list[bytes], messages: list[bytes]) -> int:
+        """:meth:`submit` with parallel lists of 64-byte secret keys and messages."""
         proc = self._alive()
-        parts = []
-        pack = _PACK_LEN
-        for sk, msg in items:
-            parts.append(sk)
-            parts.append(pack(len(msg)))
-            parts.append(msg)
-        payload = b"".join(parts)
+        count = len(messages)
+        if len(secrets) != count or any(len(sk) != 64 for sk in secrets):
+            raise ValueError("need one 64-byte secret key per message")
+        # Request: <II count, size; then count <I lengths, the keys, the messages.
+        payload = b"".join((struct.pack(f"<{count}I", *map(len, messages)), *secrets, *messages))
         assert proc.stdin is not None
         t0 = time.perf_counter()
-        proc.stdin.write(_PACK_HEAD(len(items), len(payload)) + payload)
+        proc.stdin.write(_PACK_HEAD(count, len(payload)) + payload)
         self.busy_wait += time.perf_counter() - t0
-        self._counts.append(len(items))
+        self._counts.append(count)
         ticket = self._next
         self._next += 1
         return ticket
@@ -336,7 +343,6 @@ class SigningPool:
 
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 _PACK_HEAD = struct.Struct("<II").pack
-_PACK_LEN = struct.Struct("<I").pack
 
 
 def _read_exact(stream: IO[bytes], size: int) -> bytes:

@@ -589,7 +589,8 @@ class Market:
         signers: list[Signer] = []
         sigs: list[bytes] = []
         tickets: list[int] = []
-        chunk: list[tuple[bytes, bytes]] = []
+        chunk_sks: list[bytes] = []
+        chunk_msgs: list[bytes] = []
         try:
             for j in range(lo, hi):
                 t = items[j]
@@ -617,12 +618,13 @@ class Market:
                 k = j - lo
                 if k < remote:
                     assert pool is not None
-                    chunk.append((signer_of(sender).secret, message))
-                    if len(chunk) == _CHUNK or k == remote - 1:
-                        while pool.outstanding + len(chunk) > pool.max_outstanding:
+                    chunk_sks.append(signer_of(sender).secret)
+                    chunk_msgs.append(message)
+                    if len(chunk_msgs) == _CHUNK or k == remote - 1:
+                        while pool.outstanding + len(chunk_msgs) > pool.max_outstanding:
                             sigs += pool.result(tickets.pop(0))
-                        tickets.append(pool.submit(chunk))
-                        chunk = []
+                        tickets.append(pool.submit_lists(chunk_sks, chunk_msgs))
+                        chunk_sks, chunk_msgs = [], []
                 else:
                     messages.append(message)
                     signers.append(signer_of(sender))
