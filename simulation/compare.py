@@ -25,7 +25,7 @@ import multiprocessing
 import os
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +64,8 @@ METRICS = (
     "attacker_contribution_share",
     "accuracy_drop",
     "backdoor_success",
+    "attacker_fraction",
+    "attack_success",
     "fraud_tokens",
     "rating_shift",
     "wall_seconds",
@@ -114,6 +116,17 @@ def _read_table(path: Path) -> pd.DataFrame:
     raise FileNotFoundError(f"{path}: missing (no {csv.name} either)")
 
 
+def _attack_success(manifest: Mapping[str, Any], final: Mapping[str, Any]) -> float:
+    """A backdoor's success rate when the run has one, else the accuracy drop."""
+    backdoor = final.get("backdoor_success")
+    if isinstance(backdoor, int | float) and backdoor == backdoor:
+        return float(backdoor)
+    base, acc = manifest.get("baseline_accuracy"), final.get("test_accuracy")
+    if isinstance(base, int | float) and isinstance(acc, int | float):
+        return float(base) - float(acc)
+    return NAN
+
+
 def run_metrics(run_dir: Path | str) -> dict[str, float]:
     """The study-table metrics of one finished run, from its files only.
 
@@ -137,6 +150,9 @@ def run_metrics(run_dir: Path | str) -> dict[str, float]:
     * ``accuracy_drop``: the no-attack baseline's final accuracy (same seed,
       ``output.baseline``) minus this run's; ``backdoor_success``,
       ``fraud_tokens`` and ``rating_shift`` from the manifest.
+    * ``attacker_fraction``: attackers / accounts; ``attack_success``: the
+      backdoor success rate when there is a backdoor, else ``accuracy_drop``
+      (what the study heatmap plots against the attacker fraction).
     * ``detection_precision`` / ``recall``: an account is flagged when any of
       its ``metric == "flagged"`` rows is >= 0.5; measured against the
       ground-truth attackers. NaN when the run has no ``flagged`` rows, when
@@ -204,6 +220,8 @@ def run_metrics(run_dir: Path | str) -> dict[str, float]:
             else NAN
         ),
         "backdoor_success": num(final.get("backdoor_success")),
+        "attacker_fraction": len(attackers) / len(accounts) if accounts else NAN,
+        "attack_success": _attack_success(manifest, final),
         "fraud_tokens": num((manifest.get("market") or {}).get("fraud_tokens")),
         "rating_shift": num((manifest.get("market") or {}).get("rating_shift_mean")),
         "wall_seconds": num(manifest.get("wall_seconds")),

@@ -658,6 +658,25 @@ _ATTACK_SUCCESS = ("attack_success", "attack_success_rate", "asr")
 _ATTACK_ROWS = ("defence", "defense", "aggregation", "aggregator", "mechanism", "design")
 
 
+def _heatmap_rows(study: StudyData, table: pd.DataFrame, frac: str) -> pd.Series:
+    """Row labels of the attack heatmap: the study's swept parameters (from
+    ``study.json``) except the ones that set the attacker fraction, so each row is a
+    defence and each column a fraction; else a conventional column, else ``all``."""
+    swept: list[str] = []
+    meta = study.path / "study.json"
+    if meta.is_file():
+        params = json.loads(meta.read_text(encoding="utf-8")).get("parameters") or {}
+        swept = [c for c in params if c in table.columns and "fraction" not in c]
+    if swept:
+        return (
+            table[swept]
+            .astype(str)
+            .apply(lambda r: ", ".join(f"{c.rsplit('.', 1)[-1]}={v}" for c, v in r.items()), axis=1)
+        )
+    row_col = next((c for c in _ATTACK_ROWS if c in table.columns), None)
+    return table[row_col].astype(str) if row_col else pd.Series("all", index=table.index)
+
+
 def _study_attack_heatmap(study: StudyData) -> Figure | None:
     table = study.table
     if table is None:
@@ -671,8 +690,7 @@ def _study_attack_heatmap(study: StudyData) -> Figure | None:
             study.path,
         )
         return None
-    row_col = next((c for c in _ATTACK_ROWS if c in table.columns), None)
-    rows = table[row_col].astype(str) if row_col else pd.Series("all", index=table.index)
+    rows = _heatmap_rows(study, table, frac)
     grid = (
         table.assign(_row=rows)
         .pivot_table(index="_row", columns=frac, values=success, aggfunc="mean")
@@ -686,7 +704,7 @@ def _study_attack_heatmap(study: StudyData) -> Figure | None:
     for (i, j), value in np.ndenumerate(grid.to_numpy()):
         if not np.isnan(value):
             ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7, color="w")
-    ax.set(xlabel="attacker fraction", ylabel=row_col or "", title="Attack success")
+    ax.set(xlabel="attacker fraction", ylabel="defence", title="Attack success")
     fig.colorbar(image, ax=ax, label="attack success")
     fig.tight_layout()
     return fig

@@ -612,18 +612,32 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
         except ScenarioError as exc:
             problems.extend(exc.problems)
             continue
-        node = out
+        node: Any = out
         for i, part in enumerate(path[:-1]):
-            nxt = node.get(part)
-            if nxt is None:
-                nxt = node[part] = {}
-            if not isinstance(nxt, dict):
-                dotted = ".".join(path[: i + 1])
+            dotted = ".".join(path[: i + 1])
+            if isinstance(node, list):
+                # A list item by index: ``population.0.fraction=0.2``.
+                if not part.isdigit() or int(part) >= len(node):
+                    problems.append(Problem("--set", text, f"{dotted}: no such list item"))
+                    break
+                nxt = node[int(part)]
+            else:
+                nxt = node.get(part)
+                if nxt is None:
+                    nxt = node[part] = {}
+            if not isinstance(nxt, dict | list):
                 problems.append(Problem("--set", text, f"{dotted} is not a section"))
                 break
             node = nxt
         else:
-            node[path[-1]] = value
+            last = path[-1]
+            if isinstance(node, list):
+                if not last.isdigit() or int(last) >= len(node):
+                    problems.append(Problem("--set", text, f"{'.'.join(path)}: no such list item"))
+                else:
+                    node[int(last)] = value
+            else:
+                node[last] = value
     if problems:
         raise ScenarioError(problems)
     return out

@@ -45,7 +45,8 @@ __all__ = [
 log = logging.getLogger("fedmarket.compare")
 
 Engine = Literal["flower", "inprocess"]
-_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+# Dotted field path; a numeric segment indexes a list (``population.0.fraction``).
+_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.([A-Za-z_][A-Za-z0-9_]*|[0-9]+))*$")
 
 
 class SeedRange(BaseModel):

@@ -188,3 +188,25 @@ def test_bad_format(cli: typer.Typer, pristine_run: Path, tmp_path: Path) -> Non
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 2
     assert "unknown figure format" in result.stderr
+
+
+def test_attack_heatmap_rows_are_defences_and_columns_fractions(tmp_path: Path) -> None:
+    """A study sweeping the attacker fraction × aggregator draws one row per aggregator."""
+    from simulation.compare import run_study
+    from simulation.plots import study_figures
+    from simulation.sweep import resolve_study
+
+    root = Path(__file__).resolve().parents[2]
+    study = resolve_study(
+        root / "scenarios" / "studies" / "backdoor_vs_fraction.yaml",
+        ["rounds=2", "seed=1", "clients.count=10"],
+        engine="inprocess",
+    )
+    run_study(study, tmp_path, workers=1)
+    figures = study_figures(load_study(tmp_path))
+    heatmap = figures["attack_heatmap"]
+    ax = heatmap.axes[0]
+    rows = [t.get_text() for t in ax.get_yticklabels()]
+    cols = [t.get_text() for t in ax.get_xticklabels()]
+    assert rows == ["strategy=fedavg", "strategy=fedmedian"]
+    assert cols == ["0.1", "0.2", "0.3", "0.4"]
