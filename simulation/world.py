@@ -201,7 +201,11 @@ class World:
         self.dp: DPSGDPrivacy | None = priv if isinstance(priv, DPSGDPrivacy) else None
         self.privacy = PrivacyLedger(self.dp.delta if self.dp else 1e-5)
         self.grad_sample_mode = (
-            choose_grad_sample_mode(self.model, self.dp.grad_sample_mode) if self.dp else "hooks"
+            choose_grad_sample_mode(
+                self.model, self.dp.grad_sample_mode, scenario.training.batch_size
+            )
+            if self.dp
+            else "hooks"
         )
         self.population = Population.create(scenario, self.accounts, self.tree)
         contrib = scenario.contribution

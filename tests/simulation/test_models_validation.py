@@ -71,3 +71,17 @@ def test_check_update_accepts_a_sane_update() -> None:
 )
 def test_check_update_rejects_with_reason(update: dict[str, np.ndarray], reason: str) -> None:
     assert check_update(GLOBAL, update, max_norm=10.0) == reason
+
+
+def test_auto_grad_sample_mode_follows_measured_crossover() -> None:
+    from simulation.training import GHOST_MIN_WORK, choose_grad_sample_mode
+
+    g = torch.Generator().manual_seed(0)
+    small = build_model(ModelConfig(name="mlp", hidden=(64,)), (64,), 10, g)  # 4,810 params
+    big = build_model(ModelConfig(name="mlp", hidden=(256, 256)), (64,), 10, g)  # 85,002
+    cnn = build_model(ModelConfig(name="cnn"), (1, 8, 8), 10, g)
+    assert 16 * 4810 < GHOST_MIN_WORK <= 64 * 85_002
+    assert choose_grad_sample_mode(small, "auto", 16) == "hooks"
+    assert choose_grad_sample_mode(big, "auto", 64) == "ghost"
+    assert choose_grad_sample_mode(cnn, "auto", 512) == "hooks"  # conv has no ghost norm
+    assert choose_grad_sample_mode(small, "ghost", 16) == "ghost"  # explicit wins
