@@ -54,25 +54,17 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+def _git(*args: str, cwd: Path | None) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=True
+    ).stdout.strip()
+
+
 def git_commit(cwd: Path | None = None) -> str | None:
-    """The current git commit (with ``-dirty`` if the tree has changes), if any."""
+    """The current git commit (with ``-dirty`` if tracked files changed), if any."""
     try:
-        rev = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
+        rev = _git("rev-parse", "HEAD", cwd=cwd)
+        dirty = _git("status", "--porcelain", "--untracked-files=no", cwd=cwd)
     except (OSError, subprocess.SubprocessError):
         return None
     return f"{rev}-dirty" if dirty else rev

@@ -67,6 +67,35 @@ def arrays_sha256(weights: Weights) -> str:
     return h.hexdigest()
 
 
+def aggregation_reply(round_: int, client: int, weights: Weights, num_examples: int) -> Any:
+    """A train reply as a Flower strategy's ``aggregate_train`` expects it.
+
+    Replies are rebuilt after the server's checks (and, on either engine, after
+    coalition attacks rewrote them), so the metadata is explicit: ``src_node_id``
+    is the client index, never a Flower node id.
+    """
+    from flwr.app import Array, ArrayRecord, Message, Metadata, MetricRecord, RecordDict
+
+    content = RecordDict(
+        {
+            "arrays": ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in weights.items()}),
+            "metrics": MetricRecord({"num-examples": int(num_examples)}),
+        }
+    )
+    meta = Metadata(
+        run_id=0,
+        message_id=f"{round_}:{client}",
+        src_node_id=client,
+        dst_node_id=0,
+        reply_to_message_id="",
+        group_id=str(round_),
+        created_at=0.0,
+        ttl=3600.0,
+        message_type="train",
+    )
+    return Message(content=content, metadata=meta)
+
+
 def safetensors_bytes(weights: Weights) -> bytes:
     """The model as a safetensors file (the registered artifact)."""
     from safetensors.numpy import save
@@ -758,40 +787,14 @@ class World:
 
     def _aggregate(self, round_: int, accepted: list[Reply]) -> Weights:
         """Aggregate with the Flower strategy (replies sorted by client)."""
-        from flwr.app import (
-            Array,
-            ArrayRecord,
-            Message,
-            Metadata,
-            MetricRecord,
-            RecordDict,
-        )
+        from flwr.app import Array, ArrayRecord
 
         msgs = []
         for r in accepted:
             assert r.weights is not None
-            content = RecordDict(
-                {
-                    "arrays": ArrayRecord(
-                        {k: Array(np.ascontiguousarray(v)) for k, v in r.weights.items()}
-                    ),
-                    "metrics": MetricRecord({"num-examples": int(r.metrics["num-examples"])}),
-                }
+            msgs.append(
+                aggregation_reply(round_, r.client, r.weights, int(r.metrics["num-examples"]))
             )
-            # Explicit metadata: replies are rebuilt after server-side checks (and,
-            # on either engine, may be rewritten by coalition attacks).
-            meta = Metadata(
-                run_id=0,
-                message_id=f"{round_}:{r.client}",
-                src_node_id=r.client,
-                dst_node_id=0,
-                reply_to_message_id="",
-                group_id=str(round_),
-                created_at=0.0,
-                ttl=3600.0,
-                message_type="train",
-            )
-            msgs.append(Message(content=content, metadata=meta))
         from simulation.strategies import NeedsGlobal
 
         if isinstance(self.strategy, NeedsGlobal):

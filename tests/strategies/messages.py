@@ -1,33 +1,18 @@
-"""Reply Messages built exactly as ``World._aggregate`` builds them."""
+"""Reply Messages built by the world's own ``aggregation_reply``."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, Message, Metadata, MetricRecord, RecordDict
+from flwr.app import Array, ArrayRecord, Message
+
+from simulation.world import aggregation_reply
 
 
 def reply(round_: int, client: int, weights: Mapping[str, np.ndarray], n: int = 10) -> Message:
     """One train reply from ``client`` (``src_node_id`` = client index)."""
-    content = RecordDict(
-        {
-            "arrays": ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in weights.items()}),
-            "metrics": MetricRecord({"num-examples": int(n)}),
-        }
-    )
-    meta = Metadata(
-        run_id=0,
-        message_id=f"{round_}:{client}",
-        src_node_id=client,
-        dst_node_id=0,
-        reply_to_message_id="",
-        group_id=str(round_),
-        created_at=0.0,
-        ttl=3600.0,
-        message_type="train",
-    )
-    return Message(content=content, metadata=meta)
+    return aggregation_reply(round_, client, dict(weights), n)  # type: ignore[no-any-return]
 
 
 def replies(
