@@ -245,6 +245,7 @@ class World:
         self.stopped: set[int] = set()
         self.departed: set[int] = set()
         self.client_index = {a: i for i, a in enumerate(self.accounts)}
+        self.identities: dict[int, list[str]] = {i: [a] for i, a in enumerate(self.accounts)}
         self.applier: Any = None
         self.rounds: list[RoundRecord] = []
         self.rows: list[tuple[int, str, str, float]] = []
@@ -354,12 +355,32 @@ class World:
             # A whitewasher rejoins under a fresh identity: it keeps its data, not its name.
             assert self.market is not None
             self.accounts[c] = intent.account
+            self.identities[c].append(intent.account)
             grant = round(self.scenario.market.initial_grant * TOKEN)
             if grant > 0:
                 self.market.mint(intent.account, grant, reason="initial_grant")
                 stake = min(round(self.scenario.market.stake * TOKEN), grant)
                 if stake > 0:
                     self.market.stake(intent.account, stake)
+
+    def _attacker_identities(self) -> set[str]:
+        """Every identity of every attacking client (ground truth)."""
+        current = set(self.population.attackers())
+        return {
+            i for ids in self.identities.values() if any(a in current for a in ids) for i in ids
+        }
+
+    def _ground_truth(self) -> dict[str, Any]:
+        """The population's ground truth over every identity a client used: a
+        whitewasher's fresh identities are the same attacker."""
+        gt = self.population.ground_truth()
+        behaviours: dict[str, str] = gt["behaviours"]
+        for c, ids in self.identities.items():
+            for i in ids:
+                behaviours.setdefault(i, behaviours.get(self.accounts[c], "honest"))
+        gt["attackers"] = sorted(self._attacker_identities())
+        gt["identities"] = {ids[0]: ids for ids in self.identities.values() if len(ids) > 1}
+        return gt
 
     def _market_stats(self) -> dict[str, float]:
         """Licenses, revenue, fraud and the rating shift colluding voters caused."""
@@ -683,7 +704,7 @@ class World:
                 earned[acct] = earned.get(acct, 0.0) + value
             elif metric == "cost":
                 cost[acct] = cost.get(acct, 0.0) + value
-        attackers = set(self.population.attackers())
+        attackers = self._attacker_identities()
         total = sum(earned.values())
         if total > 0:
             share = sum(v for a, v in earned.items() if a in attackers) / total
@@ -881,7 +902,7 @@ class World:
             client_rows=self.rows,
             final_weights=self.weights,
             head_hash=head,
-            ground_truth=self.population.ground_truth(),
+            ground_truth=self._ground_truth(),
             final_epsilon=final_eps,
             market=market_stats,
         )

@@ -107,3 +107,15 @@ def test_market_attacks_are_measured(tmp_path: Path) -> None:
     sc = load_scenario(SC / "ballot_stuffing.yaml", ["rounds=4"])
     run_scenario(sc, tmp_path / "cabal", engine="inprocess")
     assert manifest(tmp_path / "cabal")["attack"]["rating_shift"] is not None
+
+
+def test_whitewashers_fresh_identities_stay_attackers(tmp_path: Path) -> None:
+    sc = load_scenario(SC / "whitewashing.yaml", ["rounds=4"])
+    run_scenario(sc, tmp_path, engine="inprocess")
+    gt = json.loads((tmp_path / "ground_truth.json").read_text())
+    assert {"client-000", "client-001"} <= set(gt["attackers"])
+    assert len(gt["identities"]["client-000"]) >= 2  # slashed, left, rejoined
+    assert set(gt["identities"]["client-000"]) <= set(gt["attackers"])
+    attack = manifest(tmp_path)["attack"]
+    assert attack["detection_precision"] == 1.0  # every flagged identity is a cheater
+    assert attack["attacker_token_share"] == 0.0
