@@ -215,6 +215,30 @@ def _mean_relative_change(new: NDArray[np.float64], old: NDArray[np.float64]) ->
     return float(np.mean(np.abs(new - old))) / scale
 
 
+def _truncated_walk(
+    order: Sequence[int] | NDArray[np.integer],
+    memo: MemoizedUtility,
+    totals: NDArray[np.float64],
+    empty_value: float,
+    full_value: float,
+    threshold: float,
+) -> None:
+    """Add one permutation's marginal contributions to ``totals`` (TMC and GTG).
+
+    The scan stops once the prefix's utility is within ``threshold`` of
+    ``U(N)``: the remaining clients' marginals are taken as 0 (truncation).
+    """
+    previous = empty_value
+    prefix: set[int] = set()
+    for client in order:
+        if abs(full_value - previous) <= threshold:
+            break
+        prefix.add(int(client))
+        value = memo(frozenset(prefix))
+        totals[client] += value - previous
+        previous = value
+
+
 def tmc_shapley(
     utility: Utility,
     num_clients: int,
@@ -247,15 +271,7 @@ def tmc_shapley(
     permutations = 0
     while permutations < max_permutations:
         order = rng.permutation(n)
-        previous = empty_value
-        prefix: set[int] = set()
-        for client in order:
-            if abs(full_value - previous) <= threshold:
-                break  # truncated: the rest of the permutation adds ~nothing
-            prefix.add(int(client))
-            value = memo(frozenset(prefix))
-            totals[client] += value - previous
-            previous = value
+        _truncated_walk(order, memo, totals, empty_value, full_value, threshold)
         permutations += 1
         if permutations % n == 0:
             estimate = totals / permutations
@@ -317,15 +333,7 @@ def gtg_shapley(
         for first in range(n):
             rest = [c for c in range(n) if c != first]
             order = [first, *(rest[j] for j in rng.permutation(n - 1))]
-            previous = empty_value
-            prefix: set[int] = set()
-            for client in order:
-                if abs(full_value - previous) <= threshold:
-                    break
-                prefix.add(client)
-                value = memo(frozenset(prefix))
-                totals[client] += value - previous
-                previous = value
+            _truncated_walk(order, memo, totals, empty_value, full_value, threshold)
             permutations += 1
         estimate = totals / permutations
         if (
