@@ -46,6 +46,7 @@ class Population:
     members: dict[str, list[int]] = field(default_factory=dict)
     behaviours: dict[str, TrainingBehaviour] = field(default_factory=dict)
     coalitions: list[tuple[CoalitionEvent, CoalitionAttack]] = field(default_factory=list)
+    _sybil_rows: dict[int, np.ndarray] = field(default_factory=dict)
 
     @classmethod
     def create(cls, scenario: Scenario, accounts: list[str], tree: SeedTree) -> Population:
@@ -200,19 +201,25 @@ class Population:
         return False
 
     def data_indices(self, client: int, partitions: tuple[np.ndarray, ...]) -> np.ndarray | None:
-        """For Sybil identities: the rows they train on (a split or copy of the owner's)."""
+        """For Sybil identities: the rows they train on (a split or copy of the owner's).
+
+        Computed once per group (the split is fixed for the run) and kept by client index.
+        """
         g = self.group(client)
         if g is None or g.sybil is None:
             return None
-        idx = self.members[g.group]
-        owner = idx[0]
-        spec = SybilGroup(
-            owner=self.accounts[owner],
-            identities=tuple(self.accounts[i] for i in idx),
-            mode=g.sybil,
-        )
-        split = sybil_indices(partitions[owner], spec, self.tree.numpy("sybil", g.group))
-        return split[self.accounts[client]]
+        if client not in self._sybil_rows:
+            idx = self.members[g.group]
+            owner = idx[0]
+            spec = SybilGroup(
+                owner=self.accounts[owner],
+                identities=tuple(self.accounts[i] for i in idx),
+                mode=g.sybil,
+            )
+            split = sybil_indices(partitions[owner], spec, self.tree.numpy("sybil", g.group))
+            for i in idx:
+                self._sybil_rows[i] = split[self.accounts[i]]
+        return self._sybil_rows[client]
 
     def apply_coalitions(
         self, round_: int, now: float, submissions: Mapping[int, Weights], global_weights: Weights

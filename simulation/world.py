@@ -246,6 +246,10 @@ class World:
         self.departed: set[int] = set()
         self.client_index = {a: i for i, a in enumerate(self.accounts)}
         self.identities: dict[int, list[str]] = {i: [a] for i, a in enumerate(self.accounts)}
+        # Running per-account totals for the per-round attack metrics.
+        self._earned: dict[str, float] = {}
+        self._cost: dict[str, float] = {}
+        self._tallied = 0
         self.applier: Any = None
         self.rounds: list[RoundRecord] = []
         self.rows: list[tuple[int, str, str, float]] = []
@@ -545,19 +549,22 @@ class World:
         replies = self.transport(self._tasks(round_, asked), self.weights) if asked else []
         replies = sorted(replies, key=lambda r: r.client)
 
-        # Server-side coalition attacks rewrite their members' well-formed submissions.
-        well_formed = {
-            r.client: r.weights
-            for r in replies
-            if r.error is None
-            and r.weights is not None
-            and check_update(self.weights, r.weights, float("inf")) is None
-        }
-        rewritten = self.population.apply_coalitions(round_, now, well_formed, self.weights)
-        replies = [
-            Reply(r.client, rewritten[r.client], r.metrics, r.error) if r.client in rewritten else r
-            for r in replies
-        ]
+        if self.population.coalitions:
+            # Server-side coalition attacks rewrite their members' well-formed submissions.
+            well_formed = {
+                r.client: r.weights
+                for r in replies
+                if r.error is None
+                and r.weights is not None
+                and check_update(self.weights, r.weights, float("inf")) is None
+            }
+            rewritten = self.population.apply_coalitions(round_, now, well_formed, self.weights)
+            replies = [
+                Reply(r.client, rewritten[r.client], r.metrics, r.error)
+                if r.client in rewritten
+                else r
+                for r in replies
+            ]
 
         accepted: list[Reply] = []
         rejected: list[str] = []
@@ -617,7 +624,6 @@ class World:
         yield self.env.timeout(self.time_model.round_seconds(client_secs))
 
         scores = self._score(round_, accepted)
-        previous = self.weights
         if accepted:
             self.weights = self._aggregate(round_, accepted)
         results = self._test_results()
@@ -667,7 +673,6 @@ class World:
         royalties = self._distribute_revenue()
         self._attack_rows(round_)
         market.end_block()
-        del previous
 
         eps_all = [self.privacy.spent(a) for a in self.accounts] if self.dp else [0.0]
         record = RoundRecord(
@@ -697,13 +702,13 @@ class World:
     def _attack_rows(self, round_: int) -> None:
         """Per-round attack metrics from ground truth (never shown to mechanisms):
         the attackers' cumulative share of tokens and honest participants' net profit."""
-        earned: dict[str, float] = {}
-        cost: dict[str, float] = {}
-        for _, acct, metric, value in self.rows:
+        earned, cost = self._earned, self._cost
+        for _, acct, metric, value in self.rows[self._tallied :]:  # rows are append-only
             if metric in ("reward_tokens", "royalty_tokens"):
                 earned[acct] = earned.get(acct, 0.0) + value
             elif metric == "cost":
                 cost[acct] = cost.get(acct, 0.0) + value
+        self._tallied = len(self.rows)
         attackers = self._attacker_identities()
         total = sum(earned.values())
         if total > 0:
