@@ -419,7 +419,7 @@ class World:
         if prices:
             self.market.set_price_list(version, prices)
 
-    def _distribute_revenue(self) -> float:
+    def _distribute_revenue(self, round_: int) -> float:
         """Pay every version's license revenue to its contributors (after the platform fee)."""
         from marketplace.state import pool_account
 
@@ -432,12 +432,7 @@ class World:
                     acct = str(entry.data["to"])
                     if acct in self.accounts:
                         self.rows.append(
-                            (
-                                self.rounds[-1].round + 1 if self.rounds else 0,
-                                acct,
-                                "royalty_tokens",
-                                int(entry.data["amount"]) / TOKEN,
-                            )
+                            (round_, acct, "royalty_tokens", int(entry.data["amount"]) / TOKEN)
                         )
                 paid += pool
         return paid / TOKEN
@@ -670,7 +665,7 @@ class World:
         for slash in allocation.slashes:
             self.rows.append((round_, slash.account, "flagged", 1.0))
             self.rows.append((round_, slash.account, "slashed_tokens", slash.amount / TOKEN))
-        royalties = self._distribute_revenue()
+        royalties = self._distribute_revenue(round_)
         self._attack_rows(round_)
         market.end_block()
 
