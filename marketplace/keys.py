@@ -29,14 +29,13 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import select
 import struct
 import subprocess
 import sys
-import time
 import weakref
 from collections.abc import Callable
 from functools import lru_cache
-from typing import IO
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
@@ -231,9 +230,12 @@ class SigningPool:
 
     ``submit(items)`` queues ``[(secret_key_64, message), ...]`` and returns a
     ticket; ``result(ticket)`` returns the signatures (64 raw bytes each), in
-    order. Results must be collected in submission order. Use as a context
-    manager or call :meth:`close`; pools still open at interpreter exit are
-    closed by an ``atexit`` hook.
+    order, waiting for them; ``ready(ticket)`` says without waiting whether
+    they have arrived, so a caller can do other work meanwhile (the ledger's
+    bulk append signs locally whatever the helper has no room for). Results
+    must be collected in submission order. Use as a context manager or call
+    :meth:`close`; pools still open at interpreter exit are closed by an
+    ``atexit`` hook.
     """
 
     def __init__(self) -> None:
@@ -245,13 +247,14 @@ class SigningPool:
             stdout=subprocess.PIPE,
             bufsize=0,
         )
+        assert self._proc.stdin is not None and self._proc.stdout is not None
         # Roomy pipes (Linux): a block's requests never block the writer, and
         # replies never block the helper while it is owed fewer than
         # ``max_outstanding`` signatures (so the protocol cannot deadlock).
         reply_bytes = 65536
         for stream in (self._proc.stdin, self._proc.stdout):
             try:
-                got = fcntl.fcntl(stream.fileno(), _F_SETPIPE_SZ, 1 << 20)  # type: ignore[union-attr]
+                got = fcntl.fcntl(stream.fileno(), _F_SETPIPE_SZ, 1 << 20)
             except OSError:  # pragma: no cover - older kernels / limits
                 got = 65536
             reply_bytes = got
@@ -259,22 +262,20 @@ class SigningPool:
         """Signatures that may be owed at once; collect results before submitting more."""
         self.owner_pid = os.getpid()
         """The process that started the helper (only it may talk to it)."""
+        self._out = self._proc.stdout.fileno()
+        os.set_blocking(self._out, False)
         self._counts: collections.deque[int] = collections.deque()
+        self._received = bytearray()  # signature bytes read but not yet collected
         self._next = 0
         self._done = 0
-        self.busy_wait = 0.0
-        """Seconds spent blocked in :meth:`result` (for adaptive work sharing)."""
+        self.outstanding = 0
+        """Signatures submitted but not yet collected."""
         _LIVE_POOLS.add(self)
 
     @property
     def pid(self) -> int | None:
         """Process id of the helper (``None`` once closed)."""
         return None if self._proc is None else self._proc.pid
-
-    @property
-    def outstanding(self) -> int:
-        """Signatures submitted but not yet collected."""
-        return sum(self._counts)
 
     def submit(self, items: list[tuple[bytes, bytes]]) -> int:
         """Queue ``(secret_key, message)`` items; returns the ticket for :meth:`result`."""
@@ -286,30 +287,67 @@ class SigningPool:
         count = len(messages)
         if len(secrets) != count or any(len(sk) != 64 for sk in secrets):
             raise ValueError("need one 64-byte secret key per message")
+        if self.outstanding + count > self.max_outstanding:
+            raise ValueError(
+                f"{self.outstanding} signatures are owed; collect some before submitting "
+                f"{count} more (at most {self.max_outstanding} may be owed)"
+            )
         # Request: <II count, size; then count <I lengths, the keys, the messages.
         payload = b"".join((struct.pack(f"<{count}I", *map(len, messages)), *secrets, *messages))
         assert proc.stdin is not None
-        t0 = time.perf_counter()
         proc.stdin.write(_PACK_HEAD(count, len(payload)) + payload)
-        self.busy_wait += time.perf_counter() - t0
         self._counts.append(count)
+        self.outstanding += count
         ticket = self._next
         self._next += 1
         return ticket
 
+    def _read(self, wait: bool) -> None:
+        """Read whatever replies have arrived (waiting for some if ``wait``)."""
+        while True:
+            try:
+                data = os.read(self._out, 1 << 16)
+            except BlockingIOError:
+                if not wait:
+                    return
+                select.select([self._out], [], [])
+                continue
+            if not data:
+                raise RuntimeError("signing helper process died")
+            self._received += data
+            return
+
+    def owed(self) -> int:
+        """Signatures submitted that have not arrived yet (reads what has, without waiting)."""
+        self._read(wait=False)
+        return self.outstanding - len(self._received) // 64
+
+    def ready(self, ticket: int) -> bool:
+        """Whether :meth:`result` for ``ticket`` (the oldest uncollected) would not wait."""
+        self._check(ticket)
+        need = 64 * self._counts[0]
+        if len(self._received) < need:
+            self._read(wait=False)
+        return len(self._received) >= need
+
     def result(self, ticket: int) -> list[bytes]:
         """The signatures of request ``ticket`` (the oldest uncollected one)."""
-        if ticket != self._done:
-            raise ValueError(f"collect request {self._done} before {ticket}")
-        proc = self._alive()
+        self._check(ticket)
         count = self._counts.popleft()
         self._done += 1
+        self.outstanding -= count
         size = 64 * count
-        assert proc.stdout is not None
-        t0 = time.perf_counter()
-        data = _read_exact(proc.stdout, size)
-        self.busy_wait += time.perf_counter() - t0
+        received = self._received
+        while len(received) < size:
+            self._read(wait=True)
+        data = bytes(received[:size])
+        del received[:size]
         return [data[i : i + 64] for i in range(0, size, 64)]
+
+    def _check(self, ticket: int) -> None:
+        self._alive()
+        if ticket != self._done or not self._counts:
+            raise ValueError(f"collect request {self._done} before {ticket}")
 
     def _alive(self) -> subprocess.Popen[bytes]:
         if self._proc is None:
@@ -343,18 +381,6 @@ class SigningPool:
 
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 _PACK_HEAD = struct.Struct("<II").pack
-
-
-def _read_exact(stream: IO[bytes], size: int) -> bytes:
-    chunks = []
-    left = size
-    while left:
-        chunk = stream.read(left)
-        if not chunk:
-            raise RuntimeError("signing helper process died")
-        chunks.append(chunk)
-        left -= len(chunk)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 @atexit.register

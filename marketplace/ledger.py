@@ -16,12 +16,12 @@ block may be open (unsealed) after a crash; the audit accepts that.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import logging
 import os
 import sqlite3
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,14 +77,15 @@ BulkTx = tuple[str, str, Mapping[str, JSON]] | tuple[str, str, Mapping[str, JSON
 
 _PARALLEL_MIN = 128
 """Blocks of fewer transactions are signed in-process (helper IPC costs more)."""
-_CHUNK = 128
-"""Transactions per request to the signing helper."""
-_SIGN_US = 22e-6
-"""Rough cost of one signature, to convert helper lag into a work share."""
+_CHUNK = int(os.environ.get("FM_CHUNK", 16))
+"""Transactions validated, then signed (by the helper or here), at a time."""
+_HELPER_DEPTH = int(os.environ.get("FM_DEPTH", 64))
+"""Signatures the helper may owe before chunks are signed here instead."""
+_HELPER_TAIL = int(os.environ.get("FM_TAIL", 32))
+"""The last this-many transactions of a run are signed here (no wait at the end)."""
 
 logger = logging.getLogger("fedmarket.ledger")
 _sha256 = hashlib.sha256
-_perf_counter = time.perf_counter
 
 LEDGER_FILE = "ledger.db"
 _SCHEMA = """
@@ -190,9 +191,6 @@ class Market:
         self._depth = 0
         self._closed = False
         self._pool: SigningPool | None = None
-        self._pool_share = 0.9
-        self._mode_cost: dict[bool, float] = {}
-        self._mode_calls = 0
         self._json_strs: dict[str, str] = {}
 
     # -- lifecycle ---------------------------------------------------------------
@@ -482,10 +480,11 @@ class Market:
 
         ``parallel`` (default: automatic when libsodium is available, the
         machine has several cores and a block holds at least 128 transactions)
-        has a persistent helper process sign part of each block while this
-        process validates, signs the rest and hash-chains; signatures are
-        deterministic, so where they are computed changes no byte. The helper
-        is stopped by :meth:`close` (or at interpreter exit).
+        has a persistent helper process sign chunks of each block while this
+        process validates the next ones, signs whatever the helper has no room
+        for and hash-chains; signatures are deterministic, so where they are
+        computed changes no byte. The helper is stopped by :meth:`close` (or
+        at interpreter exit).
         """
         self._writable()
         items = list(txs)
@@ -546,109 +545,50 @@ class Market:
         self, items: list[BulkTx], lo: int, hi: int, out: list[Entry], parallel: bool | None
     ) -> None:
         """Append ``items[lo:hi]``, none of which seals a block."""
-        count = hi - lo
-        if count < _PARALLEL_MIN:
-            self._append_run(items, lo, hi, out, None)
-            return
-        if parallel is not None:
-            self._append_run(items, lo, hi, out, self._signing_pool() if parallel else None)
-            return
-        # Automatic: the helper only pays off when a core is free for it, which
-        # depends on the machine's load; time both modes per transaction, use
-        # the cheaper and re-probe the other every 16th block.
-        costs = self._mode_cost
-        self._mode_calls += 1
-        if True not in costs or False not in costs:
-            use = True not in costs
-        else:
-            use = costs[True] <= costs[False]
-            if self._mode_calls % 16 == 0:
-                use = not use
-        t0 = _perf_counter()
+        # No load probing is needed: the helper only gets the chunks it has
+        # room for (see _append_run), so a busy core just means it signs less.
+        use = parallel is not False and hi - lo >= _PARALLEL_MIN
         self._append_run(items, lo, hi, out, self._signing_pool() if use else None)
-        cost = (_perf_counter() - t0) / count
-        old = costs.get(use)
-        costs[use] = cost if old is None else 0.7 * old + 0.3 * cost
 
     def _append_run(
         self, items: list[BulkTx], lo: int, hi: int, out: list[Entry], pool: SigningPool | None
     ) -> None:
+        """Validate, sign and hash-chain ``items[lo:hi]`` (none of which seals a block).
+
+        Streams in chunks of ``_CHUNK``: each chunk is validated and applied in
+        order, then signed either by the helper ``pool`` (when it is owed fewer
+        than ``_HELPER_DEPTH`` signatures, i.e. it has room) or here, and every
+        chunk whose signatures are in is hash-chained and staged in order. So
+        the helper takes as much of the signing as it keeps up with, whatever
+        the load on its core, and neither process waits for the other except
+        for the last chunks of a run.
+        """
         state = self._state
         nonces = state.nonces
         apply = state.apply
         strs = self._json_strs
         encode = canonical_json
         signer_of = self._signer
-        count = hi - lo
-        remote = round(self._pool_share * count) if pool is not None else 0
-        # Phase 1: validate + apply in order, encode each signed message once;
-        # the first ``remote`` messages stream to the helper in chunks.
-        txs: list[Transaction] = []
-        parts: list[tuple[str, str, str, str]] = []
-        messages: list[bytes] = []
-        signers: list[Signer] = []
-        sigs: list[bytes] = []
-        tickets: list[int] = []
-        chunk_sks: list[bytes] = []
-        chunk_msgs: list[bytes] = []
-        try:
-            for j in range(lo, hi):
-                t = items[j]
-                kind, sender, data = t[0], t[1], t[2]
-                when = float(t[3]) if len(t) == 4 else self._now()
-                tx = Transaction(kind, sender, nonces.get(sender, 0), when, dict(data))
-                try:
-                    data_json = encode(tx.data)
-                    time_j = json_float(when)
-                except ValueError as exc:
-                    raise ValueError(f"{tx.describe()}: {exc}") from exc
-                apply(tx)  # validates (account, nonce, funds, ...) before mutating
-                kind_j = strs.get(kind)
-                if kind_j is None:
-                    kind_j = strs[kind] = json_str(kind)
-                sender_j = strs.get(sender)
-                if sender_j is None:
-                    sender_j = strs[sender] = json_str(sender)
-                message = (
-                    f'{{"data":{data_json},"kind":{kind_j},"nonce":{tx.nonce},'
-                    f'"sender":{sender_j},"time":{time_j}}}'
-                ).encode()
-                txs.append(tx)
-                parts.append((kind_j, sender_j, time_j, data_json))
-                k = j - lo
-                if k < remote:
-                    assert pool is not None
-                    chunk_sks.append(signer_of(sender).secret)
-                    chunk_msgs.append(message)
-                    if len(chunk_msgs) == _CHUNK or k == remote - 1:
-                        while pool.outstanding + len(chunk_msgs) > pool.max_outstanding:
-                            sigs += pool.result(tickets.pop(0))
-                        tickets.append(pool.submit_lists(chunk_sks, chunk_msgs))
-                        chunk_sks, chunk_msgs = [], []
-                else:
-                    messages.append(message)
-                    signers.append(signer_of(sender))
-            # Phase 2: sign this process's share while the helper signs its own.
-            local = [signer.sign(m) for signer, m in zip(signers, messages, strict=True)]
-            # Phase 3: hash-chain, Merkle-append and stage the rows, in order.
-            seq = state.size - count
-            block = state.block
-            prev = self._head
-            prev_bytes = bytes.fromhex(prev)
-            tree_append = self._tree.append
-            pending = self._pending
-            append_out = out.append
-            wait0 = pool.busy_wait if pool is not None else 0.0
-            for k in range(count):
-                if k < remote:
-                    assert pool is not None
-                    if k >= len(sigs):
-                        sigs += pool.result(tickets.pop(0))
-                    sig = sigs[k].hex()
-                else:
-                    sig = local[k - remote].hex()
-                tx = txs[k]
-                kind_j, sender_j, time_j, data_json = parts[k]
+        block = state.block
+        seq = state.size
+        prev = self._head
+        prev_bytes = bytes.fromhex(prev)
+        tree_append = self._tree.append
+        pending = self._pending
+        append_out = out.append
+        # Chunks validated but not yet chained: (txs, parts, signatures or ticket).
+        queue: collections.deque[
+            tuple[list[Transaction], list[tuple[str, str, str, str]], list[bytes] | int]
+        ] = collections.deque()
+
+        def chain(
+            txs: list[Transaction], parts: list[tuple[str, str, str, str]], sigs: list[bytes]
+        ) -> None:
+            nonlocal seq, prev, prev_bytes
+            for tx, (kind_j, sender_j, time_j, data_json), raw_sig in zip(
+                txs, parts, sigs, strict=True
+            ):
+                sig = raw_sig.hex()
                 head = f'{{"block":{block},"data":{data_json}'
                 tail = (
                     f',"kind":{kind_j},"nonce":{tx.nonce},"prev_hash":"{prev}",'
@@ -676,19 +616,74 @@ class Market:
                 )
                 prev, prev_bytes = digest, raw
                 seq += 1
-            self._head = prev
-            if pool is not None and remote:
-                # Adaptive share: if we waited for the helper, it had too much.
-                waited = pool.busy_wait - wait0
-                if waited > 2e-4:
-                    share = self._pool_share - waited / (2 * _SIGN_US * count)
+
+        try:
+            for start in range(lo, hi, _CHUNK):
+                stop = min(hi, start + _CHUNK)
+                # Validate + apply in order; encode each signed message once.
+                txs: list[Transaction] = []
+                parts: list[tuple[str, str, str, str]] = []
+                messages: list[bytes] = []
+                signers: list[Signer] = []
+                for j in range(start, stop):
+                    t = items[j]
+                    kind, sender, data = t[0], t[1], t[2]
+                    when = float(t[3]) if len(t) == 4 else self._now()
+                    tx = Transaction(kind, sender, nonces.get(sender, 0), when, dict(data))
+                    try:
+                        data_json = encode(tx.data)
+                        time_j = json_float(when)
+                    except ValueError as exc:
+                        raise ValueError(f"{tx.describe()}: {exc}") from exc
+                    apply(tx)  # validates (account, nonce, funds, ...) before mutating
+                    kind_j = strs.get(kind)
+                    if kind_j is None:
+                        kind_j = strs[kind] = json_str(kind)
+                    sender_j = strs.get(sender)
+                    if sender_j is None:
+                        sender_j = strs[sender] = json_str(sender)
+                    messages.append(
+                        f'{{"data":{data_json},"kind":{kind_j},"nonce":{tx.nonce},'
+                        f'"sender":{sender_j},"time":{time_j}}}'.encode()
+                    )
+                    txs.append(tx)
+                    parts.append((kind_j, sender_j, time_j, data_json))
+                    signers.append(signer_of(sender))
+                # Sign: the helper if it has room, else here.
+                if (
+                    pool is not None
+                    and hi - stop >= _HELPER_TAIL
+                    and pool.owed() + stop - start <= _HELPER_DEPTH
+                ):
+                    ticket = pool.submit_lists([s.secret for s in signers], messages)
+                    queue.append((txs, parts, ticket))
                 else:
-                    share = self._pool_share + 0.02
-                self._pool_share = min(1.0, max(0.2, share))
+                    queue.append(
+                        (txs, parts, [s.sign(m) for s, m in zip(signers, messages, strict=True)])
+                    )
+                # Chain every chunk whose signatures are in, in order.
+                while queue:
+                    txs, parts, sigs = queue[0]
+                    if isinstance(sigs, int):
+                        assert pool is not None
+                        if not pool.ready(sigs):
+                            break
+                        sigs = pool.result(sigs)
+                    queue.popleft()
+                    chain(txs, parts, sigs)
+            while queue:
+                txs, parts, sigs = queue.popleft()
+                if isinstance(sigs, int):
+                    assert pool is not None
+                    sigs = pool.result(sigs)
+                chain(txs, parts, sigs)
+            self._head = prev
         finally:
-            if pool is not None:
-                while tickets:  # keep the helper's protocol in step on errors
-                    pool.result(tickets.pop(0))
+            # Keep the helper's protocol in step if anything failed.
+            for _, _, sigs in queue:
+                if isinstance(sigs, int):
+                    assert pool is not None
+                    pool.result(sigs)
 
     # -- identities and signing --------------------------------------------------
     @property

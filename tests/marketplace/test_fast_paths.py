@@ -145,6 +145,17 @@ def test_canonical_json_still_refuses_nan() -> None:
         canonical_json({"x": float("nan")})
 
 
+def test_canonical_json_refuses_cycles_and_unencodable_values_and_recovers() -> None:
+    cyclic: dict[str, object] = {}
+    cyclic["self"] = cyclic
+    with pytest.raises(ValueError, match="Circular"):
+        canonical_json({"a": [cyclic]})
+    with pytest.raises(TypeError, match="set is not JSON serializable"):
+        canonical_json({"a": {1, 2}})
+    # The shared encoder keeps no state from a failed call.
+    assert canonical_json({"b": [1, 2.5], "a": "é"}) == '{"a":"é","b":[1,2.5]}'
+
+
 def _two_accounts(tmp_path: Path) -> Market:
     m = Market.create(tmp_path, seed=42, genesis={"scenario_hash": "x"})
     m.register_participant("client-000", role="data_owner")
