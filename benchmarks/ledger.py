@@ -164,8 +164,8 @@ def main() -> None:
     own, other = cpu[0] / n * 1e6, helper / n * 1e6
     print(
         f"         CPU per append: this process {own:.1f} us, signing helper {other:.1f} us "
-        f"(this run's split of the work, fully overlapped on two idle cores: "
-        f"~{1e6 / max(own, other, 1e-9):,.0f} appends/s; the split adapts to the load)"
+        f"(the helper signs the chunks it has room for, this process the rest; "
+        f"fully overlapped on two idle cores: ~{1e6 / max(own, other, 1e-9):,.0f} appends/s)"
     )
     assert single.head_hash == market.head_hash, "bulk and single appends must agree"
     single.close()
@@ -178,9 +178,17 @@ def main() -> None:
         audit = time.perf_counter() - t0
         assert report.head_hash == market.head_hash
         rate = report.entries / audit
+        # The target is judged for the most workers timed (one per core, as
+        # ``fedmarket ledger verify --workers 2`` runs it on the CI machine);
+        # fewer are printed for comparison.
+        judged = (
+            f"target >= {TARGET_AUDIT:,}: {_mark(rate, TARGET_AUDIT)}"
+            if workers == max(args.workers)
+            else "for comparison"
+        )
         print(
             f"audit:   {report.entries} entries in {audit:.2f} s = {rate:,.0f} entries/s "
-            f"(workers={workers}; target >= {TARGET_AUDIT:,}: {_mark(rate, TARGET_AUDIT)})"
+            f"(workers={workers}; {judged})"
         )
 
     seqs = [rng.randrange(n) for _ in range(args.proofs)]

@@ -67,6 +67,35 @@ class MerkleTree:
             levels[h + 1].append(node_hash(row[-2], row[-1]))
             h += 1
 
+    def extend(self, leaves: list[bytes]) -> None:
+        """Append many leaf hashes at once (the same tree as appending them in turn).
+
+        Level by level, only the pairs the new leaves complete are hashed, in
+        one comprehension per level instead of a loop per leaf: the bulk
+        append path adds a chunk of leaves at a time.
+        """
+        levels = self.levels
+        row = levels[0]
+        start = len(row)
+        row.extend(leaves)
+        h = 0
+        sha256 = hashlib.sha256
+        while True:
+            # Level h+1 holds one node per complete pair of level h, so the
+            # first pair that may be new starts at the even index below start.
+            lo, hi = start & ~1, len(row) & ~1
+            if lo >= hi:
+                break
+            if h + 1 == len(levels):
+                levels.append([])
+            parent = levels[h + 1]
+            start = len(parent)
+            parent.extend(
+                [sha256(b"\x01" + row[i] + row[i + 1]).digest() for i in range(lo, hi, 2)]
+            )
+            row = parent
+            h += 1
+
     def append_data(self, data: bytes) -> None:
         """Append raw leaf data."""
         self.append(leaf_hash(data))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+import marketplace.ledger as ledger_module
 from marketplace import (
     TOKEN,
     DuplicateAccountError,
@@ -133,6 +134,137 @@ def test_same_entries_as_one_by_one(tmp_path: Path, parallel: bool | None, chunk
 
 
 @needs_sodium
+@pytest.mark.parametrize("depth", [0, 16, 64, 100_000])
+@pytest.mark.parametrize("block_size", [None, 333])
+def test_helper_signing_any_share_gives_the_same_entries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, depth: int, block_size: int | None
+) -> None:
+    """Blocks big enough for the helper, whatever share of the chunks it gets
+    (none at depth 0, nearly all at 100 000): the same bytes as one by one."""
+    monkeypatch.setattr(ledger_module, "_HELPER_DEPTH", depth)
+    t1, t2 = [0.0], [0.0]
+    one = _new(tmp_path / "one", t1, block_size=block_size)
+    bulk = _new(tmp_path / "bulk", t2, block_size=block_size)
+    txs = _with_keys(bulk, _history(1200, seed=depth))
+    with one.batch():
+        _serial(one, t1, txs)
+    pool = bulk._signing_pool()
+    submitted = []
+    real_submit = pool.submit_lists
+
+    def counting_submit(secrets: list[bytes], messages: list[bytes]) -> int:
+        submitted.append(len(messages))
+        return real_submit(secrets, messages)
+
+    monkeypatch.setattr(pool, "submit_lists", counting_submit)
+    entries = bulk.append_many(txs[:700], parallel=True)
+    entries += bulk.append_many(txs[700:], parallel=True)
+    t2[0] = t1[0]  # the clock a one-by-one caller would have set
+    one.end_block()
+    bulk.end_block()
+    assert bulk.head_hash == one.head_hash
+    assert bulk.entries() == one.entries()
+    assert [e.hash for e in entries] == [e.hash for e in one.entries() if e.kind != "checkpoint"][
+        1:
+    ]
+    assert pool.outstanding == 0
+    if depth == 0:
+        assert submitted == []
+    else:
+        assert 0 < sum(submitted) < len(txs)
+        assert max(submitted) <= min(depth, 16)
+    bulk.close()
+    one.close()
+    audit_ledger(tmp_path / "bulk", workers=1)
+
+
+@needs_sodium
+def test_refusal_while_the_helper_holds_chunks_changes_nothing(tmp_path: Path) -> None:
+    """A refusal deep in a big block: the chunks the helper still owes are
+    collected (its protocol stays in step) and nothing is applied."""
+    t = [0.0]
+    market = _new(tmp_path, t, block_size=None)
+    market.append_many(_with_keys(market, _history(200)), parallel=True)
+    before = _snapshot(market, tmp_path)
+    txs = [(*tx[:3], tx[3] + 100.0) for tx in _history(900, seed=3)[2 * len(NAMES) :]]
+    data = {"to": "client-002", "amount": 10**18, "memo": ""}
+    bad = ("transfer", "client-001", data, txs[699][3])
+    txs.insert(700, bad)
+    pool = market._pool
+    assert pool is not None
+    submitted = []
+    real_submit = pool.submit_lists
+
+    def counting_submit(secrets: list[bytes], messages: list[bytes]) -> int:
+        submitted.append(len(messages))
+        return real_submit(secrets, messages)
+
+    pool.submit_lists = counting_submit  # type: ignore[method-assign]
+    with pytest.raises(InsufficientFunds, match="needs"):
+        market.append_many(txs, parallel=True)
+    assert submitted  # the helper held chunks when the refusal came
+    assert pool.outstanding == 0
+    assert _snapshot(market, tmp_path) == before
+    good = [tx for tx in txs if tx is not bad]
+    market.append_many(good, parallel=True)
+    market.close()
+    serial = _new(tmp_path / "serial", [0.0], block_size=None)
+    serial.append_many(_with_keys(serial, _history(200)), parallel=False)
+    serial.append_many(good, parallel=False)
+    assert serial.head_hash == audit_ledger(tmp_path).head_hash
+    serial.close()
+
+
+@needs_sodium
+def test_rows_inserted_while_waiting_are_undone_by_a_later_refusal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows of earlier blocks in the call were INSERTed early (the helper is
+    made to look slow, so every run inserts while it waits); a refusal in a
+    later block of the same call removes them again, and appends made before
+    the call in the same batch survive."""
+    t = [0.0]
+    market = _new(tmp_path, t, block_size=300)
+    market.append_many(_with_keys(market, _history(20)), parallel=True)
+    pool = market._signing_pool()
+    monkeypatch.setattr(pool, "ready", lambda ticket: False)
+    flushed: list[int] = []
+    real_flush = market._flush_pending
+
+    def counting_flush() -> None:
+        flushed.append(len(market._pending) - market._flushed)
+        real_flush()
+
+    monkeypatch.setattr(market, "_flush_pending", counting_flush)
+    txs = [(*tx[:3], tx[3] + 100.0) for tx in _history(800, seed=4)[2 * len(NAMES) :]]
+    bad = ("transfer", "client-001", {"to": "client-002", "amount": 10**18, "memo": ""})
+    txs.insert(700, (*bad, txs[699][3]))
+    with market.batch():
+        t[0] = 50.0
+        kept = market.transfer("client-003", "client-004", 7)
+        with pytest.raises(InsufficientFunds):
+            market.append_many(txs, parallel=True)
+        assert sum(flushed) > 300  # rows of the blocks before the refusal went in early
+        assert market.size == kept.seq + 1
+        # The early rows are gone again (the kept entry waits for the commit).
+        sql = "SELECT COUNT(*) FROM entries WHERE seq >= ?"
+        assert market._conn.execute(sql, (kept.seq,)).fetchone() == (0,)
+        market.append_many(txs[:700], parallel=True)
+    assert market.entries(kept.seq, kept.seq + 1) == [kept]
+    market.close()
+    report = audit_ledger(tmp_path)
+    assert report.entries == kept.seq + 1 + 700 + (kept.seq + 700) // 300
+    serial = _new(tmp_path / "serial", [0.0], block_size=300)
+    serial.append_many(_with_keys(serial, _history(20)), parallel=False)
+    with serial.batch():
+        serial._clock = lambda: 50.0
+        serial.transfer("client-003", "client-004", 7)
+        serial.append_many(txs[:700], parallel=False)
+    assert serial.head_hash == report.head_hash
+    serial.close()
+
+
+@needs_sodium
 def test_parallel_signatures_are_byte_identical_to_serial_signing(tmp_path: Path) -> None:
     t = [0.0]
     with _new(tmp_path, t, block_size=None) as market:
@@ -152,6 +284,29 @@ def test_parallel_signatures_are_byte_identical_to_serial_signing(tmp_path: Path
         assert pool.submit([]) == len(tickets)
         assert pool.result(len(tickets)) == []
     assert got == [signers[i % 5].sign(m) for i, (_, m) in enumerate(items)]
+
+
+@needs_sodium
+def test_signing_helper_can_be_polled_without_waiting() -> None:
+    signer = Signer.derive(4, "acct")
+    messages = [bytes([i]) * (i + 1) for i in range(40)]
+    with SigningPool() as pool:
+        first = pool.submit_lists([signer.secret] * 30, messages[:30])
+        second = pool.submit_lists([signer.secret] * 10, messages[30:])
+        assert pool.outstanding == 40
+        with pytest.raises(ValueError, match="collect request 0 before 1"):
+            pool.ready(second)
+        deadline = time.monotonic() + 30
+        while not pool.ready(first):  # never blocks; the helper catches up
+            assert time.monotonic() < deadline
+        assert 0 <= pool.owed() <= 10
+        got = pool.result(first) + pool.result(second)
+        assert pool.outstanding == 0 and pool.owed() == 0
+        with pytest.raises(ValueError, match="owed"):
+            pool.submit_lists(
+                [signer.secret] * (pool.max_outstanding + 1), [b"m"] * (pool.max_outstanding + 1)
+            )
+    assert got == [signer.sign(m) for m in messages]
 
 
 def _snapshot(market: Market, path: Path) -> tuple[object, ...]:

@@ -8,6 +8,8 @@ and ``corruptConsistencyProof`` there.
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from marketplace.errors import ProofError
 from marketplace.merkle import (
@@ -299,3 +301,16 @@ def test_proof_length_is_logarithmic() -> None:
         t.append(leaf_hash(i.to_bytes(4, "big")))
     assert max(len(t.inclusion_proof(i)) for i in range(0, 5000, 97)) <= 13
     assert len(t.consistency_proof(1234)) <= 2 * 13
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=70), max_size=12))
+def test_extend_builds_the_same_tree_as_appending_one_by_one(chunks: list[int]) -> None:
+    by_one, bulk = MerkleTree(), MerkleTree()
+    for i, size in enumerate(chunks):
+        leaves = [leaf_hash(i.to_bytes(4, "big") + bytes([j])) for j in range(size)]
+        for leaf in leaves:
+            by_one.append(leaf)
+        bulk.extend(leaves)
+        assert bulk.levels == by_one.levels
+        assert bulk.root() == by_one.root()
