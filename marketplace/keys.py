@@ -270,12 +270,19 @@ class SigningPool:
         self._done = 0
         self.outstanding = 0
         """Signatures submitted but not yet collected."""
+        self.broken = False
+        """Set once the helper is found dead (a write or read failed)."""
         _LIVE_POOLS.add(self)
 
     @property
     def pid(self) -> int | None:
         """Process id of the helper (``None`` once closed)."""
         return None if self._proc is None else self._proc.pid
+
+    @property
+    def alive(self) -> bool:
+        """Whether the helper is open and running (False once it died or was closed)."""
+        return self._proc is not None and not self.broken and self._proc.poll() is None
 
     def submit(self, items: list[tuple[bytes, bytes]]) -> int:
         """Queue ``(secret_key, message)`` items; returns the ticket for :meth:`result`."""
@@ -295,7 +302,11 @@ class SigningPool:
         # Request: <II count, size; then count <I lengths, the keys, the messages.
         payload = b"".join((struct.pack(f"<{count}I", *map(len, messages)), *secrets, *messages))
         assert proc.stdin is not None
-        proc.stdin.write(_PACK_HEAD(count, len(payload)) + payload)
+        try:
+            proc.stdin.write(_PACK_HEAD(count, len(payload)) + payload)
+        except OSError as exc:  # BrokenPipeError: the helper is gone
+            self.broken = True
+            raise RuntimeError("signing helper process died") from exc
         self._counts.append(count)
         self.outstanding += count
         ticket = self._next
@@ -313,6 +324,7 @@ class SigningPool:
                 select.select([self._out], [], [])
                 continue
             if not data:
+                self.broken = True
                 raise RuntimeError("signing helper process died")
             self._received += data
             return
@@ -333,13 +345,15 @@ class SigningPool:
     def result(self, ticket: int) -> list[bytes]:
         """The signatures of request ``ticket`` (the oldest uncollected one)."""
         self._check(ticket)
-        count = self._counts.popleft()
-        self._done += 1
-        self.outstanding -= count
+        count = self._counts[0]
         size = 64 * count
         received = self._received
         while len(received) < size:
             self._read(wait=True)
+        # Only now is the request collected (an interrupted wait can be retried).
+        self._counts.popleft()
+        self._done += 1
+        self.outstanding -= count
         data = bytes(received[:size])
         del received[:size]
         return [data[i : i + 64] for i in range(0, size, 64)]

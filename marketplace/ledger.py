@@ -563,8 +563,11 @@ class Market:
 
     def _signing_pool(self) -> SigningPool:
         pool = self._pool
-        if pool is None or pool.owner_pid != os.getpid():
-            # (A forked child must not share its parent's helper pipes.)
+        if pool is None or pool.owner_pid != os.getpid() or not pool.alive:
+            # (A forked child must not share its parent's helper pipes; a
+            # helper that died, e.g. killed, is replaced.)
+            if pool is not None:
+                pool.close()
             pool = self._pool = SigningPool()
         return pool
 
@@ -707,7 +710,7 @@ class Market:
                     queue.popleft()
                     chain(txs, parts, sigs)
             while queue:
-                txs, parts, sigs = queue.popleft()
+                txs, parts, sigs = queue[0]
                 if isinstance(sigs, int):
                     assert pool is not None
                     if not pool.ready(sigs):
@@ -715,14 +718,22 @@ class Market:
                         # far while the helper finishes, instead of idling.
                         self._flush_pending()
                     sigs = pool.result(sigs)
+                queue.popleft()
                 chain(txs, parts, sigs)
             self._head = prev
         finally:
-            # Keep the helper's protocol in step if anything failed.
-            for _, _, sigs in queue:
-                if isinstance(sigs, int):
-                    assert pool is not None
-                    pool.result(sigs)
+            # On an error, collect what the helper still owes so its protocol
+            # stays in step; if even that fails, stop it (a new one starts).
+            tickets = [sigs for _, _, sigs in queue if isinstance(sigs, int)]
+            if tickets:
+                assert pool is not None
+                try:
+                    for ticket in tickets:
+                        pool.result(ticket)
+                except BaseException:
+                    pool.close()
+                    self._pool = None
+                    raise
 
     # -- identities and signing --------------------------------------------------
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -452,6 +453,48 @@ def test_signing_helper_stops_with_the_market(tmp_path: Path) -> None:
     assert not _alive(pid2)
     with pytest.raises(RuntimeError, match="closed"):
         p2.submit([])
+
+
+@needs_sodium
+def test_a_dead_helper_fails_the_call_cleanly_and_is_replaced(tmp_path: Path) -> None:
+    t = [0.0]
+    market = _new(tmp_path, t, block_size=None)
+    market.append_many(_with_keys(market, _history(200)), parallel=True)
+    txs = [(*tx[:3], tx[3] + 100.0) for tx in _history(900, seed=8)[2 * len(NAMES) :]]
+    # Killed between calls: the next call starts a new helper.
+    first = market._pool
+    assert first is not None and first.pid is not None
+    os.kill(first.pid, signal.SIGKILL)
+    first._proc.wait()  # type: ignore[union-attr]
+    market.append_many(txs[:300], parallel=True)
+    second = market._pool
+    assert second is not None and second is not first and not first.alive
+    # Dies in the middle of a call: the call fails, nothing of it is applied.
+    before = _snapshot(market, tmp_path)
+    calls = [0]
+    real_submit = second.submit_lists
+
+    def dying_submit(secrets: list[bytes], messages: list[bytes]) -> int:
+        calls[0] += 1
+        if calls[0] == 3:
+            assert second.pid is not None
+            os.kill(second.pid, signal.SIGKILL)
+            second._proc.wait()  # type: ignore[union-attr]
+        return real_submit(secrets, messages)
+
+    second.submit_lists = dying_submit  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="helper process died"):
+        market.append_many(txs[300:], parallel=True)
+    assert not second.alive
+    assert _snapshot(market, tmp_path) == before
+    market.append_many(txs[300:], parallel=True)
+    assert market._pool is not None and market._pool not in (first, second)
+    market.close()
+    serial = _new(tmp_path / "serial", [0.0], block_size=None)
+    serial.append_many(_with_keys(serial, _history(200)), parallel=False)
+    serial.append_many(txs, parallel=False)
+    assert audit_ledger(tmp_path).head_hash == serial.head_hash
+    serial.close()
 
 
 @needs_sodium
