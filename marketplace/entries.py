@@ -1,4 +1,4 @@
-"""Transactions and ledger entries: frozen dataclasses with one canonical encoding.
+"""Transactions and ledger entries: immutable records with one canonical encoding.
 
 A :class:`Transaction` is what a sender signs: ``kind``, ``sender``, per-account
 ``nonce``, simulated ``time`` and ``data``. An :class:`Entry` is a transaction
@@ -17,7 +17,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from json.encoder import encode_basestring
-from typing import Any
+from typing import Any, NamedTuple
 
 from marketplace.canonical import JSON, canonical_bytes, canonical_json
 
@@ -36,8 +36,13 @@ __all__ = [
 GENESIS_PREV = "00" * 32
 
 
-@dataclass(frozen=True, slots=True)
-class Transaction:
+# Transaction and Entry are NamedTuples rather than frozen dataclasses: just as
+# immutable, and about four times cheaper to create (a frozen dataclass sets
+# each field through object.__setattr__), which matters because every append
+# and every audited entry creates one of each. Copy with ``_replace``.
+
+
+class Transaction(NamedTuple):
     """What a sender signs. ``time`` is the simulated clock, never wall time."""
 
     kind: str
@@ -69,8 +74,7 @@ class SignedTransaction:
     signature: str
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+class Entry(NamedTuple):
     """One accepted, hash-chained ledger entry."""
 
     seq: int

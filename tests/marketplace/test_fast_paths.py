@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import random
 import sqlite3
@@ -194,7 +193,7 @@ def test_external_signature_over_other_fields_refused(tmp_path: Path) -> None:
     """A valid signature of a *different* transaction does not carry over."""
     m = _two_accounts(tmp_path)
     good = m.sign("transfer", "client-000", {"to": "client-001", "amount": 10, "memo": ""})
-    tx = dataclasses.replace(good.tx, data={"to": "client-001", "amount": 99, "memo": ""})
+    tx = good.tx._replace(data={"to": "client-001", "amount": 99, "memo": ""})
     with pytest.raises(SignatureError):
         m.submit(SignedTransaction(tx, good.signature))
     assert m.balance("client-001") == 0
@@ -209,10 +208,10 @@ def _rechain_signature(db: Path, seqs: list[int]) -> None:
     for seq, record in rows:
         e = Entry.from_record(record)
         if seq in seqs:
-            e = dataclasses.replace(e, signature="11" * 64)
+            e = e._replace(signature="11" * 64)
         if prev is not None:
-            e = dataclasses.replace(e, prev_hash=prev)
-        e = dataclasses.replace(e, hash=Entry.compute_hash(e.prev_hash, e.body()))
+            e = e._replace(prev_hash=prev)
+        e = e._replace(hash=Entry.compute_hash(e.prev_hash, e.body()))
         conn.execute("UPDATE entries SET record = ? WHERE seq = ?", (e.record(), seq))
         prev = e.hash
     conn.execute("UPDATE head SET hash = ?", (prev,))
@@ -247,3 +246,14 @@ def test_parallel_audit_bad_signature_before_later_error(
     with pytest.raises(LedgerIntegrityError) as err:
         audit_ledger(tmp_path, workers=2)
     assert err.value.seq == seqs[3] and "signature" in err.value.reason
+
+
+def test_entries_and_transactions_are_immutable(tmp_path: Path) -> None:
+    m = _two_accounts(tmp_path)
+    entry = m.transfer("client-000", "client-001", 5)
+    with pytest.raises(AttributeError):
+        entry.hash = "00" * 32  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        entry.tx.nonce = 99  # type: ignore[misc]
+    assert entry == m.entry(entry.seq)  # equal by value to the stored one
+    m.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sqlite3
 from collections.abc import Callable
@@ -56,8 +55,8 @@ def _rechain(conn: sqlite3.Connection, start: int, mutate: Callable[[Entry], Ent
         e = Entry.from_record(record)
         if seq == start:
             e = mutate(e)
-        e = dataclasses.replace(e, prev_hash=prev)
-        e = dataclasses.replace(e, hash=Entry.compute_hash(prev, e.body()))
+        e = e._replace(prev_hash=prev)
+        e = e._replace(hash=Entry.compute_hash(prev, e.body()))
         conn.execute("UPDATE entries SET record = ? WHERE seq = ?", (e.record(), seq))
         prev = e.hash
     conn.execute("UPDATE head SET hash = ? WHERE id = 0", (prev,))
@@ -96,7 +95,7 @@ def test_edit_hash(run_dir: Path) -> None:
 def test_edit_signature(run_dir: Path) -> None:
     conn = _db(run_dir)
     seq = _find(conn, "transfer")
-    _rechain(conn, seq, lambda e: dataclasses.replace(e, signature="00" * 64))
+    _rechain(conn, seq, lambda e: e._replace(signature="00" * 64))
     err = _first_bad(run_dir)
     assert err.seq == seq and "signature" in err.reason
 
@@ -105,7 +104,7 @@ def test_edit_body_and_rechain(run_dir: Path) -> None:
     """A forger who recomputes every hash is still caught by the signature."""
     conn = _db(run_dir)
     seq = _find(conn, "transfer")
-    _rechain(conn, seq, lambda e: dataclasses.replace(e, data={**e.data, "amount": 5}))
+    _rechain(conn, seq, lambda e: e._replace(data={**e.data, "amount": 5}))
     err = _first_bad(run_dir)
     assert err.seq == seq and "signature" in err.reason
 
@@ -116,9 +115,9 @@ def test_resigned_overdraft_is_caught_by_balance_rederivation(run_dir: Path) -> 
     seq = _find(conn, "transfer")
 
     def forge(e: Entry) -> Entry:
-        tx = dataclasses.replace(e.tx, data={**e.data, "amount": 10**15})
+        tx = e.tx._replace(data={**e.data, "amount": 10**15})
         sig = derive_private_key(11, e.sender).sign(tx.signing_bytes()).hex()
-        return dataclasses.replace(e, data=tx.data, signature=sig)
+        return e._replace(data=tx.data, signature=sig)
 
     _rechain(conn, seq, forge)
     err = _first_bad(run_dir)
@@ -130,9 +129,9 @@ def test_checkpoint_root_forged(run_dir: Path) -> None:
     seq = _find(conn, "checkpoint")
 
     def forge(e: Entry) -> Entry:
-        tx = dataclasses.replace(e.tx, data={**e.data, "root": "11" * 32})
+        tx = e.tx._replace(data={**e.data, "root": "11" * 32})
         sig = derive_private_key(11, "treasury").sign(tx.signing_bytes()).hex()
-        return dataclasses.replace(e, data=tx.data, signature=sig)
+        return e._replace(data=tx.data, signature=sig)
 
     _rechain(conn, seq, forge)
     err = _first_bad(run_dir)
@@ -196,7 +195,7 @@ def test_garbage_record(run_dir: Path) -> None:
 def test_parallel_audit_names_first_bad_signature(run_dir: Path, workers: int) -> None:
     conn = _db(run_dir)
     seq = _find(conn, "transfer")
-    _rechain(conn, seq, lambda e: dataclasses.replace(e, signature="00" * 64))
+    _rechain(conn, seq, lambda e: e._replace(signature="00" * 64))
     with pytest.raises(LedgerIntegrityError) as err:
         audit_ledger(run_dir, workers=workers)
     assert err.value.seq == seq and "signature" in err.value.reason
