@@ -134,6 +134,19 @@ def test_same_entries_as_one_by_one(tmp_path: Path, parallel: bool | None, chunk
         assert reopened.head_hash == one.head_hash
 
 
+def _count_submissions(pool: SigningPool, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Record the size of every chunk sent to the signing helper from now on."""
+    submitted: list[int] = []
+    real_submit = pool.submit_lists
+
+    def counting_submit(secrets: list[bytes], messages: list[bytes]) -> int:
+        submitted.append(len(messages))
+        return real_submit(secrets, messages)
+
+    monkeypatch.setattr(pool, "submit_lists", counting_submit)
+    return submitted
+
+
 @needs_sodium
 @pytest.mark.parametrize("depth", [0, 16, 64, 100_000])
 @pytest.mark.parametrize("block_size", [None, 333])
@@ -150,14 +163,7 @@ def test_helper_signing_any_share_gives_the_same_entries(
     with one.batch():
         _serial(one, t1, txs)
     pool = bulk._signing_pool()
-    submitted = []
-    real_submit = pool.submit_lists
-
-    def counting_submit(secrets: list[bytes], messages: list[bytes]) -> int:
-        submitted.append(len(messages))
-        return real_submit(secrets, messages)
-
-    monkeypatch.setattr(pool, "submit_lists", counting_submit)
+    submitted = _count_submissions(pool, monkeypatch)
     entries = bulk.append_many(txs[:700], parallel=True)
     entries += bulk.append_many(txs[700:], parallel=True)
     t2[0] = t1[0]  # the clock a one-by-one caller would have set
@@ -180,7 +186,9 @@ def test_helper_signing_any_share_gives_the_same_entries(
 
 
 @needs_sodium
-def test_refusal_while_the_helper_holds_chunks_changes_nothing(tmp_path: Path) -> None:
+def test_refusal_while_the_helper_holds_chunks_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A refusal deep in a big block: the chunks the helper still owes are
     collected (its protocol stays in step) and nothing is applied."""
     t = [0.0]
@@ -193,14 +201,7 @@ def test_refusal_while_the_helper_holds_chunks_changes_nothing(tmp_path: Path) -
     txs.insert(700, bad)
     pool = market._pool
     assert pool is not None
-    submitted = []
-    real_submit = pool.submit_lists
-
-    def counting_submit(secrets: list[bytes], messages: list[bytes]) -> int:
-        submitted.append(len(messages))
-        return real_submit(secrets, messages)
-
-    pool.submit_lists = counting_submit  # type: ignore[method-assign]
+    submitted = _count_submissions(pool, monkeypatch)
     with pytest.raises(InsufficientFunds, match="needs"):
         market.append_many(txs, parallel=True)
     assert submitted  # the helper held chunks when the refusal came
