@@ -24,6 +24,7 @@ import os
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from glob import escape as glob_escape
 from math import isfinite
 from pathlib import Path
 from types import TracebackType
@@ -103,6 +104,44 @@ CREATE TABLE IF NOT EXISTS head (
     hash TEXT NOT NULL
 );
 """
+
+
+_STAGING_SUFFIX = ".creating"
+
+
+def _remove_db_files(db: Path) -> None:
+    """Delete an SQLite database and its WAL, shared-memory and journal files."""
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(f"{db}{suffix}")
+
+
+def _remove_stale_staging(db: Path) -> None:
+    """Delete staging files left by creators of ``db`` that were killed."""
+    for staging in db.parent.glob(f".{glob_escape(db.name)}.*{_STAGING_SUFFIX}"):
+        pid = staging.name[len(db.name) + 2 : -len(_STAGING_SUFFIX)]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            _remove_db_files(staging)
+        except PermissionError:
+            pass  # alive, owned by someone else
+
+
+def _publish(staging: Path, db: Path) -> None:
+    """Move the finished ``staging`` database to ``db``, never replacing one."""
+    try:
+        os.link(staging, db)  # atomic, and fails if db appeared meanwhile
+    except FileExistsError:
+        raise FileExistsError(f"ledger already exists: {db}") from None
+    except OSError:  # a file system without hard links
+        if db.exists():
+            raise FileExistsError(f"ledger already exists: {db}") from None
+        os.replace(staging, db)
+        return
+    os.unlink(staging)
 
 
 def ledger_path(path: Path | str) -> Path:
@@ -231,19 +270,36 @@ class Market:
         if db.exists():
             raise FileExistsError(f"ledger already exists: {db}")
         db.parent.mkdir(parents=True, exist_ok=True)
-        conn = connect(db, readonly=False)
-        conn.executescript(_SCHEMA)
+        # The schema and the genesis entry are written to a staging file that is
+        # linked into place only once complete: a process killed while creating
+        # leaves either no ledger or one that verifies, never an empty database
+        # that no auditor could open.
+        _remove_stale_staging(db)
+        staging = db.with_name(f".{db.name}.{os.getpid()}{_STAGING_SUFFIX}")
+        _remove_db_files(staging)
+        conn = connect(staging, readonly=False)
         market = cls(db, conn, readonly=False, clock=clock)
-        market._seed = seed
-        market._block_size = block_size
-        data: dict[str, JSON] = dict(genesis)
-        data.update(
-            seed=seed,
-            params=params.to_json(),
-            block_size=block_size,
-            treasury_public_key=public_key_hex(market._key(TREASURY)),
-        )
-        market._append("genesis", TREASURY, data)
+        try:
+            conn.executescript(_SCHEMA)
+            market._seed = seed
+            market._block_size = block_size
+            data: dict[str, JSON] = dict(genesis)
+            data.update(
+                seed=seed,
+                params=params.to_json(),
+                block_size=block_size,
+                treasury_public_key=public_key_hex(market._key(TREASURY)),
+            )
+            market._append("genesis", TREASURY, data)
+            # Closing the only connection checkpoints the WAL into the file and
+            # deletes it, so the staging file alone holds the whole ledger.
+            conn.close()
+            _publish(staging, db)
+        except BaseException:
+            market.close()
+            _remove_db_files(staging)
+            raise
+        market._conn = connect(db, readonly=False)
         logger.info("created ledger %s (seed=%d, block_size=%s)", db, seed, block_size)
         return market
 

@@ -104,3 +104,82 @@ def test_killed_open_block_is_accepted(tmp_path: Path, block_size: int | None) -
     m.close()  # no end_block: the final block stays open
     report = audit_ledger(tmp_path)
     assert report.open_block_entries >= 1
+
+
+CREATOR = r"""
+import os
+import signal
+import sys
+from pathlib import Path
+
+import marketplace.ledger as ledger
+
+path, kill_at = Path(sys.argv[1]), int(sys.argv[2])
+statements = 0
+
+
+def count(sql: str) -> None:
+    global statements
+    if statements == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+    statements += 1
+
+
+real_connect, real_publish = ledger.connect, ledger._publish
+
+
+def connect(db, *, readonly):
+    if kill_at == statements:  # before the file exists
+        os.kill(os.getpid(), signal.SIGKILL)
+    conn = real_connect(db, readonly=readonly)
+    conn.set_trace_callback(count)
+    return conn
+
+
+def publish(staging, db):
+    count("publish")  # a kill point just before the staging file is linked
+    real_publish(staging, db)
+    count("published")  # and just after, before the ledger is reopened
+
+
+ledger.connect, ledger._publish = connect, publish
+ledger.Market.create(path, seed=3, genesis={"scenario_hash": "c"}).close()
+print("created", statements, flush=True)
+"""
+
+
+def test_killed_while_creating_leaves_no_ledger_or_one_that_verifies(tmp_path: Path) -> None:
+    """Kill the creator before each of its SQL statements (and around the final
+    link): ``ledger.db`` is either absent, so the run can simply be redone, or a
+    ledger holding its genesis entry that verifies."""
+    script = tmp_path / "creator.py"
+    script.write_text(CREATOR)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    outcomes: list[str] = []
+    for kill_at in range(200):
+        run = tmp_path / f"run{kill_at}"
+        proc = subprocess.run(
+            [sys.executable, str(script), str(run), str(kill_at)],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+        if proc.returncode == 0:
+            assert proc.stdout.startswith("created")
+            break
+        assert proc.returncode == -signal.SIGKILL, proc.stderr
+        if (run / "ledger.db").exists():
+            assert audit_ledger(run).entries == 1
+            outcomes.append("ledger")
+        else:
+            outcomes.append("none")
+            # The killed creator's staging file is cleaned up and creation succeeds.
+            assert list(run.glob(".ledger.db.*.creating")) or kill_at == 0
+            Market.create(run, seed=3, genesis={"scenario_hash": "c"}).close()
+            assert not list(run.glob(".ledger.db.*"))
+            assert audit_ledger(run).entries == 1
+    else:
+        pytest.fail("the creator never finished")
+    # Kill points fell both before and after the ledger was published.
+    assert outcomes[0] == "none" and outcomes[-1] == "ledger"
+    assert outcomes == sorted(outcomes, key=lambda o: o == "ledger")
