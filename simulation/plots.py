@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import textwrap
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ import numpy as np
 import pandas as pd
 from cycler import cycler
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 __all__ = [
     "FIGURE_FORMATS",
@@ -248,11 +250,18 @@ def load_run(path: Path | str, *, ledger: bool = True) -> RunData:
 
 
 def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Dotted leaf paths of a scenario. Lists of mappings (the population, the
+    timeline) are entered by index, as in ``--set population.0.fraction=0.2``, so
+    a study that sweeps one field of a list item varies that one leaf; other
+    lists (``model.hidden``) stay whole values."""
     out: dict[str, Any] = {}
     for key, value in data.items():
         name = f"{prefix}{key}"
         if isinstance(value, Mapping):
             out.update(_flatten(value, f"{name}."))
+        elif isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
+            for i, item in enumerate(value):
+                out.update(_flatten(item, f"{name}.{i}."))
         else:
             out[name] = json.dumps(value, sort_keys=True) if isinstance(value, list) else value
     return out
@@ -646,9 +655,13 @@ def _study_gini(study: StudyData) -> Figure | None:
     if not labels:
         logger.info("%s: no earnings in any run; Gini figure skipped", study.path)
         return None
-    fig, (ax,) = _figure(height=max(2.5, 0.5 * len(labels) + 1.5))
+    # Long design labels are wrapped so the bars keep their width.
+    labels = [textwrap.fill(label, 40) for label in labels]
+    lines = sum(label.count("\n") + 1 for label in labels)
+    fig, (ax,) = _figure(height=max(2.5, 0.3 * lines + 0.2 * len(labels) + 1.5))
     ax.barh(labels, means, xerr=halves, color=OKABE_ITO[: len(labels)], capsize=3)
     ax.set(xlabel="Gini of final earnings", title="Earnings inequality (mean ± 95% CI)")
+    ax.xaxis.set_major_locator(MaxNLocator(5))  # small Ginis have long tick labels
     fig.tight_layout()
     return fig
 
@@ -703,10 +716,14 @@ def _study_attack_heatmap(study: StudyData) -> Figure | None:
     ax.grid(False)
     for (i, j), value in np.ndenumerate(grid.to_numpy()):
         if not np.isnan(value):
-            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7, color="w")
+            # cividis is bright at the top: dark text there stays readable
+            color = "k" if value > 0.6 else "w"
+            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7, color=color)
     ax.set(xlabel="attacker fraction", ylabel="defence", title="Attack success")
+    # Constrained layout makes room for the colorbar; tight_layout cannot
+    # and leaves the figure as it was, with a warning.
+    fig.set_layout_engine("constrained")
     fig.colorbar(image, ax=ax, label="attack success")
-    fig.tight_layout()
     return fig
 
 

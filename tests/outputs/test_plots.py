@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -203,10 +204,18 @@ def test_attack_heatmap_rows_are_defences_and_columns_fractions(tmp_path: Path) 
         engine="inprocess",
     )
     run_study(study, tmp_path, workers=1)
-    figures = study_figures(load_study(tmp_path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. "Tight layout not applied"
+        figures = study_figures(load_study(tmp_path))
+    # The swept list item's field is the design, not the whole population list.
+    fractions = ("0.1", "0.2", "0.3", "0.4")
+    (ax_gini,) = figures["gini"].axes
+    assert sorted(t.get_text() for t in ax_gini.get_yticklabels()) == [
+        f"strategy={s}, fraction={f}" for s in ("fedavg", "fedmedian") for f in fractions
+    ]
     heatmap = figures["attack_heatmap"]
     ax = heatmap.axes[0]
     rows = [t.get_text() for t in ax.get_yticklabels()]
     cols = [t.get_text() for t in ax.get_xticklabels()]
     assert rows == ["strategy=fedavg", "strategy=fedmedian"]
-    assert cols == ["0.1", "0.2", "0.3", "0.4"]
+    assert cols == list(fractions)
