@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from dataclasses import dataclass, field
 
 from opacus.accountants import RDPAccountant
@@ -53,15 +54,19 @@ def epsilon(history: tuple[Step, ...], delta: float) -> float:
 @functools.lru_cache(maxsize=1024)
 def calibrate_noise(target_epsilon: float, delta: float, sample_rate: float, steps: int) -> float:
     """The σ that makes ``steps`` steps at rate ``sample_rate`` cost ``target_epsilon``."""
-    return float(
-        get_noise_multiplier(
+    with warnings.catch_warnings():
+        # Opacus' search probes σ far above the answer, where ε is tiny and the
+        # best RDP order is the largest one; its warning about that probe says
+        # nothing about the σ returned (whose ε is computed without it).
+        warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
+        sigma = get_noise_multiplier(
             target_epsilon=target_epsilon,
             target_delta=delta,
             sample_rate=sample_rate,
             steps=steps,
             accountant="rdp",
         )
-    )
+    return float(sigma)
 
 
 @dataclass

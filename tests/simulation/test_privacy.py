@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 from opacus.accountants import RDPAccountant
 
@@ -62,3 +64,13 @@ def test_calibrated_noise_reaches_target() -> None:
     sigma = calibrate_noise(5.0, 1e-5, 0.25, 80)
     assert epsilon(((sigma, 0.25, 80),), 1e-5) <= 5.0
     assert epsilon(((sigma * 0.95, 0.25, 80),), 1e-5) > 5.0
+
+
+def test_calibration_does_not_warn_about_its_own_probes() -> None:
+    """Few steps at a modest target: Opacus probes σ = 10, 20, ... where the best
+    RDP order is the largest; that is not a warning about the σ returned."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sigma = calibrate_noise(4.0, 1e-5, 16 / 126, 20)
+        eps = epsilon(((sigma, 16 / 126, 20),), 1e-5)
+    assert 3.9 < eps <= 4.0
