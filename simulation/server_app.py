@@ -8,6 +8,7 @@ and ``out`` from the run config declared in ``pyproject.toml``).
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,8 +25,30 @@ from simulation.world import Reply, RoundRecord, Transport, Weights, World, Worl
 log = logging.getLogger("fedmarket.server")
 
 
-def discover_nodes(grid: Grid, expected: int, timeout: float = 120.0) -> dict[int, int]:
-    """Map partition id → Flower node id by asking every node (a query message)."""
+CLIENT_START_TIMEOUT_ENV = "FEDMARKET_CLIENT_START_TIMEOUT"
+"""Seconds to wait for every simulated client to come up and answer (default 600)."""
+
+
+def _start_timeout() -> float:
+    raw = os.environ.get(CLIENT_START_TIMEOUT_ENV, "600")
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise RunError(f"{CLIENT_START_TIMEOUT_ENV}={raw!r}: expected a positive number of seconds")
+    return value
+
+
+def discover_nodes(grid: Grid, expected: int, timeout: float | None = None) -> dict[int, int]:
+    """Map partition id → Flower node id by asking every node (a query message).
+
+    The first message to each client waits for Ray to start its actor and
+    import torch, which on a slow or busy machine takes minutes; ``timeout``
+    (default: ``$FEDMARKET_CLIENT_START_TIMEOUT`` or 600 s) bounds the wait.
+    """
+    if timeout is None:
+        timeout = _start_timeout()
     deadline = time.monotonic() + timeout
     node_ids = sorted(grid.get_node_ids())
     while len(node_ids) < expected:
@@ -42,10 +65,16 @@ def discover_nodes(grid: Grid, expected: int, timeout: float = 120.0) -> dict[in
         for nid in node_ids
     ]
     out: dict[int, int] = {}
-    for reply in grid.send_and_receive(msgs, timeout=timeout):
+    remaining = max(deadline - time.monotonic(), 1.0)
+    for reply in grid.send_and_receive(msgs, timeout=remaining):
         if reply.has_error():
             raise RunError(f"node {reply.metadata.src_node_id} failed: {reply.error.reason}")
         out[int(reply.content["config"]["partition-id"])] = reply.metadata.src_node_id
+    if len(out) < len(msgs):
+        raise RunError(
+            f"only {len(out)} of {len(msgs)} simulated clients answered within {timeout:g} s; "
+            f"on a slow or busy machine set {CLIENT_START_TIMEOUT_ENV} to wait longer"
+        )
     if sorted(out) != list(range(expected)):
         raise RunError(f"nodes reported partitions {sorted(out)}, expected 0..{expected - 1}")
     return out

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import tomllib
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
+import pytest
 from flwr.clientapp import ClientApp
 from flwr.serverapp import ServerApp
 from flwr.supercore.object_ref import load_app
+
+from simulation.errors import RunError
+from simulation.runner import quiet_environment
+from simulation.server_app import CLIENT_START_TIMEOUT_ENV, discover_nodes
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,3 +37,82 @@ def test_console_script_points_at_the_cli() -> None:
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert config["project"]["scripts"]["fedmarket"] == "simulation.cli:main"
     assert set(config["project"]["optional-dependencies"]) >= {"dev"}
+
+
+class _Grid:
+    """Just enough of a Flower ``Grid`` for node discovery: ``answering`` maps
+    node id → partition id of the nodes that reply in time."""
+
+    def __init__(self, answering: dict[int, int], nodes: int) -> None:
+        self.answering = answering
+        self.nodes = nodes
+        self.timeouts: list[float | None] = []
+
+    def get_node_ids(self) -> list[int]:
+        return list(range(100, 100 + self.nodes))
+
+    def send_and_receive(self, msgs: list[Any], timeout: float | None = None) -> list[Any]:
+        self.timeouts.append(timeout)
+        return [
+            SimpleNamespace(
+                has_error=lambda: False,
+                metadata=SimpleNamespace(src_node_id=m.metadata.dst_node_id),
+                content={"config": {"partition-id": self.answering[m.metadata.dst_node_id]}},
+            )
+            for m in msgs
+            if m.metadata.dst_node_id in self.answering
+        ]
+
+
+@pytest.fixture
+def run_identity(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Flower stamps each Message with the running task's run id; outside a run
+    there is none, so give the process one (with a task and the server node id)."""
+    from flwr.supercore.task_identity import TaskIdentity
+
+    monkeypatch.setattr(TaskIdentity, "_run_id", 1)
+    monkeypatch.setattr(TaskIdentity, "_node_id", 0)
+    monkeypatch.setattr(TaskIdentity, "_task_id", 1)
+
+
+@pytest.mark.usefixtures("run_identity")
+def test_discovery_maps_partitions_to_nodes() -> None:
+    grid = _Grid({100: 1, 101: 0, 102: 2}, nodes=3)
+    assert discover_nodes(grid, 3, timeout=30.0) == {0: 101, 1: 100, 2: 102}  # type: ignore[arg-type]
+    assert 1.0 <= grid.timeouts[0] <= 30.0
+
+
+@pytest.mark.usefixtures("run_identity")
+def test_discovery_says_how_many_clients_never_answered(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(CLIENT_START_TIMEOUT_ENV, "45")
+    grid = _Grid({100: 0, 102: 2}, nodes=3)
+    with pytest.raises(
+        RunError,
+        match=f"only 2 of 3 simulated clients answered within 45 s.*{CLIENT_START_TIMEOUT_ENV}",
+    ):
+        discover_nodes(grid, 3)  # type: ignore[arg-type]
+    assert grid.timeouts[0] is not None and 40.0 < grid.timeouts[0] <= 45.0
+    monkeypatch.setenv(CLIENT_START_TIMEOUT_ENV, "soon")
+    with pytest.raises(RunError, match="expected a positive number of seconds"):
+        discover_nodes(grid, 3)  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_ray_workers_run_at_normal_priority() -> None:
+    """Ray renices workers to 15 unless told otherwise; the simulated clients are
+    Ray workers and must not starve whenever anything else runs on the machine."""
+    import ray
+
+    quiet_environment()
+    ray_tmp = tempfile.mkdtemp(prefix="fm-ray-", dir="/tmp")  # short: Ray's sockets live there
+    ray.init(num_cpus=1, include_dashboard=False, _temp_dir=ray_tmp, log_to_driver=False)
+    try:
+
+        @ray.remote
+        def niceness() -> int:
+            return os.nice(0)
+
+        assert ray.get(niceness.remote(), timeout=300) == os.nice(0)
+    finally:
+        ray.shutdown()
+        shutil.rmtree(ray_tmp, ignore_errors=True)
