@@ -58,8 +58,8 @@ def quiet_environment() -> None:
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     # Ray renices its workers to 15. Here the workers are the clients doing the
     # training, so any other load on the machine (a second run, a busy CI host)
-    # would starve them: with two CPU-bound processes beside it, a 4-client run
-    # had not answered one query after 120 s, against 10 s at niceness 0.
+    # would starve them: beside two CPU-bound processes, no client of a 4-client
+    # run had answered after 120 s; at niceness 0 the whole run took 44 s.
     os.environ.setdefault("RAY_worker_niceness", "0")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     # Ray workers inherit the driver's environment (Flower owns ``runtime_env``).
