@@ -14,10 +14,9 @@ import pytest
 from marketplace import audit_ledger
 from simulation.runner import run_scenario
 from simulation.scenario import load_scenario
+from tests.pins.pins import REDUCED, SCENARIOS, load_pins, pin_of_run
 
-ROOT = Path(__file__).resolve().parents[1]
-SCENARIOS = sorted((ROOT / "scenarios").glob("*.yaml"))
-REDUCED = ["rounds=3", "training.epochs=1"]
+PINS = load_pins()
 
 
 def test_scenarios_exist_and_open_with_a_comment() -> None:
@@ -34,6 +33,9 @@ def test_scenario_runs_at_reduced_size(path: Path, tmp_path: Path) -> None:
     outcome = run_scenario(scenario, tmp_path, engine="inprocess")
     assert len(outcome.result.rounds) == 4
     assert audit_ledger(tmp_path).head_hash == outcome.result.head_hash
+    # Behaviour pin: a change of either value is a change of behaviour, made on
+    # purpose in a commit that updates tests/pins/scenarios.json and says why.
+    assert pin_of_run(tmp_path, outcome.result.head_hash) == PINS[path.stem]
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     gt = json.loads((tmp_path / "ground_truth.json").read_text())
     groups = {g.group for g in scenario.population if g.is_attacker}
