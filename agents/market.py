@@ -2,7 +2,7 @@
 
 A market behaviour is a SimPy process that *observes* the market through a read-only
 :class:`MarketView` and *emits intents*; it never writes the ledger. Only the simulation's
-``IntentApplier`` (``simulation/market_process.py``) turns intents into ledger transactions,
+``IntentApplier`` (``simulation/world/market_process.py``) turns intents into ledger transactions,
 refusing and recording the ones the marketplace rejects (radCAD's policy / state-update split;
 docs/ARCHITECTURE.md). Every behaviour takes its randomness from the ``np.random.Generator``
 it is handed, so the same seed replays the same intent sequence (SimPy's deterministic event

@@ -16,10 +16,10 @@ import time
 import numpy as np
 import torch
 
-from simulation.data import build_federated_data
-from simulation.models import build_model, state_to_numpy
-from simulation.scenario import DatasetConfig, IidPartition, ModelConfig, TrainingConfig
-from simulation.training import DPSpec, local_train
+from simulation.config.schema import DatasetConfig, IidPartition, ModelConfig, TrainingConfig
+from simulation.fl.data import build_federated_data
+from simulation.fl.models import build_model, state_to_numpy
+from simulation.fl.training import DPSpec, local_train
 
 
 def one_round(model_cfg: ModelConfig, dp: DPSpec | None, seed: int, clients: int) -> float:

@@ -18,8 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from simulation.runner import quiet_environment, run_scenario
-from simulation.scenario import load_scenario
+from simulation.engine.runner import quiet_environment, run_scenario
+from simulation.scenario.load import load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -3,37 +3,93 @@
 Pure Python + numpy + cryptography (no torch, no flwr). The simulation does all
 economics through :class:`Market`; :func:`audit_ledger` re-verifies a ledger
 file from scratch. Money is integer base units (``TOKEN`` per token).
+
+Names are imported lazily (PEP 562): ``import marketplace.errors`` does not load the
+ledger and libsodium. Type checkers see ordinary imports.
 """
 
-from marketplace.audit import AuditReport, audit_ledger
-from marketplace.canonical import JSON, canonical_bytes, canonical_json
-from marketplace.entries import Entry, SignedTransaction, Transaction
-from marketplace.errors import (
-    AuthorizationError,
-    DuplicateAccountError,
-    EmissionError,
-    InsufficientFunds,
-    LedgerIntegrityError,
-    LedgerNotFoundError,
-    LicenseError,
-    MarketplaceError,
-    NonceError,
-    ProofError,
-    ReadOnlyLedgerError,
-    RegistryError,
-    SignatureError,
-    StakeError,
-    TransactionError,
-    UnknownAccountError,
-    VoteError,
-)
-from marketplace.keys import derive_private_key, public_key_hex
-from marketplace.ledger import InclusionProof, Market, largest_remainder, ledger_path
-from marketplace.merkle import MerkleTree, verify_consistency, verify_inclusion
-from marketplace.model_registry import artifact_sha256, search_versions
-from marketplace.ratings import RATING_RULES, Ballot
-from marketplace.registry_base import Registry
-from marketplace.state import TREASURY, License, ModelVersion, Params, PriceTerms, Vote
+from typing import TYPE_CHECKING
+
+from marketplace._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from marketplace.audit import AuditReport, audit_ledger
+    from marketplace.canonical import JSON, canonical_bytes, canonical_json
+    from marketplace.entries import Entry, SignedTransaction, Transaction
+    from marketplace.errors import (
+        AuthorizationError,
+        DuplicateAccountError,
+        EmissionError,
+        InsufficientFunds,
+        LedgerIntegrityError,
+        LedgerNotFoundError,
+        LicenseError,
+        MarketplaceError,
+        NonceError,
+        ProofError,
+        ReadOnlyLedgerError,
+        RegistryError,
+        SignatureError,
+        StakeError,
+        TransactionError,
+        UnknownAccountError,
+        VoteError,
+    )
+    from marketplace.keys import derive_private_key, public_key_hex
+    from marketplace.ledger import InclusionProof, Market, largest_remainder, ledger_path
+    from marketplace.merkle import MerkleTree, verify_consistency, verify_inclusion
+    from marketplace.model_registry import artifact_sha256, search_versions
+    from marketplace.ratings import RATING_RULES, Ballot
+    from marketplace.registry_base import Registry
+    from marketplace.state import TREASURY, License, ModelVersion, Params, PriceTerms, Vote
+
+_EXPORTS = {
+    "AuditReport": "audit",
+    "audit_ledger": "audit",
+    "JSON": "canonical",
+    "canonical_bytes": "canonical",
+    "canonical_json": "canonical",
+    "Entry": "entries",
+    "SignedTransaction": "entries",
+    "Transaction": "entries",
+    "AuthorizationError": "errors",
+    "DuplicateAccountError": "errors",
+    "EmissionError": "errors",
+    "InsufficientFunds": "errors",
+    "LedgerIntegrityError": "errors",
+    "LedgerNotFoundError": "errors",
+    "LicenseError": "errors",
+    "MarketplaceError": "errors",
+    "NonceError": "errors",
+    "ProofError": "errors",
+    "ReadOnlyLedgerError": "errors",
+    "RegistryError": "errors",
+    "SignatureError": "errors",
+    "StakeError": "errors",
+    "TransactionError": "errors",
+    "UnknownAccountError": "errors",
+    "VoteError": "errors",
+    "derive_private_key": "keys",
+    "public_key_hex": "keys",
+    "InclusionProof": "ledger",
+    "Market": "ledger",
+    "largest_remainder": "ledger",
+    "ledger_path": "ledger",
+    "MerkleTree": "merkle",
+    "verify_consistency": "merkle",
+    "verify_inclusion": "merkle",
+    "artifact_sha256": "model_registry",
+    "search_versions": "model_registry",
+    "RATING_RULES": "ratings",
+    "Ballot": "ratings",
+    "Registry": "registry_base",
+    "TREASURY": "state",
+    "License": "state",
+    "ModelVersion": "state",
+    "Params": "state",
+    "PriceTerms": "state",
+    "Vote": "state",
+}
 
 TOKEN = 1_000_000
 """Base units per token."""
@@ -86,3 +142,5 @@ __all__ = [
     "verify_consistency",
     "verify_inclusion",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

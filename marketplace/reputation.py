@@ -9,19 +9,46 @@ An account's reputation is a sum of ledger-backed events, each weighted by
   votes on it), ``+0.5 * (1 - |score - consensus| / 5) - 0.25`` in [-0.25, 0.25].
 
 It is clipped below at zero. Nothing is stored: the function re-derives it from
-a :class:`~marketplace.state.MarketState`, live or replayed by the audit.
+a :class:`~marketplace.state.MarketState`, live or replayed by the audit. The
+state is typed structurally (:class:`ReputationSource`), so this module does
+not import ``marketplace.state``, which calls it to check voter eligibility.
 """
 
 from __future__ import annotations
 
 import statistics
+from collections.abc import Mapping
+from typing import Protocol
 
-from marketplace.state import MarketState
-
-__all__ = ["reputation", "vote_agreement"]
+__all__ = ["ReputationSource", "reputation", "vote_agreement"]
 
 
-def vote_agreement(state: MarketState, account: str) -> list[tuple[float, float]]:
+class _Vote(Protocol):
+    @property
+    def score(self) -> float: ...
+    @property
+    def time(self) -> float: ...
+
+
+class _Params(Protocol):
+    @property
+    def reputation_half_life(self) -> float: ...
+
+
+class ReputationSource(Protocol):
+    """What reputation reads from a market state: votes, events, the clock, the half-life."""
+
+    @property
+    def votes(self) -> Mapping[str, Mapping[str, _Vote]]: ...
+    @property
+    def reputation_events(self) -> Mapping[str, list[tuple[float, float]]]: ...
+    @property
+    def last_time(self) -> float: ...
+    @property
+    def params(self) -> _Params: ...
+
+
+def vote_agreement(state: ReputationSource, account: str) -> list[tuple[float, float]]:
     """``(time, delta)`` agreement events of ``account``'s votes."""
     events: list[tuple[float, float]] = []
     for ballots in state.votes.values():
@@ -33,7 +60,7 @@ def vote_agreement(state: MarketState, account: str) -> list[tuple[float, float]
     return events
 
 
-def reputation(state: MarketState, account: str, *, now: float | None = None) -> float:
+def reputation(state: ReputationSource, account: str, *, now: float | None = None) -> float:
     """Decayed reputation of ``account`` at simulated time ``now`` (default: ledger time)."""
     t_now = state.last_time if now is None else now
     half_life = state.params.reputation_half_life

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from marketplace import audit_ledger
-from simulation.runner import run_scenario
-from simulation.scenario import load_scenario
+from simulation.engine.runner import run_scenario
+from simulation.scenario.load import load_scenario
 from tests.pins.pins import REDUCED, SCENARIOS, load_pins, pin_of_run
 
 PINS = load_pins()

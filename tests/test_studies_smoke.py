@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from simulation.compare import run_study
-from simulation.sweep import resolve_study
+from simulation.scenario.sweep import resolve_study
+from simulation.study.compare import run_study
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDIES = sorted((ROOT / "scenarios" / "studies").glob("*.yaml"))

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 from scipy.stats import t
 
-from simulation.compare import gini, mean_ci, run_metrics, summarize
+from simulation.results.metrics import gini, run_metrics
+from simulation.study.compare import mean_ci, summarize
 
 
 def _rewards(*pairs: tuple[str, float]) -> list[tuple[int, str, str, float]]:

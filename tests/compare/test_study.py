@@ -11,9 +11,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from simulation.cli_compare import mount
-from simulation.compare import METRICS, run_study
-from simulation.sweep import resolve_study
+from simulation.cli.compare import mount
+from simulation.scenario.sweep import resolve_study
+from simulation.study.compare import METRICS, run_study
 from tests.compare.conftest import QUICKSTART, TINY_SET, write_sweep
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from simulation.errors import ScenarioError
-from simulation.sweep import parse_set_options, resolve_study, run_id_for
+from simulation.scenario.sweep import parse_set_options, resolve_study, run_id_for
 from tests.compare.conftest import QUICKSTART, write_sweep
 
 

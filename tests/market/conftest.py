@@ -12,7 +12,7 @@ import simpy
 
 from agents.market import MarketBehaviour
 from marketplace import TOKEN, Market, PriceTerms
-from simulation.market_process import (
+from simulation.world.market_process import (
     IntentApplier,
     IntentOutcome,
     MarketViewImpl,

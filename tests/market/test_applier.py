@@ -20,7 +20,7 @@ from agents.market import (
     fresh_identity,
 )
 from marketplace import TOKEN, Market, PriceTerms
-from simulation.market_process import (
+from simulation.world.market_process import (
     IntentApplier,
     IntentOutcome,
     MarketCounters,

@@ -345,7 +345,7 @@ def test_rational_participant_leaves_when_cost_exceeds_reward(world: World) -> N
 
 
 def test_rational_participant_rejoins_above_margin(world: World) -> None:
-    from simulation.market_process import MarketViewImpl, start_market_processes
+    from simulation.world.market_process import MarketViewImpl, start_market_processes
     from tests.market.conftest import rng_for
 
     world.add_clients("client-000")

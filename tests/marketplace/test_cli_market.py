@@ -13,7 +13,7 @@ import typer
 from typer.testing import CliRunner
 
 from marketplace import Market, PriceTerms
-from simulation.cli_market import ledger_app, registry_app
+from simulation.cli.market import ledger_app, registry_app
 from tests.marketplace.conftest import populate
 
 runner = CliRunner()
@@ -136,7 +136,7 @@ def test_apps_mountable() -> None:
 
 def test_no_torch_or_flwr_imported() -> None:
     code = (
-        "import sys, marketplace, simulation.cli_market; "
+        "import sys, marketplace, simulation.cli.market; "
         "bad = [m for m in ('torch', 'flwr') if m in sys.modules]; "
         "sys.exit(1 if bad else 0)"
     )

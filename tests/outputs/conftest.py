@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import typer
 
-from simulation.cli_outputs import mount
-from simulation.runner import run_scenario
-from simulation.scenario import load_scenario
+from simulation.cli.outputs import mount
+from simulation.engine.runner import run_scenario
+from simulation.scenario.load import load_scenario
 
 REPO = Path(__file__).resolve().parents[2]
 QUICKSTART = REPO / "scenarios" / "quickstart.yaml"
@@ -52,7 +52,7 @@ def run_dir(pristine_run: Path, tmp_path: Path) -> Path:
 
 @pytest.fixture
 def cli() -> typer.Typer:
-    """A typer app with the outputs commands mounted, like ``simulation/cli.py`` does."""
+    """A typer app with the outputs commands mounted, like ``simulation/cli/main.py`` does."""
     app = typer.Typer(pretty_exceptions_enable=False)
     registry = typer.Typer()
 

@@ -14,8 +14,8 @@ from huggingface_hub import ModelCard
 from typer.testing import CliRunner
 
 from marketplace import Market, audit_ledger
-from simulation.cli_market import registry_app
-from simulation.hub import (
+from simulation.cli.market import registry_app
+from simulation.outputs.hub import (
     IMPORT_EVENT,
     RecordedHubClient,
     read_model_list,

@@ -14,7 +14,7 @@ import typer
 from typer.testing import CliRunner
 
 from marketplace import TOKEN, Market, PriceTerms, audit_ledger
-from simulation.plots import (
+from simulation.outputs.plots import (
     gini,
     load_run,
     load_study,
@@ -139,7 +139,7 @@ def test_votes_and_license_revenue(run_dir: Path) -> None:
 
 
 def test_plot_twice_gives_identical_pdf_bytes(pristine_run: Path, tmp_path: Path) -> None:
-    from simulation.plots import plot
+    from simulation.outputs.plots import plot
 
     first = plot(pristine_run, tmp_path / "a", ("pdf",))
     second = plot(pristine_run, tmp_path / "b", ("pdf",))
@@ -193,9 +193,9 @@ def test_bad_format(cli: typer.Typer, pristine_run: Path, tmp_path: Path) -> Non
 
 def test_attack_heatmap_rows_are_defences_and_columns_fractions(tmp_path: Path) -> None:
     """A study sweeping the attacker fraction × aggregator draws one row per aggregator."""
-    from simulation.compare import run_study
-    from simulation.plots import study_figures
-    from simulation.sweep import resolve_study
+    from simulation.outputs.plots import study_figures
+    from simulation.scenario.sweep import resolve_study
+    from simulation.study.compare import run_study
 
     root = Path(__file__).resolve().parents[2]
     study = resolve_study(

@@ -14,7 +14,7 @@ import typer
 from typer.testing import CliRunner
 
 from marketplace import Market
-from simulation.report import write_report
+from simulation.outputs.report import write_report
 
 
 def test_run_report_html_and_markdown(cli: typer.Typer, run_dir: Path) -> None:

@@ -52,8 +52,8 @@ def load_pins() -> dict[str, dict[str, str]]:
 
 
 def _compute(path: Path) -> dict[str, str]:
-    from simulation.runner import run_scenario
-    from simulation.scenario import load_scenario
+    from simulation.engine.runner import run_scenario
+    from simulation.scenario.load import load_scenario
 
     with tempfile.TemporaryDirectory(prefix="fm-pin-") as tmp:
         outcome = run_scenario(load_scenario(path, REDUCED), Path(tmp), engine="inprocess")

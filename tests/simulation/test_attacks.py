@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from marketplace import Market
-from simulation.runner import run_scenario
-from simulation.scenario import load_scenario
+from simulation.engine.runner import run_scenario
+from simulation.scenario.load import load_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 SC = ROOT / "scenarios"

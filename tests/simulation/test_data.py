@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from simulation.data import build_federated_data, synthetic_fedprox
-from simulation.scenario import (
+from simulation.config.schema import (
     DatasetConfig,
     DirichletPartition,
     IidPartition,
@@ -14,6 +13,7 @@ from simulation.scenario import (
     PathologicalPartition,
     SyntheticConfig,
 )
+from simulation.fl.data import build_federated_data, synthetic_fedprox
 
 
 def covers_train_exactly(data) -> None:  # type: ignore[no-untyped-def]
@@ -83,7 +83,7 @@ def test_synthetic_generator_follows_fedprox() -> None:
 
 
 def test_impossible_dirichlet_minimum_is_an_error() -> None:
-    from simulation.data import PartitionError
+    from simulation.fl.data import PartitionError
 
     with pytest.raises(PartitionError):
         build_federated_data(

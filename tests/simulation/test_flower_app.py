@@ -15,9 +15,9 @@ from flwr.clientapp import ClientApp
 from flwr.serverapp import ServerApp
 from flwr.supercore.object_ref import load_app
 
+from simulation.engine.runner import quiet_environment
+from simulation.engine.server_app import CLIENT_START_TIMEOUT_ENV, discover_nodes
 from simulation.errors import RunError
-from simulation.runner import quiet_environment
-from simulation.server_app import CLIENT_START_TIMEOUT_ENV, discover_nodes
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,7 +35,7 @@ def test_components_declared_in_pyproject_load_with_flowers_loader() -> None:
 
 def test_console_script_points_at_the_cli() -> None:
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    assert config["project"]["scripts"]["fedmarket"] == "simulation.cli:main"
+    assert config["project"]["scripts"]["fedmarket"] == "simulation.cli.main:main"
     assert set(config["project"]["optional-dependencies"]) >= {"dev"}
 
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from simulation.models import MODELS, build_model, flops_per_example, state_to_numpy
-from simulation.scenario import ModelConfig
-from simulation.validation import check_update
+from simulation.config.schema import ModelConfig
+from simulation.fl.models import MODELS, build_model, flops_per_example, state_to_numpy
+from simulation.world.screening import check_update
 
 
 def test_registry_lists_valid_names_on_typo() -> None:
@@ -74,7 +74,7 @@ def test_check_update_rejects_with_reason(update: dict[str, np.ndarray], reason:
 
 
 def test_auto_grad_sample_mode_follows_measured_crossover() -> None:
-    from simulation.training import GHOST_MIN_WORK, choose_grad_sample_mode
+    from simulation.fl.training import GHOST_MIN_WORK, choose_grad_sample_mode
 
     g = torch.Generator().manual_seed(0)
     small = build_model(ModelConfig(name="mlp", hidden=(64,)), (64,), 10, g)  # 4,810 params

@@ -7,7 +7,13 @@ import warnings
 import pytest
 from opacus.accountants import RDPAccountant
 
-from simulation.privacy import PrivacyLedger, calibrate_noise, compress, epsilon, poisson_schedule
+from simulation.fl.privacy import (
+    PrivacyLedger,
+    calibrate_noise,
+    compress,
+    epsilon,
+    poisson_schedule,
+)
 
 
 def test_poisson_schedule_matches_opacus_dataloader() -> None:

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from marketplace import Market, audit_ledger
-from simulation.runner import run_scenario
-from simulation.scenario import load_scenario
+from simulation.engine.runner import run_scenario
+from simulation.scenario.load import load_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,7 +27,7 @@ def test_run_killed_mid_way_leaves_a_verifiable_ledger(tmp_path: Path, delay: fl
         [
             sys.executable,
             "-m",
-            "simulation.cli",
+            "simulation.cli.main",
             "run",
             str(ROOT / "scenarios" / "mixed.yaml"),
             "--out",

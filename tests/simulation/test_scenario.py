@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from simulation.cli import app
+from simulation.cli.main import app
+from simulation.config.schema import DPSGDPrivacy
 from simulation.errors import ScenarioError
-from simulation.scenario import DPSGDPrivacy, load_scenario
+from simulation.scenario.load import load_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "scenarios" / "quickstart.yaml"

@@ -10,8 +10,8 @@ import pytest
 from pandas.testing import assert_frame_equal
 
 from marketplace import Market, audit_ledger
-from simulation.runner import run_scenario
-from simulation.scenario import load_scenario
+from simulation.engine.runner import run_scenario
+from simulation.scenario.load import load_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = [

@@ -12,7 +12,7 @@ from flwr.serverapp.strategy import (
     FedAvg,
 )
 
-from simulation.strategies import (
+from simulation.fl.strategies import (
     FoolsGold,
     NeedsGlobal,
     ServerSideAdaptiveClippingDP,

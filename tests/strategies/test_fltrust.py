@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from simulation.strategies import FLTrust
+from simulation.fl.strategies import FLTrust
 from tests.strategies.messages import as_numpy, record, replies
 
 

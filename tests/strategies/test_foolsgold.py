@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from flwr.app import Array, ArrayRecord
 
-from simulation.strategies import FoolsGold, NeedsGlobal
+from simulation.fl.strategies import FoolsGold, NeedsGlobal
 from tests.strategies.messages import as_numpy, record, replies, reply
 
 

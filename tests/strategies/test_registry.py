@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from simulation.fl.strategies import FLTrust, FoolsGold, register
 from simulation.registry import Registry
-from simulation.strategies import FLTrust, FoolsGold, register
 
 
 def test_register_adds_both_factories() -> None:

@@ -1,0 +1,263 @@
+"""``fedmarket ledger ...`` and ``fedmarket registry ...`` (typer sub-apps).
+
+Mounted by ``simulation/cli/main.py``. Kept free of torch/flwr imports so these
+commands start fast and work on any machine that has the ledger file. Every
+marketplace error becomes one line on stderr and a distinct exit code:
+
+====  =====================================================
+0     success
+1     a refused transaction or other marketplace error
+2     bad usage (unknown entry, bad option)
+3     the ledger failed verification (names the first bad entry)
+4     no ledger in the run directory
+5     the artifact matches no registered version
+====  =====================================================
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, TypeVar
+
+import typer
+
+if TYPE_CHECKING:
+    from marketplace import Market
+
+__all__ = ["exit_code", "ledger_app", "registry_app"]
+
+ledger_app = typer.Typer(
+    help="Inspect and verify a run's signed ledger.", no_args_is_help=True, rich_markup_mode=None
+)
+registry_app = typer.Typer(
+    help="Query a run's model registry.", no_args_is_help=True, rich_markup_mode=None
+)
+
+EXIT_USAGE = 2
+EXIT_NO_MATCH = 5
+
+T = TypeVar("T")
+RunDir = Annotated[Path, typer.Argument(help="Run directory holding ledger.db (or the .db file).")]
+
+
+def exit_code(exc: Exception) -> int:
+    """The exit code of a marketplace error (the ledger is imported only by the commands
+    that open one, so ``fedmarket --help`` stays fast)."""
+    from marketplace.errors import LedgerIntegrityError, LedgerNotFoundError
+
+    if isinstance(exc, LedgerIntegrityError):
+        return 3
+    if isinstance(exc, LedgerNotFoundError):
+        return 4
+    return 1
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Map marketplace errors to one clear line and an exit code, no traceback."""
+    from marketplace.errors import MarketplaceError
+
+    try:
+        yield
+    except MarketplaceError as exc:
+        code = exit_code(exc)
+        prefix = "ledger verification failed: " if code == 3 else ""
+        raise _fail(f"{prefix}{exc}", code) from None
+    except (IndexError, ValueError, KeyError) as exc:
+        raise _fail(str(exc).strip("'\""), EXIT_USAGE) from None
+
+
+def _open(run_dir: Path) -> Market:
+    from marketplace import Market
+
+    return Market.open(run_dir, readonly=True)
+
+
+def _with_market(run_dir: Path, fn: Callable[[Market], T]) -> T:
+    with _errors():
+        market = _open(run_dir)
+        try:
+            return fn(market)
+        finally:
+            market.close()
+
+
+@ledger_app.command("verify")
+def ledger_verify(
+    run_dir: RunDir,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Processes verifying signatures (large ledgers).")
+    ] = 1,
+) -> None:
+    """Audit everything from scratch: hashes, signatures, nonces, balances, Merkle roots."""
+    from marketplace import audit_ledger
+
+    with _errors():
+        report = audit_ledger(run_dir, workers=workers)
+    typer.echo(
+        f"ok: {report.entries} entries, {report.sealed_blocks} sealed blocks "
+        f"(+{report.open_block_entries} in the open block), {report.accounts} accounts, "
+        f"supply {report.supply}, root {report.root}, head {report.head_hash}"
+    )
+
+
+@ledger_app.command("show")
+def ledger_show(
+    run_dir: RunDir,
+    kind: Annotated[str | None, typer.Option(help="Only entries of this kind.")] = None,
+    start: Annotated[int, typer.Option(help="First sequence number.")] = 0,
+    limit: Annotated[int | None, typer.Option(help="At most this many entries.")] = None,
+) -> None:
+    """Print entries: number, time, kind, sender, data, previous hash, hash."""
+
+    from marketplace.canonical import canonical_json
+
+    def show(market: Market) -> None:
+        shown = 0
+        for e in market.entries(start):
+            if kind is not None and e.kind != kind:
+                continue
+            if limit is not None and shown >= limit:
+                break
+            typer.echo(
+                f"#{e.seq:<6} t={e.time:<10g} block={e.block:<4} {e.kind:<22} "
+                f"{e.sender}#{e.nonce}  {canonical_json(e.data)}\n"
+                f"        prev={e.prev_hash}  hash={e.hash}"
+            )
+            shown += 1
+
+    _with_market(run_dir, show)
+
+
+@ledger_app.command("prove")
+def ledger_prove(
+    run_dir: RunDir,
+    entry: Annotated[int, typer.Argument(help="Sequence number of the entry.")],
+    tree_size: Annotated[
+        int | None, typer.Option(help="Prove against this tree size (default: its checkpoint).")
+    ] = None,
+) -> None:
+    """Print an RFC 9162 inclusion proof of ENTRY and check it."""
+
+    def prove(market: Market) -> None:
+        proof = market.inclusion_proof(entry, tree_size=tree_size)
+        proof.verify()
+        signed = (
+            f"checkpoint entry #{proof.checkpoint_seq}"
+            if proof.checkpoint_seq is not None
+            else "open block (unsigned)"
+        )
+        typer.echo(f"entry      #{proof.seq}")
+        typer.echo(f"leaf hash  {proof.leaf_hash}")
+        typer.echo(f"tree size  {proof.tree_size}  ({signed})")
+        typer.echo(f"root       {proof.root}")
+        for i, h in enumerate(proof.path):
+            typer.echo(f"path[{i}]    {h}")
+        typer.echo("verified: ok")
+
+    _with_market(run_dir, prove)
+
+
+def _version_line(v: object) -> str:
+    from marketplace import ModelVersion
+
+    assert isinstance(v, ModelVersion)
+    metrics = " ".join(f"{k}={v.metrics[k]:g}" for k in sorted(v.metrics))
+    return f"{v.version} round={v.round} parent={v.parent or '-'} {metrics}"
+
+
+@registry_app.command("search")
+def registry_search(
+    run_dir: RunDir,
+    min_accuracy: Annotated[float | None, typer.Option()] = None,
+    min_precision: Annotated[float | None, typer.Option()] = None,
+    min_recall: Annotated[float | None, typer.Option()] = None,
+    min_f1: Annotated[float | None, typer.Option()] = None,
+    max_bias: Annotated[float | None, typer.Option()] = None,
+    max_latency_ms: Annotated[float | None, typer.Option()] = None,
+    max_params: Annotated[float | None, typer.Option()] = None,
+    max_size_bytes: Annotated[float | None, typer.Option()] = None,
+    contributor: Annotated[str | None, typer.Option(help="Versions this account helped.")] = None,
+    min_round: Annotated[int | None, typer.Option()] = None,
+) -> None:
+    """List model versions whose validation results meet every bound."""
+    lows = {"accuracy": min_accuracy, "precision": min_precision}
+    lows |= {"recall": min_recall, "f1": min_f1}
+    highs = {"bias": max_bias, "latency_ms": max_latency_ms}
+    highs |= {"num_params": max_params, "size_bytes": max_size_bytes}
+
+    from marketplace import search_versions
+
+    def search(market: Market) -> None:
+        found = search_versions(
+            market.versions(),
+            minimum={k: v for k, v in lows.items() if v is not None},
+            maximum={k: v for k, v in highs.items() if v is not None},
+            contributor=contributor,
+            round_min=min_round,
+        )
+        for v in found:
+            typer.echo(_version_line(v))
+        typer.echo(f"{len(found)} version(s) match")
+
+    _with_market(run_dir, search)
+
+
+@registry_app.command("show")
+def registry_show(
+    run_dir: RunDir, version: Annotated[str, typer.Argument(help="Version id, e.g. v0003.")]
+) -> None:
+    """Print one version: lineage, artifact hash, contributors, metrics, prices, rating."""
+
+    def show(market: Market) -> None:
+        v = market.version(version)
+        prices = {k: t.to_json() for k, t in market.state.prices.get(version, {}).items()}
+        rating = market.rating(version)
+        doc = {
+            "version": v.version,
+            "round": v.round,
+            "parent": v.parent,
+            "artifact_sha256": v.artifact_sha256,
+            "registered_at": v.time,
+            "entry": v.seq,
+            "contributors": dict(v.contributors),
+            "metrics": dict(v.metrics),
+            "prices": prices,
+            "votes": len(market.state.votes.get(version, {})),
+            "rating_mean": rating,
+        }
+        typer.echo(json.dumps(doc, indent=2, sort_keys=True))
+
+    _with_market(run_dir, show)
+
+
+@registry_app.command("verify-artifact")
+def registry_verify_artifact(
+    run_dir: RunDir,
+    file: Annotated[
+        Path, typer.Argument(help="Weights file, or a directory holding model.safetensors.")
+    ],
+) -> None:
+    """Say whether FILE's SHA-256 matches a registered version (exit 5 if not)."""
+
+    from marketplace import artifact_sha256
+
+    def check(market: Market) -> None:
+        try:
+            digest = artifact_sha256(file)
+        except OSError as exc:
+            raise _fail(f"cannot read {file}: {exc.strerror}", EXIT_USAGE) from None
+        found = market.find_artifact(digest)
+        if not found:
+            raise _fail(f"{file} (sha256 {digest}) matches no registered version", EXIT_NO_MATCH)
+        typer.echo(f"match: {file} is {', '.join(v.version for v in found)} (sha256 {digest})")
+
+    _with_market(run_dir, check)

@@ -1,0 +1,19 @@
+"""How a world is driven: through Flower's Simulation Engine (ServerApp and Grid)
+or in process, and the runner that picks one and writes the results."""
+
+from marketplace._lazy import lazy_exports
+
+_EXPORTS = {
+    "run_scenario": "runner",
+    "RunOutcome": "runner",
+    "baseline_of": "runner",
+    "prepare_out_dir": "runner",
+    "quiet_environment": "env",
+    "make_server_app": "server_app",
+    "serve": "server_app",
+    "discover_nodes": "server_app",
+    "grid_transport": "server_app",
+}
+
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -1,0 +1,59 @@
+"""The Flower ClientApp: stateless apart from Flower's ``Context``.
+
+Every train message carries a ``ClientTask`` (JSON in the ConfigRecord
+``config["task"]``) and the global model (ArrayRecord ``arrays``); the reply
+carries the new weights and a MetricRecord with ``num-examples`` (FedAvg's
+weight), the DP step count and sample rate (the server's accountant composes
+them), and local metrics. A query message answers with the node's partition id
+so the server can map Flower node ids to market accounts.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+from simulation.fl.training import ClientTask, run_client_task
+
+app = ClientApp()
+
+
+@app.query()
+def query(msg: Message, context: Context) -> Message:
+    """Report which data partition this node holds."""
+    partition = int(context.node_config.get("partition-id", -1))
+    content = RecordDict({"config": ConfigRecord({"partition-id": partition})})
+    return Message(content=content, reply_to=msg)
+
+
+@app.train()
+def train(msg: Message, context: Context) -> Message:
+    """Run one round of local training as described by the message's ``ClientTask``."""
+    task = ClientTask.model_validate_json(str(msg.content["config"]["task"]))
+    arrays = msg.content["arrays"]
+    assert isinstance(arrays, ArrayRecord)
+    global_weights = {k: v.numpy() for k, v in arrays.items()}
+    result = run_client_task(task, global_weights)
+
+    def finite(v: float) -> float:
+        return v if math.isfinite(v) else -1.0
+
+    metrics = MetricRecord(
+        {
+            "num-examples": result.num_examples,
+            "steps": result.steps,
+            "sample-rate": result.sample_rate,
+            "train-loss": finite(result.train_loss),
+            "train-accuracy": finite(result.train_accuracy),
+            "seconds": result.seconds,
+            "client-index": task.client_index,
+        }
+    )
+    reply_arrays = ArrayRecord(
+        {k: Array(np.ascontiguousarray(v)) for k, v in result.weights.items()}
+    )
+    content = RecordDict({"arrays": reply_arrays, "metrics": metrics})
+    return Message(content=content, reply_to=msg)

@@ -1,0 +1,653 @@
+"""Robust aggregation and client-level DP on Flower's message-based Strategy API.
+
+Strategies here subclass :class:`flwr.serverapp.strategy.FedAvg` and override
+``aggregate_train(server_round, replies)``, the only hook FedMarket's world
+calls (it owns the round loop). Both robust rules need the *current global
+model* to turn the clients' weights into updates, so they implement the
+:class:`NeedsGlobal` mixin:
+
+* :class:`FoolsGold` — Fung, Yoon & Beschastnikh, "The Limitations of
+  Federated Learning in Sybil Settings", RAID 2020 (Algorithm 1).
+* :class:`FLTrust` — Cao, Fang, Liu & Gong, "FLTrust: Byzantine-robust
+  Federated Learning via Trust Bootstrapping", NDSS 2021 (Algorithm 1).
+
+Client-level differential privacy reuses Flower's own server-side wrappers
+(McMahan et al. 2018, https://arxiv.org/abs/1710.06963; Andrew et al. 2021,
+https://arxiv.org/abs/1905.03871) through :func:`wrap_client_dp`.
+
+How the world drives any strategy from this module, each round::
+
+    if isinstance(strategy, NeedsGlobal):
+        strategy.set_global(ArrayRecord(current_global_weights))   # 1. first
+    arrays, metrics = strategy.aggregate_train(round_, replies)    # 2. then
+    weights = getattr(strategy, "last_weights", {})                # 3. optional
+
+``replies`` are the reply Messages ``World._aggregate`` builds (one per
+client, sorted by client, ``metadata.src_node_id`` = client index, content
+``{"arrays": ArrayRecord, "metrics": MetricRecord({"num-examples": n})}``).
+:class:`FLTrust` also needs the server's root-dataset training: pass
+``root_update=`` or call :meth:`FLTrust.set_root_update` once, before round 1.
+``configure_train`` is never required; when a strategy is run by Flower's own
+``Strategy.start()`` loop instead, ``configure_train`` records the global
+model itself.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.serverapp.strategy import (
+    DifferentialPrivacyServerSideAdaptiveClipping,
+    DifferentialPrivacyServerSideFixedClipping,
+    FedAvg,
+    Strategy,
+)
+from flwr.serverapp.strategy.dp_fixed_clipping import validate_replies
+from flwr.supercore.differential_privacy import compute_stdv
+
+log = logging.getLogger("fedmarket.strategies")
+
+Weights = dict[str, np.ndarray]
+RootUpdate = Callable[[int, Weights], Weights]
+
+# Sampling is done by the world with the scenario's RNG, never by the strategy
+# (same base settings as simulation/fl/aggregation.py).
+_BASE: dict[str, Any] = {
+    "fraction_train": 1.0,
+    "fraction_evaluate": 0.0,
+    "min_train_nodes": 1,
+    "min_evaluate_nodes": 0,
+    "min_available_nodes": 1,
+}
+
+__all__ = [
+    "FLTrust",
+    "FoolsGold",
+    "NeedsGlobal",
+    "ServerSideAdaptiveClippingDP",
+    "ServerSideFixedClippingDP",
+    "register",
+    "wrap_client_dp",
+]
+
+
+# --------------------------------------------------------------------- helpers
+
+
+def _to_numpy(record: ArrayRecord) -> Weights:
+    """``ArrayRecord`` → ``{name: ndarray}``, keeping the record's key order."""
+    return {k: np.asarray(v.numpy()) for k, v in record.items()}
+
+
+def _to_record(weights: Mapping[str, np.ndarray]) -> ArrayRecord:
+    return ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in weights.items()})
+
+
+def _flat(weights: Mapping[str, np.ndarray], keys: Iterable[str]) -> np.ndarray:
+    """Concatenate the arrays named ``keys`` (in that order) into one float64 vector."""
+    parts = [np.asarray(weights[k], dtype=np.float64).ravel() for k in keys]
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def _unflat(vec: np.ndarray, like: Mapping[str, np.ndarray]) -> Weights:
+    """Split ``vec`` back into arrays shaped and typed like ``like``."""
+    out: Weights = {}
+    pos = 0
+    for k, ref in like.items():
+        n = int(np.size(ref))
+        part = vec[pos : pos + n].reshape(np.shape(ref))
+        pos += n
+        if np.issubdtype(np.asarray(ref).dtype, np.integer):
+            part = np.rint(part)
+        out[k] = part.astype(np.asarray(ref).dtype, copy=False)
+    return out
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine similarity; 0.0 when either vector is zero (the angle is undefined)."""
+    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
+    if na == 0.0 or nb == 0.0:
+        return 0.0
+    return float(np.dot(a, b) / (na * nb))
+
+
+def _reply_weights(msg: Message, keys: Iterable[str]) -> Weights:
+    """The reply's single ArrayRecord as numpy arrays, by the global model's key names."""
+    records = list(msg.content.array_records.values())
+    if len(records) != 1:
+        raise ValueError(
+            f"reply from client {msg.metadata.src_node_id} carries {len(records)} "
+            "ArrayRecords; expected exactly one"
+        )
+    record = records[0]
+    keys = list(keys)
+    if set(record.keys()) != set(keys):
+        raise ValueError(
+            f"reply from client {msg.metadata.src_node_id} has arrays "
+            f"{sorted(record.keys())}; the global model has {sorted(keys)}"
+        )
+    return {k: np.asarray(record[k].numpy()) for k in keys}
+
+
+# ------------------------------------------------------------------ the mixin
+
+
+class NeedsGlobal:
+    """Mixin for strategies that must see the current global model before aggregating.
+
+    The world calls :meth:`set_global` with the global model of the round,
+    *before* ``aggregate_train`` of that round. ``configure_train`` (Flower's own
+    loop) records it too, so either driver works.
+    """
+
+    _global: Weights | None = None
+    _global_record: ArrayRecord | None = None
+
+    def set_global(self, arrays: ArrayRecord) -> None:
+        """Record ``arrays`` as the global model the next replies were trained from."""
+        self._global_record = arrays
+        self._global = _to_numpy(arrays)
+
+    def _require_global(self) -> Weights:
+        if self._global is None:
+            raise RuntimeError(
+                f"{type(self).__name__}.set_global(arrays) must be called before "
+                "aggregate_train (it needs the current global model)"
+            )
+        return self._global
+
+
+# ------------------------------------------------------------------ FoolsGold
+
+
+class FoolsGold(NeedsGlobal, FedAvg):
+    """FoolsGold: down-weight clients whose update *histories* look alike.
+
+    Fung, Yoon & Beschastnikh, "The Limitations of Federated Learning in Sybil
+    Settings", RAID 2020, Algorithm 1 (and the authors' reference code,
+    ``DistSys/foolsgold``). Per round ``t`` and participating client ``i``:
+
+    1. ``H_i += Δ_i,t`` with ``Δ_i,t = w_i − w_global`` (history keyed by
+       ``metadata.src_node_id``, kept across rounds);
+    2. ``cs_ij = cos(H_i, H_j)`` for ``i ≠ j`` and ``v_i = max_j cs_ij``;
+    3. pardoning: ``cs_ij *= v_i / v_j`` where ``v_j > v_i``;
+    4. ``α_i = 1 − max_j cs_ij``, clipped to ``[0, 1]``, then ``α /= max α``;
+    5. logit: ``α_i = κ (ln(α_i / (1 − α_i)) + 0.5)`` (``α_i = 1`` is first set to
+       0.99, as the reference code does), clipped to ``[0, 1]``;
+    6. ``w_{t+1} = w_global + Σ α_i Δ_i,t / Σ α_i``; if every ``α_i`` is 0 the
+       global model is kept.
+
+    Differences from the paper, on purpose: the feature-importance weighting of
+    line 8 is not applied (``S_t = 1``: all parameters count equally), step 6
+    normalises by ``Σ α_i`` so the server step has the size of one client
+    update, and similarities are computed among the clients that reply in the
+    round (with partial participation, absent clients keep their history but
+    take no part). A single replying client gets ``α = 1``.
+
+    ``last_weights`` maps each client of the last round to its ``α_i``.
+    """
+
+    def __init__(self, kappa: float = 1.0, **fedavg: Any) -> None:
+        if not (math.isfinite(kappa) and kappa > 0):
+            raise ValueError(f"FoolsGold kappa must be a positive number, got {kappa!r}")
+        super().__init__(**{**_BASE, **fedavg})
+        self.kappa = float(kappa)
+        self.histories: dict[int, np.ndarray] = {}
+        self.last_weights: dict[int, float] = {}
+
+    def __repr__(self) -> str:
+        return f"FoolsGold(kappa={self.kappa})"
+
+    def summary(self) -> None:
+        """Log the configuration."""
+        log.info("FoolsGold: kappa=%s, clients with history=%d", self.kappa, len(self.histories))
+
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Any
+    ) -> Iterable[Message]:
+        """Record the global model, then configure as FedAvg does."""
+        self.set_global(arrays)
+        return super().configure_train(server_round, arrays, config, grid)
+
+    def learning_rates(self, histories: list[np.ndarray]) -> np.ndarray:
+        """Steps 2–5 of Algorithm 1: per-client ``α`` from the clients' histories."""
+        n = len(histories)
+        if n == 0:
+            return np.zeros(0)
+        if n == 1:
+            return np.ones(1)
+        cs = np.zeros((n, n))
+        for i in range(n):
+            for j in range(i + 1, n):
+                cs[i, j] = cs[j, i] = _cosine(histories[i], histories[j])
+        off = cs.copy()
+        np.fill_diagonal(off, -np.inf)
+        v = off.max(axis=1)
+        for i in range(n):  # pardoning
+            for j in range(n):
+                if i != j and v[j] > v[i] and v[j] != 0.0:
+                    cs[i, j] *= v[i] / v[j]
+        np.fill_diagonal(cs, -np.inf)
+        alpha = np.clip(1.0 - cs.max(axis=1), 0.0, 1.0)
+        top = float(alpha.max())
+        if top <= 0.0:
+            return np.zeros(n)
+        alpha = alpha / top
+        alpha[alpha == 1.0] = 0.99
+        with np.errstate(divide="ignore"):
+            logit = self.kappa * (np.log(alpha / (1.0 - alpha)) + 0.5)
+        clipped: np.ndarray = np.clip(
+            np.nan_to_num(logit, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0
+        )
+        return clipped
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """Aggregate with FoolsGold weights (see the class docstring)."""
+        valid, _ = self._check_and_log_replies(list(replies), is_train=True)
+        if not valid:
+            return None, None
+        glob = self._require_global()
+        keys = list(glob)
+        g = _flat(glob, keys)
+        clients = [int(m.metadata.src_node_id) for m in valid]
+        if len(set(clients)) != len(clients):
+            raise ValueError(f"round {server_round}: duplicate clients in replies {clients}")
+        deltas = [_flat(_reply_weights(m, keys), keys) - g for m in valid]
+        for c, d in zip(clients, deltas, strict=True):
+            prev = self.histories.get(c)
+            if prev is not None and prev.shape != d.shape:
+                raise ValueError(f"client {c}: update shape changed since its last round")
+            self.histories[c] = d.copy() if prev is None else prev + d
+        alpha = self.learning_rates([self.histories[c] for c in clients])
+        self.last_weights = {c: float(a) for c, a in zip(clients, alpha, strict=True)}
+        log.debug("round %d: FoolsGold weights %s", server_round, self.last_weights)
+        metrics = self.train_metrics_aggr_fn([m.content for m in valid], self.weighted_by_key)
+        total = float(alpha.sum())
+        if total <= 0.0:
+            log.info(
+                "round %d: every FoolsGold weight is 0; keeping the global model", server_round
+            )
+            return _to_record(glob), metrics
+        step = sum((a * d for a, d in zip(alpha, deltas, strict=True)), np.zeros_like(g))
+        return _to_record(_unflat(g + step / total, glob)), metrics
+
+
+# --------------------------------------------------------------------- FLTrust
+
+
+class FLTrust(NeedsGlobal, FedAvg):
+    """FLTrust: trust bootstrapped from a small server-side root dataset.
+
+    Cao, Fang, Liu & Gong, "FLTrust: Byzantine-robust Federated Learning via
+    Trust Bootstrapping", NDSS 2021, Algorithm 1. Each round the server trains
+    on its root dataset from the global model, giving ``g_0 = w_root − w_global``;
+    for each client update ``g_i = w_i − w_global``:
+
+    * trust score ``TS_i = ReLU(cos(g_i, g_0))``;
+    * normalised update ``ĝ_i = g_i · ‖g_0‖ / ‖g_i‖``;
+    * ``w_{t+1} = w_global + server_lr · Σ TS_i ĝ_i / Σ TS_i`` (the paper's global
+      learning rate ``α`` is ``server_lr``, 1 by default); if every ``TS_i`` is 0
+      the global model is kept.
+
+    A zero client update (or a zero root update) has no direction and scores 0.
+
+    ``root_update(round, global_weights) -> root_trained_weights`` is the
+    server's local training; the world supplies it here or through
+    :meth:`set_root_update`. ``last_weights`` maps each client of the last round
+    to ``TS_i``.
+    """
+
+    def __init__(
+        self,
+        root_update: RootUpdate | None = None,
+        server_lr: float = 1.0,
+        **fedavg: Any,
+    ) -> None:
+        if not (math.isfinite(server_lr) and server_lr > 0):
+            raise ValueError(f"FLTrust server_lr must be a positive number, got {server_lr!r}")
+        super().__init__(**{**_BASE, **fedavg})
+        self.root_update = root_update
+        self.server_lr = float(server_lr)
+        self.last_weights: dict[int, float] = {}
+
+    def __repr__(self) -> str:
+        return f"FLTrust(server_lr={self.server_lr})"
+
+    def summary(self) -> None:
+        """Log the configuration."""
+        log.info(
+            "FLTrust: server_lr=%s, root update %s",
+            self.server_lr,
+            "set" if self.root_update is not None else "MISSING",
+        )
+
+    def set_root_update(self, fn: RootUpdate) -> None:
+        """Install the server's root-dataset training: ``fn(round, global) -> weights``."""
+        self.root_update = fn
+
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Any
+    ) -> Iterable[Message]:
+        """Record the global model, then configure as FedAvg does."""
+        self.set_global(arrays)
+        return super().configure_train(server_round, arrays, config, grid)
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """Aggregate with FLTrust trust scores (see the class docstring)."""
+        valid, _ = self._check_and_log_replies(list(replies), is_train=True)
+        if not valid:
+            return None, None
+        if self.root_update is None:
+            raise RuntimeError(
+                "FLTrust needs the server's root update: pass root_update= or call "
+                "set_root_update(fn) before aggregate_train"
+            )
+        glob = self._require_global()
+        keys = list(glob)
+        g = _flat(glob, keys)
+        root = self.root_update(server_round, {k: v.copy() for k, v in glob.items()})
+        g0 = _flat(root, keys) - g
+        n0 = float(np.linalg.norm(g0))
+        clients = [int(m.metadata.src_node_id) for m in valid]
+        step = np.zeros_like(g)
+        total = 0.0
+        self.last_weights = {}
+        for c, m in zip(clients, valid, strict=True):
+            gi = _flat(_reply_weights(m, keys), keys) - g
+            ni = float(np.linalg.norm(gi))
+            ts = max(0.0, _cosine(gi, g0))
+            self.last_weights[c] = ts
+            if ts > 0.0:
+                step += ts * (n0 / ni) * gi
+                total += ts
+        log.debug("round %d: FLTrust trust scores %s", server_round, self.last_weights)
+        metrics = self.train_metrics_aggr_fn([m.content for m in valid], self.weighted_by_key)
+        if total <= 0.0:
+            log.info(
+                "round %d: every FLTrust trust score is 0; keeping the global model", server_round
+            )
+            return _to_record(glob), metrics
+        return _to_record(_unflat(g + self.server_lr * step / total, glob)), metrics
+
+
+# ------------------------------------------------------------- client-level DP
+
+
+class _DPHooks(NeedsGlobal):
+    """What our DP wrappers add to Flower's: the global hook, key order, a seeded RNG.
+
+    Flower's server-side wrappers read the global model from ``current_arrays``,
+    which only their ``configure_train`` sets, and match arrays by *position*;
+    their noise comes from NumPy's global RNG. Here ``set_global`` sets
+    ``current_arrays`` (and forwards to a wrapped :class:`NeedsGlobal`), replies are
+    re-keyed into the global model's order, and noise comes from ``rng``.
+    """
+
+    strategy: Strategy
+    current_arrays: ArrayRecord
+    noise_multiplier: float
+    clipping_norm: float
+    num_sampled_clients: int
+    _rng: np.random.Generator
+
+    def set_global(self, arrays: ArrayRecord) -> None:
+        """Record the global model for clipping, and pass it to the wrapped strategy."""
+        super().set_global(arrays)
+        self.current_arrays = arrays
+        if isinstance(self.strategy, NeedsGlobal):
+            self.strategy.set_global(arrays)
+
+    @property
+    def last_weights(self) -> dict[int, float]:
+        """The wrapped strategy's per-client weights of the last round (``{}`` if none)."""
+        weights: dict[int, float] = getattr(self.strategy, "last_weights", {})
+        return weights
+
+    def _in_global_order(self, replies: Iterable[Message]) -> list[Message]:
+        keys = list(self._require_global())
+        out = list(replies)
+        for msg in out:
+            if msg.has_error():
+                continue
+            for name, record in list(msg.content.array_records.items()):
+                if list(record.keys()) != keys:
+                    msg.content[name] = _to_record(_reply_weights(msg, keys))
+        return out
+
+    def _clip_replies(self, replies: list[Message], clipping_norm: float) -> int:
+        """FlatClip every reply in place: ``w_g + Δ · min(1, C / ‖Δ‖)``; count the clipped.
+
+        Flower's ``clip_inputs_inplace`` divides by ``‖Δ‖`` and fails on an unchanged
+        model; a zero update is left as it is here.
+        """
+        glob = self._require_global()
+        keys = list(glob)
+        g = _flat(glob, keys)
+        clipped = 0
+        for msg in replies:
+            for name in list(msg.content.array_records):
+                delta = _flat(_reply_weights(msg, keys), keys) - g
+                norm = float(np.linalg.norm(delta))
+                if norm > clipping_norm:
+                    delta *= clipping_norm / norm
+                    clipped += 1
+                msg.content[name] = _to_record(_unflat(g + delta, glob))
+        log.debug(
+            "updates clipped to L2 norm %.6g (%d of %d)", clipping_norm, clipped, len(replies)
+        )
+        return clipped
+
+    def _add_noise_to_aggregated_arrays(self, aggregated: ArrayRecord) -> ArrayRecord:
+        stdv = compute_stdv(self.noise_multiplier, self.clipping_norm, self.num_sampled_clients)
+        if stdv == 0.0:
+            return aggregated
+        log.debug("central DP noise with stdev %.6g added", stdv)
+        return _to_record(
+            {
+                k: v + self._rng.normal(0.0, stdv, v.shape).astype(v.dtype)
+                for k, v in _to_numpy(aggregated).items()
+            }
+        )
+
+
+class ServerSideFixedClippingDP(_DPHooks, DifferentialPrivacyServerSideFixedClipping):
+    """Flower's ``DifferentialPrivacyServerSideFixedClipping`` with the FedMarket hooks.
+
+    Each update ``w_i − w_global`` is scaled to L2 norm at most ``clipping_norm``
+    (FlatClip, McMahan et al. 2018), the wrapped strategy aggregates, and
+    Gaussian noise with ``σ = noise_multiplier · clipping_norm / num_sampled_clients``
+    is added to the aggregate, drawn from ``rng``. Flower's privacy accountant is
+    not offered (it needs ``configure_train`` and plain FedAvg); FedMarket keeps
+    its own accounting.
+
+    Clipping is done here, with Flower's formula, because Flower's
+    ``clip_inputs_inplace`` divides by zero on an unchanged model; validation,
+    parameters and the noise scale are Flower's.
+    """
+
+    def __init__(
+        self,
+        strategy: Strategy,
+        noise_multiplier: float,
+        clipping_norm: float,
+        num_sampled_clients: int,
+        *,
+        rng: np.random.Generator | None = None,
+    ) -> None:
+        super().__init__(strategy, noise_multiplier, clipping_norm, num_sampled_clients)
+        self._rng = rng if rng is not None else np.random.default_rng(0)
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """Clip each update against the global model, aggregate, add noise."""
+        replies_list = self._in_global_order(replies)
+        if not validate_replies(replies_list, self.num_sampled_clients):
+            return None, None
+        self._clip_replies(replies_list, self.clipping_norm)
+        arrays, metrics = self.strategy.aggregate_train(server_round, replies_list)
+        if arrays:
+            arrays = self._add_noise_to_aggregated_arrays(arrays)
+        return arrays, metrics
+
+
+class ServerSideAdaptiveClippingDP(_DPHooks, DifferentialPrivacyServerSideAdaptiveClipping):
+    """Flower's ``DifferentialPrivacyServerSideAdaptiveClipping`` with the FedMarket hooks.
+
+    As :class:`ServerSideFixedClippingDP`, but the clipping norm follows the
+    ``target_clipped_quantile`` of update norms (Andrew et al. 2021, geometric
+    update with ``clip_norm_lr``); the noisy clipped count is drawn from ``rng``.
+    Unlike Flower 1.41, whose wrapper adapts the norm *before* noising, the
+    aggregate's noise is scaled by the norm the round was clipped with (Andrew
+    et al., Algorithm 1), and the norm is adapted afterwards.
+    """
+
+    def __init__(
+        self,
+        strategy: Strategy,
+        noise_multiplier: float,
+        num_sampled_clients: int,
+        initial_clipping_norm: float = 0.1,
+        target_clipped_quantile: float = 0.5,
+        clip_norm_lr: float = 0.2,
+        clipped_count_stddev: float | None = None,
+        *,
+        rng: np.random.Generator | None = None,
+    ) -> None:
+        super().__init__(
+            strategy,
+            noise_multiplier,
+            num_sampled_clients,
+            initial_clipping_norm,
+            target_clipped_quantile,
+            clip_norm_lr,
+            clipped_count_stddev,
+        )
+        self._rng = rng if rng is not None else np.random.default_rng(0)
+
+    def _noisy_fraction(self, count: int, total: int) -> float:
+        noisy = (
+            count
+            if self.clipped_count_stddev == 0
+            else self._rng.normal(count, self.clipped_count_stddev)
+        )
+        return float(noisy) / float(total)
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """Clip each update against the global model, aggregate, add noise, adapt the norm."""
+        replies_list = self._in_global_order(replies)
+        if not validate_replies(replies_list, self.num_sampled_clients):
+            return None, None
+        clipped = self._clip_replies(replies_list, self.clipping_norm)
+        arrays, metrics = self.strategy.aggregate_train(server_round, replies_list)
+        if arrays:
+            arrays = self._add_noise_to_aggregated_arrays(arrays)
+        self._geometric_update(self._noisy_fraction(clipped, len(replies_list)))
+        return arrays, metrics
+
+
+_DP_MODES: dict[str, type[Strategy]] = {
+    "server-fixed": ServerSideFixedClippingDP,
+    "server-adaptive": ServerSideAdaptiveClippingDP,
+}
+_CLIENT_SIDE = {
+    "client-fixed": "fixedclipping_mod",
+    "client-adaptive": "adaptiveclipping_mod",
+}
+
+
+def _accepted(cls: type, skip: set[str]) -> list[str]:
+    init: Callable[..., None] = cls.__init__  # type: ignore[misc]
+    return sorted(set(inspect.signature(init).parameters) - {"self"} - skip)
+
+
+def wrap_client_dp(
+    strategy: Strategy,
+    mode: str,
+    params: Mapping[str, Any],
+    *,
+    rng: np.random.Generator | None = None,
+) -> Strategy:
+    """Wrap ``strategy`` for client-level DP with one of Flower's server-side wrappers.
+
+    ``mode`` is ``"server-fixed"`` (params ``noise_multiplier``, ``clipping_norm``,
+    ``num_sampled_clients``) or ``"server-adaptive"`` (``noise_multiplier``,
+    ``num_sampled_clients``, optional ``initial_clipping_norm``,
+    ``target_clipped_quantile``, ``clip_norm_lr``, ``clipped_count_stddev``).
+    Noise is drawn from ``rng`` (default ``np.random.default_rng(0)``).
+
+    The world must, every round and in this order, call
+    ``wrapped.set_global(ArrayRecord(global_weights))`` and then
+    ``wrapped.aggregate_train(round, replies)``; ``configure_train`` is not
+    needed. The wrapper rewrites the replies' ArrayRecords in place (to the
+    clipped weights ``w_global + clip(w_i − w_global)``) before the wrapped
+    strategy sees them. ``num_sampled_clients`` sets the noise scale; a round
+    with another number of replies is aggregated with a warning from Flower.
+
+    The client-side variants (``"client-fixed"``, ``"client-adaptive"``) clip on
+    the clients with Flower's ``fixedclipping_mod`` / ``adaptiveclipping_mod`` and
+    are not offered here.
+    """
+    if mode in _CLIENT_SIDE:
+        raise ValueError(
+            f"DP mode {mode!r} clips on the clients and needs Flower's "
+            f"{_CLIENT_SIDE[mode]} in the ClientApp; use one of: {', '.join(sorted(_DP_MODES))}"
+        )
+    try:
+        cls = _DP_MODES[mode]
+    except KeyError:
+        raise ValueError(
+            f"unknown DP mode {mode!r}; valid: {', '.join(sorted(_DP_MODES))}"
+        ) from None
+    valid = _accepted(cls, {"strategy", "rng"})
+    unknown = sorted(set(params) - set(valid))
+    if unknown:
+        raise ValueError(
+            f"DP mode {mode!r} takes no parameter {', '.join(unknown)} (valid: {', '.join(valid)})"
+        )
+    wrapped: Strategy = cls(strategy=strategy, rng=rng, **dict(params))  # type: ignore[call-arg]
+    log.info("client-level DP %s around %r: %s", mode, strategy, dict(sorted(params.items())))
+    return wrapped
+
+
+# ------------------------------------------------------------------- registry
+
+
+def _factory(cls: type[FedAvg], skip: set[str]) -> Callable[[Mapping[str, Any]], Any]:
+    valid = _accepted(cls, skip | {"fedavg"})
+
+    def factory(params: Mapping[str, Any]) -> Any:
+        unknown = sorted(set(params) - set(valid))
+        if unknown:
+            raise ValueError(
+                f"{cls.__name__} takes no parameter {', '.join(unknown)} "
+                f"(valid: {', '.join(valid)})"
+            )
+        return cls(**dict(params))
+
+    factory.__doc__ = f"FedMarket's ``{cls.__name__}`` strategy (simulation/fl/strategies.py)."
+    return factory
+
+
+def register(registry: Any) -> None:
+    """Add ``"foolsgold"`` and ``"fltrust"`` factories (``params`` Mapping → strategy).
+
+    ``registry`` is a :class:`simulation.registry.Registry` of factories, such as
+    ``simulation.fl.aggregation.AGGREGATORS``. FLTrust's ``root_update`` is a callable,
+    so it is not a scenario parameter: the world installs it with
+    ``set_root_update``.
+    """
+    registry.register("foolsgold", _factory(FoolsGold, set()))
+    registry.register("fltrust", _factory(FLTrust, {"root_update"}))

@@ -1,0 +1,793 @@
+"""Figures drawn from saved results only, so any past run or study can be re-plotted.
+
+Everything here reads a run directory (``manifest.json``, ``rounds.parquet``,
+``metrics.parquet``, ``ground_truth.json``, ``ledger.db``) or a study directory
+(sub-directories that are runs, plus an optional ``study.parquet`` /
+``summary.csv``) and never touches live simulation objects: results are data,
+and a figure is a pure function of that data.
+
+Figures are built as :class:`matplotlib.figure.Figure` objects without pyplot
+(no global figure registry, no interactive backend), in one colour-blind-safe
+style (Okabe-Ito), and saved with fixed metadata so the same inputs give the
+same PDF bytes. :func:`run_figures` / :func:`study_figures` return the figures
+before saving, which is what the tests inspect.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import textwrap
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import matplotlib as mpl
+import numpy as np
+import pandas as pd
+from cycler import cycler
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+__all__ = [
+    "FIGURE_FORMATS",
+    "OKABE_ITO",
+    "LedgerRecord",
+    "OutputsError",
+    "RunData",
+    "StudyData",
+    "figure_style",
+    "gini",
+    "is_run_dir",
+    "is_study_dir",
+    "load_run",
+    "load_study",
+    "lorenz",
+    "mean_ci",
+    "plot",
+    "run_figures",
+    "save_figures",
+    "study_figures",
+]
+
+logger = logging.getLogger("fedmarket.outputs")
+
+TOKEN = 1_000_000
+"""Base units per token (mirrors ``marketplace.TOKEN``; kept local so reading is cheap)."""
+
+FIGURE_FORMATS = ("pdf", "png")
+
+OKABE_ITO = (
+    "#0072B2",
+    "#E69F00",
+    "#009E73",
+    "#D55E00",
+    "#CC79A7",
+    "#56B4E9",
+    "#F0E442",
+    "#000000",
+)
+"""Okabe & Ito's palette: distinguishable under the common colour-vision deficiencies."""
+
+_RC: dict[str, Any] = {
+    "axes.prop_cycle": cycler(color=list(OKABE_ITO)),
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "figure.dpi": 100,
+    "savefig.dpi": 120,
+    "font.size": 9,
+    "legend.fontsize": 8,
+    "legend.frameon": False,
+    "svg.hashsalt": "fedmarket",
+    "pdf.fonttype": 42,
+    "path.simplify": False,
+}
+
+# Ledger entry kinds that move tokens, and the sign they have on total supply.
+_SUPPLY_SIGN = {"mint": 1, "reward": 1, "burn": -1, "slash": -1}
+_FLOW_KINDS = ("mint", "reward", "transfer", "stake", "unstake", "slash", "burn", "revenue_payout")
+
+
+class OutputsError(Exception):
+    """Raised when a run or study directory is missing or lacks a result file.
+
+    The CLI turns it into one line on stderr and exit code 2.
+    """
+
+
+# -- reading ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerRecord:
+    """The plotting-relevant part of one ledger entry (no signatures)."""
+
+    seq: int
+    kind: str
+    sender: str
+    time: float
+    data: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class RunData:
+    """Everything a figure or report may use from one run directory."""
+
+    path: Path
+    manifest: Mapping[str, Any]
+    rounds: pd.DataFrame
+    metrics: pd.DataFrame
+    ground_truth: Mapping[str, Any]
+    ledger: tuple[LedgerRecord, ...] = ()
+
+    @property
+    def scenario(self) -> Mapping[str, Any]:
+        """The resolved scenario stored in the manifest."""
+        scenario = self.manifest.get("scenario", {})
+        return scenario if isinstance(scenario, Mapping) else {}
+
+    @property
+    def seed(self) -> int | None:
+        """The run's seed (manifest first, scenario second)."""
+        seed = self.manifest.get("seed", self.scenario.get("seed"))
+        return int(seed) if seed is not None else None
+
+    def behaviours(self) -> dict[str, str]:
+        """Account → behaviour name (ground truth; ``honest`` when unknown)."""
+        raw = self.ground_truth.get("behaviours", {})
+        return {str(k): str(v) for k, v in raw.items()} if isinstance(raw, Mapping) else {}
+
+    def earnings(self) -> pd.DataFrame:
+        """Per-round reward tokens, one column per participant (rows: rounds, filled 0)."""
+        m = self.metrics
+        rows = m[(m["metric"] == "reward_tokens") & (m["client"] != "global")]
+        if rows.empty:
+            return pd.DataFrame()
+        table = rows.pivot_table(index="round", columns="client", values="value", aggfunc="sum")
+        return table.sort_index().fillna(0.0)
+
+    def final_earnings(self) -> pd.Series:
+        """Total reward tokens per participant over the run (0 for those never paid)."""
+        table = self.earnings()
+        totals = table.sum(axis=0) if not table.empty else pd.Series(dtype=float)
+        for account in self.behaviours():
+            if account not in totals.index:
+                totals[account] = 0.0
+        return totals.sort_index()
+
+
+@dataclass(frozen=True, slots=True)
+class StudyData:
+    """Runs of a study grouped by design (scenario fields that vary, seed excluded)."""
+
+    path: Path
+    runs: tuple[RunData, ...]
+    design_keys: tuple[str, ...]
+    designs: Mapping[str, tuple[RunData, ...]] = field(default_factory=dict)
+    table: pd.DataFrame | None = None
+    """``study.parquet`` or ``summary.csv`` when the study wrote one."""
+
+
+def is_run_dir(path: Path) -> bool:
+    """A run directory is one holding ``manifest.json``."""
+    return (path / "manifest.json").is_file()
+
+
+def is_study_dir(path: Path) -> bool:
+    """A study directory holds at least one run directory one level down."""
+    return path.is_dir() and not is_run_dir(path) and any(_run_subdirs(path))
+
+
+def _run_subdirs(path: Path) -> Iterator[Path]:
+    """Run directories of a study: one level down, or under ``runs/`` (``fedmarket
+    compare``'s layout)."""
+    for parent in (path, path / "runs"):
+        if not parent.is_dir():
+            continue
+        for child in sorted(parent.iterdir()):
+            if child.is_dir() and is_run_dir(child):
+                yield child
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise OutputsError(f"{path}: missing") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise OutputsError(f"{path}: unreadable ({exc})") from None
+    if not isinstance(data, dict):
+        raise OutputsError(f"{path}: expected a JSON object")
+    return data
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    """Parquet, falling back to the CSV twin the run also writes."""
+    csv = path.with_suffix(".csv")
+    if path.is_file():
+        return pd.read_parquet(path)
+    if csv.is_file():
+        return pd.read_csv(csv)
+    raise OutputsError(f"{path}: missing (no {csv.name} either)")
+
+
+def read_ledger(path: Path) -> tuple[LedgerRecord, ...]:
+    """The run's ledger entries, or ``()`` when there is no ``ledger.db``."""
+    if not (path / "ledger.db").is_file():
+        logger.info("%s: no ledger.db; ledger figures skipped", path)
+        return ()
+    from marketplace import Market
+
+    with Market.open(path, readonly=True) as market:
+        return tuple(
+            LedgerRecord(e.seq, e.kind, e.sender, float(e.time), dict(e.data))
+            for e in market.entries()
+        )
+
+
+def load_run(path: Path | str, *, ledger: bool = True) -> RunData:
+    """Read one run directory; raises :class:`OutputsError` naming a missing file."""
+    p = Path(path)
+    if not p.is_dir():
+        raise OutputsError(f"{p}: no such directory")
+    if not is_run_dir(p):
+        raise OutputsError(f"{p}: not a run directory (no manifest.json)")
+    manifest = _read_json(p / "manifest.json")
+    gt_path = p / "ground_truth.json"
+    ground_truth = _read_json(gt_path) if gt_path.is_file() else {}
+    return RunData(
+        path=p,
+        manifest=manifest,
+        rounds=_read_table(p / "rounds.parquet"),
+        metrics=_read_table(p / "metrics.parquet"),
+        ground_truth=ground_truth,
+        ledger=read_ledger(p) if ledger else (),
+    )
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Dotted leaf paths of a scenario. Lists of mappings (the population, the
+    timeline) are entered by index, as in ``--set population.0.fraction=0.2``, so
+    a study that sweeps one field of a list item varies that one leaf; other
+    lists (``model.hidden``) stay whole values."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, f"{name}."))
+        elif isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
+            for i, item in enumerate(value):
+                out.update(_flatten(item, f"{name}.{i}."))
+        else:
+            out[name] = json.dumps(value, sort_keys=True) if isinstance(value, list) else value
+    return out
+
+
+def design_of(run: RunData, keys: Sequence[str]) -> str:
+    """The design label of ``run``: ``key=value`` of every varying field that is set,
+    or ``all``. Keys are shortened to their last component (``strategy=krum``) unless
+    two varying keys would then read the same."""
+    flat = _flatten(run.scenario)
+    if not keys:
+        return "all"
+    short = [k.rsplit(".", 1)[-1] for k in keys]
+    names = short if len(set(short)) == len(short) else list(keys)
+    parts = [
+        f"{n}={flat.get(k)}" for n, k in zip(names, keys, strict=True) if flat.get(k) is not None
+    ]
+    return ", ".join(parts) or "all"
+
+
+def load_study(path: Path | str) -> StudyData:
+    """Read every run under ``path`` and group them by design.
+
+    The design of a run is the set of scenario fields (dotted paths) whose
+    values differ across the study's runs, ``seed`` excluded: that is what the
+    study varied on purpose, and the seeds are the replicates of each design.
+    """
+    p = Path(path)
+    if not p.is_dir():
+        raise OutputsError(f"{p}: no such directory")
+    runs = tuple(load_run(d) for d in _run_subdirs(p))
+    if not runs:
+        raise OutputsError(f"{p}: not a study directory (no sub-directory has manifest.json)")
+    flats = [_flatten(r.scenario) for r in runs]
+    all_keys = sorted(set().union(*flats))
+    keys = tuple(k for k in all_keys if k != "seed" and len({repr(f.get(k)) for f in flats}) > 1)
+    groups: dict[str, list[RunData]] = {}
+    for run in runs:
+        groups.setdefault(design_of(run, keys), []).append(run)
+    table: pd.DataFrame | None = None
+    if (p / "study.parquet").is_file():
+        table = pd.read_parquet(p / "study.parquet")
+    elif (p / "summary.csv").is_file():
+        table = pd.read_csv(p / "summary.csv")
+    logger.info("study %s: %d runs, %d designs over %s", p, len(runs), len(groups), keys)
+    return StudyData(p, runs, keys, {k: tuple(v) for k, v in sorted(groups.items())}, table)
+
+
+# -- statistics ----------------------------------------------------------------------------
+
+
+def mean_ci(values: np.ndarray, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Column-wise mean and t-distribution half-width over the rows (seeds).
+
+    With a single replicate the half-width is 0: there is no spread to report.
+    """
+    from scipy import stats
+
+    arr = np.asarray(values, dtype=float)
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    n = np.sum(~np.isnan(arr), axis=0)
+    mean = np.nanmean(arr, axis=0)
+    if arr.shape[0] < 2:
+        return mean, np.zeros_like(mean)
+    sd = np.nanstd(arr, axis=0, ddof=1)
+    dof = np.maximum(n - 1, 1)
+    t = stats.t.ppf(0.5 + confidence / 2, dof)
+    half = np.where(n > 1, t * sd / np.sqrt(np.maximum(n, 1)), 0.0)
+    return mean, half
+
+
+def lorenz(values: Iterable[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Lorenz curve points: population share vs. cumulative share of earnings."""
+    x = np.sort(np.asarray(list(values), dtype=float))
+    n = len(x)
+    pop = np.linspace(0.0, 1.0, n + 1)
+    total = x.sum()
+    cum = np.concatenate([[0.0], np.cumsum(x) / total]) if total > 0 else pop.copy()
+    return pop, cum
+
+
+def gini(values: Iterable[float]) -> float:
+    """Gini coefficient of non-negative earnings (0 equal, → 1 concentrated); the same
+    definition as the study tables (``simulation.results.metrics.gini``)."""
+    from simulation.results.metrics import gini as study_gini
+
+    return study_gini(list(values))
+
+
+# -- figures: one run --------------------------------------------------------------------
+
+
+@contextmanager
+def figure_style() -> Iterator[None]:
+    """The shared rc settings (palette, fonts, fixed hash salt) for drawing and saving."""
+    with mpl.rc_context(_RC):  # type: ignore[arg-type]
+        yield
+
+
+def _figure(ncols: int = 1, width: float = 6.0, height: float = 3.4) -> tuple[Figure, Any]:
+    fig = Figure(figsize=(width * (1 if ncols == 1 else 0.9 * ncols / 1.5), height))
+    axes = fig.subplots(1, ncols, squeeze=False)[0]
+    return fig, axes
+
+
+def _global_series(run: RunData, column: str) -> pd.Series | None:
+    if column in run.rounds.columns:
+        return run.rounds.set_index("round")[column].astype(float)
+    m = run.metrics
+    rows = m[(m["client"] == "global") & (m["metric"] == column)]
+    return rows.set_index("round")["value"].astype(float) if not rows.empty else None
+
+
+def _fig_accuracy_loss(run: RunData) -> Figure | None:
+    acc = _global_series(run, "test_accuracy")
+    loss = _global_series(run, "test_loss")
+    if acc is None and loss is None:
+        logger.info("%s: no test_accuracy/test_loss; accuracy figure skipped", run.path)
+        return None
+    fig, (ax_acc, ax_loss) = _figure(2)
+    if acc is not None:
+        ax_acc.plot(acc.index, acc.to_numpy(), marker="o", ms=3, label="test accuracy")
+    ax_acc.set(xlabel="round", ylabel="test accuracy", title="Accuracy per round")
+    if loss is not None:
+        ax_loss.plot(loss.index, loss.to_numpy(), marker="o", ms=3, color=OKABE_ITO[1])
+    ax_loss.set(xlabel="round", ylabel="test loss", title="Loss per round")
+    fig.tight_layout()
+    return fig
+
+
+def _fig_reward_share(run: RunData) -> Figure | None:
+    table = run.earnings()
+    if table.empty:
+        logger.info("%s: no reward_tokens rows; reward-share figure skipped", run.path)
+        return None
+    behaviours = run.behaviours()
+    by_type = table.T.groupby(lambda c: behaviours.get(str(c), "unknown")).sum().T
+    totals = by_type.sum(axis=1).replace(0.0, np.nan)
+    share = by_type.div(totals, axis=0).fillna(0.0)
+    fig, (ax,) = _figure()
+    ax.stackplot(
+        share.index.to_numpy(),
+        *[share[c].to_numpy() for c in share.columns],
+        labels=[str(c) for c in share.columns],
+        colors=OKABE_ITO[: len(share.columns)],
+        alpha=0.85,
+    )
+    ax.set(xlabel="round", ylabel="share of round rewards", ylim=(0, 1))
+    ax.set_title("Reward share by agent type")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def _fig_earnings(run: RunData) -> Figure | None:
+    table = run.earnings()
+    if table.empty:
+        logger.info("%s: no reward_tokens rows; earnings figure skipped", run.path)
+        return None
+    cumulative = table.cumsum()
+    behaviours = run.behaviours()
+    types = sorted(set(behaviours.values()) | {"unknown"})
+    colour = {t: OKABE_ITO[i % len(OKABE_ITO)] for i, t in enumerate(types)}
+    fig, (ax,) = _figure()
+    for client in cumulative.columns:
+        kind = behaviours.get(str(client), "unknown")
+        ax.plot(
+            cumulative.index, cumulative[client].to_numpy(), lw=1, color=colour[kind], label=kind
+        )
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles, strict=True))
+    ax.legend(unique.values(), unique.keys(), title="agent type")
+    ax.set(xlabel="round", ylabel="cumulative reward (tokens)")
+    ax.set_title("Cumulative earnings per participant")
+    fig.tight_layout()
+    return fig
+
+
+def _fig_lorenz(run: RunData) -> Figure | None:
+    final = run.final_earnings()
+    if final.empty or final.sum() <= 0:
+        logger.info("%s: no earnings; Lorenz figure skipped", run.path)
+        return None
+    pop, cum = lorenz(final.to_numpy())
+    fig, (ax,) = _figure(width=4.2, height=4.0)
+    ax.plot([0, 1], [0, 1], ls="--", color="0.5", lw=1, label="equality")
+    ax.plot(pop, cum, marker="o", ms=3, label=f"earnings (Gini {gini(final.to_numpy()):.3f})")
+    ax.set(xlabel="share of participants", ylabel="share of earnings", xlim=(0, 1), ylim=(0, 1))
+    ax.set_title("Lorenz curve of final earnings")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def _fig_epsilon(run: RunData) -> Figure | None:
+    m = run.metrics
+    per_client = m[(m["metric"] == "epsilon") & (m["client"] != "global")]
+    eps_max = _global_series(run, "epsilon_max")
+    eps_mean = _global_series(run, "epsilon_mean")
+    if per_client.empty and eps_max is None:
+        logger.info("%s: no epsilon data; privacy figure skipped", run.path)
+        return None
+    fig, (ax,) = _figure()
+    for i, (_client, rows) in enumerate(per_client.groupby("client", sort=True)):
+        ax.plot(
+            rows["round"].to_numpy(),
+            rows["value"].to_numpy(),
+            color="0.75",
+            lw=0.8,
+            label="per client" if i == 0 else None,
+        )
+    if eps_max is not None:
+        ax.plot(eps_max.index, eps_max.to_numpy(), color=OKABE_ITO[3], lw=2, label="ε max")
+    if eps_mean is not None:
+        ax.plot(eps_mean.index, eps_mean.to_numpy(), color=OKABE_ITO[0], lw=2, label="ε mean")
+    privacy = run.scenario.get("privacy", {})
+    budget = privacy.get("budget") if isinstance(privacy, Mapping) else None
+    if isinstance(budget, int | float):
+        ax.axhline(float(budget), ls="--", color="0.3", lw=1, label="budget")
+    delta = privacy.get("delta") if isinstance(privacy, Mapping) else None
+    ax.set(xlabel="round", ylabel="ε")
+    ax.set_title(f"Privacy loss per round (δ = {delta})" if delta else "Privacy loss per round")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def _fig_votes_licenses(run: RunData) -> Figure | None:
+    votes = [r for r in run.ledger if r.kind == "vote"]
+    purchases = [r for r in run.ledger if r.kind == "license_purchase"]
+    payouts = [r for r in run.ledger if r.kind == "revenue_payout"]
+    if not votes and not purchases:
+        logger.info("%s: no vote or license_purchase entries; market figure skipped", run.path)
+        return None
+    prices: dict[tuple[str, str], float] = {}
+    for r in run.ledger:
+        table = r.data.get("prices") if r.kind in ("price_list", "model_version") else None
+        if isinstance(table, Mapping):
+            version = str(r.data.get("version"))
+            for lic_type, terms in table.items():
+                if isinstance(terms, Mapping) and "price" in terms:
+                    prices[(version, str(lic_type))] = float(terms["price"]) / TOKEN
+    fig, (ax_votes, ax_rev) = _figure(2)
+    by_version: dict[str, list[tuple[float, float]]] = {}
+    for r in votes:
+        by_version.setdefault(str(r.data.get("version")), []).append(
+            (r.time, float(r.data.get("score", 0.0)))
+        )
+    for version, points in sorted(by_version.items()):
+        t = np.array([p[0] for p in points])
+        s = np.array([p[1] for p in points])
+        running = np.cumsum(s) / np.arange(1, len(s) + 1)
+        ax_votes.plot(t, running, marker="o", ms=3, label=version)
+    ax_votes.set(xlabel="simulated time (s)", ylabel="mean rating (0-5)", ylim=(0, 5))
+    ax_votes.set_title("Vote ratings over time")
+    if by_version:
+        ax_votes.legend()
+    if purchases:
+        t = np.array([r.time for r in purchases])
+        revenue = np.cumsum(
+            [
+                prices.get((str(r.data.get("version")), str(r.data.get("license_type"))), 0.0)
+                for r in purchases
+            ]
+        )
+        ax_rev.step(t, revenue, where="post", label="license sales")
+    if payouts:
+        t = np.array([r.time for r in payouts])
+        paid = np.cumsum([float(r.data.get("amount", 0)) / TOKEN for r in payouts])
+        ax_rev.step(t, paid, where="post", label="paid to contributors")
+    ax_rev.set(xlabel="simulated time (s)", ylabel="tokens (cumulative)")
+    ax_rev.set_title("License revenue")
+    ax_rev.legend()
+    fig.tight_layout()
+    return fig
+
+
+def _fig_token_flows(run: RunData) -> Figure | None:
+    moves = [r for r in run.ledger if r.kind in _FLOW_KINDS and "amount" in r.data]
+    if not moves:
+        logger.info("%s: no token-moving ledger entries; token figure skipped", run.path)
+        return None
+    fig, (ax_supply, ax_flow) = _figure(2)
+    t = np.array([r.time for r in moves])
+    delta = np.array([_SUPPLY_SIGN.get(r.kind, 0) * float(r.data["amount"]) for r in moves])
+    ax_supply.step(t, np.cumsum(delta) / TOKEN, where="post", color=OKABE_ITO[0])
+    ax_supply.set(xlabel="simulated time (s)", ylabel="supply (tokens)")
+    ax_supply.set_title("Token supply")
+    totals: dict[str, float] = {}
+    for r in moves:
+        totals[r.kind] = totals.get(r.kind, 0.0) + float(r.data["amount"]) / TOKEN
+    kinds = [k for k in _FLOW_KINDS if k in totals]
+    ax_flow.bar(kinds, [totals[k] for k in kinds], color=OKABE_ITO[: len(kinds)])
+    ax_flow.set(ylabel="tokens moved (total)")
+    ax_flow.set_title("Token flows by entry kind")
+    ax_flow.tick_params(axis="x", labelrotation=30)
+    fig.tight_layout()
+    return fig
+
+
+def run_figures(run: RunData) -> dict[str, Figure]:
+    """Every figure the run's data supports, by name (absent data → figure skipped)."""
+    builders = {
+        "accuracy_loss": _fig_accuracy_loss,
+        "reward_share": _fig_reward_share,
+        "earnings": _fig_earnings,
+        "lorenz": _fig_lorenz,
+        "epsilon": _fig_epsilon,
+        "votes_licenses": _fig_votes_licenses,
+        "token_flows": _fig_token_flows,
+    }
+    logger.info("%s: attack heatmap needs a study with attack columns; skipped", run.path)
+    with figure_style():
+        made = {name: build(run) for name, build in builders.items()}
+    return {name: fig for name, fig in made.items() if fig is not None}
+
+
+# -- figures: a study --------------------------------------------------------------------
+
+
+def _stack(runs: Sequence[RunData], column: str) -> tuple[np.ndarray, np.ndarray] | None:
+    series = [s for s in (_global_series(r, column) for r in runs) if s is not None]
+    if not series:
+        return None
+    frame = pd.concat(series, axis=1).sort_index()
+    return frame.index.to_numpy(), frame.to_numpy(dtype=float).T
+
+
+def _design_lines(ax: Any, study: StudyData, column: str) -> None:
+    for i, (design, runs) in enumerate(study.designs.items()):
+        stacked = _stack(runs, column)
+        if stacked is None:
+            continue
+        x, values = stacked
+        mean, half = mean_ci(values)
+        colour = OKABE_ITO[i % len(OKABE_ITO)]
+        ax.plot(x, mean, color=colour, marker="o", ms=3, label=f"{design} (n={len(runs)})")
+        ax.fill_between(x, mean - half, mean + half, color=colour, alpha=0.2, lw=0)
+
+
+def _study_accuracy_loss(study: StudyData) -> Figure:
+    fig, (ax_acc, ax_loss) = _figure(2, height=3.8)
+    _design_lines(ax_acc, study, "test_accuracy")
+    _design_lines(ax_loss, study, "test_loss")
+    ax_acc.set(xlabel="round", ylabel="test accuracy", title="Accuracy (mean ± 95% CI)")
+    ax_loss.set(xlabel="round", ylabel="test loss", title="Loss (mean ± 95% CI)")
+    lows, highs = ax_loss.get_ylim()
+    if lows > 0 and highs / lows > 100:
+        ax_loss.set_yscale("log")
+    else:
+        finite = [ln.get_ydata() for ln in ax_loss.get_lines()]
+        values = np.concatenate([np.asarray(v, dtype=float) for v in finite]) if finite else []
+        positive = values[values > 0] if len(values) else values
+        if len(positive) and positive.max() / positive.min() > 100:
+            ax_loss.set_yscale("log")
+    _legend_below(fig, ax_acc)
+    return fig
+
+
+def _legend_below(fig: Figure, ax: Any) -> None:
+    """One legend under the axes, so long design labels never squeeze the plots."""
+    handles, labels = ax.get_legend_handles_labels()
+    if not handles:
+        fig.tight_layout()
+        return
+    ncol = 1 if max(len(label) for label in labels) > 40 else 2
+    rows = -(-len(labels) // ncol)
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, frameon=False, fontsize="small")
+    fig.tight_layout(rect=(0.0, min(0.5, 0.06 * rows + 0.02), 1.0, 1.0))
+
+
+def _study_epsilon(study: StudyData) -> Figure:
+    fig, (ax,) = _figure()
+    _design_lines(ax, study, "epsilon_max")
+    ax.set(xlabel="round", ylabel="ε max", title="Privacy loss (mean ± 95% CI)")
+    _legend_below(fig, ax)
+    return fig
+
+
+def _study_gini(study: StudyData) -> Figure | None:
+    labels, means, halves = [], [], []
+    for design, runs in study.designs.items():
+        values = [gini(r.final_earnings().to_numpy()) for r in runs if not r.earnings().empty]
+        if not values:
+            continue
+        mean, half = mean_ci(np.array(values)[:, None])
+        labels.append(design)
+        means.append(float(mean[0]))
+        halves.append(float(half[0]))
+    if not labels:
+        logger.info("%s: no earnings in any run; Gini figure skipped", study.path)
+        return None
+    # Long design labels are wrapped so the bars keep their width.
+    labels = [textwrap.fill(label, 40) for label in labels]
+    lines = sum(label.count("\n") + 1 for label in labels)
+    fig, (ax,) = _figure(height=max(2.5, 0.3 * lines + 0.2 * len(labels) + 1.5))
+    ax.barh(labels, means, xerr=halves, color=OKABE_ITO[: len(labels)], capsize=3)
+    ax.set(xlabel="Gini of final earnings", title="Earnings inequality (mean ± 95% CI)")
+    ax.xaxis.set_major_locator(MaxNLocator(5))  # small Ginis have long tick labels
+    fig.tight_layout()
+    return fig
+
+
+_ATTACK_FRACTION = ("attacker_fraction", "attackers_fraction", "attack_fraction")
+_ATTACK_SUCCESS = ("attack_success", "attack_success_rate", "asr")
+_ATTACK_ROWS = ("defence", "defense", "aggregation", "aggregator", "mechanism", "design")
+
+
+def _heatmap_rows(study: StudyData, table: pd.DataFrame, frac: str) -> pd.Series:
+    """Row labels of the attack heatmap: the study's swept parameters (from
+    ``study.json``) except the ones that set the attacker fraction, so each row is a
+    defence and each column a fraction; else a conventional column, else ``all``."""
+    swept: list[str] = []
+    meta = study.path / "study.json"
+    if meta.is_file():
+        params = json.loads(meta.read_text(encoding="utf-8")).get("parameters") or {}
+        swept = [c for c in params if c in table.columns and "fraction" not in c]
+    if swept:
+        return (
+            table[swept]
+            .astype(str)
+            .apply(lambda r: ", ".join(f"{c.rsplit('.', 1)[-1]}={v}" for c, v in r.items()), axis=1)
+        )
+    row_col = next((c for c in _ATTACK_ROWS if c in table.columns), None)
+    return table[row_col].astype(str) if row_col else pd.Series("all", index=table.index)
+
+
+def _study_attack_heatmap(study: StudyData) -> Figure | None:
+    table = study.table
+    if table is None:
+        logger.info("%s: no study.parquet/summary.csv; attack heatmap skipped", study.path)
+        return None
+    frac = next((c for c in _ATTACK_FRACTION if c in table.columns), None)
+    success = next((c for c in _ATTACK_SUCCESS if c in table.columns), None)
+    if frac is None or success is None:
+        logger.info(
+            "%s: study table lacks attacker-fraction/attack-success columns; heatmap skipped",
+            study.path,
+        )
+        return None
+    rows = _heatmap_rows(study, table, frac)
+    grid = (
+        table.assign(_row=rows)
+        .pivot_table(index="_row", columns=frac, values=success, aggfunc="mean")
+        .sort_index()
+    )
+    fig, (ax,) = _figure(height=max(2.5, 0.5 * len(grid) + 1.5))
+    image = ax.imshow(grid.to_numpy(), cmap="cividis", vmin=0.0, vmax=1.0, aspect="auto")
+    ax.set_xticks(range(len(grid.columns)), [f"{c:g}" for c in grid.columns])
+    ax.set_yticks(range(len(grid.index)), list(grid.index))
+    ax.grid(False)
+    for (i, j), value in np.ndenumerate(grid.to_numpy()):
+        if not np.isnan(value):
+            # cividis is bright at the top: dark text there stays readable
+            color = "k" if value > 0.6 else "w"
+            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7, color=color)
+    ax.set(xlabel="attacker fraction", ylabel="defence", title="Attack success")
+    # Constrained layout makes room for the colorbar; tight_layout cannot
+    # and leaves the figure as it was, with a warning.
+    fig.set_layout_engine("constrained")
+    fig.colorbar(image, ax=ax, label="attack success")
+    return fig
+
+
+def study_figures(study: StudyData) -> dict[str, Figure]:
+    """The study's comparative figures, one line per design, by name."""
+    with figure_style():
+        made: dict[str, Figure | None] = {
+            "accuracy_loss": _study_accuracy_loss(study),
+            "epsilon": _study_epsilon(study),
+            "gini": _study_gini(study),
+            "attack_heatmap": _study_attack_heatmap(study),
+        }
+    return {name: fig for name, fig in made.items() if fig is not None}
+
+
+# -- saving -------------------------------------------------------------------------------
+
+
+def _metadata(fmt: str) -> dict[str, Any]:
+    """Fixed metadata: no creation date, so identical inputs give identical bytes."""
+    if fmt == "pdf":
+        return {"CreationDate": None, "ModDate": None, "Producer": "fedmarket", "Creator": None}
+    if fmt == "png":
+        return {"Software": "fedmarket"}
+    if fmt == "svg":
+        return {"Date": None, "Creator": "fedmarket"}
+    return {}
+
+
+def save_figures(
+    figures: Mapping[str, Figure], out_dir: Path, formats: Sequence[str] = FIGURE_FORMATS
+) -> list[Path]:
+    """Write each figure as ``NAME.FMT`` into ``out_dir``; returns the paths written."""
+    bad = [f for f in formats if f not in ("pdf", "png", "svg")]
+    if bad:
+        raise OutputsError(f"unknown figure format(s) {', '.join(bad)} (valid: pdf, png, svg)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    with figure_style():
+        for name, fig in figures.items():
+            for fmt in formats:
+                target = out_dir / f"{name}.{fmt}"
+                fig.savefig(target, format=fmt, metadata=_metadata(fmt))
+                written.append(target)
+    logger.info("wrote %d figure files to %s", len(written), out_dir)
+    return written
+
+
+def figures_for(path: Path | str) -> dict[str, Figure]:
+    """The figures for a run or a study directory, whichever ``path`` is."""
+    p = Path(path)
+    if not p.exists():
+        raise OutputsError(f"{p}: no such run or study directory")
+    if is_run_dir(p):
+        return run_figures(load_run(p))
+    if is_study_dir(p):
+        return study_figures(load_study(p))
+    raise OutputsError(f"{p}: neither a run directory (manifest.json) nor a study of runs")
+
+
+def plot(
+    path: Path | str, out_dir: Path | None = None, formats: Sequence[str] = FIGURE_FORMATS
+) -> list[Path]:
+    """Re-plot a saved run or study into ``out_dir`` (default ``PATH/plots``)."""
+    p = Path(path)
+    figures = figures_for(p)
+    return save_figures(figures, out_dir if out_dir is not None else p / "plots", formats)

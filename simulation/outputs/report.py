@@ -1,0 +1,328 @@
+"""Self-contained HTML and Markdown reports of a run or a study, from saved results only.
+
+The HTML embeds every figure as a base64 PNG and inlines its CSS, so the one
+file can be mailed, archived or attached to a paper's artefact without losing
+anything. The Markdown twin references the PNGs written next to it (for Git
+forges and notebooks). Both say whether the ledger still verifies, because a
+report whose numbers cannot be traced back to a valid ledger is not evidence.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from simulation.outputs.plots import (
+    OutputsError,
+    RunData,
+    StudyData,
+    figure_style,
+    gini,
+    is_run_dir,
+    is_study_dir,
+    load_run,
+    load_study,
+    mean_ci,
+    run_figures,
+    save_figures,
+    study_figures,
+)
+
+__all__ = ["LedgerSummary", "ReportPaths", "ledger_summary", "write_report"]
+
+logger = logging.getLogger("fedmarket.outputs")
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;
+margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
+h1,h2{border-bottom:1px solid #ddd;padding-bottom:.2em}
+table{border-collapse:collapse;margin:1em 0;font-size:.9em}
+th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}
+th{background:#f3f3f3}
+figure{margin:1.5em 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
+figcaption{font-size:.9em;color:#555}
+pre{background:#f7f7f7;padding:.8em;overflow-x:auto;font-size:.8em}
+.ok{color:#009E73;font-weight:bold}.bad{color:#D55E00;font-weight:bold}
+"""
+
+_CAPTIONS = {
+    "accuracy_loss": "Test accuracy and loss of the global model per round.",
+    "reward_share": "Share of each round's rewards by agent type (ground truth).",
+    "earnings": "Cumulative reward tokens of each participant.",
+    "lorenz": "Lorenz curve and Gini coefficient of final earnings.",
+    "epsilon": "Differential-privacy loss ε per round: max, mean and per client.",
+    "votes_licenses": "Vote ratings over time and cumulative license revenue.",
+    "token_flows": "Token supply over time and total tokens moved by entry kind.",
+    "gini": "Gini coefficient of final earnings per design.",
+    "attack_heatmap": "Attack success against attacker fraction.",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerSummary:
+    """What the report says about a run's ledger."""
+
+    head_hash: str
+    entries: int
+    checkpoints: int
+    versions: int
+    verified: bool
+    verify_message: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReportPaths:
+    """The files :func:`write_report` wrote."""
+
+    html: Path
+    markdown: Path
+    figures: tuple[Path, ...]
+
+
+def ledger_summary(run_dir: Path) -> LedgerSummary | None:
+    """Head, size, checkpoints and a from-scratch audit of the run's ledger (None if absent)."""
+    if not (run_dir / "ledger.db").is_file():
+        return None
+    from marketplace import Market, MarketplaceError, audit_ledger
+
+    try:
+        with Market.open(run_dir, readonly=True) as market:
+            head, size = market.head_hash, market.size
+            checkpoints, versions = len(market.checkpoints()), len(market.versions())
+    except MarketplaceError as exc:
+        return LedgerSummary("?", 0, 0, 0, False, f"FAILED: cannot replay ledger: {exc}")
+    try:
+        report = audit_ledger(run_dir)
+        verified, message = True, f"verified: {report.entries} entries, root {report.root}"
+    except MarketplaceError as exc:
+        verified, message = False, f"FAILED: {exc}"
+    return LedgerSummary(head, size, checkpoints, versions, verified, message)
+
+
+# -- headline numbers ----------------------------------------------------------------------
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if value is None:
+        return "–"
+    return str(value)
+
+
+def _run_headline(run: RunData) -> dict[str, Any]:
+    final = run.manifest.get("final", {})
+    final = final if isinstance(final, Mapping) else {}
+    scenario = run.scenario
+    privacy = scenario.get("privacy", {}) if isinstance(scenario.get("privacy"), Mapping) else {}
+    earnings = run.final_earnings()
+    tokens = float(run.rounds["tokens_issued"].sum()) if "tokens_issued" in run.rounds else None
+    return {
+        "scenario": scenario.get("name"),
+        "seed": run.seed,
+        "rounds": final.get("round", scenario.get("rounds")),
+        "clients": len(run.behaviours()) or None,
+        "final test accuracy": final.get("test_accuracy"),
+        "final test loss": final.get("test_loss"),
+        "ε max": final.get("epsilon_max"),
+        "δ": privacy.get("delta"),
+        "tokens issued": tokens,
+        "Gini of earnings": gini(earnings.to_numpy()) if not earnings.empty else None,
+        "attackers": len(run.ground_truth.get("attackers", []) or []),
+        "wall seconds": run.manifest.get("wall_seconds"),
+    }
+
+
+def _study_headline(study: StudyData) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for design, runs in study.designs.items():
+        heads = [_run_headline(r) for r in runs]
+        row: dict[str, Any] = {"design": design, "seeds": len(runs)}
+        for key in ("final test accuracy", "final test loss", "ε max", "Gini of earnings"):
+            values = [h[key] for h in heads if isinstance(h[key], int | float)]
+            if values:
+                mean, half = mean_ci(np.array(values)[:, None])
+                row[key] = f"{mean[0]:.4g} ± {half[0]:.2g}"
+            else:
+                row[key] = None
+        rows.append(row)
+    return rows
+
+
+# -- rendering -----------------------------------------------------------------------------
+
+
+def _png_bytes(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    with figure_style():
+        fig.savefig(buf, format="png", metadata={"Software": "fedmarket"})
+    return buf.getvalue()
+
+
+def _html_table(rows: Sequence[Mapping[str, Any]], css_class: str) -> str:
+    if not rows:
+        return "<p>(none)</p>"
+    cols = list(rows[0])
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in cols)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c)))}</td>" for c in cols) + "</tr>"
+        for r in rows
+    )
+    return f'<table class="{css_class}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _md_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    if not rows:
+        return "(none)\n"
+    cols = list(rows[0])
+    lines = ["| " + " | ".join(str(c) for c in cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        cells = (_fmt(r.get(c)).replace("|", "\\|") for c in cols)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _kv_rows(mapping: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [{"field": k, "value": v} for k, v in mapping.items()]
+
+
+def _ledger_rows(named: Sequence[tuple[str, LedgerSummary | None]]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for name, s in named:
+        if s is None:
+            rows.append({"run": name, "head hash": None, "entries": None, "status": "no ledger"})
+            continue
+        rows.append(
+            {
+                "run": name,
+                "head hash": s.head_hash,
+                "entries": s.entries,
+                "checkpoints": s.checkpoints,
+                "model versions": s.versions,
+                "status": s.verify_message,
+            }
+        )
+    return rows
+
+
+def _manifest_rows(manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
+    keys = ("scenario_hash", "seed", "git_commit", "ledger_head", "python", "platform")
+    rows = {k: manifest.get(k) for k in keys if k in manifest}
+    packages = manifest.get("packages")
+    if isinstance(packages, Mapping):
+        rows["packages"] = ", ".join(f"{k} {v}" for k, v in sorted(packages.items()))
+    return _kv_rows(rows)
+
+
+@dataclass(frozen=True, slots=True)
+class _Content:
+    title: str
+    headline: list[dict[str, Any]]
+    scenario_yaml: str
+    manifest: list[dict[str, Any]]
+    ledger: list[dict[str, Any]]
+    figures: dict[str, Figure]
+
+
+def _run_content(run: RunData) -> _Content:
+    scenario_file = run.path / "scenario.yaml"
+    scenario_text = (
+        scenario_file.read_text(encoding="utf-8")
+        if scenario_file.is_file()
+        else json.dumps(run.scenario, indent=2, sort_keys=True)
+    )
+    return _Content(
+        title=f"FedMarket run report: {run.scenario.get('name', run.path.name)}",
+        headline=_kv_rows(_run_headline(run)),
+        scenario_yaml=scenario_text,
+        manifest=_manifest_rows(run.manifest),
+        ledger=_ledger_rows([(run.path.name, ledger_summary(run.path))]),
+        figures=run_figures(run),
+    )
+
+
+def _study_content(study: StudyData) -> _Content:
+    design = {"design fields": ", ".join(study.design_keys) or "(none vary)"}
+    design["runs"] = ", ".join(r.path.name for r in study.runs)
+    return _Content(
+        title=f"FedMarket study report: {study.path.name}",
+        headline=_study_headline(study),
+        scenario_yaml=json.dumps(dict(study.runs[0].scenario), indent=2, sort_keys=True),
+        manifest=_kv_rows(design),
+        ledger=_ledger_rows([(r.path.name, ledger_summary(r.path)) for r in study.runs]),
+        figures=study_figures(study),
+    )
+
+
+def _render_html(content: _Content) -> str:
+    figs = []
+    for name, fig in content.figures.items():
+        data = base64.b64encode(_png_bytes(fig)).decode("ascii")
+        caption = html.escape(_CAPTIONS.get(name, name))
+        figs.append(
+            f'<figure id="fig-{name}"><img alt="{html.escape(name)}" '
+            f'src="data:image/png;base64,{data}"><figcaption>{caption}</figcaption></figure>'
+        )
+    status = "".join(str(r.get("status", "")) for r in content.ledger)
+    ok = "bad" if ("FAILED" in status or "no ledger" in status) else "ok"
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(content.title)}</title><style>{_CSS}</style></head><body>"
+        f"<h1>{html.escape(content.title)}</h1>"
+        f"<h2>Headline</h2>{_html_table(content.headline, 'headline')}"
+        f"<h2>Figures</h2>{''.join(figs) or '<p>(no figures: no data)</p>'}"
+        f'<h2>Ledger</h2><p class="{ok}">ledger status</p>'
+        f"{_html_table(content.ledger, 'ledger')}"
+        f"<h2>Manifest</h2>{_html_table(content.manifest, 'manifest')}"
+        f"<h2>Scenario</h2><pre>{html.escape(content.scenario_yaml)}</pre>"
+        "</body></html>\n"
+    )
+
+
+def _render_markdown(content: _Content, figure_paths: Mapping[str, str]) -> str:
+    parts = [f"# {content.title}\n", "## Headline\n", _md_table(content.headline), "## Figures\n"]
+    for name, rel in figure_paths.items():
+        parts.append(f"![{name}]({rel})\n\n*{_CAPTIONS.get(name, name)}*\n")
+    parts += [
+        "## Ledger\n",
+        _md_table(content.ledger),
+        "## Manifest\n",
+        _md_table(content.manifest),
+    ]
+    parts += ["## Scenario\n", "```yaml\n" + content.scenario_yaml.rstrip() + "\n```\n"]
+    return "\n".join(parts)
+
+
+def write_report(path: Path | str, out_dir: Path | None = None) -> ReportPaths:
+    """Write ``report.html`` and ``report.md`` (+ ``figures/*.png``) for a run or study.
+
+    The default output directory is ``PATH/report``.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise OutputsError(f"{p}: no such run or study directory")
+    if is_run_dir(p):
+        content = _run_content(load_run(p))
+    elif is_study_dir(p):
+        content = _study_content(load_study(p))
+    else:
+        raise OutputsError(f"{p}: neither a run directory (manifest.json) nor a study of runs")
+    out = out_dir if out_dir is not None else p / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    written = save_figures(content.figures, out / "figures", ("png",))
+    rel = {f.stem: f"figures/{f.name}" for f in written}
+    html_path, md_path = out / "report.html", out / "report.md"
+    html_path.write_text(_render_html(content), encoding="utf-8")
+    md_path.write_text(_render_markdown(content, rel), encoding="utf-8")
+    logger.info("wrote report %s (%d figures)", html_path, len(content.figures))
+    return ReportPaths(html_path, md_path, tuple(written))

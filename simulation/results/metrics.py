@@ -1,0 +1,196 @@
+"""Per-run outcome metrics, computed from a run directory's files only.
+
+One definition shared by ``fedmarket run`` (the manifest's ``attack`` block),
+``fedmarket compare`` (the study table) and the plots, so every number a run
+or a study reports means the same thing everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["METRICS", "gini", "run_metrics"]
+
+#: The per-run metrics of the study table, in column order (see ``docs/compare.md``).
+METRICS = (
+    "test_accuracy",
+    "test_loss",
+    "epsilon_max",
+    "attacker_token_share",
+    "honest_profit",
+    "reward_gini",
+    "reward_spearman",
+    "detection_precision",
+    "detection_recall",
+    "attacker_contribution_share",
+    "accuracy_drop",
+    "backdoor_success",
+    "attacker_fraction",
+    "attack_success",
+    "fraud_tokens",
+    "rating_shift",
+    "wall_seconds",
+)
+
+NAN = float("nan")
+
+
+# ----------------------------------------------------------------------- metrics
+
+
+def gini(values: Sequence[float]) -> float:
+    """Gini coefficient ``sum_ij |x_i - x_j| / (2 n^2 mean)``; 0 when all are zero.
+
+    0 is perfect equality, (n-1)/n one account holding everything. Defined
+    for non-negative amounts such as tokens earned.
+    """
+    x = np.asarray(values, dtype=float)
+    if x.size == 0 or not np.any(x):
+        return 0.0
+    diffs = np.abs(x[:, None] - x[None, :]).sum()
+    return float(diffs / (2.0 * x.size**2 * x.mean()))
+
+
+def _per_account(metrics: pd.DataFrame, name: str) -> pd.Series:
+    """Sum of a long-form metric over rounds, per account (``global`` rows excluded)."""
+    rows = metrics[(metrics["metric"] == name) & (metrics["client"] != "global")]
+    return rows.groupby("client")["value"].sum().astype(float)
+
+
+def _spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    if len(a) < 2 or np.ptp(np.asarray(a, float)) == 0 or np.ptp(np.asarray(b, float)) == 0:
+        return NAN
+    from scipy.stats import spearmanr
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rho = spearmanr(a, b).statistic
+    return float(rho)
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    if path.is_file():
+        return pd.read_parquet(path)
+    csv = path.with_suffix(".csv")
+    if csv.is_file():
+        return pd.read_csv(csv)
+    raise FileNotFoundError(f"{path}: missing (no {csv.name} either)")
+
+
+def _attack_success(manifest: Mapping[str, Any], final: Mapping[str, Any]) -> float:
+    """A backdoor's success rate when the run has one, else the accuracy drop."""
+    backdoor = final.get("backdoor_success")
+    if isinstance(backdoor, int | float) and backdoor == backdoor:
+        return float(backdoor)
+    base, acc = manifest.get("baseline_accuracy"), final.get("test_accuracy")
+    if isinstance(base, int | float) and isinstance(acc, int | float):
+        return float(base) - float(acc)
+    return NAN
+
+
+def run_metrics(run_dir: Path | str) -> dict[str, float]:
+    """The study-table metrics of one finished run, from its files only.
+
+    * ``test_accuracy``, ``test_loss``, ``epsilon_max``, ``wall_seconds``:
+      ``manifest.json`` (its ``final`` block).
+    * tokens per account: the sum over rounds of ``metrics.parquet`` rows with
+      ``metric == "reward_tokens"`` or ``"royalty_tokens"`` (license revenue);
+      accounts are those rows' clients plus every account in
+      ``ground_truth.json`` ``behaviours`` (zero tokens).
+    * ``attacker_token_share``: tokens to ``ground_truth["attackers"]`` / all
+      tokens (NaN when no tokens were paid).
+    * ``honest_profit``: mean over non-attacker accounts of tokens earned
+      minus the sum of their ``metric == "cost"`` rows, when such rows exist.
+    * ``reward_gini``: :func:`gini` of every account's tokens.
+    * ``reward_spearman``: Spearman's rho between tokens and the sum of
+      ``metric == "true_contribution"`` rows per account (NaN without such
+      rows or when either side is constant).
+    * ``attacker_contribution_share``: the attackers' share of the positive
+      reference contribution (``true_contribution``), to set against their
+      token share.
+    * ``accuracy_drop``: the no-attack baseline's final accuracy (same seed,
+      ``output.baseline``) minus this run's; ``backdoor_success``,
+      ``fraud_tokens`` and ``rating_shift`` from the manifest.
+    * ``attacker_fraction``: attackers / accounts; ``attack_success``: the
+      backdoor success rate when there is a backdoor, else ``accuracy_drop``
+      (what the study heatmap plots against the attacker fraction).
+    * ``detection_precision`` / ``recall``: an account is flagged when any of
+      its ``metric == "flagged"`` rows is >= 0.5; measured against the
+      ground-truth attackers. NaN when the run has no ``flagged`` rows, when
+      nothing was flagged (precision) or when there are no attackers (recall).
+    """
+    p = Path(run_dir)
+    manifest = json.loads((p / "manifest.json").read_text(encoding="utf-8"))
+    final = manifest.get("final", {})
+    metrics = _read_table(p / "metrics.parquet")
+    gt_path = p / "ground_truth.json"
+    truth = json.loads(gt_path.read_text(encoding="utf-8")) if gt_path.is_file() else {}
+    attackers = set(truth.get("attackers", []))
+
+    tokens = _per_account(metrics, "reward_tokens").add(
+        _per_account(metrics, "royalty_tokens"), fill_value=0.0
+    )
+    accounts = sorted(set(tokens.index) | set(truth.get("behaviours", {})) | attackers)
+    tokens = tokens.reindex(accounts, fill_value=0.0)
+    total = float(tokens.sum())
+    share = float(tokens[tokens.index.isin(attackers)].sum()) / total if total > 0 else NAN
+
+    honest = [a for a in accounts if a not in attackers]
+    costs = _per_account(metrics, "cost").reindex(accounts, fill_value=0.0)
+    profit = float((tokens[honest] - costs[honest]).mean()) if honest else NAN
+
+    contribution = _per_account(metrics, "true_contribution")
+    if contribution.empty:
+        rho = contribution_share = NAN
+    else:
+        common = [a for a in accounts if a in contribution.index]
+        rho = _spearman(tokens[common].tolist(), contribution[common].tolist())
+        positive = contribution.clip(lower=0.0)
+        contribution_share = (
+            float(positive[positive.index.isin(attackers)].sum()) / float(positive.sum())
+            if float(positive.sum()) > 0
+            else NAN
+        )
+
+    flags = metrics[(metrics["metric"] == "flagged") & (metrics["client"] != "global")]
+    if flags.empty:
+        precision = recall = NAN
+    else:
+        flagged = set(flags.loc[flags["value"] >= 0.5, "client"])
+        hits = len(flagged & attackers)
+        precision = hits / len(flagged) if flagged else NAN
+        recall = hits / len(attackers) if attackers else NAN
+
+    def num(value: Any) -> float:
+        return float(value) if isinstance(value, int | float) else NAN
+
+    return {
+        "test_accuracy": num(final.get("test_accuracy")),
+        "test_loss": num(final.get("test_loss")),
+        "epsilon_max": num(final.get("epsilon_max")),
+        "attacker_token_share": share,
+        "honest_profit": profit,
+        "reward_gini": gini(tokens.tolist()),
+        "reward_spearman": rho,
+        "detection_precision": float(precision),
+        "detection_recall": float(recall),
+        "attacker_contribution_share": contribution_share,
+        "accuracy_drop": (
+            num(manifest.get("baseline_accuracy")) - num(final.get("test_accuracy"))
+            if manifest.get("baseline_accuracy") is not None
+            else NAN
+        ),
+        "backdoor_success": num(final.get("backdoor_success")),
+        "attacker_fraction": len(attackers) / len(accounts) if accounts else NAN,
+        "attack_success": _attack_success(manifest, final),
+        "fraud_tokens": num((manifest.get("market") or {}).get("fraud_tokens")),
+        "rating_shift": num((manifest.get("market") or {}).get("rating_shift_mean")),
+        "wall_seconds": num(manifest.get("wall_seconds")),
+    }

@@ -1,0 +1,154 @@
+"""Writing a run's results: tidy tables, the manifest, the model.
+
+Results are data, not live objects: plots and reports read only these files,
+so any past run can be re-plotted. Long-form metrics have one row per
+``(round, client, metric)``; per-round global metrics one row per round.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from simulation.config.schema import Scenario
+from simulation.world.core import WorldResult, safetensors_bytes
+
+log = logging.getLogger("fedmarket.results")
+
+PACKAGES = (
+    "fedmarket",
+    "flwr",
+    "flwr-datasets",
+    "opacus",
+    "torch",
+    "numpy",
+    "simpy",
+    "pydantic",
+    "ray",
+    "cryptography",
+    "pandas",
+    "pyarrow",
+    "scikit-learn",
+    "safetensors",
+)
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of the packages a result depends on."""
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def _git(*args: str, cwd: Path | None) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=True
+    ).stdout.strip()
+
+
+def git_commit(cwd: Path | None = None) -> str | None:
+    """The current git commit (with ``-dirty`` if tracked files changed), if any."""
+    try:
+        rev = _git("rev-parse", "HEAD", cwd=cwd)
+        dirty = _git("status", "--porcelain", "--untracked-files=no", cwd=cwd)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{rev}-dirty" if dirty else rev
+
+
+def metrics_frame(result: WorldResult) -> pd.DataFrame:
+    """Long form: ``round, client, metric, value`` (global metrics use client ``global``)."""
+    rows: list[tuple[int, str, str, float]] = list(result.client_rows)
+    for rec in result.rounds:
+        for key, value in dataclasses.asdict(rec).items():
+            if key in ("round", "model_version", "wall_seconds"):
+                continue
+            rows.append((rec.round, "global", key, float(value)))
+    if result.baseline_accuracy is not None:
+        for rec, base in zip(result.rounds, result.baseline_accuracy, strict=False):
+            rows.append((rec.round, "global", "baseline_accuracy", base))
+            rows.append((rec.round, "global", "accuracy_drop", base - rec.test_accuracy))
+    df = pd.DataFrame(rows, columns=["round", "client", "metric", "value"])
+    return df.sort_values(["round", "client", "metric"], kind="stable").reset_index(drop=True)
+
+
+def rounds_frame(result: WorldResult) -> pd.DataFrame:
+    """One row per round (round 0 is the initial model)."""
+    df = pd.DataFrame([dataclasses.asdict(r) for r in result.rounds])
+    return df.drop(columns=["wall_seconds"])
+
+
+def write_results(
+    scenario: Scenario, out_dir: Path, result: WorldResult, *, wall_seconds: float
+) -> dict[str, Any]:
+    """Write every result file into ``out_dir``; return the manifest."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics = metrics_frame(result)
+    rounds = rounds_frame(result)
+    metrics.to_parquet(out_dir / "metrics.parquet", index=False)
+    rounds.to_parquet(out_dir / "rounds.parquet", index=False)
+    if scenario.output.csv:
+        metrics.to_csv(out_dir / "metrics.csv", index=False)
+        rounds.to_csv(out_dir / "rounds.csv", index=False)
+    if scenario.output.save_model:
+        (out_dir / "model.safetensors").write_bytes(safetensors_bytes(result.final_weights))
+    (out_dir / "ground_truth.json").write_text(
+        json.dumps(result.ground_truth, indent=2, sort_keys=True) + "\n"
+    )
+    (out_dir / "scenario.yaml").write_text(
+        yaml.safe_dump(scenario.resolved(), sort_keys=False), encoding="utf-8"
+    )
+    final = result.rounds[-1]
+    manifest = {
+        "fedmarket_manifest": 1,
+        "scenario": scenario.resolved(),
+        "scenario_hash": scenario.sha256(),
+        "seed": scenario.seed,
+        "ledger_head": result.head_hash,
+        "final": {
+            "round": final.round,
+            "test_accuracy": final.test_accuracy,
+            "test_loss": final.test_loss,
+            "epsilon_max": final.epsilon_max,
+            "simulated_seconds": final.time,
+            "backdoor_success": (
+                None if math.isnan(final.backdoor_success) else final.backdoor_success
+            ),
+        },
+        "epsilon": result.final_epsilon,
+        "market": result.market,
+        "baseline_accuracy": (result.baseline_accuracy[-1] if result.baseline_accuracy else None),
+        "wall_seconds": wall_seconds,
+        "packages": package_versions(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "git_commit": git_commit(Path(__file__).resolve().parent.parent),
+    }
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    # The attack metrics are computed from the files just written (one definition,
+    # shared with `fedmarket compare`), then added to the manifest.
+    from simulation.results.metrics import run_metrics
+
+    metrics_now = run_metrics(out_dir)
+    manifest["attack"] = {
+        k: (None if v != v else v)  # NaN is not JSON
+        for k, v in metrics_now.items()
+        if k not in ("test_accuracy", "test_loss", "epsilon_max", "wall_seconds")
+    }
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    log.info("results written to %s", out_dir)
+    return manifest

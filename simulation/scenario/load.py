@@ -1,0 +1,315 @@
+"""Reading a scenario file: YAML, ``--set`` overrides, validation against the schema
+and the registries, and error reporting as ``FILE: field.path -> reason``.
+
+Errors are collected, never raised one at a time: a user fixing a file sees
+every problem at once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from simulation.config.schema import Scenario
+from simulation.errors import Problem, ScenarioError
+
+# ------------------------------------------------------------------ error handling
+
+# Fields whose value is a discriminated union: pydantic puts the tag in the
+# error location (``privacy.dp_sgd.noise_multiplier``); users never wrote it.
+_TAGGED = {"partition", "privacy"}
+_TAGGED_LISTS = {"timeline"}
+
+
+def _field_path(loc: Sequence[int | str]) -> str:
+    parts: list[str] = []
+    skip_next = False
+    prev: int | str | None = None
+    for i, item in enumerate(loc):
+        if skip_next:
+            skip_next = False
+            prev = item
+            continue
+        parts.append(str(item))
+        if item in _TAGGED or (isinstance(item, int) and i > 0 and prev in _TAGGED_LISTS):
+            skip_next = True
+        prev = item
+    return ".".join(parts)
+
+
+def _valid_keys(loc: Sequence[int | str]) -> list[str]:
+    """Field names valid at the parent of ``loc``, to suggest on an unknown key."""
+    model: Any = Scenario
+    path = [p for p in loc[:-1]]
+    i = 0
+    while i < len(path):
+        name = path[i]
+        fields = getattr(model, "model_fields", None)
+        if fields is None or name not in fields:
+            return []
+        ann = fields[name].annotation
+        if name in _TAGGED and i + 1 < len(path):
+            tag = path[i + 1]
+            options = getattr(ann, "__args__", ())
+            for opt in options:
+                for inner in getattr(opt, "__args__", (opt,)):
+                    mf = getattr(inner, "model_fields", {})
+                    for key in ("kind", "mode"):
+                        if key in mf and mf[key].default == tag:
+                            model = inner
+            i += 2
+            continue
+        model = ann
+        i += 1
+    fields = getattr(model, "model_fields", None)
+    return sorted(fields) if fields else []
+
+
+def problems_from_validation(source: str, err: ValidationError) -> list[Problem]:
+    """Turn a pydantic error into one ``Problem`` per failing field."""
+    problems: list[Problem] = []
+    for e in err.errors(include_url=False):
+        loc = tuple(e["loc"])
+        field = _field_path(loc)
+        reason = str(e["msg"])
+        if e["type"] == "extra_forbidden":
+            valid = _valid_keys(loc)
+            reason = "unknown field" + (f" (valid: {', '.join(valid)})" if valid else "")
+        elif reason.startswith("Value error, "):
+            reason = reason.removeprefix("Value error, ")
+            # Cross-field validators name their own field as "field: reason".
+            head, sep, tail = reason.partition(": ")
+            if sep and " " not in head:
+                field = f"{field}.{head}" if field else head
+                reason = tail
+        if e["type"] not in ("extra_forbidden", "missing") and "input" in e:
+            shown = repr(e["input"])
+            if len(shown) <= 60 and not isinstance(e["input"], dict):
+                reason = f"{reason} (got {shown})"
+        problems.append(Problem(source, field, reason))
+    return problems
+
+
+# ------------------------------------------------------------------------ loading
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML mapping, turning I/O and syntax errors into ``ScenarioError``."""
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ScenarioError([Problem(source, "", "file not found")]) from None
+    except OSError as exc:
+        raise ScenarioError([Problem(source, "", f"cannot read: {exc.strerror}")]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ScenarioError([Problem(source, where, f"invalid YAML: {problem}")]) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ScenarioError([Problem(source, "", "the top level must be a mapping")])
+    return data
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Parse ``key.path=value``; the value is read as YAML (``0.1``, ``true``, ``[64,32]``)."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ScenarioError([Problem("--set", text, "expected key.path=value")])
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Return a copy of ``data`` with each ``key.path=value`` override set."""
+    out = json.loads(json.dumps(data))
+    problems: list[Problem] = []
+    for text in overrides:
+        try:
+            path, value = parse_override(text)
+        except ScenarioError as exc:
+            problems.extend(exc.problems)
+            continue
+        node: Any = out
+        for i, part in enumerate(path[:-1]):
+            dotted = ".".join(path[: i + 1])
+            if isinstance(node, list):
+                # A list item by index: ``population.0.fraction=0.2``.
+                if not part.isdigit() or int(part) >= len(node):
+                    problems.append(Problem("--set", text, f"{dotted}: no such list item"))
+                    break
+                nxt = node[int(part)]
+            else:
+                nxt = node.get(part)
+                if nxt is None:
+                    nxt = node[part] = {}
+            if not isinstance(nxt, dict | list):
+                problems.append(Problem("--set", text, f"{dotted} is not a section"))
+                break
+            node = nxt
+        else:
+            last = path[-1]
+            if isinstance(node, list):
+                if not last.isdigit() or int(last) >= len(node):
+                    problems.append(Problem("--set", text, f"{'.'.join(path)}: no such list item"))
+                else:
+                    node[int(last)] = value
+            else:
+                node[last] = value
+    if problems:
+        raise ScenarioError(problems)
+    return out
+
+
+def validate_data(data: Mapping[str, Any], source: str) -> Scenario:
+    """Validate plain data as a ``Scenario`` and check registry names."""
+    problems = _check_names(data, source)
+    try:
+        scenario = Scenario.model_validate(dict(data))
+    except ValidationError as err:
+        raise ScenarioError(problems_from_validation(source, err) + problems) from None
+    if problems:
+        raise ScenarioError(problems)
+    problems = _check_components(scenario, source)
+    if problems:
+        raise ScenarioError(problems)
+    return scenario
+
+
+def _registries() -> dict[str, tuple[str, list[str]]]:
+    """Registries that scenario names point into: kind and valid names."""
+    from agents.coalition import COALITION_ATTACKS
+    from agents.market import MARKET_BEHAVIOURS
+    from agents.training import TRAINING_BEHAVIOURS
+    from marketplace.contribution import EVALUATORS
+    from marketplace.incentives import MECHANISMS
+    from marketplace.ratings import RATING_RULES
+    from simulation.fl.aggregation import AGGREGATORS
+
+    return {
+        "strategy": ("strategy", list(AGGREGATORS.names())),
+        "mechanism": ("mechanism", sorted(MECHANISMS)),
+        "behaviour": ("training behaviour", list(TRAINING_BEHAVIOURS.names())),
+        "attack": ("coalition attack", list(COALITION_ATTACKS.names())),
+        "market_behaviour": ("market behaviour", list(MARKET_BEHAVIOURS.names())),
+        "evaluator": ("evaluator", sorted(EVALUATORS)),
+        "rating_rule": ("rating rule", sorted(RATING_RULES)),
+    }
+
+
+def _check_names(data: Mapping[str, Any], source: str) -> list[Problem]:
+    """Names that point into registries must exist.
+
+    Checked on the raw data, so they are reported alongside schema errors.
+    """
+    regs = _registries()
+    checks: list[tuple[str, Any, str]] = []
+
+    def section(name: str) -> Mapping[str, Any]:
+        block = data.get(name)
+        return block if isinstance(block, dict) else {}
+
+    checks.append(("aggregation.strategy", section("aggregation").get("strategy"), "strategy"))
+    checks.append(("rewards.mechanism", section("rewards").get("mechanism"), "mechanism"))
+    checks.append(("contribution.evaluator", section("contribution").get("evaluator"), "evaluator"))
+    checks.append(("market.rating_rule", section("market").get("rating_rule"), "rating_rule"))
+    for i, g in enumerate(data.get("population") or []):
+        if isinstance(g, dict):
+            checks.append((f"population.{i}.behaviour", g.get("behaviour"), "behaviour"))
+    for i, e in enumerate(data.get("timeline") or []):
+        if isinstance(e, dict) and e.get("kind") == "coalition":
+            checks.append((f"timeline.{i}.attack", e.get("attack"), "attack"))
+    for i, b in enumerate(section("market").get("behaviours") or []):
+        if isinstance(b, dict):
+            checks.append(
+                (f"market.behaviours.{i}.behaviour", b.get("behaviour"), "market_behaviour")
+            )
+    problems = []
+    for field, name, reg in checks:
+        what, valid = regs[reg]
+        if isinstance(name, str) and name not in valid:
+            problems.append(
+                Problem(source, field, f"unknown {what} {name!r} (valid: {', '.join(valid)})")
+            )
+    return problems
+
+
+def _check_components(scenario: Scenario, source: str) -> list[Problem]:
+    """Build every named component once, so bad parameters fail before a run starts."""
+    from agents.market import create_market_behaviour
+    from agents.training import create_behaviour
+    from marketplace.contribution import create_evaluator
+    from marketplace.incentives import create_mechanism
+    from simulation.fl.aggregation import create_strategy
+
+    mechanism_params: dict[str, Any] = dict(scenario.rewards.params)
+    if scenario.rewards.mechanism == "reputation":
+        mechanism_params.setdefault("reputation", {})  # the run passes the ledger's live view
+    attempts: list[tuple[str, Any]] = [
+        (
+            "aggregation.params",
+            lambda: create_strategy(
+                scenario.aggregation.strategy,
+                scenario.aggregation.params,
+                scenario.aggregation.client_dp,
+            ),
+        ),
+        (
+            "rewards.params",
+            lambda: create_mechanism(scenario.rewards.mechanism, **mechanism_params),
+        ),
+    ]
+    if scenario.contribution.evaluator:
+        ev = scenario.contribution.evaluator
+        attempts.append(
+            ("contribution.params", lambda: create_evaluator(ev, **scenario.contribution.params))
+        )
+    for i, g in enumerate(scenario.population):
+        attempts.append(
+            (f"population.{i}.params", lambda g=g: create_behaviour(g.behaviour, g.params))
+        )
+    for i, b in enumerate(scenario.market.behaviours):
+        attempts.append(
+            (
+                f"market.behaviours.{i}.params",
+                lambda b=b: create_market_behaviour(b.behaviour, b.params),
+            )
+        )
+    problems = []
+    for field, make in attempts:
+        try:
+            make()
+        except (ValueError, TypeError) as exc:
+            problems.append(Problem(source, field, str(exc).splitlines()[0]))
+    return problems
+
+
+def load_scenario(
+    path: Path | str, overrides: Iterable[str] = (), seed: int | None = None
+) -> Scenario:
+    """Load, override and validate a scenario file; raise ``ScenarioError`` listing problems."""
+    path = Path(path)
+    data = read_yaml(path)
+    data = apply_overrides(data, overrides)
+    if seed is not None:
+        data["seed"] = seed
+    return validate_data(data, str(path))
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of a scenario file (for editors and ``fedmarket schema``)."""
+    return Scenario.model_json_schema()

@@ -1,0 +1,254 @@
+"""Who the clients are: groups, behaviours, presence and coalitions, round by round.
+
+The population is ground truth. It decides which behaviour each client runs
+in a round (sent to the ClientApp), which clients are present (join, leave,
+dropouts), and which coalition attacks rewrite replies on the server side. It
+is written to ``ground_truth.json`` and never handed to a mechanism or an
+aggregator.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from agents.coalition import CoalitionAttack, create_coalition_attack
+from agents.sybil import SybilGroup, sybil_indices
+from agents.training import RoundContext, TrainingBehaviour, behaviour_to_config, create_behaviour
+from simulation.config.schema import (
+    AttackEvent,
+    CoalitionEvent,
+    DropoutEvent,
+    GroupConfig,
+    JoinEvent,
+    LeaveEvent,
+    Scenario,
+)
+from simulation.rng import SeedTree
+
+log = logging.getLogger("fedmarket.population")
+
+Weights = dict[str, np.ndarray]
+
+
+@dataclass
+class Population:
+    """Group membership and everything that follows from it."""
+
+    scenario: Scenario
+    accounts: list[str]
+    tree: SeedTree
+    group_of: dict[int, str] = field(default_factory=dict)
+    members: dict[str, list[int]] = field(default_factory=dict)
+    behaviours: dict[str, TrainingBehaviour] = field(default_factory=dict)
+    coalitions: list[tuple[CoalitionEvent, CoalitionAttack]] = field(default_factory=list)
+    _sybil_rows: dict[int, np.ndarray] = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, scenario: Scenario, accounts: list[str], tree: SeedTree) -> Population:
+        """Assign clients to groups with a seeded permutation, in declaration order."""
+        pop = cls(scenario, accounts, tree)
+        taken = {i for g in scenario.population for i in (g.clients or ())}
+        order = [
+            int(i) for i in tree.numpy("population").permutation(len(accounts)) if i not in taken
+        ]
+        start = 0
+        for g in scenario.population:
+            if g.clients is not None:
+                chosen = sorted(g.clients)
+            else:
+                size = g.size(len(accounts))
+                chosen = sorted(order[start : start + size])
+                start += size
+            pop.members[g.group] = chosen
+            for i in chosen:
+                pop.group_of[i] = g.group
+            pop.behaviours[g.group] = create_behaviour(g.behaviour, g.params)
+        for event in scenario.timeline:
+            if isinstance(event, CoalitionEvent):
+                params = dict(event.params)
+                member_accounts = tuple(accounts[i] for i in pop.members[event.group])
+                if event.attack == "sybil_duplicate":
+                    params.setdefault(
+                        "groups", [{"owner": member_accounts[0], "identities": member_accounts}]
+                    )
+                else:
+                    params.setdefault("members", member_accounts)
+                pop.coalitions.append((event, create_coalition_attack(event.attack, params)))
+        return pop
+
+    # ----------------------------------------------------------------- lookups
+
+    def group(self, client: int) -> GroupConfig | None:
+        """The population group of ``client`` (``None``: an ordinary honest client)."""
+        name = self.group_of.get(client)
+        if name is None:
+            return None
+        return next(g for g in self.scenario.population if g.group == name)
+
+    def attackers(self) -> list[str]:
+        """Ground truth: accounts in attacking groups (a group in a coalition attack
+        attacks, unless the scenario says ``attacker: false``)."""
+        in_coalition = {e.group for e, _ in self.coalitions}
+        return sorted(
+            self.accounts[i]
+            for g in self.scenario.population
+            if g.is_attacker or (g.group in in_coalition and g.attacker is not False)
+            for i in self.members[g.group]
+        )
+
+    def ground_truth(self) -> dict[str, Any]:
+        """What ``ground_truth.json`` records."""
+        behaviours = {a: "honest" for a in self.accounts}
+        for g in self.scenario.population:
+            for i in self.members[g.group]:
+                behaviours[self.accounts[i]] = g.behaviour
+        return {
+            "attackers": self.attackers(),
+            "behaviours": behaviours,
+            "groups": {
+                g: [self.accounts[i] for i in idx] for g, idx in sorted(self.members.items())
+            },
+            "coalitions": [{"attack": e.attack, "group": e.group} for e, _ in self.coalitions],
+            "market_attackers": self.market_attackers(),
+        }
+
+    def market_attackers(self) -> dict[str, list[str]]:
+        """Ground truth of the market: members of cabals, whitewashers, license abusers."""
+        from agents.market import create_market_behaviour
+
+        out: dict[str, list[str]] = {}
+        for b in self.scenario.market.behaviours:
+            if b.behaviour in ("colluding_cabal", "whitewashers", "license_abusers"):
+                params = create_market_behaviour(b.behaviour, b.params).params
+                members = getattr(params, "members", None)
+                accounts = (
+                    list(members()) if callable(members) else list(getattr(params, "accounts", ()))
+                )
+                out.setdefault(b.behaviour, []).extend(sorted(accounts))
+        return out
+
+    # ----------------------------------------------------------- round by round
+
+    def present(self, client: int, round_: int, now: float) -> bool:
+        """Has the client joined and not yet left?"""
+        name = self.group_of.get(client)
+        if name is None:
+            return True
+        for event in self.scenario.timeline:
+            if getattr(event, "group", None) != name:
+                continue
+            if isinstance(event, JoinEvent) and (
+                (event.round is not None and round_ < event.round)
+                or (event.time is not None and now < event.time)
+            ):
+                return False
+            if isinstance(event, LeaveEvent) and (
+                (event.round is not None and round_ >= event.round)
+                or (event.time is not None and now >= event.time)
+            ):
+                return False
+        return True
+
+    def behaviour(self, client: int, round_: int, now: float) -> TrainingBehaviour | None:
+        """The behaviour ``client`` runs this round, or ``None`` for plain honest training."""
+        name = self.group_of.get(client)
+        if name is None:
+            return None
+        windows = [
+            e for e in self.scenario.timeline if isinstance(e, AttackEvent) and e.group == name
+        ]
+        if windows and not any(w.active(round_, now) for w in windows):
+            return None
+        return self.behaviours[name]
+
+    def behaviour_config(self, client: int, round_: int, now: float) -> str | None:
+        """The behaviour as the JSON the ClientApp rebuilds it from."""
+        b = self.behaviour(client, round_, now)
+        return behaviour_to_config(b) if b is not None else None
+
+    def epochs(self, client: int, round_: int, now: float, base: int) -> int:
+        """Local epochs (honest heterogeneity may change them)."""
+        b = self.behaviour(client, round_, now)
+        return b.local_epochs(base) if b is not None else base
+
+    def speed_factor(self, client: int, round_: int, now: float) -> float:
+        """Compute-speed factor for the time model."""
+        b = self.behaviour(client, round_, now)
+        return b.heterogeneity.compute_speed if b is not None else 1.0
+
+    def drops_out(self, client: int, round_: int, now: float, num_classes: int) -> bool:
+        """Does the client fail to answer this round (behaviour or dropout events)?"""
+        rng = self.tree.numpy("dropout", client, round_)
+        b = self.behaviour(client, round_, now)
+        if b is not None:
+            ctx = RoundContext(round_, self.accounts[client], num_classes, rng)
+            if b.drops_out(ctx):
+                return True
+        name = self.group_of.get(client)
+        for event in self.scenario.timeline:
+            if (
+                isinstance(event, DropoutEvent)
+                and (event.group is None or event.group == name)
+                and event.active(round_, now)
+                and rng.random() < event.probability
+            ):
+                return True
+        return False
+
+    def data_indices(self, client: int, partitions: tuple[np.ndarray, ...]) -> np.ndarray | None:
+        """For Sybil identities: the rows they train on (a split or copy of the owner's).
+
+        Computed once per group (the split is fixed for the run) and kept by client index.
+        """
+        g = self.group(client)
+        if g is None or g.sybil is None:
+            return None
+        if client not in self._sybil_rows:
+            idx = self.members[g.group]
+            owner = idx[0]
+            spec = SybilGroup(
+                owner=self.accounts[owner],
+                identities=tuple(self.accounts[i] for i in idx),
+                mode=g.sybil,
+            )
+            split = sybil_indices(partitions[owner], spec, self.tree.numpy("sybil", g.group))
+            for i in idx:
+                self._sybil_rows[i] = split[self.accounts[i]]
+        return self._sybil_rows[client]
+
+    def apply_coalitions(
+        self, round_: int, now: float, submissions: Mapping[int, Weights], global_weights: Weights
+    ) -> dict[int, Weights]:
+        """Let active coalition attacks rewrite their members' submissions."""
+        out = dict(submissions)
+        if not self.coalitions:
+            return out
+        keys = list(global_weights)
+        glob = [global_weights[k] for k in keys]
+        for event, attack in self.coalitions:
+            if not event.active(round_, now):
+                continue
+            by_account = {self.accounts[c]: [w[k] for k in keys] for c, w in sorted(out.items())}
+            rewritten = attack.apply(
+                round_, by_account, glob, self.tree.numpy("coalition", event.attack, round_)
+            )
+            index = {a: i for i, a in enumerate(self.accounts)}
+            for account, arrays in rewritten.items():
+                c = index[account]
+                out[c] = {
+                    k: np.asarray(v, dtype=global_weights[k].dtype)
+                    for k, v in zip(keys, arrays, strict=True)
+                }
+        return out
+
+    def backdoor(self) -> tuple[TrainingBehaviour, str] | None:
+        """The first backdoor behaviour in the population, to measure its success."""
+        for g in self.scenario.population:
+            if g.behaviour == "backdoor":
+                return self.behaviours[g.group], g.group
+        return None
