@@ -8,7 +8,7 @@ from types import TracebackType
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from simulation.world.core import RoundRecord
+from simulation.world.records import RoundRecord
 
 log = logging.getLogger("fedmarket.progress")
 

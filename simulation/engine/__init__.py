@@ -9,6 +9,7 @@ _EXPORTS = {
     "baseline_of": "runner",
     "prepare_out_dir": "runner",
     "quiet_environment": "env",
+    "in_process_transport": "inprocess",
     "make_server_app": "server_app",
     "serve": "server_app",
     "discover_nodes": "server_app",

@@ -20,8 +20,10 @@ from typing import Any, Literal
 
 from simulation.config.schema import Scenario
 from simulation.engine.env import quiet_environment
+from simulation.engine.inprocess import in_process_transport
 from simulation.errors import RunError
-from simulation.world.core import RoundRecord, World, WorldResult, in_process_transport
+from simulation.world.core import World
+from simulation.world.records import RoundRecord, WorldResult
 
 log = logging.getLogger("fedmarket.runner")
 

@@ -19,9 +19,11 @@ from flwr.serverapp import Grid, ServerApp
 
 from simulation.config.schema import Scenario
 from simulation.errors import RunError
+from simulation.fl.messages import ReplyMetrics
 from simulation.fl.training import ClientTask
 from simulation.scenario.load import load_scenario
-from simulation.world.core import Reply, RoundRecord, Transport, Weights, World, WorldResult
+from simulation.world.core import World
+from simulation.world.records import Reply, RoundRecord, Transport, Weights, WorldResult
 
 log = logging.getLogger("fedmarket.server")
 
@@ -107,16 +109,16 @@ def grid_transport(grid: Grid, node_of: dict[int, int]) -> Transport:
             client = client_of[msg.metadata.src_node_id]
             seen.add(client)
             if msg.has_error():
-                replies.append(Reply(client, None, {}, error=f"client error: {msg.error.reason}"))
+                replies.append(Reply(client, None, None, error=f"client error: {msg.error.reason}"))
                 continue
             content = msg.content
-            metrics = {k: float(v) for k, v in content["metrics"].items()}  # type: ignore[arg-type]
+            metrics = ReplyMetrics.from_record(content["metrics"])  # type: ignore[arg-type]
             rec = content["arrays"]
             weights_out = {k: v.numpy() for k, v in rec.items()}  # type: ignore[union-attr]
             replies.append(Reply(client, weights_out, metrics))
         for t in tasks:
             if t.client_index not in seen:
-                replies.append(Reply(t.client_index, None, {}, error="no reply"))
+                replies.append(Reply(t.client_index, None, None, error="no reply"))
         return replies
 
     return send

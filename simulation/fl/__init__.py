@@ -34,6 +34,12 @@ _EXPORTS = {
     "NeedsGlobal": "strategies",
     "wrap_client_dp": "strategies",
     "validation_results": "evaluation",
+    "ReplyMetrics": "messages",
+    "aggregation_reply": "messages",
+    "arrays_sha256": "weights",
+    "flatten": "weights",
+    "unflatten": "weights",
+    "safetensors_bytes": "weights",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -10,12 +10,11 @@ so the server can map Flower node ids to market accounts.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
+from simulation.fl.messages import ReplyMetrics
 from simulation.fl.training import ClientTask, run_client_task
 
 app = ClientApp()
@@ -38,19 +37,8 @@ def train(msg: Message, context: Context) -> Message:
     global_weights = {k: v.numpy() for k, v in arrays.items()}
     result = run_client_task(task, global_weights)
 
-    def finite(v: float) -> float:
-        return v if math.isfinite(v) else -1.0
-
     metrics = MetricRecord(
-        {
-            "num-examples": result.num_examples,
-            "steps": result.steps,
-            "sample-rate": result.sample_rate,
-            "train-loss": finite(result.train_loss),
-            "train-accuracy": finite(result.train_accuracy),
-            "seconds": result.seconds,
-            "client-index": task.client_index,
-        }
+        {**ReplyMetrics.from_train_result(result).to_record(), "client-index": task.client_index}
     )
     reply_arrays = ArrayRecord(
         {k: Array(np.ascontiguousarray(v)) for k, v in result.weights.items()}

@@ -51,6 +51,8 @@ from flwr.serverapp.strategy import (
 from flwr.serverapp.strategy.dp_fixed_clipping import validate_replies
 from flwr.supercore.differential_privacy import compute_stdv
 
+from simulation.fl.weights import flatten, unflatten
+
 log = logging.getLogger("fedmarket.strategies")
 
 Weights = dict[str, np.ndarray]
@@ -87,26 +89,6 @@ def _to_numpy(record: ArrayRecord) -> Weights:
 
 def _to_record(weights: Mapping[str, np.ndarray]) -> ArrayRecord:
     return ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in weights.items()})
-
-
-def _flat(weights: Mapping[str, np.ndarray], keys: Iterable[str]) -> np.ndarray:
-    """Concatenate the arrays named ``keys`` (in that order) into one float64 vector."""
-    parts = [np.asarray(weights[k], dtype=np.float64).ravel() for k in keys]
-    return np.concatenate(parts) if parts else np.zeros(0)
-
-
-def _unflat(vec: np.ndarray, like: Mapping[str, np.ndarray]) -> Weights:
-    """Split ``vec`` back into arrays shaped and typed like ``like``."""
-    out: Weights = {}
-    pos = 0
-    for k, ref in like.items():
-        n = int(np.size(ref))
-        part = vec[pos : pos + n].reshape(np.shape(ref))
-        pos += n
-        if np.issubdtype(np.asarray(ref).dtype, np.integer):
-            part = np.rint(part)
-        out[k] = part.astype(np.asarray(ref).dtype, copy=False)
-    return out
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -256,11 +238,11 @@ class FoolsGold(NeedsGlobal, FedAvg):
             return None, None
         glob = self._require_global()
         keys = list(glob)
-        g = _flat(glob, keys)
+        g = flatten(glob, keys)
         clients = [int(m.metadata.src_node_id) for m in valid]
         if len(set(clients)) != len(clients):
             raise ValueError(f"round {server_round}: duplicate clients in replies {clients}")
-        deltas = [_flat(_reply_weights(m, keys), keys) - g for m in valid]
+        deltas = [flatten(_reply_weights(m, keys), keys) - g for m in valid]
         for c, d in zip(clients, deltas, strict=True):
             prev = self.histories.get(c)
             if prev is not None and prev.shape != d.shape:
@@ -277,7 +259,7 @@ class FoolsGold(NeedsGlobal, FedAvg):
             )
             return _to_record(glob), metrics
         step = sum((a * d for a, d in zip(alpha, deltas, strict=True)), np.zeros_like(g))
-        return _to_record(_unflat(g + step / total, glob)), metrics
+        return _to_record(unflatten(g + step / total, glob)), metrics
 
 
 # --------------------------------------------------------------------- FLTrust
@@ -354,16 +336,16 @@ class FLTrust(NeedsGlobal, FedAvg):
             )
         glob = self._require_global()
         keys = list(glob)
-        g = _flat(glob, keys)
+        g = flatten(glob, keys)
         root = self.root_update(server_round, {k: v.copy() for k, v in glob.items()})
-        g0 = _flat(root, keys) - g
+        g0 = flatten(root, keys) - g
         n0 = float(np.linalg.norm(g0))
         clients = [int(m.metadata.src_node_id) for m in valid]
         step = np.zeros_like(g)
         total = 0.0
         self.last_weights = {}
         for c, m in zip(clients, valid, strict=True):
-            gi = _flat(_reply_weights(m, keys), keys) - g
+            gi = flatten(_reply_weights(m, keys), keys) - g
             ni = float(np.linalg.norm(gi))
             ts = max(0.0, _cosine(gi, g0))
             self.last_weights[c] = ts
@@ -377,7 +359,7 @@ class FLTrust(NeedsGlobal, FedAvg):
                 "round %d: every FLTrust trust score is 0; keeping the global model", server_round
             )
             return _to_record(glob), metrics
-        return _to_record(_unflat(g + self.server_lr * step / total, glob)), metrics
+        return _to_record(unflatten(g + self.server_lr * step / total, glob)), metrics
 
 
 # ------------------------------------------------------------- client-level DP
@@ -432,16 +414,16 @@ class _DPHooks(NeedsGlobal):
         """
         glob = self._require_global()
         keys = list(glob)
-        g = _flat(glob, keys)
+        g = flatten(glob, keys)
         clipped = 0
         for msg in replies:
             for name in list(msg.content.array_records):
-                delta = _flat(_reply_weights(msg, keys), keys) - g
+                delta = flatten(_reply_weights(msg, keys), keys) - g
                 norm = float(np.linalg.norm(delta))
                 if norm > clipping_norm:
                     delta *= clipping_norm / norm
                     clipped += 1
-                msg.content[name] = _to_record(_unflat(g + delta, glob))
+                msg.content[name] = _to_record(unflatten(g + delta, glob))
         log.debug(
             "updates clipped to L2 norm %.6g (%d of %d)", clipping_norm, clipped, len(replies)
         )

@@ -20,8 +20,10 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from simulation import names
 from simulation.config.schema import Scenario
-from simulation.world.core import WorldResult, safetensors_bytes
+from simulation.fl.weights import safetensors_bytes
+from simulation.world.records import MetricRow, WorldResult
 
 log = logging.getLogger("fedmarket.results")
 
@@ -72,16 +74,17 @@ def git_commit(cwd: Path | None = None) -> str | None:
 
 def metrics_frame(result: WorldResult) -> pd.DataFrame:
     """Long form: ``round, client, metric, value`` (global metrics use client ``global``)."""
-    rows: list[tuple[int, str, str, float]] = list(result.client_rows)
+    rows: list[MetricRow] = list(result.rows)
+    g = names.GLOBAL
     for rec in result.rounds:
         for key, value in dataclasses.asdict(rec).items():
             if key in ("round", "model_version", "wall_seconds"):
                 continue
-            rows.append((rec.round, "global", key, float(value)))
+            rows.append(MetricRow(rec.round, g, key, float(value)))
     if result.baseline_accuracy is not None:
         for rec, base in zip(result.rounds, result.baseline_accuracy, strict=False):
-            rows.append((rec.round, "global", "baseline_accuracy", base))
-            rows.append((rec.round, "global", "accuracy_drop", base - rec.test_accuracy))
+            rows.append(MetricRow(rec.round, g, names.BASELINE_ACCURACY, base))
+            rows.append(MetricRow(rec.round, g, names.ACCURACY_DROP, base - rec.test_accuracy))
     df = pd.DataFrame(rows, columns=["round", "client", "metric", "value"])
     return df.sort_values(["round", "client", "metric"], kind="stable").reset_index(drop=True)
 
@@ -106,9 +109,7 @@ def write_results(
         rounds.to_csv(out_dir / "rounds.csv", index=False)
     if scenario.output.save_model:
         (out_dir / "model.safetensors").write_bytes(safetensors_bytes(result.final_weights))
-    (out_dir / "ground_truth.json").write_text(
-        json.dumps(result.ground_truth, indent=2, sort_keys=True) + "\n"
-    )
+    (out_dir / "ground_truth.json").write_text(result.ground_truth.to_json())
     (out_dir / "scenario.yaml").write_text(
         yaml.safe_dump(scenario.resolved(), sort_keys=False), encoding="utf-8"
     )
@@ -130,7 +131,7 @@ def write_results(
             ),
         },
         "epsilon": result.final_epsilon,
-        "market": result.market,
+        "market": result.market.as_dict(),
         "baseline_accuracy": (result.baseline_accuracy[-1] if result.baseline_accuracy else None),
         "wall_seconds": wall_seconds,
         "packages": package_versions(),

@@ -1,18 +1,29 @@
-"""The market world on a simpy clock: the round loop, the population and its
-attacks, the time model, market processes and update screening."""
+"""The market world on a simpy clock: a round as a pipeline of small stages over
+typed parts (population, identities, accounting, market), and its typed records."""
 
 from marketplace._lazy import lazy_exports
 
 _EXPORTS = {
     "World": "core",
-    "WorldResult": "core",
-    "RoundRecord": "core",
-    "Reply": "core",
-    "Transport": "core",
-    "Weights": "core",
-    "account_name": "core",
-    "arrays_sha256": "core",
-    "in_process_transport": "core",
+    "StageFactory": "core",
+    "Parts": "setup",
+    "build_parts": "setup",
+    "default_stages": "setup",
+    "account_name": "setup",
+    "RoundContext": "context",
+    "Federation": "context",
+    "Recorder": "context",
+    "Screened": "context",
+    "Identity": "identities",
+    "IdentityBook": "identities",
+    "GroundTruth": "records",
+    "MarketStats": "records",
+    "MetricRow": "records",
+    "Reply": "records",
+    "RoundRecord": "records",
+    "Transport": "records",
+    "Weights": "records",
+    "WorldResult": "records",
     "Population": "population",
     "TimeModel": "timing",
     "IntentApplier": "market_process",

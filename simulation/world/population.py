@@ -29,6 +29,7 @@ from simulation.config.schema import (
     Scenario,
 )
 from simulation.rng import SeedTree
+from simulation.world.identities import IdentityBook
 
 log = logging.getLogger("fedmarket.population")
 
@@ -40,7 +41,7 @@ class Population:
     """Group membership and everything that follows from it."""
 
     scenario: Scenario
-    accounts: list[str]
+    identities: IdentityBook
     tree: SeedTree
     group_of: dict[int, str] = field(default_factory=dict)
     members: dict[str, list[int]] = field(default_factory=dict)
@@ -50,8 +51,13 @@ class Population:
 
     @classmethod
     def create(cls, scenario: Scenario, accounts: list[str], tree: SeedTree) -> Population:
-        """Assign clients to groups with a seeded permutation, in declaration order."""
-        pop = cls(scenario, accounts, tree)
+        """Assign clients to groups with a seeded permutation, in declaration order.
+
+        ``accounts`` are the clients' first identities; the population's
+        :class:`IdentityBook` maps every identity a client later uses (and every
+        Sybil identity) to its data owner.
+        """
+        pop = cls(scenario, IdentityBook(accounts), tree)
         taken = {i for g in scenario.population for i in (g.clients or ())}
         order = [
             int(i) for i in tree.numpy("population").permutation(len(accounts)) if i not in taken
@@ -79,7 +85,18 @@ class Population:
                 else:
                     params.setdefault("members", member_accounts)
                 pop.coalitions.append((event, create_coalition_attack(event.attack, params)))
+        owner_slot = {
+            i: pop.members[g.group][0]
+            for g in scenario.population
+            if g.sybil is not None
+            for i in pop.members[g.group]
+        }
+        pop.identities = IdentityBook(accounts, owner_slot)
         return pop
+
+    def account(self, client: int) -> str:
+        """The identity client slot ``client`` acts as now."""
+        return self.identities.current(client)
 
     # ----------------------------------------------------------------- lookups
 
@@ -95,7 +112,7 @@ class Population:
         attacks, unless the scenario says ``attacker: false``)."""
         in_coalition = {e.group for e, _ in self.coalitions}
         return sorted(
-            self.accounts[i]
+            self.account(i)
             for g in self.scenario.population
             if g.is_attacker or (g.group in in_coalition and g.attacker is not False)
             for i in self.members[g.group]
@@ -103,15 +120,15 @@ class Population:
 
     def ground_truth(self) -> dict[str, Any]:
         """What ``ground_truth.json`` records."""
-        behaviours = {a: "honest" for a in self.accounts}
+        behaviours = {a: "honest" for a in self.identities.currents()}
         for g in self.scenario.population:
             for i in self.members[g.group]:
-                behaviours[self.accounts[i]] = g.behaviour
+                behaviours[self.account(i)] = g.behaviour
         return {
             "attackers": self.attackers(),
             "behaviours": behaviours,
             "groups": {
-                g: [self.accounts[i] for i in idx] for g, idx in sorted(self.members.items())
+                g: [self.account(i) for i in idx] for g, idx in sorted(self.members.items())
             },
             "coalitions": [{"attack": e.attack, "group": e.group} for e, _ in self.coalitions],
             "market_attackers": self.market_attackers(),
@@ -186,7 +203,7 @@ class Population:
         rng = self.tree.numpy("dropout", client, round_)
         b = self.behaviour(client, round_, now)
         if b is not None:
-            ctx = RoundContext(round_, self.accounts[client], num_classes, rng)
+            ctx = RoundContext(round_, self.account(client), num_classes, rng)
             if b.drops_out(ctx):
                 return True
         name = self.group_of.get(client)
@@ -212,13 +229,13 @@ class Population:
             idx = self.members[g.group]
             owner = idx[0]
             spec = SybilGroup(
-                owner=self.accounts[owner],
-                identities=tuple(self.accounts[i] for i in idx),
+                owner=self.account(owner),
+                identities=tuple(self.account(i) for i in idx),
                 mode=g.sybil,
             )
             split = sybil_indices(partitions[owner], spec, self.tree.numpy("sybil", g.group))
             for i in idx:
-                self._sybil_rows[i] = split[self.accounts[i]]
+                self._sybil_rows[i] = split[self.account(i)]
         return self._sybil_rows[client]
 
     def apply_coalitions(
@@ -233,11 +250,11 @@ class Population:
         for event, attack in self.coalitions:
             if not event.active(round_, now):
                 continue
-            by_account = {self.accounts[c]: [w[k] for k in keys] for c, w in sorted(out.items())}
+            by_account = {self.account(c): [w[k] for k in keys] for c, w in sorted(out.items())}
             rewritten = attack.apply(
                 round_, by_account, glob, self.tree.numpy("coalition", event.attack, round_)
             )
-            index = {a: i for i, a in enumerate(self.accounts)}
+            index = {a: i for i, a in enumerate(self.identities.currents())}
             for account, arrays in rewritten.items():
                 c = index[account]
                 out[c] = {

@@ -64,4 +64,4 @@ def test_mixed_market_scenario_is_deterministic(tmp_path: Path) -> None:
     b = run_scenario(sc, tmp_path / "b", engine="inprocess")
     assert a.result.head_hash == b.result.head_hash
     assert a.result.market == b.result.market
-    assert a.result.market["licenses_sold"] >= 0
+    assert a.result.market.counters["licenses_sold"] >= 0

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from flwr.app import Array, ArrayRecord, Message
 
-from simulation.world.core import aggregation_reply
+from simulation.fl.messages import aggregation_reply
 
 
 def reply(round_: int, client: int, weights: Mapping[str, np.ndarray], n: int = 10) -> Message:

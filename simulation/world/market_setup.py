@@ -1,0 +1,171 @@
+"""The market side of a run: the ledger's genesis and participants, the simpy market
+processes (buyers, voters, cabals, ...), membership changes they cause, and the
+market's statistics at the end."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import simpy
+
+from marketplace import TOKEN, Market
+from simulation.config.schema import MarketConfig, Scenario
+from simulation.rng import SeedTree
+from simulation.world.context import Federation
+from simulation.world.records import MarketStats
+
+__all__ = [
+    "LedgerReputation",
+    "MembershipEvents",
+    "market_stats",
+    "open_market",
+    "start_market_processes_for",
+]
+
+
+def open_market(
+    scenario: Scenario,
+    out_dir: Path,
+    accounts: Sequence[str],
+    examples: Sequence[int],
+    clock: Callable[[], float],
+) -> Market:
+    """Create the ledger: genesis, then every client registered, granted and staked."""
+    market = Market.create(
+        out_dir / "ledger.db",
+        seed=scenario.seed,
+        genesis={
+            "scenario": scenario.name,
+            "scenario_hash": scenario.sha256(),
+            "seed": scenario.seed,
+            "schema_version": scenario.schema_version,
+            "clients": len(accounts),
+            "rounds": scenario.rounds,
+        },
+        clock=clock,
+    )
+    for account, n in zip(accounts, examples, strict=True):
+        market.register_participant(account, role="data_owner", meta={"num_examples": int(n)})
+        grant_and_stake(market, scenario.market, account)
+    market.end_block()
+    return market
+
+
+def grant_and_stake(market: Market, cfg: MarketConfig, account: str) -> None:
+    """A new client's initial grant, and the part of it it stakes."""
+    grant = round(cfg.initial_grant * TOKEN)
+    if grant <= 0:
+        return
+    market.mint(account, grant, reason="initial_grant")
+    stake = min(round(cfg.stake * TOKEN), grant)
+    if stake > 0:
+        market.stake(account, stake)
+
+
+class MembershipEvents:
+    """Market intents that change the federation: clients leaving and (re)joining.
+
+    A whitewasher rejoins under a fresh identity: it keeps its data, not its name,
+    and gets a new grant and stake.
+    """
+
+    def __init__(self, fed: Federation, market: Market, cfg: MarketConfig) -> None:
+        self.fed = fed
+        self.market = market
+        self.cfg = cfg
+
+    def __call__(self, outcome: Any) -> None:
+        from agents.intents import Join, Leave
+        from agents.market import base_identity
+
+        intent = outcome.intent
+        if not outcome.accepted or not isinstance(intent, Join | Leave):
+            return
+        c = self.fed.identities.slot(base_identity(intent.account))
+        if c is None:
+            return
+        if isinstance(intent, Leave):
+            self.fed.departed.add(c)
+            return
+        self.fed.departed.discard(c)
+        if intent.account != self.fed.account(c):
+            self.fed.identities.rename(c, intent.account)
+            grant_and_stake(self.market, self.cfg, intent.account)
+
+
+def start_market_processes_for(
+    env: simpy.Environment,
+    market: Market,
+    cfg: MarketConfig,
+    tree: SeedTree,
+    on_event: Callable[[Any], None],
+) -> Any:
+    """Start the scenario's market processes; return their intent applier (or ``None``)."""
+    if not cfg.behaviours:
+        return None
+    from agents.market import create_market_behaviour
+    from simulation.world.market_process import (
+        IntentApplier,
+        MarketViewImpl,
+        start_market_processes,
+    )
+
+    behaviours = [create_market_behaviour(b.behaviour, b.params) for b in cfg.behaviours]
+    clock = lambda: float(env.now)  # noqa: E731
+    applier = IntentApplier(
+        market, on_event=on_event, buyer_budget=round(cfg.buyer_budget * TOKEN), clock=clock
+    )
+    view = MarketViewImpl(market, clock, rating_rule=cfg.rating_rule)
+
+    def rng_for(key: str) -> np.random.Generator:
+        return tree.numpy("market", key)
+
+    start_market_processes(env, market, behaviours, rng_for, applier=applier, view=view)
+    return applier
+
+
+def market_stats(market: Market, applier: Any, rating_rule: str) -> MarketStats:
+    """Licences, revenue, fraud and the rating shift colluding voters caused: the
+    aggregated rating against the version's true quality (5 × its test accuracy),
+    the yardstick honest voters aim at."""
+    counters = applier.counters.as_dict() if applier is not None else {}
+    voted = sorted({str(e.data["version"]) for e in market.entries() if e.kind == "vote"})
+    shifts = []
+    for v in voted:
+        rating = market.rating(v, rule=rating_rule)
+        accuracy = market.version(v).metrics.get("accuracy")
+        if rating is not None and accuracy is not None:
+            shifts.append(float(rating) - 5.0 * float(accuracy))
+    if not shifts:
+        return MarketStats(counters)
+    return MarketStats(
+        counters,
+        rating_shift_mean=float(np.mean(shifts)),
+        rating_shift_abs_mean=float(np.mean(np.abs(shifts))),
+    )
+
+
+class LedgerReputation(Mapping[str, float]):
+    """A live, read-only view of reputations as the ledger derives them (decay
+    included), for mechanisms that pay by reputation."""
+
+    def __init__(self, fed: Federation, market: Market) -> None:
+        self._fed = fed
+        self._market = market
+
+    def _accounts(self) -> list[str]:
+        return self._fed.identities.currents()
+
+    def __getitem__(self, account: str) -> float:
+        if account not in self._accounts():
+            raise KeyError(account)
+        return float(self._market.reputation(account))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._accounts())
+
+    def __len__(self) -> int:
+        return len(self._accounts())

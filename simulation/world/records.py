@@ -1,0 +1,154 @@
+"""Typed records that cross the world's seams: client replies, metric rows, one row
+per round, ground truth, market statistics, and a run's whole result."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from simulation.fl.messages import ReplyMetrics
+
+__all__ = [
+    "GroundTruth",
+    "MarketStats",
+    "MetricRow",
+    "Reply",
+    "RoundRecord",
+    "Transport",
+    "Weights",
+    "WorldResult",
+]
+
+Weights = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One client's answer to a train message, independent of the transport.
+
+    ``metrics`` is ``None`` when the client sent nothing usable; ``error`` says why
+    (it becomes the rejection reason on the ledger).
+    """
+
+    client: int
+    weights: Weights | None
+    metrics: ReplyMetrics | None
+    error: str | None = None
+
+    @property
+    def num_examples(self) -> int:
+        return self.metrics.num_examples if self.metrics is not None else 0
+
+    @property
+    def steps(self) -> int:
+        return self.metrics.steps if self.metrics is not None else 0
+
+
+# A transport sends tasks (with the global weights) and returns replies: Flower's
+# grid on the Flower path, a direct call in the in-process loop.
+Transport = Callable[[list[Any], Weights], list[Reply]]
+
+
+class MetricRow(NamedTuple):
+    """One long-form metric: ``(round, client, metric, value)``; ``client`` is an
+    account or ``simulation.names.GLOBAL``."""
+
+    round: int
+    client: str
+    metric: str
+    value: float
+
+
+@dataclass
+class RoundRecord:
+    """What happened in one round (one row of ``rounds.parquet``)."""
+
+    round: int
+    time: float
+    duration: float
+    sampled: int
+    accepted: int
+    rejected: int
+    active_clients: int
+    test_accuracy: float
+    test_loss: float
+    epsilon_max: float
+    epsilon_mean: float
+    tokens_issued: float
+    dropped: int = 0
+    stragglers: int = 0
+    royalties_paid: float = 0.0
+    backdoor_success: float = float("nan")
+    model_version: str | None = None
+    wall_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class GroundTruth:
+    """Who attacks, as ``ground_truth.json`` records it. Never shown to mechanisms.
+
+    ``attackers`` lists every identity an attacking data owner used;
+    ``behaviours`` maps each identity to its training behaviour; ``groups`` the
+    population groups' members; ``identities`` an owner's identities when it has
+    more than one; ``owners`` every identity's data owner.
+    """
+
+    attackers: tuple[str, ...]
+    behaviours: dict[str, str]
+    groups: dict[str, list[str]]
+    coalitions: tuple[dict[str, str], ...]
+    market_attackers: dict[str, list[str]]
+    identities: dict[str, list[str]] = field(default_factory=dict)
+    owners: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["attackers"] = list(self.attackers)
+        data["coalitions"] = list(self.coalitions)
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
+@dataclass(frozen=True)
+class MarketStats:
+    """The market's aggregates for the manifest: intent counters (licences, revenue,
+    fraud, votes, ...) and the rating shift colluding voters caused."""
+
+    counters: dict[str, float] = field(default_factory=dict)
+    rating_shift_mean: float | None = None
+    rating_shift_abs_mean: float | None = None
+
+    def as_dict(self) -> dict[str, float]:
+        out = dict(self.counters)
+        if self.rating_shift_mean is not None:
+            out["rating_shift_mean"] = self.rating_shift_mean
+        if self.rating_shift_abs_mean is not None:
+            out["rating_shift_abs_mean"] = self.rating_shift_abs_mean
+        return out
+
+
+@dataclass
+class WorldResult:
+    """Everything a run produced, for the results writer."""
+
+    rounds: list[RoundRecord]
+    rows: list[MetricRow]
+    final_weights: Weights
+    head_hash: str
+    ground_truth: GroundTruth
+    final_epsilon: dict[str, float] = field(default_factory=dict)
+    market: MarketStats = field(default_factory=MarketStats)
+    baseline_accuracy: list[float] | None = None
+
+    @property
+    def final(self) -> RoundRecord:
+        return self.rounds[-1]
+
+
+def finite_or_none(value: float) -> float | None:
+    """``value``, or ``None`` when it is NaN or infinite (JSON has no NaN)."""
+    return value if math.isfinite(value) else None

@@ -1,0 +1,71 @@
+"""The server's own use of the model: evaluation on its test and validation splits,
+the backdoor success rate, and FLTrust's root-set training."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from simulation.config.schema import Scenario
+from simulation.fl.data import FederatedData
+from simulation.fl.evaluation import validation_results
+from simulation.fl.models import build_model, flops_per_example, load_numpy, state_to_numpy
+from simulation.fl.training import evaluate, local_train, predict
+from simulation.fl.weights import unflatten
+from simulation.rng import SeedTree
+from simulation.world.population import Population
+from simulation.world.records import Weights
+
+__all__ = ["ServerModel"]
+
+
+class ServerModel:
+    """The global model's architecture on the server, with the data it evaluates on."""
+
+    def __init__(self, scenario: Scenario, data: FederatedData, tree: SeedTree) -> None:
+        self.scenario = scenario
+        self.data = data
+        self.tree = tree
+        shape, classes = data.input_shape, data.num_classes
+        self.model = build_model(scenario.model, shape, classes, tree.torch("init"))
+        self.eval_model = build_model(scenario.model, shape, classes, tree.torch("eval"))
+        self.flops = flops_per_example(self.model, shape)
+
+    def initial_weights(self) -> Weights:
+        return state_to_numpy(self.model)
+
+    def test_results(self, weights: Weights) -> dict[str, float]:
+        """The registry's validation results of ``weights`` on the test split."""
+        load_numpy(self.model, weights)
+        d = self.data
+        return validation_results(
+            self.model, d.x_test, d.y_test, d.input_shape, d.num_classes, self.flops
+        )
+
+    def validation_accuracy(self, flat: np.ndarray, like: Weights) -> float:
+        """Accuracy on the validation split of the flat weight vector ``flat``."""
+        load_numpy(self.eval_model, unflatten(flat, like))
+        return evaluate(self.eval_model, self.data.x_val, self.data.y_val, self.data.input_shape)[1]
+
+    def backdoor_success(self, weights: Weights, population: Population) -> float:
+        """Share of triggered test inputs (true label ≠ target) classified as the target."""
+        found = population.backdoor()
+        if found is None:
+            return float("nan")
+        behaviour, _ = found
+        target = int(behaviour.params.target_label)  # type: ignore[attr-defined]
+        keep = self.data.y_test != target
+        if not keep.any():
+            return float("nan")
+        x = behaviour.apply_trigger(self.data.x_test[keep])  # type: ignore[attr-defined]
+        load_numpy(self.model, weights)
+        pred = predict(self.model, x, self.data.input_shape).argmax(axis=1)
+        return float((pred == target).mean())
+
+    def root_update(self, round_: int, global_weights: Weights) -> Weights:
+        """FLTrust's server update: one round of local training on the root set."""
+        sc, d = self.scenario, self.data
+        model = build_model(sc.model, d.input_shape, d.num_classes, self.tree.torch("root", round_))
+        load_numpy(model, global_weights)
+        gen = self.tree.torch("root-train", round_)
+        local_train(model, d.x_val, d.y_val, d.input_shape, sc.training, None, gen)
+        return state_to_numpy(model)

@@ -1,0 +1,212 @@
+"""Everything a run's stages work with, built once from the scenario.
+
+:func:`build_parts` turns a scenario into typed parts (data, the server's
+model, the federation state, the strategy, the mechanism, the privacy
+accountant, the population, the ledger); :func:`default_stages` arranges the
+stages of a round over them. The world only owns the clock, the seed tree
+and that order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from marketplace import Market
+from marketplace.contribution import ContributionEvaluator, create_evaluator
+from marketplace.incentives import IncentiveMechanism, create_mechanism
+from simulation.config.schema import DPSGDPrivacy, Scenario
+from simulation.fl.aggregation import create_strategy
+from simulation.fl.data import FederatedData
+from simulation.fl.training import DataSpec, choose_grad_sample_mode
+from simulation.rng import SeedTree
+from simulation.world.accounting import ClientPrivacy
+from simulation.world.context import Federation, Recorder
+from simulation.world.market_setup import LedgerReputation, MembershipEvents, open_market
+from simulation.world.population import Population
+from simulation.world.records import RoundRecord, Transport
+from simulation.world.server_model import ServerModel
+from simulation.world.stages import (
+    AccountPrivacy,
+    AdvanceClock,
+    Aggregate,
+    ApplyCoalitions,
+    AttackMetrics,
+    ChargeCosts,
+    CloseRound,
+    Dispatch,
+    EvaluateModel,
+    RecordContributions,
+    RegisterVersion,
+    Reward,
+    SampleClients,
+    ScoreContributions,
+    Screen,
+    SettleRevenue,
+    Stage,
+    StopExhausted,
+)
+from simulation.world.tasks import TaskBuilder, client_size
+from simulation.world.timing import TimeModel
+
+__all__ = ["Parts", "build_parts", "default_stages"]
+
+
+def account_name(index: int) -> str:
+    """The market account of client ``index``."""
+    return f"client-{index:03d}"
+
+
+@dataclass
+class Parts:
+    """A run's components (built by :func:`build_parts`)."""
+
+    scenario: Scenario
+    tree: SeedTree
+    clock: Callable[[], float]
+    transport: Transport
+    data: FederatedData
+    server: ServerModel
+    population: Population
+    fed: Federation
+    rec: Recorder
+    time_model: TimeModel
+    strategy: Any
+    mechanism: IncentiveMechanism
+    evaluator: ContributionEvaluator | None
+    privacy: ClientPrivacy | None
+    tasks: TaskBuilder
+    market: Market
+    membership: MembershipEvents
+    applier: Any = field(default=None)
+
+
+def build_parts(
+    scenario: Scenario,
+    out_dir: Path,
+    tree: SeedTree,
+    clock: Callable[[], float],
+    transport: Transport,
+) -> Parts:
+    """Build every component of a run and open its ledger."""
+    n = scenario.clients.count
+    accounts = [account_name(i) for i in range(n)]
+    spec = DataSpec(
+        dataset=scenario.dataset, partition=scenario.partition, num_clients=n, seed=scenario.seed
+    )
+    data = spec.build()
+    server = ServerModel(scenario, data, tree)
+    weights = server.initial_weights()
+    model_bytes = sum(int(v.nbytes) for v in weights.values())
+    time_model = TimeModel.create(
+        scenario.timing, n, server.flops, model_bytes, tree.numpy("speeds")
+    )
+    population = Population.create(scenario, accounts, tree)
+    fed = Federation(weights, population.identities, active=set(range(n)))
+    strategy = _strategy(scenario, tree, server)
+    contrib = scenario.contribution
+    evaluator = create_evaluator(contrib.evaluator, **contrib.params) if contrib.evaluator else None
+    privacy, grad_mode = _privacy(scenario, server, population, data)
+    tasks = TaskBuilder(scenario, spec, data, population, privacy, grad_mode, tree)
+    market = open_market(scenario, out_dir, accounts, [len(p) for p in data.partitions], clock)
+    try:
+        mechanism = _mechanism(scenario, fed, market)
+    except Exception:
+        market.close()
+        raise
+    membership = MembershipEvents(fed, market, scenario.market)
+    return Parts(
+        scenario=scenario,
+        tree=tree,
+        clock=clock,
+        transport=transport,
+        data=data,
+        server=server,
+        population=population,
+        fed=fed,
+        rec=Recorder(),
+        time_model=time_model,
+        strategy=strategy,
+        mechanism=mechanism,
+        evaluator=evaluator,
+        privacy=privacy,
+        tasks=tasks,
+        market=market,
+        membership=membership,
+    )
+
+
+def _strategy(scenario: Scenario, tree: SeedTree, server: ServerModel) -> Any:
+    agg = scenario.aggregation
+    strategy = create_strategy(agg.strategy, agg.params, agg.client_dp, rng=tree.numpy("client-dp"))
+    if hasattr(strategy, "set_root_update"):
+        # FLTrust: the server trains on its own small clean root set (the validation split).
+        strategy.set_root_update(server.root_update)
+    return strategy
+
+
+def _mechanism(scenario: Scenario, fed: Federation, market: Market) -> IncentiveMechanism:
+    params: dict[str, Any] = dict(scenario.rewards.params)
+    if scenario.rewards.mechanism == "reputation":
+        params.setdefault("reputation", LedgerReputation(fed, market))
+    return create_mechanism(scenario.rewards.mechanism, **params)
+
+
+def _privacy(
+    scenario: Scenario, server: ServerModel, population: Population, data: FederatedData
+) -> tuple[ClientPrivacy | None, str]:
+    priv = scenario.privacy
+    if not isinstance(priv, DPSGDPrivacy):
+        return None, "hooks"
+    mode = choose_grad_sample_mode(
+        server.model, priv.grad_sample_mode, scenario.training.batch_size
+    )
+    privacy = ClientPrivacy(
+        priv, scenario.training, scenario.rounds, partial(client_size, population, data)
+    )
+    return privacy, mode
+
+
+def default_stages(
+    parts: Parts, on_round: Callable[[RoundRecord], None] | None = None
+) -> list[Stage]:
+    """The stages of a round, in order: sample → dispatch → screen → account privacy →
+    score → aggregate → register → reward → settle → record."""
+    sc, p = parts.scenario, parts
+    fed, rec, market, pop = p.fed, p.rec, p.market, p.population
+    dp = p.privacy is not None
+    epochs = sc.training.epochs
+
+    def utility(flat: Any) -> float:
+        return p.server.validation_accuracy(flat, fed.weights)
+
+    return [
+        StopExhausted(p.privacy, pop, fed, market, epochs),
+        SampleClients(sc.clients, p.tree, pop, fed, market, p.data.num_classes),
+        Dispatch(p.tasks, p.transport, fed),
+        ApplyCoalitions(pop, fed),
+        AccountPrivacy(p.privacy, fed, rec),
+        Screen(
+            p.time_model,
+            pop,
+            fed,
+            base_epochs=epochs,
+            dp=dp,
+            max_update_norm=sc.aggregation.max_update_norm,
+            deadline=sc.timing.deadline_s,
+        ),
+        ChargeCosts(sc.market, rec),
+        RecordContributions(market, rec),
+        AdvanceClock(p.time_model),
+        ScoreContributions(sc.contribution, p.evaluator, utility, p.tree, fed, market, rec),
+        Aggregate(p.strategy, fed, rec, sc.aggregation.flag_below),
+        EvaluateModel(p.server, pop, fed),
+        RegisterVersion(market, fed, sc.market.prices),
+        Reward(p.mechanism, sc.rewards.emission_per_round, market, fed, rec),
+        SettleRevenue(market, fed, rec),
+        AttackMetrics(pop, fed, rec),
+        CloseRound(market, fed, rec, p.privacy, p.clock, on_round),
+    ]

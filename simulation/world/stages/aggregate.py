@@ -1,0 +1,65 @@
+"""Aggregating the accepted updates with the scenario's Flower strategy."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+
+import numpy as np
+
+from simulation import names
+from simulation.fl.messages import aggregation_reply
+from simulation.world.context import Federation, Recorder, RoundContext
+from simulation.world.records import Weights
+
+__all__ = ["Aggregate"]
+
+log = logging.getLogger("fedmarket.world")
+
+
+class Aggregate:
+    """Replies (sorted by client) go to the strategy's ``aggregate_train``; robust
+    strategies get the global model first and report per-client weights, and a
+    weight below ``flag_below`` flags the client."""
+
+    name: ClassVar[str] = "aggregate"
+
+    def __init__(self, strategy: Any, fed: Federation, rec: Recorder, flag_below: float) -> None:
+        self.strategy = strategy
+        self.fed = fed
+        self.rec = rec
+        self.flag_below = flag_below
+
+    def run(self, ctx: RoundContext) -> None:
+        if not ctx.accepted:
+            return
+        from flwr.app import Array, ArrayRecord
+
+        from simulation.fl.strategies import NeedsGlobal
+
+        msgs = []
+        for r in ctx.accepted:
+            assert r.weights is not None
+            msgs.append(aggregation_reply(ctx.round, r.client, r.weights, r.num_examples))
+        if isinstance(self.strategy, NeedsGlobal):
+            current = {k: Array(np.ascontiguousarray(v)) for k, v in self.fed.weights.items()}
+            self.strategy.set_global(ArrayRecord(current))
+        arrays, _ = self.strategy.aggregate_train(ctx.round, msgs)
+        self._flags(ctx)
+        if arrays is None:
+            log.warning("round %d: the strategy returned no model; keeping the last one", ctx.round)
+            return
+        out = {k: np.asarray(v.numpy()) for k, v in arrays.items()}
+        self.fed.weights = self._like_global(out)
+        ctx.aggregated = True
+
+    def _flags(self, ctx: RoundContext) -> None:
+        weights = getattr(self.strategy, "last_weights", None)
+        for client, w in sorted((weights or {}).items()):
+            account = self.fed.account(int(client))
+            self.rec.add(ctx.round, account, names.AGGREGATION_WEIGHT, float(w))
+            if float(w) < self.flag_below:
+                self.rec.add(ctx.round, account, names.FLAGGED, 1.0)
+
+    def _like_global(self, out: Weights) -> Weights:
+        return {k: out[k].astype(self.fed.weights[k].dtype, copy=False) for k in self.fed.weights}

@@ -1,0 +1,114 @@
+"""Closing a round: attack metrics from ground truth, the sealed block, the round's record."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import ClassVar
+
+import numpy as np
+
+from marketplace import TOKEN, Market
+from simulation import names
+from simulation.world.accounting import ClientPrivacy
+from simulation.world.context import Federation, Recorder, RoundContext
+from simulation.world.population import Population
+from simulation.world.records import RoundRecord
+
+__all__ = ["AttackMetrics", "CloseRound", "attacker_identities"]
+
+
+def attacker_identities(population: Population) -> set[str]:
+    """Every identity of every attacking client (ground truth): a whitewasher's fresh
+    identities are the same attacker."""
+    book = population.identities
+    current = set(population.attackers())
+    attacking_slots = {book.slot(a) for a in current}
+    return {i.account for i in book.all() if i.client in attacking_slots}
+
+
+class AttackMetrics:
+    """Per-round attack metrics from ground truth (never shown to mechanisms): the
+    attackers' cumulative share of tokens and honest participants' mean net profit."""
+
+    name: ClassVar[str] = "attack_metrics"
+
+    def __init__(self, population: Population, fed: Federation, rec: Recorder) -> None:
+        self.population = population
+        self.fed = fed
+        self.rec = rec
+        self.earned: dict[str, float] = {}
+        self.cost: dict[str, float] = {}
+        self._tallied = 0  # rows are append-only: only new rows are added up
+
+    def _tally(self) -> None:
+        for row in self.rec.rows[self._tallied :]:
+            if row.metric in names.TOKEN_METRICS:
+                self.earned[row.client] = self.earned.get(row.client, 0.0) + row.value
+            elif row.metric == names.COST:
+                self.cost[row.client] = self.cost.get(row.client, 0.0) + row.value
+        self._tallied = len(self.rec.rows)
+
+    def run(self, ctx: RoundContext) -> None:
+        self._tally()
+        attackers = attacker_identities(self.population)
+        total = sum(self.earned.values())
+        if total > 0:
+            share = sum(v for a, v in self.earned.items() if a in attackers) / total
+            self.rec.add(ctx.round, names.GLOBAL, names.ATTACKER_TOKEN_SHARE, share)
+        honest = [a for a in self.fed.identities.currents() if a not in attackers]
+        if honest:
+            profit = float(
+                np.mean([self.earned.get(a, 0.0) - self.cost.get(a, 0.0) for a in honest])
+            )
+            self.rec.add(ctx.round, names.GLOBAL, names.HONEST_PROFIT, profit)
+
+
+class CloseRound:
+    """Seal the round's ledger block with a signed checkpoint and record the round."""
+
+    name: ClassVar[str] = "close"
+
+    def __init__(
+        self,
+        market: Market,
+        fed: Federation,
+        rec: Recorder,
+        privacy: ClientPrivacy | None,
+        clock: Callable[[], float],
+        on_round: Callable[[RoundRecord], None] | None = None,
+    ) -> None:
+        self.market = market
+        self.fed = fed
+        self.rec = rec
+        self.privacy = privacy
+        self.clock = clock
+        self.on_round = on_round
+
+    def run(self, ctx: RoundContext) -> None:
+        self.market.end_block()
+        accounts = self.fed.identities.currents()
+        eps = [self.privacy.spent(a) for a in accounts] if self.privacy is not None else [0.0]
+        record = RoundRecord(
+            round=ctx.round,
+            time=self.clock(),
+            duration=ctx.duration,
+            sampled=len(ctx.sampled),
+            accepted=len(ctx.accepted),
+            rejected=len(ctx.rejected),
+            active_clients=len(self.fed.active),
+            test_accuracy=ctx.test["accuracy"],
+            test_loss=ctx.test["loss"],
+            epsilon_max=max(eps),
+            epsilon_mean=float(np.mean(eps)),
+            tokens_issued=ctx.issued / TOKEN,
+            dropped=len(ctx.dropped),
+            stragglers=ctx.stragglers,
+            backdoor_success=ctx.backdoor_success,
+            royalties_paid=ctx.royalties,
+            model_version=self.fed.version,
+            wall_seconds=time.perf_counter() - ctx.wall_start,
+        )
+        self.rec.rounds.append(record)
+        if self.on_round is not None:
+            self.on_round(record)

@@ -1,0 +1,93 @@
+"""Paying for the round: the incentive mechanism's emission and license royalties."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from marketplace import TOKEN, Market
+from marketplace.incentives import (
+    Allocation,
+    ContributionInfo,
+    IncentiveMechanism,
+    RoundOutcome,
+)
+from marketplace.state import pool_account
+from simulation import names
+from simulation.world.context import Federation, Recorder, RoundContext
+
+__all__ = ["Reward", "SettleRevenue"]
+
+
+class Reward:
+    """The mechanism scores, allocates and settles the round's emission (and slashes).
+    Revenue-funded mechanisms (royalties) pay nothing here."""
+
+    name: ClassVar[str] = "reward"
+
+    def __init__(
+        self,
+        mechanism: IncentiveMechanism,
+        emission_per_round: float,
+        market: Market,
+        fed: Federation,
+        rec: Recorder,
+    ) -> None:
+        self.mechanism = mechanism
+        self.emission = round(emission_per_round * TOKEN)
+        self.market = market
+        self.fed = fed
+        self.rec = rec
+
+    def outcome(self, ctx: RoundContext) -> RoundOutcome:
+        infos = [
+            ContributionInfo(
+                account=self.fed.account(r.client),
+                num_examples=r.num_examples,
+                accepted=True,
+                score=ctx.scores.get(self.fed.account(r.client)),
+            )
+            for r in ctx.accepted
+        ] + [ContributionInfo(account=a, num_examples=0, accepted=False) for a in ctx.rejected]
+        return RoundOutcome(
+            round=ctx.round,
+            emission=self.emission,
+            contributions=tuple(sorted(infos, key=lambda i: i.account)),
+        )
+
+    def run(self, ctx: RoundContext) -> None:
+        if self.mechanism.funding == "revenue":
+            allocation = Allocation(ctx.round, {}, (), self.mechanism.label, "revenue")
+        else:
+            allocation = self.mechanism.run(self.outcome(ctx), self.market)
+        ctx.issued = sum(allocation.amounts.values())
+        for account, amount in sorted(allocation.amounts.items()):
+            self.rec.add(ctx.round, account, names.REWARD_TOKENS, amount / TOKEN)
+        for slash in allocation.slashes:
+            self.rec.add(ctx.round, slash.account, names.FLAGGED, 1.0)
+            self.rec.add(ctx.round, slash.account, names.SLASHED_TOKENS, slash.amount / TOKEN)
+
+
+class SettleRevenue:
+    """Pay every version's license revenue to its contributors (after the platform fee)."""
+
+    name: ClassVar[str] = "settle_revenue"
+
+    def __init__(self, market: Market, fed: Federation, rec: Recorder) -> None:
+        self.market = market
+        self.fed = fed
+        self.rec = rec
+
+    def run(self, ctx: RoundContext) -> None:
+        paid = 0
+        current = set(self.fed.identities.currents())
+        for v in self.market.versions():
+            pool = self.market.balance(pool_account(v.version))
+            if pool <= 0:
+                continue
+            for entry in self.market.distribute_revenue(v.version):
+                account = str(entry.data["to"])
+                if account in current:
+                    amount = int(entry.data["amount"]) / TOKEN  # type: ignore[arg-type]
+                    self.rec.add(ctx.round, account, names.ROYALTY_TOKENS, amount)
+            paid += pool
+        ctx.royalties = paid / TOKEN

@@ -1,0 +1,69 @@
+"""Evaluating the new global model and registering it as a model version."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import ClassVar
+
+from marketplace import TOKEN, Market
+from marketplace.state import PriceTerms
+from simulation.config.schema import LicenseTermsConfig
+from simulation.fl.weights import safetensors_bytes
+from simulation.world.context import Federation, RoundContext
+from simulation.world.population import Population
+from simulation.world.server_model import ServerModel
+
+__all__ = ["EvaluateModel", "RegisterVersion", "price_list"]
+
+
+class EvaluateModel:
+    """Test metrics of the global model (the registry's validation results) and the
+    backdoor success rate when the population has a backdoor."""
+
+    name: ClassVar[str] = "evaluate"
+
+    def __init__(self, server: ServerModel, population: Population, fed: Federation) -> None:
+        self.server = server
+        self.population = population
+        self.fed = fed
+
+    def run(self, ctx: RoundContext) -> None:
+        ctx.test = self.server.test_results(self.fed.weights)
+        ctx.backdoor_success = self.server.backdoor_success(self.fed.weights, self.population)
+
+
+def price_list(prices: Mapping[str, LicenseTermsConfig]) -> dict[str, PriceTerms]:
+    """The scenario's licence terms in ledger units."""
+    return {
+        name: PriceTerms(price=round(t.price * TOKEN), duration=t.duration_s, max_uses=t.max_uses)
+        for name, t in sorted(prices.items())
+    }
+
+
+class RegisterVersion:
+    """Register the global model as a version (artifact hash, validation results,
+    contributors by example share) with the scenario's price list."""
+
+    name: ClassVar[str] = "register_version"
+
+    def __init__(
+        self, market: Market, fed: Federation, prices: Mapping[str, LicenseTermsConfig]
+    ) -> None:
+        self.market = market
+        self.fed = fed
+        self.prices = price_list(prices)
+
+    def run(self, ctx: RoundContext) -> None:
+        total = sum(r.num_examples for r in ctx.accepted)
+        shares = {self.fed.account(r.client): r.num_examples / total for r in ctx.accepted}
+        artifact = hashlib.sha256(safetensors_bytes(self.fed.weights)).hexdigest()
+        self.fed.version = self.market.register_model_version(
+            round=ctx.round,
+            parent=self.fed.version,
+            artifact_sha256=artifact,
+            metrics=ctx.test,
+            contributors=shares,
+        )
+        if self.prices:
+            self.market.set_price_list(self.fed.version, self.prices)

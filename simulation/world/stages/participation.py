@@ -1,0 +1,115 @@
+"""Who takes part in a round: privacy budgets, sampling and dropouts."""
+
+from __future__ import annotations
+
+import logging
+from typing import ClassVar
+
+from marketplace import Market
+from simulation.config.schema import ClientsConfig
+from simulation.rng import SeedTree
+from simulation.world.accounting import ClientPrivacy
+from simulation.world.context import Federation, RoundContext
+from simulation.world.population import Population
+
+__all__ = ["SampleClients", "StopExhausted"]
+
+log = logging.getLogger("fedmarket.world")
+
+
+class StopExhausted:
+    """Clients whose next round would exceed their ε budget stop contributing (recorded
+    on the ledger as ``privacy_budget_exhausted``)."""
+
+    name: ClassVar[str] = "stop_exhausted"
+
+    def __init__(
+        self,
+        privacy: ClientPrivacy | None,
+        population: Population,
+        fed: Federation,
+        market: Market,
+        base_epochs: int,
+    ) -> None:
+        self.privacy = privacy
+        self.population = population
+        self.fed = fed
+        self.market = market
+        self.base_epochs = base_epochs
+
+    def run(self, ctx: RoundContext) -> None:
+        privacy = self.privacy
+        if privacy is None or privacy.budget is None:
+            return
+        budget = privacy.budget
+        for c in sorted(self.fed.active):
+            epochs = self.population.epochs(c, ctx.round, ctx.start, self.base_epochs)
+            account = self.fed.account(c)
+            nxt = privacy.would_spend(account, privacy.planned_step(c, epochs))
+            if nxt <= budget:
+                continue
+            self.fed.active.discard(c)
+            self.fed.stopped.add(c)
+            spent = privacy.spent(account)
+            self.market.record(
+                "privacy_budget_exhausted",
+                {
+                    "round": ctx.round,
+                    "client": account,
+                    "epsilon_spent": spent,
+                    "epsilon_next": nxt,
+                    "budget": budget,
+                },
+            )
+            log.info("%s stops: next round would reach ε=%.3f > budget %.3f", account, nxt, budget)
+
+
+class SampleClients:
+    """Sample the round's clients with the scenario's RNG from those present (timeline
+    join/leave, market Leave/Join), decide dropouts, and announce the round."""
+
+    name: ClassVar[str] = "sample"
+
+    def __init__(
+        self,
+        cfg: ClientsConfig,
+        tree: SeedTree,
+        population: Population,
+        fed: Federation,
+        market: Market,
+        num_classes: int,
+    ) -> None:
+        self.cfg = cfg
+        self.tree = tree
+        self.population = population
+        self.fed = fed
+        self.market = market
+        self.num_classes = num_classes
+
+    def eligible(self, ctx: RoundContext) -> list[int]:
+        return sorted(
+            c
+            for c in self.fed.active
+            if self.population.present(c, ctx.round, ctx.start) and c not in self.fed.departed
+        )
+
+    def run(self, ctx: RoundContext) -> None:
+        eligible = self.eligible(ctx)
+        if eligible:
+            k = max(self.cfg.min_per_round, round(self.cfg.fraction * len(eligible)))
+            k = min(k, len(eligible))
+            rng = self.tree.numpy("sample", ctx.round)
+            ctx.sampled = sorted(int(c) for c in rng.choice(eligible, size=k, replace=False))
+        ctx.dropped = [
+            c
+            for c in ctx.sampled
+            if self.population.drops_out(c, ctx.round, ctx.start, self.num_classes)
+        ]
+        self.market.record(
+            "round_started",
+            {
+                "round": ctx.round,
+                "sampled": [self.fed.account(c) for c in ctx.sampled],
+                "dropped_out": [self.fed.account(c) for c in ctx.dropped],
+            },
+        )

@@ -1,0 +1,176 @@
+"""From replies to contributions: privacy accounting, the server's checks, costs,
+and the ledger entries of every accepted or rejected update."""
+
+from __future__ import annotations
+
+import logging
+from typing import ClassVar
+
+from marketplace import Market
+from simulation import names
+from simulation.config.schema import MarketConfig
+from simulation.fl.weights import arrays_sha256
+from simulation.world.accounting import ClientPrivacy
+from simulation.world.context import Federation, Recorder, RoundContext, Screened
+from simulation.world.population import Population
+from simulation.world.screening import check_update
+from simulation.world.timing import TimeModel
+
+__all__ = ["AccountPrivacy", "AdvanceClock", "ChargeCosts", "RecordContributions", "Screen"]
+
+log = logging.getLogger("fedmarket.world")
+
+# Signed in place of a training metric that is not a finite number.
+_NOT_FINITE = -1.0
+
+
+class AccountPrivacy:
+    """Compose each reply's DP-SGD steps into its identity's accountant (rejected
+    replies too: the client trained on its data either way)."""
+
+    name: ClassVar[str] = "account_privacy"
+
+    def __init__(self, privacy: ClientPrivacy | None, fed: Federation, rec: Recorder) -> None:
+        self.privacy = privacy
+        self.fed = fed
+        self.rec = rec
+
+    def run(self, ctx: RoundContext) -> None:
+        ctx.screened = []
+        for reply in ctx.replies:
+            entry = Screened(reply, self.fed.account(reply.client))
+            if self.privacy is not None:
+                entry.epsilon_before = self.privacy.spent(entry.account)
+                if reply.steps > 0:
+                    assert reply.metrics is not None
+                    sigma = self.privacy.noise_for(reply.client)
+                    step = (sigma, reply.metrics.sample_rate, reply.steps)
+                    self.privacy.record(entry.account, step)
+                entry.epsilon = self.privacy.spent(entry.account)
+                self.rec.add(ctx.round, entry.account, names.EPSILON, entry.epsilon)
+            ctx.screened.append(entry)
+
+
+class Screen:
+    """Each reply's simulated time and the server's checks: client errors, malformed
+    or absurd updates, and stragglers past the round's deadline."""
+
+    name: ClassVar[str] = "screen"
+
+    def __init__(
+        self,
+        time_model: TimeModel,
+        population: Population,
+        fed: Federation,
+        *,
+        base_epochs: int,
+        dp: bool,
+        max_update_norm: float,
+        deadline: float | None,
+    ) -> None:
+        self.time_model = time_model
+        self.population = population
+        self.fed = fed
+        self.base_epochs = base_epochs
+        self.dp = dp
+        self.max_update_norm = max_update_norm
+        self.deadline = deadline
+
+    def seconds(self, ctx: RoundContext, entry: Screened) -> float:
+        c = entry.reply.client
+        epochs = self.population.epochs(c, ctx.round, ctx.start, self.base_epochs)
+        secs = self.time_model.client_seconds(c, entry.reply.num_examples * epochs, self.dp)
+        return secs / self.population.speed_factor(c, ctx.round, ctx.start)
+
+    def run(self, ctx: RoundContext) -> None:
+        deadline = self.deadline
+        for entry in ctx.screened:
+            reply = entry.reply
+            entry.seconds = self.seconds(ctx, entry)
+            reason = reply.error
+            if reason is None and reply.weights is not None:
+                reason = check_update(self.fed.weights, reply.weights, self.max_update_norm)
+            if reason is None and deadline is not None and entry.seconds > deadline:
+                reason = f"straggler: {entry.seconds:.3g} s > deadline {deadline:.3g} s"
+                ctx.stragglers += 1
+            if reason is None and reply.weights is None:
+                reason = "no update"
+            entry.reason = reason
+            ctx.client_seconds.append(
+                min(entry.seconds, deadline) if deadline is not None else entry.seconds
+            )
+
+
+class ChargeCosts:
+    """A participant's cost of the round: compute, plus the ε it spent at the
+    scenario's price per ε (what net profit subtracts)."""
+
+    name: ClassVar[str] = "charge_costs"
+
+    def __init__(self, cfg: MarketConfig, rec: Recorder) -> None:
+        self.cfg = cfg
+        self.rec = rec
+
+    def run(self, ctx: RoundContext) -> None:
+        for entry in ctx.screened:
+            spent = (entry.epsilon or 0.0) - entry.epsilon_before
+            cost = self.cfg.compute_cost_per_round + self.cfg.price_per_epsilon * spent
+            self.rec.add(ctx.round, entry.account, names.COST, cost)
+
+
+class RecordContributions:
+    """Sign each screened reply onto the ledger: ``contribution`` (update hash,
+    examples, cumulative ε, local metrics) or ``contribution_rejected`` (reason)."""
+
+    name: ClassVar[str] = "record_contributions"
+
+    def __init__(self, market: Market, rec: Recorder) -> None:
+        self.market = market
+        self.rec = rec
+
+    def run(self, ctx: RoundContext) -> None:
+        for entry in ctx.screened:
+            reply, account = entry.reply, entry.account
+            if entry.reason is not None:
+                ctx.rejected.append(account)
+                self.market.reject_contribution(
+                    round=ctx.round, client=account, reason=entry.reason
+                )
+                self.rec.add(ctx.round, account, names.REJECTED, 1.0)
+                log.info("round %d: rejected %s: %s", ctx.round, account, entry.reason)
+                continue
+            assert reply.weights is not None and reply.metrics is not None
+            metrics = {
+                "train-loss": _signed(reply.metrics.train_loss),
+                "train-accuracy": _signed(reply.metrics.train_accuracy),
+            }
+            self.market.record_contribution(
+                round=ctx.round,
+                client=account,
+                update_hash=arrays_sha256(reply.weights),
+                num_examples=reply.num_examples,
+                epsilon=entry.epsilon,
+                metrics=metrics,
+            )
+            ctx.accepted.append(reply)
+            self.rec.add(ctx.round, account, names.NUM_EXAMPLES, reply.num_examples)
+            self.rec.add(ctx.round, account, names.TRAIN_LOSS, metrics["train-loss"])
+            self.rec.add(ctx.round, account, names.TRAIN_ACCURACY, metrics["train-accuracy"])
+
+
+def _signed(value: float | None) -> float:
+    return value if value is not None else _NOT_FINITE
+
+
+class AdvanceClock:
+    """A synchronous round lasts as long as its slowest client (capped at the
+    deadline) plus the server's time, and rounds start at most every interval."""
+
+    name: ClassVar[str] = "advance_clock"
+
+    def __init__(self, time_model: TimeModel) -> None:
+        self.time_model = time_model
+
+    def run(self, ctx: RoundContext) -> float:
+        ctx.duration = self.time_model.round_seconds(ctx.client_seconds)
+        return ctx.duration

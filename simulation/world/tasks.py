@@ -1,0 +1,82 @@
+"""Building each sampled client's ``ClientTask`` for a round."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from simulation.config.schema import Scenario
+from simulation.fl.data import FederatedData
+from simulation.fl.training import ClientTask, DataSpec, DPSpec
+from simulation.rng import SeedTree
+from simulation.world.accounting import ClientPrivacy
+from simulation.world.context import Federation
+from simulation.world.population import Population
+
+__all__ = ["TaskBuilder", "client_size"]
+
+
+def client_size(population: Population, data: FederatedData, client: int) -> int:
+    """How many rows ``client`` trains on (a Sybil identity's share of its owner's)."""
+    indices = population.data_indices(client, data.partitions)
+    return len(indices) if indices is not None else len(data.partitions[client])
+
+
+class TaskBuilder:
+    """One ``ClientTask`` per client: its behaviour, epochs, rows, DP noise and seed."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        data_spec: DataSpec,
+        data: FederatedData,
+        population: Population,
+        privacy: ClientPrivacy | None,
+        grad_sample_mode: str,
+        tree: SeedTree,
+    ) -> None:
+        self.scenario = scenario
+        self.data_spec = data_spec
+        self.data = data
+        self.population = population
+        self.privacy = privacy
+        self.grad_sample_mode = grad_sample_mode
+        self.tree = tree
+
+    def build(
+        self, round_: int, clients: Iterable[int], fed: Federation, now: float
+    ) -> list[ClientTask]:
+        sc = self.scenario
+        faults = {f.client: f.kind for f in sc.faults if f.rounds is None or round_ in f.rounds}
+        tasks = []
+        for c in clients:
+            dp = None
+            if self.privacy is not None:
+                dp = DPSpec(
+                    noise_multiplier=self.privacy.noise_for(c),
+                    max_grad_norm=self.privacy.dp.max_grad_norm,
+                    grad_sample_mode=self.grad_sample_mode,  # type: ignore[arg-type]
+                )
+            epochs = self.population.epochs(c, round_, now, sc.training.epochs)
+            indices = self.population.data_indices(c, self.data.partitions)
+            tasks.append(
+                ClientTask(
+                    round=round_,
+                    client_index=c,
+                    account=fed.account(c),
+                    data=self.data_spec,
+                    model=sc.model,
+                    training=sc.training.model_copy(update={"epochs": epochs}),
+                    dp=dp,
+                    seed=self.tree.integer("train", c, round_),
+                    behaviour=self.population.behaviour_config(c, round_, now),
+                    fault=faults.get(c),
+                    data_indices=_rows(indices),
+                )
+            )
+        return tasks
+
+
+def _rows(indices: np.ndarray | None) -> tuple[int, ...] | None:
+    return tuple(int(i) for i in indices) if indices is not None else None
