@@ -377,6 +377,9 @@ class ReputationMechanism(IncentiveMechanism):
 
     name = "reputation"
 
+    runtime_params: ClassVar[tuple[str, ...]] = ("reputation",)
+    """Supplied by the run (the ledger's live reputations), not by a scenario."""
+
     def __init__(self, *, reputation: Mapping[str, float], default: float = 0.0) -> None:
         if not math.isfinite(default) or default < 0:
             raise ValueError(f"default reputation must be finite and >= 0, got {default}")

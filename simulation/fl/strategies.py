@@ -58,9 +58,10 @@ log = logging.getLogger("fedmarket.strategies")
 Weights = dict[str, np.ndarray]
 RootUpdate = Callable[[int, Weights], Weights]
 
-# Sampling is done by the world with the scenario's RNG, never by the strategy
-# (same base settings as simulation/fl/aggregation.py).
-_BASE: dict[str, Any] = {
+# The FedAvg-family settings every strategy gets (Flower's and ours): sampling is
+# done by the world with the scenario's RNG, and the world never asks for
+# federated evaluation.
+FLOWER_BASE: dict[str, Any] = {
     "fraction_train": 1.0,
     "fraction_evaluate": 0.0,
     "min_train_nodes": 1,
@@ -69,12 +70,12 @@ _BASE: dict[str, Any] = {
 }
 
 __all__ = [
+    "FLOWER_BASE",
     "FLTrust",
     "FoolsGold",
     "NeedsGlobal",
     "ServerSideAdaptiveClippingDP",
     "ServerSideFixedClippingDP",
-    "register",
     "wrap_client_dp",
 ]
 
@@ -178,7 +179,7 @@ class FoolsGold(NeedsGlobal, FedAvg):
     def __init__(self, kappa: float = 1.0, **fedavg: Any) -> None:
         if not (math.isfinite(kappa) and kappa > 0):
             raise ValueError(f"FoolsGold kappa must be a positive number, got {kappa!r}")
-        super().__init__(**{**_BASE, **fedavg})
+        super().__init__(**{**FLOWER_BASE, **fedavg})
         self.kappa = float(kappa)
         self.histories: dict[int, np.ndarray] = {}
         self.last_weights: dict[int, float] = {}
@@ -295,7 +296,7 @@ class FLTrust(NeedsGlobal, FedAvg):
     ) -> None:
         if not (math.isfinite(server_lr) and server_lr > 0):
             raise ValueError(f"FLTrust server_lr must be a positive number, got {server_lr!r}")
-        super().__init__(**{**_BASE, **fedavg})
+        super().__init__(**{**FLOWER_BASE, **fedavg})
         self.root_update = root_update
         self.server_lr = float(server_lr)
         self.last_weights: dict[int, float] = {}
@@ -602,34 +603,3 @@ def wrap_client_dp(
     wrapped: Strategy = cls(strategy=strategy, rng=rng, **dict(params))  # type: ignore[call-arg]
     log.info("client-level DP %s around %r: %s", mode, strategy, dict(sorted(params.items())))
     return wrapped
-
-
-# ------------------------------------------------------------------- registry
-
-
-def _factory(cls: type[FedAvg], skip: set[str]) -> Callable[[Mapping[str, Any]], Any]:
-    valid = _accepted(cls, skip | {"fedavg"})
-
-    def factory(params: Mapping[str, Any]) -> Any:
-        unknown = sorted(set(params) - set(valid))
-        if unknown:
-            raise ValueError(
-                f"{cls.__name__} takes no parameter {', '.join(unknown)} "
-                f"(valid: {', '.join(valid)})"
-            )
-        return cls(**dict(params))
-
-    factory.__doc__ = f"FedMarket's ``{cls.__name__}`` strategy (simulation/fl/strategies.py)."
-    return factory
-
-
-def register(registry: Any) -> None:
-    """Add ``"foolsgold"`` and ``"fltrust"`` factories (``params`` Mapping → strategy).
-
-    ``registry`` is a :class:`simulation.registry.Registry` of factories, such as
-    ``simulation.fl.aggregation.AGGREGATORS``. FLTrust's ``root_update`` is a callable,
-    so it is not a scenario parameter: the world installs it with
-    ``set_root_update``.
-    """
-    registry.register("foolsgold", _factory(FoolsGold, set()))
-    registry.register("fltrust", _factory(FLTrust, {"root_update"}))

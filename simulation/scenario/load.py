@@ -190,84 +190,87 @@ def validate_data(data: Mapping[str, Any], source: str) -> Scenario:
     return scenario
 
 
-def _registries() -> dict[str, tuple[str, list[str]]]:
-    """Registries that scenario names point into: kind and valid names."""
-    from agents.coalition import COALITION_ATTACKS
-    from agents.market import MARKET_BEHAVIOURS
-    from agents.training import TRAINING_BEHAVIOURS
-    from marketplace.contribution import EVALUATORS
-    from marketplace.incentives import MECHANISMS
-    from marketplace.ratings import RATING_RULES
-    from simulation.fl.aggregation import AGGREGATORS
-
-    return {
-        "strategy": ("strategy", list(AGGREGATORS.names())),
-        "mechanism": ("mechanism", sorted(MECHANISMS)),
-        "behaviour": ("training behaviour", list(TRAINING_BEHAVIOURS.names())),
-        "attack": ("coalition attack", list(COALITION_ATTACKS.names())),
-        "market_behaviour": ("market behaviour", list(MARKET_BEHAVIOURS.names())),
-        "evaluator": ("evaluator", sorted(EVALUATORS)),
-        "rating_rule": ("rating rule", sorted(RATING_RULES)),
-    }
-
-
-def _check_names(data: Mapping[str, Any], source: str) -> list[Problem]:
-    """Names that point into registries must exist.
-
-    Checked on the raw data, so they are reported alongside schema errors.
-    """
-    regs = _registries()
-    checks: list[tuple[str, Any, str]] = []
+def _named_components(data: Mapping[str, Any]) -> list[tuple[str, str, Any, Any]]:
+    """Every ``(field, kind, name, params)`` a scenario names, from its raw data."""
 
     def section(name: str) -> Mapping[str, Any]:
         block = data.get(name)
         return block if isinstance(block, dict) else {}
 
-    checks.append(("aggregation.strategy", section("aggregation").get("strategy"), "strategy"))
-    checks.append(("rewards.mechanism", section("rewards").get("mechanism"), "mechanism"))
-    checks.append(("contribution.evaluator", section("contribution").get("evaluator"), "evaluator"))
-    checks.append(("market.rating_rule", section("market").get("rating_rule"), "rating_rule"))
-    for i, g in enumerate(data.get("population") or []):
-        if isinstance(g, dict):
-            checks.append((f"population.{i}.behaviour", g.get("behaviour"), "behaviour"))
-    for i, e in enumerate(data.get("timeline") or []):
-        if isinstance(e, dict) and e.get("kind") == "coalition":
-            checks.append((f"timeline.{i}.attack", e.get("attack"), "attack"))
-    for i, b in enumerate(section("market").get("behaviours") or []):
-        if isinstance(b, dict):
-            checks.append(
-                (f"market.behaviours.{i}.behaviour", b.get("behaviour"), "market_behaviour")
-            )
+    def items(value: Any) -> list[tuple[int, Mapping[str, Any]]]:
+        seq = value if isinstance(value, list) else []
+        return [(i, x) for i, x in enumerate(seq) if isinstance(x, dict)]
+
+    agg, rewards, contrib, market = (
+        section(k) for k in ("aggregation", "rewards", "contribution", "market")
+    )
+    found: list[tuple[str, str, Any, Any]] = [
+        ("aggregation", "strategy", agg.get("strategy", "fedavg"), agg.get("params", {})),
+        ("rewards", "mechanism", rewards.get("mechanism", "data_size"), rewards.get("params", {})),
+        ("market", "rating_rule", market.get("rating_rule", "mean"), {}),
+    ]
+    dp = agg.get("client_dp")
+    if isinstance(dp, dict):
+        params = {k: v for k, v in dp.items() if k != "mode"}
+        found.append(("aggregation.client_dp", "client_dp", dp.get("mode"), params))
+    if contrib.get("evaluator") is not None:
+        found.append(("contribution", "evaluator", contrib["evaluator"], contrib.get("params", {})))
+    for i, g in items(data.get("population")):
+        found.append(
+            (f"population.{i}", "behaviour", g.get("behaviour", "honest"), g.get("params", {}))
+        )
+    for i, e in items(data.get("timeline")):
+        if e.get("kind") == "coalition":
+            found.append((f"timeline.{i}", "attack", e.get("attack"), e.get("params", {})))
+    for i, b in items(market.get("behaviours")):
+        found.append(
+            (f"market.behaviours.{i}", "market_behaviour", b.get("behaviour"), b.get("params", {}))
+        )
+    return found
+
+
+_NAME_KEY = {"market_behaviour": "behaviour", "client_dp": "mode"}
+"""The key that names a component, where it is not the kind itself."""
+
+
+def _check_names(data: Mapping[str, Any], source: str) -> list[Problem]:
+    """Every named component must exist and its ``params`` must fit its parameter model.
+
+    Checked on the raw data, so they are reported alongside schema errors.
+    """
+    from simulation.scenario.components import RUNTIME_PARAMS, param_problems, params_model
+
     problems = []
-    for field, name, reg in checks:
-        what, valid = regs[reg]
-        if isinstance(name, str) and name not in valid:
-            problems.append(
-                Problem(source, field, f"unknown {what} {name!r} (valid: {', '.join(valid)})")
-            )
+    for where, kind, name, params in _named_components(data):
+        name_field = f"{where}.{_NAME_KEY.get(kind, kind)}"
+        if not isinstance(name, str):
+            continue  # the schema reports a missing or mistyped name
+        try:
+            model = params_model(kind, name)
+        except ValueError as exc:
+            problems.append(Problem(source, name_field, str(exc)))
+            continue
+        runtime = RUNTIME_PARAMS.get(kind, frozenset())
+        given = params if params is not None else {}
+        for key, reason in param_problems(model, given, runtime=runtime):
+            field = f"{where}.params" if kind != "client_dp" else where
+            problems.append(Problem(source, f"{field}.{key}" if key else field, reason))
     return problems
 
 
 def _check_components(scenario: Scenario, source: str) -> list[Problem]:
-    """Build every named component once, so bad parameters fail before a run starts."""
+    """Build the cheap components once, so constraints their constructors check (not
+    expressible in a parameter model) fail before a run starts. Strategies are not
+    built here (that would import Flower): their parameter models carry their bounds."""
     from agents.market import create_market_behaviour
     from agents.training import create_behaviour
     from marketplace.contribution import create_evaluator
     from marketplace.incentives import create_mechanism
-    from simulation.fl.aggregation import create_strategy
 
     mechanism_params: dict[str, Any] = dict(scenario.rewards.params)
     if scenario.rewards.mechanism == "reputation":
         mechanism_params.setdefault("reputation", {})  # the run passes the ledger's live view
     attempts: list[tuple[str, Any]] = [
-        (
-            "aggregation.params",
-            lambda: create_strategy(
-                scenario.aggregation.strategy,
-                scenario.aggregation.params,
-                scenario.aggregation.client_dp,
-            ),
-        ),
         (
             "rewards.params",
             lambda: create_mechanism(scenario.rewards.mechanism, **mechanism_params),
