@@ -39,6 +39,11 @@ class Registry(Mapping[str, T], Generic[T]):
         self._entries[name] = entry
         return entry
 
+    def unregister(self, name: str) -> T:
+        """Remove and return the entry ``name`` (plugins and tests that registered one)."""
+        self.get_or_raise(name)
+        return self._entries.pop(name)
+
     def get_or_raise(self, name: str) -> T:
         """The entry for ``name``; an unknown name raises ``ValueError`` listing valid names."""
         try:

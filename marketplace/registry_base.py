@@ -29,6 +29,11 @@ class Registry(Generic[T]):
         self._items[name] = item
         return item
 
+    def unregister(self, name: str) -> T:
+        """Remove and return the item ``name`` (plugins and tests that registered one)."""
+        self.get(name)
+        return self._items.pop(name)
+
     def decorator(self, name: str) -> Callable[[T], T]:
         """``@REGISTRY.decorator("name")`` registers the decorated object."""
 

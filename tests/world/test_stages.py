@@ -1,0 +1,316 @@
+"""Each stage of a round alone, on hand-built inputs, against hand-derived values."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from marketplace import TOKEN
+from marketplace.contribution import create_evaluator
+from marketplace.incentives import create_mechanism
+from simulation import names
+from simulation.config.schema import (
+    ClientsConfig,
+    ContributionConfig,
+    DPSGDPrivacy,
+    MarketConfig,
+    TimingConfig,
+    TrainingConfig,
+)
+from simulation.fl.aggregation import create_strategy
+from simulation.fl.messages import ReplyMetrics
+from simulation.fl.privacy import epsilon
+from simulation.rng import SeedTree
+from simulation.world.accounting import ClientPrivacy
+from simulation.world.context import Recorder, RoundContext, Screened
+from simulation.world.records import Reply
+from simulation.world.stages import (
+    AccountPrivacy,
+    AdvanceClock,
+    Aggregate,
+    AttackMetrics,
+    ChargeCosts,
+    CloseRound,
+    Dispatch,
+    RecordContributions,
+    RegisterVersion,
+    Reward,
+    SampleClients,
+    ScoreContributions,
+    Screen,
+    Stage,
+    StopExhausted,
+)
+from simulation.world.timing import TimeModel
+from tests.world.fakes import FakeMarket, FakePopulation, federation
+
+W = {"w": np.zeros(2, np.float32)}
+
+
+def ctx(round_: int = 1) -> RoundContext:
+    return RoundContext(round=round_, start=0.0, wall_start=0.0)
+
+
+def reply(c: int, w: float | None, n: int = 10, **kw: Any) -> Reply:
+    weights = None if w is None else {"w": np.full(2, w, np.float32)}
+    metrics = ReplyMetrics(num_examples=n, **kw)
+    return Reply(c, weights, metrics if w is not None else None, kw.pop("error", None))
+
+
+def test_every_stage_has_a_name_and_satisfies_the_protocol() -> None:
+    from simulation.world import stages
+
+    classes = [getattr(stages, n) for n in stages.__all__ if n[0].isupper()]
+    classes = [c for c in classes if c not in (stages.Stage,) and isinstance(c, type)]
+    assert len({c.name for c in classes}) == len(classes) >= 15
+
+
+# ------------------------------------------------------------------ participation
+
+
+def test_sample_draws_the_fraction_of_eligible_clients_and_announces_the_round() -> None:
+    fed = federation(10)
+    fed.departed.add(9)
+    pop = FakePopulation(fed.identities, absent={8}, drop={0, 1, 2, 3, 4, 5, 6, 7})
+    market = FakeMarket()
+    stage = SampleClients(ClientsConfig(count=10, fraction=0.5), SeedTree(3), pop, fed, market, 10)  # type: ignore[arg-type]
+    c = ctx()
+    stage.run(c)
+    # 8 eligible (8 absent, 9 departed): round(0.5 * 8) = 4 sampled, sorted, distinct.
+    assert len(c.sampled) == 4 and c.sampled == sorted(set(c.sampled))
+    assert set(c.sampled) <= set(range(8))
+    assert c.dropped == c.sampled and c.asked == []
+    ((_, call),) = [x for x in market.calls if x[0] == "record"]
+    assert call["kind"] == "round_started"
+    assert call["data"]["sampled"] == [f"client-{i:03d}" for i in c.sampled]
+
+
+def test_sample_honours_min_per_round() -> None:
+    fed = federation(10)
+    pop = FakePopulation(fed.identities)
+    stage = SampleClients(
+        ClientsConfig(count=10, fraction=0.1, min_per_round=3),
+        SeedTree(0),
+        pop,
+        fed,
+        FakeMarket(),
+        10,
+    )  # type: ignore[arg-type]
+    c = ctx()
+    stage.run(c)
+    assert len(c.sampled) == 3
+
+
+def test_stop_exhausted_stops_a_client_whose_next_round_exceeds_the_budget() -> None:
+    step = (1.0, 0.1, 10)  # σ, q = B/n = 10/100, ⌈n/B⌉ = 10 steps per epoch
+    one, eleven = epsilon((step,), 1e-5), epsilon((step,) * 11, 1e-5)
+    dp = DPSGDPrivacy(noise_multiplier=1.0, budget=(one + eleven) / 2)
+    privacy = ClientPrivacy(dp, TrainingConfig(batch_size=10), 5, lambda c: 100)
+    fed = federation(2)
+    # Client 0 has trained 10 rounds: an 11th exceeds the budget; client 1's first fits.
+    assert privacy.planned_step(0, 1) == step
+    for _ in range(10):
+        privacy.record("client-000", step)
+    market = FakeMarket()
+    StopExhausted(privacy, FakePopulation(fed.identities), fed, market, 1).run(ctx())  # type: ignore[arg-type]
+    assert fed.active == {1} and fed.stopped == {0}
+    ((_, call),) = market.calls
+    assert call["kind"] == "privacy_budget_exhausted"
+    assert call["data"]["epsilon_next"] == pytest.approx(epsilon((step,) * 11, 1e-5))
+
+
+# ------------------------------------------------------------------ dispatch
+
+
+def test_dispatch_sends_only_asked_clients_and_sorts_replies() -> None:
+    fed = federation(4)
+    sent: list[list[int]] = []
+
+    class Tasks:
+        def build(self, round_: int, clients: list[int], fed: Any, now: float) -> list[int]:
+            return list(clients)
+
+    def transport(tasks: list[int], weights: Any) -> list[Reply]:
+        sent.append(tasks)
+        return [reply(c, 1.0) for c in reversed(tasks)]
+
+    c = ctx()
+    c.sampled, c.dropped = [0, 1, 3], [1]
+    Dispatch(Tasks(), transport, fed).run(c)  # type: ignore[arg-type]
+    assert sent == [[0, 3]]
+    assert [r.client for r in c.replies] == [0, 3]
+
+
+# ------------------------------------------------------------------ screening
+
+
+def _time_model() -> TimeModel:
+    cfg = TimingConfig(bandwidth_mbps=8.0, latency_s=0.5, server_seconds=1.0, deadline_s=10.0)
+    return TimeModel(
+        cfg, speeds_gflops=(1.0, 1.0, 0.1, 1.0), flops_per_example=1e8, model_bytes=10**6
+    )
+
+
+def test_screen_times_each_reply_and_rejects_bad_updates_and_stragglers() -> None:
+    fed = federation(4, W)
+    pop = FakePopulation(fed.identities)
+    stage = Screen(
+        _time_model(), pop, fed, base_epochs=1, dp=False, max_update_norm=100.0, deadline=10.0
+    )  # type: ignore[arg-type]
+    c = ctx()
+    bad = Reply(1, {"w": np.array([np.nan, 0], np.float32)}, ReplyMetrics(10))
+    crashed = Reply(3, None, None, error="client error: boom")
+    c.screened = [
+        Screened(r, fed.account(r.client)) for r in (reply(0, 1.0), bad, reply(2, 1.0), crashed)
+    ]
+    stage.run(c)
+    # seconds = 3 · 1e8 · n / (speed · 1e9) + 2 · (1e6 · 8 / 8e6) + 2 · 0.5
+    assert c.screened[0].seconds == pytest.approx(3.0 + 2.0 + 1.0)
+    assert c.screened[2].seconds == pytest.approx(30.0 + 2.0 + 1.0)
+    assert c.screened[0].reason is None
+    assert c.screened[1].reason is not None and "finite" in c.screened[1].reason
+    assert c.screened[2].reason == "straggler: 33 s > deadline 10 s"
+    assert c.screened[3].reason == "client error: boom"
+    assert c.stragglers == 1
+    assert c.client_seconds == pytest.approx([6.0, 6.0, 10.0, 3.0])
+    assert AdvanceClock(_time_model()).run(c) == pytest.approx(10.0 + 1.0)
+
+
+def test_account_privacy_composes_every_replys_steps_into_its_identity() -> None:
+    dp = DPSGDPrivacy(noise_multiplier=1.3)
+    privacy = ClientPrivacy(dp, TrainingConfig(batch_size=10), 5, lambda c: 100)
+    fed, rec = federation(2), Recorder()
+    c = ctx()
+    c.replies = [reply(0, 1.0, steps=20, sample_rate=0.1), Reply(1, None, None, "crash")]
+    AccountPrivacy(privacy, fed, rec).run(c)
+    first, second = c.screened
+    assert first.epsilon_before == 0.0
+    assert first.epsilon == pytest.approx(epsilon(((1.3, 0.1, 20),), 1e-5))
+    assert second.epsilon == 0.0  # sent no steps
+    assert [r.metric for r in rec.rows] == [names.EPSILON, names.EPSILON]
+
+
+def test_charge_costs_prices_compute_and_the_epsilon_spent() -> None:
+    rec = Recorder()
+    c = ctx()
+    c.screened = [Screened(reply(0, 1.0), "client-000", epsilon=1.5, epsilon_before=0.5)]
+    ChargeCosts(MarketConfig(compute_cost_per_round=2.0, price_per_epsilon=3.0), rec).run(c)
+    assert rec.rows == [(1, "client-000", names.COST, 2.0 + 3.0 * 1.0)]
+
+
+def test_record_contributions_signs_accepted_and_rejected_in_reply_order() -> None:
+    market, rec = FakeMarket(), Recorder()
+    c = ctx()
+    ok = reply(0, 1.0, n=7, train_loss=0.5)
+    c.screened = [
+        Screened(ok, "client-000", epsilon=0.2),
+        Screened(reply(1, 1.0), "client-001", reason="nan"),
+    ]
+    RecordContributions(market, rec).run(c)  # type: ignore[arg-type]
+    assert market.kinds() == ["record_contribution", "reject_contribution"]
+    signed = market.calls[0][1]
+    assert signed["num_examples"] == 7 and signed["epsilon"] == 0.2
+    assert signed["metrics"] == {"train-loss": 0.5, "train-accuracy": -1.0}
+    assert market.calls[1][1]["reason"] == "nan"
+    assert c.accepted == [ok] and c.rejected == ["client-001"]
+
+
+# ------------------------------------------------------------------ scoring and aggregation
+
+
+def test_score_gives_leave_one_out_on_the_validation_utility() -> None:
+    fed, rec, market = federation(2, {"w": np.zeros(1, np.float32)}), Recorder(), FakeMarket()
+    c = ctx()
+    c.accepted = [Reply(0, {"w": np.array([1.0], np.float32)}, ReplyMetrics(1)),
+                  Reply(1, {"w": np.array([3.0], np.float32)}, ReplyMetrics(1))]  # fmt: skip
+    stage = ScoreContributions(ContributionConfig(evaluator="loo"), create_evaluator("loo"),
+                               lambda flat: float(flat.sum()), SeedTree(0), fed, market, rec)  # type: ignore[arg-type]  # fmt: skip
+    stage.run(c)
+    # U(all) = mean(1, 3) = 2, U({0}) = 1, U({1}) = 3: LOO = U(all) - U(all \ i).
+    assert c.scores == {"client-000": 2 - 3, "client-001": 2 - 1}
+    qualities = [call["score"] for name, call in market.calls if name == "record_quality"]
+    assert qualities == [0.0, 1.0]
+
+
+def test_aggregate_is_fedavg_weighted_by_examples() -> None:
+    fed, rec = federation(2, {"w": np.zeros(2, np.float32)}), Recorder()
+    c = ctx()
+    c.accepted = [reply(0, 1.0, n=1), reply(1, 3.0, n=3)]
+    Aggregate(create_strategy("fedavg", {}), fed, rec, 0.05).run(c)
+    np.testing.assert_allclose(fed.weights["w"], [2.5, 2.5])  # (1·1 + 3·3) / 4
+    assert c.aggregated and fed.weights["w"].dtype == np.float32
+
+
+def test_aggregate_flags_clients_a_robust_rule_weighs_below_the_threshold() -> None:
+    class Rule:
+        def __init__(self) -> None:
+            self.last_weights = {0: 0.9, 1: 0.01}
+
+        def aggregate_train(self, round_: int, msgs: Any) -> tuple[None, None]:
+            return None, None
+
+    fed, rec = federation(2), Recorder()
+    c = ctx()
+    c.accepted = [reply(0, 1.0), reply(1, 1.0)]
+    before = fed.weights
+    Aggregate(Rule(), fed, rec, 0.05).run(c)
+    assert not c.aggregated and fed.weights is before
+    assert (1, "client-001", names.FLAGGED, 1.0) in rec.rows
+    assert not any(r.metric == names.FLAGGED and r.client == "client-000" for r in rec.rows)
+
+
+# ------------------------------------------------------------------ registry and economy
+
+
+def test_register_version_records_example_shares_and_prices() -> None:
+    market, fed = FakeMarket(), federation(2)
+    c = ctx()
+    c.accepted, c.test = [reply(0, 1.0, n=1), reply(1, 1.0, n=3)], {"accuracy": 0.5}
+    RegisterVersion(market, fed, MarketConfig().prices).run(c)  # type: ignore[arg-type]
+    call = market.calls[0][1]
+    assert call["contributors"] == {"client-000": 0.25, "client-001": 0.75}
+    assert fed.version == "v0001" and market.kinds()[1] == "set_price_list"
+
+
+def test_reward_pays_the_emission_by_the_mechanism_and_records_it() -> None:
+    market, fed, rec = FakeMarket(), federation(3), Recorder()
+    c = ctx()
+    c.accepted, c.rejected = [reply(0, 1.0), reply(1, 1.0)], ["client-002"]
+    Reward(create_mechanism("equal"), 100.0, market, fed, rec).run(c)  # type: ignore[arg-type]
+    assert c.issued == 100 * TOKEN
+    tokens = {r.client: r.value for r in rec.rows if r.metric == names.REWARD_TOKENS and r.value}
+    assert tokens == {"client-000": 50.0, "client-001": 50.0}
+
+
+def test_attack_metrics_share_and_honest_profit() -> None:
+    fed, rec = federation(3), Recorder()
+    pop = FakePopulation(fed.identities, attacking=["client-002"])
+    for a, tokens, cost in (("client-000", 30, 5), ("client-001", 30, 5), ("client-002", 40, 0)):
+        rec.add(1, a, names.REWARD_TOKENS, tokens)
+        rec.add(1, a, names.COST, cost)
+    AttackMetrics(pop, fed, rec).run(ctx())  # type: ignore[arg-type]
+    got = {r.metric: r.value for r in rec.rows if r.client == names.GLOBAL}
+    assert got == {names.ATTACKER_TOKEN_SHARE: 0.4, names.HONEST_PROFIT: 25.0}
+
+
+def test_close_round_seals_the_block_and_records_the_round() -> None:
+    market, fed, rec = FakeMarket(), federation(2), Recorder()
+    seen = []
+    c = ctx(3)
+    c.sampled, c.accepted, c.test, c.issued = (
+        [0, 1],
+        [reply(0, 1.0)],
+        {"accuracy": 0.9, "loss": 0.1},
+        5 * TOKEN,
+    )
+    CloseRound(market, fed, rec, None, lambda: 12.0, seen.append).run(c)  # type: ignore[arg-type]
+    assert market.kinds() == ["end_block"]
+    (record,) = rec.rounds
+    assert (record.round, record.time, record.sampled, record.accepted) == (3, 12.0, 2, 1)
+    assert record.tokens_issued == 5.0 and seen == [record]
+
+
+def test_stages_satisfy_the_protocol() -> None:
+    assert isinstance(AdvanceClock(_time_model()), Stage)
