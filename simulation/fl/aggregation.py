@@ -98,6 +98,7 @@ class AggregatorSpec:
 
 AGGREGATORS: Registry[AggregatorSpec] = Registry("aggregation strategy")
 
+
 def _flower(cls_name: str) -> Callable[[StrategyParams], Any]:
     def build(params: StrategyParams) -> Any:
         from flwr.serverapp import strategy
