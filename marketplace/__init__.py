@@ -36,11 +36,12 @@ if TYPE_CHECKING:
         VoteError,
     )
     from marketplace.keys import derive_private_key, public_key_hex
-    from marketplace.ledger import InclusionProof, Market, largest_remainder, ledger_path
+    from marketplace.ledger import InclusionProof, Market, ledger_path
     from marketplace.merkle import MerkleTree, verify_consistency, verify_inclusion
     from marketplace.model_registry import artifact_sha256, search_versions
     from marketplace.ratings import RATING_RULES, Ballot
     from marketplace.registry_base import Registry
+    from marketplace.rounding import largest_remainder
     from marketplace.state import TREASURY, License, ModelVersion, Params, PriceTerms, Vote
 
 _EXPORTS = {
@@ -73,7 +74,7 @@ _EXPORTS = {
     "public_key_hex": "keys",
     "InclusionProof": "ledger",
     "Market": "ledger",
-    "largest_remainder": "ledger",
+    "largest_remainder": "rounding",
     "ledger_path": "ledger",
     "MerkleTree": "merkle",
     "verify_consistency": "merkle",

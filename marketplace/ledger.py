@@ -53,6 +53,7 @@ from marketplace.keys import HAVE_SODIUM, Signer, SigningPool, public_key_hex, v
 from marketplace.merkle import MerkleTree, leaf_hash, verify_inclusion
 from marketplace.ratings import Ballot, aggregate_rating
 from marketplace.reputation import reputation
+from marketplace.rounding import largest_remainder
 from marketplace.state import (
     RESERVED_KINDS,
     TREASURY,
@@ -69,7 +70,6 @@ __all__ = [
     "BulkTx",
     "InclusionProof",
     "Market",
-    "largest_remainder",
     "ledger_path",
 ]
 
@@ -148,21 +148,6 @@ def ledger_path(path: Path | str) -> Path:
     """``path`` itself if it names a ``.db`` file, else ``path / "ledger.db"``."""
     p = Path(path)
     return p if p.suffix == ".db" else p / LEDGER_FILE
-
-
-def largest_remainder(total: int, weights: Mapping[str, float]) -> dict[str, int]:
-    """Split ``total`` integer units by ``weights``; remainders go to the largest
-    fractional parts, ties broken by account id. The result sums exactly to ``total``."""
-    positive = {k: float(w) for k, w in weights.items() if w > 0}
-    if total <= 0 or not positive:
-        return {}
-    wsum = sum(positive.values())
-    exact = {k: total * w / wsum for k, w in positive.items()}
-    out = {k: int(v) for k, v in exact.items()}
-    left = total - sum(out.values())
-    for k in sorted(exact, key=lambda k: (-(exact[k] - out[k]), k))[:left]:
-        out[k] += 1
-    return {k: v for k, v in out.items() if v > 0}
 
 
 def connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
@@ -1015,7 +1000,7 @@ class Market:
         mv = self.version(version)
         pool = self._state.balance(pool_account(version))
         fee = pool * self.params.platform_fee_bps // 10_000
-        shares = largest_remainder(pool - fee, mv.contributors)
+        shares = {a: x for a, x in largest_remainder(pool - fee, mv.contributors).items() if x > 0}
         payouts: dict[str, int] = dict(shares)
         rest = pool - sum(shares.values())
         if rest:
