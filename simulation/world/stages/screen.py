@@ -20,9 +20,6 @@ __all__ = ["AccountPrivacy", "AdvanceClock", "ChargeCosts", "RecordContributions
 
 log = logging.getLogger("fedmarket.world")
 
-# Signed in place of a training metric that is not a finite number.
-_NOT_FINITE = -1.0
-
 
 class AccountPrivacy:
     """Compose each reply's DP-SGD steps into its identity's accountant (rejected
@@ -140,10 +137,13 @@ class RecordContributions:
                 log.info("round %d: rejected %s: %s", ctx.round, account, entry.reason)
                 continue
             assert reply.weights is not None and reply.metrics is not None
-            metrics = {
-                "train-loss": _signed(reply.metrics.train_loss),
-                "train-accuracy": _signed(reply.metrics.train_accuracy),
+            # A metric the client could not compute (it did not train) is left out:
+            # the ledger never holds a stand-in number that reads like a real one.
+            local = {
+                "train-loss": reply.metrics.train_loss,
+                "train-accuracy": reply.metrics.train_accuracy,
             }
+            metrics = {k: v for k, v in local.items() if v is not None}
             self.market.record_contribution(
                 round=ctx.round,
                 client=account,
@@ -154,12 +154,12 @@ class RecordContributions:
             )
             ctx.accepted.append(reply)
             self.rec.add(ctx.round, account, names.NUM_EXAMPLES, reply.num_examples)
-            self.rec.add(ctx.round, account, names.TRAIN_LOSS, metrics["train-loss"])
-            self.rec.add(ctx.round, account, names.TRAIN_ACCURACY, metrics["train-accuracy"])
-
-
-def _signed(value: float | None) -> float:
-    return value if value is not None else _NOT_FINITE
+            for key, metric in (
+                ("train-loss", names.TRAIN_LOSS),
+                ("train-accuracy", names.TRAIN_ACCURACY),
+            ):
+                if key in metrics:
+                    self.rec.add(ctx.round, account, metric, metrics[key])
 
 
 class AdvanceClock:
