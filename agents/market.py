@@ -73,6 +73,7 @@ __all__ = [
     "UseLicenseKey",
     "VersionInfo",
     "WhitewashersBehaviour",
+    "attacking_market_behaviours",
     "base_identity",
     "create_market_behaviour",
     "fresh_identity",
@@ -276,6 +277,9 @@ class MarketBehaviour(ABC):
     """
 
     name: ClassVar[str]
+    #: Ground truth: does this behaviour attack the market? (The no-attack baseline
+    #: drops it, and its members count as market attackers.)
+    attacks: ClassVar[bool] = False
     Params: ClassVar[type[BaseParams]]
 
     def __init__(self, params: BaseParams | Mapping[str, object] | None = None) -> None:
@@ -530,6 +534,7 @@ class ColludingCabalBehaviour(MarketBehaviour):
     """
 
     name = "colluding_cabal"
+    attacks = True
     Params = ColludingCabalParams
     params: ColludingCabalParams
 
@@ -582,6 +587,7 @@ class WhitewashersBehaviour(MarketBehaviour):
     """
 
     name = "whitewashers"
+    attacks = True
     Params = WhitewashersParams
     params: WhitewashersParams
 
@@ -643,6 +649,7 @@ class LicenseAbusersBehaviour(MarketBehaviour):
     """
 
     name = "license_abusers"
+    attacks = True
     Params = LicenseAbusersParams
     params: LicenseAbusersParams
 
@@ -848,6 +855,11 @@ for _cls in (
 ):
     MARKET_BEHAVIOURS.register(_cls.name, _cls)
 del _cls
+
+
+def attacking_market_behaviours() -> tuple[str, ...]:
+    """Names of the market behaviours that attack (cabals, whitewashers, licence abusers)."""
+    return tuple(n for n in MARKET_BEHAVIOURS.names() if MARKET_BEHAVIOURS[n].attacks)
 
 
 def create_market_behaviour(

@@ -119,17 +119,17 @@ def _shutdown_ray() -> None:
         ray.shutdown()
 
 
-ATTACK_MARKET_BEHAVIOURS = ("colluding_cabal", "whitewashers", "license_abusers")
-
-
 def baseline_of(scenario: Scenario) -> Scenario:
     """The same scenario and seed without attackers: no population groups, timeline
     or faults, and no attacking market behaviours. Its accuracy is the yardstick of
     an attack's accuracy drop."""
+    from agents.market import attacking_market_behaviours
+
+    attacking = attacking_market_behaviours()
     market = scenario.market.model_copy(
         update={
             "behaviours": tuple(
-                b for b in scenario.market.behaviours if b.behaviour not in ATTACK_MARKET_BEHAVIOURS
+                b for b in scenario.market.behaviours if b.behaviour not in attacking
             )
         }
     )

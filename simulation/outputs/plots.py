@@ -31,6 +31,8 @@ from cycler import cycler
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from simulation import names
+
 __all__ = [
     "FIGURE_FORMATS",
     "OKABE_ITO",
@@ -144,7 +146,7 @@ class RunData:
     def earnings(self) -> pd.DataFrame:
         """Per-round reward tokens, one column per participant (rows: rounds, filled 0)."""
         m = self.metrics
-        rows = m[(m["metric"] == "reward_tokens") & (m["client"] != "global")]
+        rows = m[(m["metric"] == names.REWARD_TOKENS) & (m["client"] != names.GLOBAL)]
         if rows.empty:
             return pd.DataFrame()
         table = rows.pivot_table(index="round", columns="client", values="value", aggfunc="sum")
@@ -372,7 +374,7 @@ def _global_series(run: RunData, column: str) -> pd.Series | None:
     if column in run.rounds.columns:
         return run.rounds.set_index("round")[column].astype(float)
     m = run.metrics
-    rows = m[(m["client"] == "global") & (m["metric"] == column)]
+    rows = m[(m["client"] == names.GLOBAL) & (m["metric"] == column)]
     return rows.set_index("round")["value"].astype(float) if not rows.empty else None
 
 
@@ -459,7 +461,7 @@ def _fig_lorenz(run: RunData) -> Figure | None:
 
 def _fig_epsilon(run: RunData) -> Figure | None:
     m = run.metrics
-    per_client = m[(m["metric"] == "epsilon") & (m["client"] != "global")]
+    per_client = m[(m["metric"] == names.EPSILON) & (m["client"] != names.GLOBAL)]
     eps_max = _global_series(run, "epsilon_max")
     eps_mean = _global_series(run, "epsilon_mean")
     if per_client.empty and eps_max is None:

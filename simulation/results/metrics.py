@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from simulation import names
+
 __all__ = ["METRICS", "gini", "run_metrics"]
 
 #: The per-run metrics of the study table, in column order (see ``docs/compare.md``).
@@ -60,7 +62,7 @@ def gini(values: Sequence[float]) -> float:
 
 def _per_account(metrics: pd.DataFrame, name: str) -> pd.Series:
     """Sum of a long-form metric over rounds, per account (``global`` rows excluded)."""
-    rows = metrics[(metrics["metric"] == name) & (metrics["client"] != "global")]
+    rows = metrics[(metrics["metric"] == name) & (metrics["client"] != names.GLOBAL)]
     return rows.groupby("client")["value"].sum().astype(float)
 
 
@@ -134,8 +136,8 @@ def run_metrics(run_dir: Path | str) -> dict[str, float]:
     truth = json.loads(gt_path.read_text(encoding="utf-8")) if gt_path.is_file() else {}
     attackers = set(truth.get("attackers", []))
 
-    tokens = _per_account(metrics, "reward_tokens").add(
-        _per_account(metrics, "royalty_tokens"), fill_value=0.0
+    tokens = _per_account(metrics, names.REWARD_TOKENS).add(
+        _per_account(metrics, names.ROYALTY_TOKENS), fill_value=0.0
     )
     accounts = sorted(set(tokens.index) | set(truth.get("behaviours", {})) | attackers)
     tokens = tokens.reindex(accounts, fill_value=0.0)
@@ -143,10 +145,10 @@ def run_metrics(run_dir: Path | str) -> dict[str, float]:
     share = float(tokens[tokens.index.isin(attackers)].sum()) / total if total > 0 else NAN
 
     honest = [a for a in accounts if a not in attackers]
-    costs = _per_account(metrics, "cost").reindex(accounts, fill_value=0.0)
+    costs = _per_account(metrics, names.COST).reindex(accounts, fill_value=0.0)
     profit = float((tokens[honest] - costs[honest]).mean()) if honest else NAN
 
-    contribution = _per_account(metrics, "true_contribution")
+    contribution = _per_account(metrics, names.TRUE_CONTRIBUTION)
     if contribution.empty:
         rho = contribution_share = NAN
     else:
@@ -159,7 +161,7 @@ def run_metrics(run_dir: Path | str) -> dict[str, float]:
             else NAN
         )
 
-    flags = metrics[(metrics["metric"] == "flagged") & (metrics["client"] != "global")]
+    flags = metrics[(metrics["metric"] == names.FLAGGED) & (metrics["client"] != names.GLOBAL)]
     if flags.empty:
         precision = recall = NAN
     else:

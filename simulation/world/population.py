@@ -136,11 +136,12 @@ class Population:
 
     def market_attackers(self) -> dict[str, list[str]]:
         """Ground truth of the market: members of cabals, whitewashers, license abusers."""
-        from agents.market import create_market_behaviour
+        from agents.market import attacking_market_behaviours, create_market_behaviour
 
+        attacking = attacking_market_behaviours()
         out: dict[str, list[str]] = {}
         for b in self.scenario.market.behaviours:
-            if b.behaviour in ("colluding_cabal", "whitewashers", "license_abusers"):
+            if b.behaviour in attacking:
                 params = create_market_behaviour(b.behaviour, b.params).params
                 members = getattr(params, "members", None)
                 accounts = (
