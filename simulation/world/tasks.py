@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -23,26 +24,17 @@ def client_size(population: Population, data: FederatedData, client: int) -> int
     return len(indices) if indices is not None else len(data.partitions[client])
 
 
+@dataclass
 class TaskBuilder:
     """One ``ClientTask`` per client: its behaviour, epochs, rows, DP noise and seed."""
 
-    def __init__(
-        self,
-        scenario: Scenario,
-        data_spec: DataSpec,
-        data: FederatedData,
-        population: Population,
-        privacy: ClientPrivacy | None,
-        grad_sample_mode: str,
-        tree: SeedTree,
-    ) -> None:
-        self.scenario = scenario
-        self.data_spec = data_spec
-        self.data = data
-        self.population = population
-        self.privacy = privacy
-        self.grad_sample_mode = grad_sample_mode
-        self.tree = tree
+    scenario: Scenario
+    data_spec: DataSpec
+    data: FederatedData
+    population: Population
+    privacy: ClientPrivacy | None
+    grad_sample_mode: str
+    tree: SeedTree
 
     def build(
         self, round_: int, clients: Iterable[int], fed: Federation, now: float

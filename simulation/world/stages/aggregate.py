@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -17,6 +18,7 @@ __all__ = ["Aggregate"]
 log = logging.getLogger("fedmarket.world")
 
 
+@dataclass
 class Aggregate:
     """Replies (sorted by client) go to the strategy's ``aggregate_train``; robust
     strategies get the global model first and report per-client weights, and a
@@ -24,11 +26,10 @@ class Aggregate:
 
     name: ClassVar[str] = "aggregate"
 
-    def __init__(self, strategy: Any, fed: Federation, rec: Recorder, flag_below: float) -> None:
-        self.strategy = strategy
-        self.fed = fed
-        self.rec = rec
-        self.flag_below = flag_below
+    strategy: Any
+    fed: Federation
+    rec: Recorder
+    flag_below: float
 
     def run(self, ctx: RoundContext) -> None:
         if not ctx.accepted:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
@@ -64,26 +65,18 @@ class AttackMetrics:
             self.rec.add(ctx.round, names.GLOBAL, names.HONEST_PROFIT, profit)
 
 
+@dataclass
 class CloseRound:
     """Seal the round's ledger block with a signed checkpoint and record the round."""
 
     name: ClassVar[str] = "close"
 
-    def __init__(
-        self,
-        market: Market,
-        fed: Federation,
-        rec: Recorder,
-        privacy: ClientPrivacy | None,
-        clock: Callable[[], float],
-        on_round: Callable[[RoundRecord], None] | None = None,
-    ) -> None:
-        self.market = market
-        self.fed = fed
-        self.rec = rec
-        self.privacy = privacy
-        self.clock = clock
-        self.on_round = on_round
+    market: Market
+    fed: Federation
+    rec: Recorder
+    privacy: ClientPrivacy | None
+    clock: Callable[[], float]
+    on_round: Callable[[RoundRecord], None] | None = None
 
     def run(self, ctx: RoundContext) -> None:
         self.market.end_block()

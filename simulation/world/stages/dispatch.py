@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar
 
 from simulation.world.context import Federation, RoundContext
@@ -13,16 +14,16 @@ from simulation.world.tasks import TaskBuilder
 __all__ = ["ApplyCoalitions", "Dispatch"]
 
 
+@dataclass
 class Dispatch:
     """Send each asked client its ``ClientTask`` with the global model; replies come
     back sorted by client (the transport is Flower's grid or the in-process loop)."""
 
     name: ClassVar[str] = "dispatch"
 
-    def __init__(self, tasks: TaskBuilder, transport: Transport, fed: Federation) -> None:
-        self.tasks = tasks
-        self.transport = transport
-        self.fed = fed
+    tasks: TaskBuilder
+    transport: Transport
+    fed: Federation
 
     def run(self, ctx: RoundContext) -> None:
         asked = ctx.asked
@@ -33,15 +34,15 @@ class Dispatch:
         ctx.replies = sorted(self.transport(tasks, self.fed.weights), key=lambda r: r.client)
 
 
+@dataclass
 class ApplyCoalitions:
     """Server-side coalition attacks (ALIE, update copying, stale replay, Sybil
     duplicates) rewrite their members' well-formed submissions."""
 
     name: ClassVar[str] = "coalitions"
 
-    def __init__(self, population: Population, fed: Federation) -> None:
-        self.population = population
-        self.fed = fed
+    population: Population
+    fed: Federation
 
     def run(self, ctx: RoundContext) -> None:
         if not self.population.coalitions:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar
 
 from marketplace import TOKEN, Market
@@ -67,15 +68,15 @@ class Reward:
             self.rec.add(ctx.round, slash.account, names.SLASHED_TOKENS, slash.amount / TOKEN)
 
 
+@dataclass
 class SettleRevenue:
     """Pay every version's license revenue to its contributors (after the platform fee)."""
 
     name: ClassVar[str] = "settle_revenue"
 
-    def __init__(self, market: Market, fed: Federation, rec: Recorder) -> None:
-        self.market = market
-        self.fed = fed
-        self.rec = rec
+    market: Market
+    fed: Federation
+    rec: Recorder
 
     def run(self, ctx: RoundContext) -> None:
         paid = 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import ClassVar
 
 from marketplace import TOKEN, Market
@@ -17,16 +18,16 @@ from simulation.world.server_model import ServerModel
 __all__ = ["EvaluateModel", "RegisterVersion", "price_list"]
 
 
+@dataclass
 class EvaluateModel:
     """Test metrics of the global model (the registry's validation results) and the
     backdoor success rate when the population has a backdoor."""
 
     name: ClassVar[str] = "evaluate"
 
-    def __init__(self, server: ServerModel, population: Population, fed: Federation) -> None:
-        self.server = server
-        self.population = population
-        self.fed = fed
+    server: ServerModel
+    population: Population
+    fed: Federation
 
     def run(self, ctx: RoundContext) -> None:
         ctx.test = self.server.test_results(self.fed.weights)

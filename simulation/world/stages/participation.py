@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import ClassVar
 
 from marketplace import Market
@@ -17,25 +18,18 @@ __all__ = ["SampleClients", "StopExhausted"]
 log = logging.getLogger("fedmarket.world")
 
 
+@dataclass
 class StopExhausted:
     """Clients whose next round would exceed their ε budget stop contributing (recorded
     on the ledger as ``privacy_budget_exhausted``)."""
 
     name: ClassVar[str] = "stop_exhausted"
 
-    def __init__(
-        self,
-        privacy: ClientPrivacy | None,
-        population: Population,
-        fed: Federation,
-        market: Market,
-        base_epochs: int,
-    ) -> None:
-        self.privacy = privacy
-        self.population = population
-        self.fed = fed
-        self.market = market
-        self.base_epochs = base_epochs
+    privacy: ClientPrivacy | None
+    population: Population
+    fed: Federation
+    market: Market
+    base_epochs: int
 
     def run(self, ctx: RoundContext) -> None:
         privacy = self.privacy
@@ -64,27 +58,19 @@ class StopExhausted:
             log.info("%s stops: next round would reach ε=%.3f > budget %.3f", account, nxt, budget)
 
 
+@dataclass
 class SampleClients:
     """Sample the round's clients with the scenario's RNG from those present (timeline
     join/leave, market Leave/Join), decide dropouts, and announce the round."""
 
     name: ClassVar[str] = "sample"
 
-    def __init__(
-        self,
-        cfg: ClientsConfig,
-        tree: SeedTree,
-        population: Population,
-        fed: Federation,
-        market: Market,
-        num_classes: int,
-    ) -> None:
-        self.cfg = cfg
-        self.tree = tree
-        self.population = population
-        self.fed = fed
-        self.market = market
-        self.num_classes = num_classes
+    cfg: ClientsConfig
+    tree: SeedTree
+    population: Population
+    fed: Federation
+    market: Market
+    num_classes: int
 
     def eligible(self, ctx: RoundContext) -> list[int]:
         return sorted(

@@ -4,6 +4,7 @@ the attack metrics compare rewards against."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
@@ -27,29 +28,20 @@ ValidationUtility = Callable[[np.ndarray], float]
 """Accuracy on the validation split of a flat weight vector."""
 
 
+@dataclass
 class ScoreContributions:
     """Score the round's accepted updates with the scenario's evaluator (fed to
     score-based mechanisms and, as quality in [0, 1], to reputation)."""
 
     name: ClassVar[str] = "score"
 
-    def __init__(
-        self,
-        cfg: ContributionConfig,
-        evaluator: ContributionEvaluator | None,
-        utility_of: ValidationUtility,
-        tree: SeedTree,
-        fed: Federation,
-        market: Market,
-        rec: Recorder,
-    ) -> None:
-        self.cfg = cfg
-        self.evaluator = evaluator
-        self.utility_of = utility_of
-        self.tree = tree
-        self.fed = fed
-        self.market = market
-        self.rec = rec
+    cfg: ContributionConfig
+    evaluator: ContributionEvaluator | None
+    utility_of: ValidationUtility
+    tree: SeedTree
+    fed: Federation
+    market: Market
+    rec: Recorder
 
     def round_data(self, ctx: RoundContext) -> RoundData:
         keys = list(self.fed.weights)

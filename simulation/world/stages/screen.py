@@ -4,6 +4,7 @@ and the ledger entries of every accepted or rejected update."""
 from __future__ import annotations
 
 import logging
+from dataclasses import KW_ONLY, dataclass
 from typing import ClassVar
 
 from marketplace import Market
@@ -21,16 +22,16 @@ __all__ = ["AccountPrivacy", "AdvanceClock", "ChargeCosts", "RecordContributions
 log = logging.getLogger("fedmarket.world")
 
 
+@dataclass
 class AccountPrivacy:
     """Compose each reply's DP-SGD steps into its identity's accountant (rejected
     replies too: the client trained on its data either way)."""
 
     name: ClassVar[str] = "account_privacy"
 
-    def __init__(self, privacy: ClientPrivacy | None, fed: Federation, rec: Recorder) -> None:
-        self.privacy = privacy
-        self.fed = fed
-        self.rec = rec
+    privacy: ClientPrivacy | None
+    fed: Federation
+    rec: Recorder
 
     def run(self, ctx: RoundContext) -> None:
         ctx.screened = []
@@ -48,30 +49,21 @@ class AccountPrivacy:
             ctx.screened.append(entry)
 
 
+@dataclass
 class Screen:
     """Each reply's simulated time and the server's checks: client errors, malformed
     or absurd updates, and stragglers past the round's deadline."""
 
     name: ClassVar[str] = "screen"
 
-    def __init__(
-        self,
-        time_model: TimeModel,
-        population: Population,
-        fed: Federation,
-        *,
-        base_epochs: int,
-        dp: bool,
-        max_update_norm: float,
-        deadline: float | None,
-    ) -> None:
-        self.time_model = time_model
-        self.population = population
-        self.fed = fed
-        self.base_epochs = base_epochs
-        self.dp = dp
-        self.max_update_norm = max_update_norm
-        self.deadline = deadline
+    time_model: TimeModel
+    population: Population
+    fed: Federation
+    _: KW_ONLY
+    base_epochs: int
+    dp: bool
+    max_update_norm: float
+    deadline: float | None
 
     def seconds(self, ctx: RoundContext, entry: Screened) -> float:
         c = entry.reply.client
@@ -98,15 +90,15 @@ class Screen:
             )
 
 
+@dataclass
 class ChargeCosts:
     """A participant's cost of the round: compute, plus the ε it spent at the
     scenario's price per ε (what net profit subtracts)."""
 
     name: ClassVar[str] = "charge_costs"
 
-    def __init__(self, cfg: MarketConfig, rec: Recorder) -> None:
-        self.cfg = cfg
-        self.rec = rec
+    cfg: MarketConfig
+    rec: Recorder
 
     def run(self, ctx: RoundContext) -> None:
         for entry in ctx.screened:
@@ -115,15 +107,15 @@ class ChargeCosts:
             self.rec.add(ctx.round, entry.account, names.COST, cost)
 
 
+@dataclass
 class RecordContributions:
     """Sign each screened reply onto the ledger: ``contribution`` (update hash,
     examples, cumulative ε, local metrics) or ``contribution_rejected`` (reason)."""
 
     name: ClassVar[str] = "record_contributions"
 
-    def __init__(self, market: Market, rec: Recorder) -> None:
-        self.market = market
-        self.rec = rec
+    market: Market
+    rec: Recorder
 
     def run(self, ctx: RoundContext) -> None:
         for entry in ctx.screened:
@@ -162,14 +154,14 @@ class RecordContributions:
                     self.rec.add(ctx.round, account, metric, metrics[key])
 
 
+@dataclass
 class AdvanceClock:
     """A synchronous round lasts as long as its slowest client (capped at the
     deadline) plus the server's time, and rounds start at most every interval."""
 
     name: ClassVar[str] = "advance_clock"
 
-    def __init__(self, time_model: TimeModel) -> None:
-        self.time_model = time_model
+    time_model: TimeModel
 
     def run(self, ctx: RoundContext) -> float:
         ctx.duration = self.time_model.round_seconds(ctx.client_seconds)
