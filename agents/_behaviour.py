@@ -44,12 +44,15 @@ class RoundContext:
         num_classes: number of labels of the task, for label-space attacks.
         rng: the only source of randomness a behaviour may use; the simulation derives it
             from its seed tree (e.g. ``tree.numpy("client-003", round=4)``) so runs replay.
+        num_examples: the client's own training rows this round (what FedAvg weighs its
+            update by), when known.
     """
 
     round: int
     client: str
     num_classes: int
     rng: np.random.Generator
+    num_examples: int | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.round, bool) or not isinstance(self.round, int) or self.round < 1:

@@ -21,7 +21,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from statistics import NormalDist
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 import numpy as np
 from pydantic import Field, field_validator, model_validator
@@ -69,6 +69,10 @@ class CoalitionAttack(ABC):
 
     name: ClassVar[str]
     Params: ClassVar[type[BaseParams]]
+    #: Do members train while the attack is on? ``False``: the simulation gives them a
+    #: non-training behaviour (no compute, no training time) and the attack supplies
+    #: their whole submission.
+    members_train: ClassVar[bool] = True
 
     def __init__(self, params: BaseParams | None = None) -> None:
         if not hasattr(type(self), "Params"):
@@ -100,6 +104,11 @@ class CoalitionAttack(ABC):
         ``submissions`` holds every reply of the round, members' as they were sent.
         """
 
+    def see_round(self, round: int, global_weights: Sequence[np.ndarray]) -> None:  # noqa: B027
+        """Called every round the attack is in force, before ``rewrite`` (and also when no
+        member replied): attacks that need the history of the global model keep it here.
+        A no-op by default."""
+
     def apply(
         self,
         round: int,
@@ -120,6 +129,7 @@ class CoalitionAttack(ABC):
                 check_pair(global_weights, weights)
             except ValueError as exc:
                 raise ValueError(f"submission of {client}: {exc}") from None
+        self.see_round(round, global_weights)
         present = tuple(sorted(c for c in submissions if c in self.members))
         out: dict[str, list[np.ndarray]] = {c: list(w) for c, w in submissions.items()}
         if not present:
@@ -144,48 +154,48 @@ class StaleReplayParams(BaseParams):
 
     Attributes:
         members: the replaying clients.
-        lag: replay what the member sent ``lag`` rounds ago (or the latest earlier one).
-        replay: ``"delta"`` re-applies the old update to the current global model
-            (``w_g^t + (w_i^{t−lag} − w_g^{t−lag})``); ``"weights"`` resubmits the old model.
+        lag: how many rounds back the replayed global-model difference reaches.
     """
 
     members: tuple[str, ...] = Field(min_length=1)
     lag: int = Field(default=1, ge=1)
-    replay: Literal["delta", "weights"] = "delta"
 
     _check_members = field_validator("members")(_distinct_members)
 
 
 class StaleReplayAttack(CoalitionAttack):
-    """Free-riding by replaying one's own old update (Fraboni et al. 2021; Lin et al. 2019,
-    "Free-riders in federated learning: attacks and defenses").
+    """Lin et al. 2019's "delta weights" free-rider ("Free-riders in federated learning:
+    attacks and defenses"): a member trains nothing and submits the global model moved
+    by the global model's own recent change, ``w_g^t + (w_g^t − w_g^{t−lag})``, which
+    looks like a plausible, fresh update. Until ``lag`` earlier global models exist it
+    submits ``w_g^t`` unchanged (the plain free-rider's zero update).
 
-    Keeps, per member, what it submitted (as sent, before any rewrite) in earlier rounds.
-    Until a submission at least ``lag`` rounds old exists, the member's reply passes through.
+    The attack keeps the global model of every round it saw (at most ``lag + 1``).
     """
 
     name: ClassVar[str] = "stale_replay"
     Params: ClassVar[type[StaleReplayParams]] = StaleReplayParams
+    members_train: ClassVar[bool] = False
     params: StaleReplayParams
 
     def __init__(self, params: StaleReplayParams | None = None) -> None:
         super().__init__(params)
-        # member -> [(round, stored arrays)], rounds increasing
-        self._history: dict[str, list[tuple[int, Weights]]] = {}
+        self._globals: list[tuple[int, Weights]] = []  # (round, global weights), increasing
 
     @property
     def members(self) -> frozenset[str]:
         return frozenset(self.params.members)
 
-    def _store(
-        self, submitted: Sequence[np.ndarray], global_weights: Sequence[np.ndarray]
-    ) -> Weights:
-        if self.params.replay == "weights":
-            return copy_weights(submitted)
-        return [
-            (w - g) if is_float(w) else np.array(w, copy=True)
-            for w, g in zip(submitted, global_weights, strict=True)
-        ]
+    def see_round(self, round: int, global_weights: Sequence[np.ndarray]) -> None:
+        if self._globals and self._globals[-1][0] >= round:
+            raise ValueError(f"stale_replay: round {round} after round {self._globals[-1][0]}")
+        self._globals.append((round, copy_weights(global_weights)))
+        del self._globals[: max(0, len(self._globals) - (self.params.lag + 1))]
+
+    def lagged(self, round: int) -> Weights | None:
+        """The global model of round ``round − lag``, if the attack saw it."""
+        old = [w for r, w in self._globals if r == round - self.params.lag]
+        return old[0] if old else None
 
     def rewrite(
         self,
@@ -195,29 +205,16 @@ class StaleReplayAttack(CoalitionAttack):
         global_weights: Sequence[np.ndarray],
         rng: np.random.Generator,
     ) -> dict[str, Weights]:
+        old = self.lagged(round)
         out: dict[str, Weights] = {}
         for member in present:
-            history = self._history.setdefault(member, [])
-            if history and history[-1][0] >= round:
-                raise ValueError(
-                    f"stale_replay: round {round} for {member} after round {history[-1][0]}"
-                )
-            old = [stored for r, stored in history if r <= round - self.params.lag]
-            if old:
-                stored = old[-1]
-                if self.params.replay == "weights":
-                    out[member] = copy_weights(stored)
-                else:
-                    out[member] = [
-                        (g + d).astype(g.dtype, copy=False) if is_float(g) else np.array(s)
-                        for g, d, s in zip(global_weights, stored, submissions[member], strict=True)
-                    ]
-            history.append((round, self._store(submissions[member], global_weights)))
-            # Future rounds need at most the latest entry at or before round + 1 − lag.
-            horizon = round + 1 - self.params.lag
-            usable = [i for i, (r, _) in enumerate(history) if r <= horizon]
-            if usable:
-                del history[: usable[-1]]
+            if old is None:
+                out[member] = copy_weights(global_weights)
+                continue
+            out[member] = [
+                (g + (g - o)).astype(g.dtype, copy=False) if is_float(g) else np.array(g)
+                for g, o in zip(global_weights, old, strict=True)
+            ]
         return out
 
 
@@ -242,6 +239,7 @@ class UpdateCopyingAttack(CoalitionAttack):
 
     name: ClassVar[str] = "update_copying"
     Params: ClassVar[type[UpdateCopyingParams]] = UpdateCopyingParams
+    members_train: ClassVar[bool] = False
     params: UpdateCopyingParams
 
     def __init__(self, params: UpdateCopyingParams | None = None) -> None:
@@ -301,14 +299,24 @@ class ALIEParams(BaseParams):
 
     Attributes:
         members: the colluders.
-        num_clients: ``n`` in the formula; ``None`` uses the number of replies this round.
-        z: override ``z_max``; ``None`` computes it with ``alie_z_max(n, m)`` where ``m`` is
-            the number of colluders that replied.
+        num_clients: ``n``, the participants per round. The simulation sets it to the
+            expected number of clients sampled per round, fixed for the run, as in the
+            paper's setting; ``None`` falls back to the number of replies.
+        num_attackers: ``m``, the colluders per round (the simulation: the expected
+            number among those sampled); ``None`` falls back to the colluders that replied.
+        z: override ``z_max``; ``None`` computes it with ``alie_z_max(n, m)``.
     """
 
     members: tuple[str, ...] = Field(min_length=1)
     num_clients: int | None = Field(default=None, ge=2)
+    num_attackers: int | None = Field(default=None, ge=1)
     z: float | None = None
+
+    @model_validator(mode="after")
+    def _feasible(self) -> ALIEParams:
+        if self.z is None and self.num_clients is not None and self.num_attackers is not None:
+            alie_z_max(self.num_clients, self.num_attackers)  # raises when s < 1
+        return self
 
     _check_members = field_validator("members")(_distinct_members)
 
@@ -335,10 +343,12 @@ class ALIEAttack(CoalitionAttack):
 
     def z_for(self, num_replies: int, num_present: int) -> float:
         """The ``z`` used in a round with ``num_replies`` replies, ``num_present`` colluders."""
-        if self.params.z is not None:
-            return self.params.z
-        n = self.params.num_clients if self.params.num_clients is not None else num_replies
-        return alie_z_max(n, num_present)
+        p = self.params
+        if p.z is not None:
+            return p.z
+        n = p.num_clients if p.num_clients is not None else num_replies
+        m = p.num_attackers if p.num_attackers is not None else num_present
+        return alie_z_max(n, m)
 
     def rewrite(
         self,

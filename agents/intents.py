@@ -20,6 +20,7 @@ __all__ = [
     "Join",
     "Leave",
     "LicenseType",
+    "Register",
     "Stake",
     "Unstake",
     "UseLicense",
@@ -159,5 +160,20 @@ class Join:
         _require_id(self.role, "role")
 
 
-Intent = Contribute | Bid | BuyLicense | UseLicense | Vote | Stake | Unstake | Leave | Join
+@dataclass(frozen=True, slots=True)
+class Register:
+    """``account`` asks to be registered in ``role`` before it acts (a voter, say);
+    an account that already exists keeps its registration."""
+
+    account: str
+    role: str
+
+    def __post_init__(self) -> None:
+        _require_id(self.account, "account")
+        _require_id(self.role, "role")
+
+
+Intent = (
+    Contribute | Bid | BuyLicense | UseLicense | Vote | Stake | Unstake | Leave | Join | Register
+)
 """Any market intent."""

@@ -33,7 +33,7 @@ import logging
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
@@ -47,6 +47,7 @@ from agents.intents import (
     Join,
     Leave,
     LicenseType,
+    Register,
     UseLicense,
     Vote,
 )
@@ -205,6 +206,7 @@ class VersionInfo:
         prices: license type -> terms (empty when the version is not for sale).
         contributors: accounts with a revenue share in the version.
         time: simulated registration time (s).
+        shares: each contributor's recorded share (empty: equal shares).
     """
 
     version: str
@@ -214,6 +216,7 @@ class VersionInfo:
     prices: Mapping[str, LicenseTerms]
     contributors: tuple[str, ...]
     time: float
+    shares: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,7 +256,13 @@ class MarketView(Protocol):
         ...
 
     def expected_reward(self, account: str) -> float:
-        """Expected reward per round of ``account`` in tokens, from recent rounds."""
+        """Expected reward per round of ``account`` in tokens (emission and royalties),
+        from recent rounds."""
+        ...
+
+    def expected_cost(self, account: str) -> float:
+        """What ``account``'s next round would cost it in tokens, by the run's own cost
+        model (compute, and the ε it would spend at the market's price per ε)."""
         ...
 
     def licenses_of(self, buyer: str) -> Sequence[LicenseInfo]:
@@ -502,6 +511,8 @@ class HonestVotersBehaviour(MarketBehaviour):
     ) -> ProcessGenerator:
         p = self.params
         voters = p.members()
+        for voter in voters:
+            emit(Register(voter, "voter"))
         seen: set[str] = set()
         while True:
             for v in view.versions():
@@ -517,8 +528,14 @@ class HonestVotersBehaviour(MarketBehaviour):
 
 
 class ColludingCabalParams(_VoterParams):
-    """Parameters of :class:`ColludingCabalBehaviour`."""
+    """Parameters of :class:`ColludingCabalBehaviour`.
 
+    ``own_share``: a version is the cabal's own when its members together hold at least
+    this share of its recorded contributions (they are paid royalties by it); every other
+    version is a competitor's.
+    """
+
+    own_share: float = Field(default=0.5, gt=0, le=1)
     stuff: bool = True
     bad_mouth: bool = True
     high: float = Field(default=5.0, ge=0, le=5)
@@ -528,15 +545,22 @@ class ColludingCabalParams(_VoterParams):
 class ColludingCabalBehaviour(MarketBehaviour):
     """A cabal that ballot-stuffs its own versions and bad-mouths everyone else's.
 
-    "Own" versions are those whose contributors include a member; every member rates them
-    ``high`` and all other versions ``low`` (the unfair-rating attacks of Dellarocas 2000).
-    Robust rating rules (median, stake- or reputation-weighted) are measured against it.
+    "Own" versions are those in which the members together hold at least ``own_share`` of
+    the contributions; every member rates them ``high`` and all other versions ``low`` (the
+    unfair-rating attacks of Dellarocas 2000). Robust rating rules (median, stake- or
+    reputation-weighted) are measured against it.
     """
 
     name = "colluding_cabal"
     attacks = True
     Params = ColludingCabalParams
     params: ColludingCabalParams
+
+    def is_own(self, contributors: Mapping[str, float], cabal: set[str]) -> bool:
+        """Do the members hold at least ``own_share`` of ``contributors``' shares?"""
+        total = sum(contributors.values())
+        held = sum(share for account, share in contributors.items() if account in cabal)
+        return total > 0 and held / total >= self.params.own_share - 1e-12
 
     def process(
         self,
@@ -547,6 +571,8 @@ class ColludingCabalBehaviour(MarketBehaviour):
     ) -> ProcessGenerator:
         p = self.params
         members = p.members()
+        for member in members:
+            emit(Register(member, "voter"))
         cabal = set(members)
         seen: set[str] = set()
         while True:
@@ -554,7 +580,8 @@ class ColludingCabalBehaviour(MarketBehaviour):
                 if v.version in seen:
                     continue
                 seen.add(v.version)
-                own = not cabal.isdisjoint(v.contributors)
+                shares = v.shares or dict.fromkeys(v.contributors, 1.0)
+                own = self.is_own(shares, cabal)
                 if own and p.stuff:
                     score = p.high
                 elif not own and p.bad_mouth:
@@ -712,11 +739,13 @@ class LicenseAbusersBehaviour(MarketBehaviour):
 
 
 class RationalParticipantsParams(_Members):
-    """Parameters of :class:`RationalParticipantsBehaviour` (amounts in tokens)."""
+    """Parameters of :class:`RationalParticipantsBehaviour`.
 
-    compute_cost: float = Field(default=1.0, ge=0)
-    epsilon_per_round: float = Field(default=0.0, ge=0)
-    price_per_epsilon: float = Field(default=0.0, ge=0)
+    Costs are the run's (``market.compute_cost_per_round``, ``market.price_per_epsilon``),
+    read through ``MarketView.expected_cost``: a participant decides from the economy the
+    run reports, not a private one.
+    """
+
     round_interval_s: float = Field(default=600.0, gt=0)
     rejoin_margin: float = Field(default=0.1, ge=0)
     role: str = "data_owner"
@@ -726,20 +755,16 @@ class RationalParticipantsBehaviour(MarketBehaviour):
     """Participants who stay only while participation is individually rational.
 
     Every ``round_interval_s`` each member compares ``view.expected_reward`` (tokens per
-    round) with its cost per round, ``compute_cost + epsilon_per_round · price_per_epsilon``
-    (the privacy cost priced per unit ε, as in DP-aware incentive designs; Zhan et al. 2021).
-    A member leaves when the reward falls below the cost and rejoins once it exceeds the cost
-    by ``rejoin_margin`` (a hysteresis band, so members do not flap every round).
+    round, emission and royalties) with ``view.expected_cost`` (the run's compute cost plus
+    the ε its next round would spend, priced per unit ε, as in DP-aware incentive designs;
+    Zhan et al. 2021). A member leaves when the reward falls below the cost and rejoins once
+    it exceeds the cost by ``rejoin_margin`` (a hysteresis band, so members do not flap every
+    round).
     """
 
     name = "rational_participants"
     Params = RationalParticipantsParams
     params: RationalParticipantsParams
-
-    def cost(self) -> float:
-        """Cost of one round of participation, in tokens."""
-        p = self.params
-        return p.compute_cost + p.epsilon_per_round * p.price_per_epsilon
 
     def process(
         self,
@@ -750,11 +775,11 @@ class RationalParticipantsBehaviour(MarketBehaviour):
     ) -> ProcessGenerator:
         p = self.params
         present = dict.fromkeys(p.members(), True)
-        cost = self.cost()
         while True:
             yield env.timeout(p.round_interval_s)
             for acct in sorted(present):
                 reward = view.expected_reward(acct)
+                cost = view.expected_cost(acct)
                 if present[acct] and reward < cost:
                     logger.debug("%s leaves: reward %.4f < cost %.4f", acct, reward, cost)
                     emit(Leave(acct))

@@ -268,8 +268,17 @@ class BackdoorParams(BaseParams):
             reported ``num_examples`` stays honest-looking).
         trigger_size: number of trailing features set to ``trigger_value``.
         trigger_value: the stamped value; the default 1.0 is the maximum of inputs in [0, 1].
-        boost: multiplies the submitted delta (model replacement, Bagdasaryan et al. 2020);
-            1.0 submits the poisoned model as trained.
+        boost: partial boosting: multiplies the submitted delta by a free constant; 1.0
+            submits the poisoned model as trained.
+        replacement: true model replacement (Bagdasaryan et al. 2020, §4.2): scale the
+            delta by γ = N / (η · n_k) so that the aggregate becomes the poisoned model.
+            The paper's server averages n clients with weight η/n each, so γ = n/η; our
+            FedAvg weighs client k by n_k / N (its rows over the round's), so the same
+            cancellation needs γ = N / (η · n_k). ``round_examples`` is N (the
+            simulation sets it to the expected rows aggregated per round), n_k the
+            client's own rows.
+        round_examples: N for ``replacement`` (required then).
+        server_lr: η, the server's learning rate (FedAvg: 1).
     """
 
     target_label: int = Field(default=0, ge=0)
@@ -277,6 +286,23 @@ class BackdoorParams(BaseParams):
     trigger_size: int = Field(default=4, ge=1)
     trigger_value: float = 1.0
     boost: float = Field(default=1.0, gt=0.0)
+    replacement: bool = False
+    round_examples: float | None = Field(default=None, gt=0.0)
+    server_lr: float = Field(default=1.0, gt=0.0)
+
+    @model_validator(mode="after")
+    def _one_scaling(self) -> BackdoorParams:
+        if self.replacement and self.boost != 1.0:
+            raise ValueError("boost: give either boost (partial boosting) or replacement")
+        return self
+
+    def gamma(self, num_examples: int | None) -> float:
+        """The factor on the submitted delta (``boost``, or model replacement's γ)."""
+        if not self.replacement:
+            return self.boost
+        if self.round_examples is None or not num_examples:
+            raise ValueError("replacement needs round_examples and the client's row count")
+        return self.round_examples / (self.server_lr * num_examples)
 
 
 class BackdoorBehaviour(TrainingBehaviour):
@@ -319,4 +345,4 @@ class BackdoorBehaviour(TrainingBehaviour):
         local_weights: Sequence[np.ndarray],
         ctx: RoundContext,
     ) -> Weights:
-        return _scale_delta(global_weights, local_weights, self.params.boost)
+        return _scale_delta(global_weights, local_weights, self.params.gamma(ctx.num_examples))

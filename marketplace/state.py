@@ -73,6 +73,8 @@ class Params:
     """Stake a voter must have locked to vote."""
     vote_min_reputation: float = 0.0
     """Reputation a voter must have to vote."""
+    vote_earn_min_stake: int = 0
+    """Stake a voter must have locked for its votes to earn reputation."""
     max_supply: int | None = None
     """Cap on minted - burned; ``None`` means uncapped."""
     emission_per_round: int | None = None
@@ -165,6 +167,9 @@ class Vote:
     version: str
     score: float
     time: float
+    eligible: bool = True
+    """Did the voter hold ``Params.vote_earn_min_stake`` when it voted (so the vote earns
+    reputation)?"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -717,8 +722,9 @@ class MarketState:
                     account=tx.sender,
                     tx=tx.describe(),
                 )
+        eligible = self.staked(tx.sender) >= p.vote_earn_min_stake
         self.votes.setdefault(version, {})[tx.sender] = Vote(
-            tx.sender, version, float(score), tx.time
+            tx.sender, version, float(score), tx.time, eligible
         )
 
     def _checkpoint(self, tx: Transaction) -> None:

@@ -236,7 +236,11 @@ def run_client_task(task: ClientTask, global_weights: dict[str, np.ndarray]) -> 
 
         behaviour = behaviour_from_config(task.behaviour)
         ctx = RoundContext(
-            round=task.round, client=task.account, num_classes=data.num_classes, rng=rng
+            round=task.round,
+            client=task.account,
+            num_classes=data.num_classes,
+            rng=rng,
+            num_examples=len(y),
         )
         x, y = behaviour.prepare_data(x, y, ctx)
 

@@ -67,6 +67,8 @@ class RoundContext:
     wall_start: float
     sampled: list[int] = field(default_factory=list)
     dropped: list[int] = field(default_factory=list)
+    slowdowns: dict[int, float] = field(default_factory=dict)
+    """Factor on a sampled client's training time this round (churn stragglers)."""
     replies: list[Reply] = field(default_factory=list)
     screened: list[Screened] = field(default_factory=list)
     accepted: list[Reply] = field(default_factory=list)

@@ -21,6 +21,7 @@ import simpy
 from simulation.config.schema import Scenario
 from simulation.rng import SeedTree
 from simulation.world.context import RoundContext
+from simulation.world.costs import CostModel
 from simulation.world.market_setup import market_stats, start_market_processes_for
 from simulation.world.records import GroundTruth, RoundRecord, Transport, WorldResult
 from simulation.world.setup import Parts, build_parts, default_stages
@@ -76,8 +77,19 @@ class World:
         parts = build_parts(self.scenario, self.out_dir, self.tree, self.now, self.transport)
         try:
             parts.rec.rounds.append(initial_record(parts))
+            costs = CostModel(
+                self.scenario.market,
+                parts.fed.identities,
+                parts.privacy,
+                self.scenario.training.epochs,
+            )
             parts.applier = start_market_processes_for(
-                self.env, parts.market, self.scenario.market, self.tree, parts.membership
+                self.env,
+                parts.market,
+                self.scenario.market,
+                self.tree,
+                parts.membership,
+                costs.expected_cost,
             )
             federation = self.env.process(self._federation(self.make_stages(parts, self.on_round)))
             # Market processes run forever; the run ends with the federation.

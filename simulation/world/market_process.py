@@ -37,6 +37,7 @@ from agents.intents import (
     Contribute,
     Join,
     Leave,
+    Register,
     Stake,
     Unstake,
     UseLicense,
@@ -151,8 +152,8 @@ class IntentApplier:
         buyer_budget: base units minted (reason ``"buyer_budget"``) to each buyer account
             the applier registers on its first ``BuyLicense`` (accounts first seen using a
             license, e.g. key sharers, are registered unfunded).
-        voter_role: role under which an unknown voter is registered (``None``: an unknown
-            voter's vote is refused instead).
+        voter_role: role under which an unknown voter is registered on its first vote;
+            ``None`` (the default) refuses it: voters register explicitly (``Register``).
         clock: the simulated clock; defaults to the market's own clock.
     """
 
@@ -162,7 +163,7 @@ class IntentApplier:
         *,
         on_event: Callable[[IntentOutcome], None] | None = None,
         buyer_budget: int = 100 * TOKEN,
-        voter_role: str | None = "voter",
+        voter_role: str | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
         if buyer_budget < 0:
@@ -295,6 +296,10 @@ class IntentApplier:
             m.vote(intent.voter, intent.version, intent.rating)
             c.votes_cast += 1
             return None
+        if isinstance(intent, Register):
+            if not self._registered(intent.account):
+                m.register_participant(intent.account, role=intent.role)
+            return None
         if isinstance(intent, Join):
             with m.batch():
                 if not self._registered(intent.account):
@@ -327,16 +332,31 @@ class IntentApplier:
         raise TypeError(f"not a market intent: {intent!r}")
 
     def _report(self, intent: ReportUsage) -> str:
+        """Meter reported usage; count every actual use, beyond the licence's cap too.
+
+        A report past the licence's remaining uses (or after it expired) meters what
+        is still allowed; every actual use not metered and paid for is fraud at the
+        version's per-use price, however it arose (under-reporting or use past the cap).
+        """
         m, c = self.market, self.counters
         lic = m.state.licenses.get(intent.license_id)
-        if intent.reported > 0:
-            m.use_license(intent.buyer, intent.license_id, units=intent.reported)
-            c.uses_metered += intent.reported
+        if lic is None or lic.buyer != intent.buyer:
+            raise LicenseError("no such licence of this buyer", account=intent.buyer, tx="report")
         c.reported_uses += intent.reported
         c.actual_uses += intent.actual
-        if lic is not None:
-            c.fraud_loss += (intent.actual - intent.reported) * self.unit_price(lic.version)
+        metered = min(intent.reported, self._remaining(lic))
+        if metered > 0:
+            m.use_license(intent.buyer, intent.license_id, units=metered)
+            c.uses_metered += metered
+        c.uses_refused += intent.reported - metered
+        c.fraud_loss += max(intent.actual - metered, 0) * self.unit_price(lic.version)
         return intent.license_id
+
+    def _remaining(self, lic: License) -> int:
+        """Uses still allowed on ``lic`` now (0 once expired)."""
+        if lic.expires_at is not None and self._now() >= lic.expires_at:
+            return 0
+        return lic.max_uses - lic.uses if lic.max_uses is not None else 1 << 62
 
 
 class MarketViewImpl:
@@ -352,6 +372,7 @@ class MarketViewImpl:
             reputation need a refresh (``mean`` depends on the votes alone), and those are
             O(votes²) to evaluate, so long runs with many buyers may want e.g. a round length.
         expected_reward_fn: an override for :meth:`expected_reward` (tokens per round).
+        expected_cost_fn: the run's cost model for :meth:`expected_cost` (default: free).
     """
 
     def __init__(
@@ -363,6 +384,7 @@ class MarketViewImpl:
         reward_window: int = 5,
         rating_refresh_s: float = 0.0,
         expected_reward_fn: Callable[[str], float] | None = None,
+        expected_cost_fn: Callable[[str], float] | None = None,
     ) -> None:
         if reward_window < 1:
             raise ValueError(f"reward_window must be >= 1, got {reward_window}")
@@ -373,6 +395,8 @@ class MarketViewImpl:
         self.rating_refresh_s = rating_refresh_s
         self._ratings: dict[str, tuple[int, float, float | None]] = {}
         self._expected_reward_fn = expected_reward_fn
+        self._expected_cost_fn = expected_cost_fn
+        self._round = 0
         self._cursor = 0
         self._slashes: Counter[str] = Counter()
         self._rewards: dict[int, Counter[str]] = {}
@@ -408,6 +432,7 @@ class MarketViewImpl:
                     prices=terms,
                     contributors=tuple(sorted(mv.contributors)),
                     time=mv.time,
+                    shares=dict(sorted(mv.contributors.items())),
                 )
             )
         self._versions_key, self._versions = key, out
@@ -431,8 +456,13 @@ class MarketViewImpl:
         self._scan()
         return self._slashes[account]
 
+    def expected_cost(self, account: str) -> float:
+        """The run's cost of ``account``'s next round (tokens); 0 without a cost model."""
+        return float(self._expected_cost_fn(account)) if self._expected_cost_fn else 0.0
+
     def expected_reward(self, account: str) -> float:
-        """Mean reward (tokens) per round over the last ``reward_window`` rounds.
+        """Mean reward (tokens) per round over the last ``reward_window`` rounds, licence
+        royalties paid in a round included.
 
         The account's own mean over the rounds in which it contributed; when it did not
         contribute in the window (a newcomer, or one who left), the mean reward per accepted
@@ -474,6 +504,11 @@ class MarketViewImpl:
             data = entry.data
             if entry.kind == "slash":
                 self._slashes[str(data["account"])] += 1
+            elif entry.kind == "round_started":
+                self._round = int(data["round"])  # type: ignore[arg-type]
+            elif entry.kind == "revenue_payout" and not data.get("fee"):
+                amount = int(data["amount"])  # type: ignore[arg-type]
+                self._rewards.setdefault(self._round, Counter())[str(data["to"])] += amount
             elif entry.kind == "reward":
                 rnd = int(data["round"])  # type: ignore[arg-type]
                 amount = int(data["amount"])  # type: ignore[arg-type]

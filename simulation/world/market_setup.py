@@ -102,6 +102,7 @@ def start_market_processes_for(
     cfg: MarketConfig,
     tree: SeedTree,
     on_event: Callable[[Any], None],
+    expected_cost: Callable[[str], float] | None = None,
 ) -> Any:
     """Start the scenario's market processes; return their intent applier (or ``None``)."""
     if not cfg.behaviours:
@@ -118,7 +119,9 @@ def start_market_processes_for(
     applier = IntentApplier(
         market, on_event=on_event, buyer_budget=round(cfg.buyer_budget * TOKEN), clock=clock
     )
-    view = MarketViewImpl(market, clock, rating_rule=cfg.rating_rule)
+    view = MarketViewImpl(
+        market, clock, rating_rule=cfg.rating_rule, expected_cost_fn=expected_cost
+    )
 
     def rng_for(key: str) -> np.random.Generator:
         return tree.numpy("market", key)

@@ -33,6 +33,33 @@ from simulation.world.identities import IdentityBook
 
 log = logging.getLogger("fedmarket.population")
 
+_FREE_RIDER = create_behaviour("free_rider")
+
+
+def expected_round_size(scenario: Scenario) -> int:
+    """Clients sampled per round when everyone is present (the world's sampling rule)."""
+    cfg = scenario.clients
+    return min(cfg.count, max(cfg.min_per_round, round(cfg.fraction * cfg.count)))
+
+
+def coalition_params(
+    scenario: Scenario, event: CoalitionEvent, members: tuple[str, ...]
+) -> dict[str, Any]:
+    """A coalition attack's parameters with what the run supplies: its members (the
+    group's first identities) and, for ALIE, the paper's fixed n and m per round (the
+    expected participants, and expected colluders among them)."""
+    params = dict(event.params)
+    if event.attack == "sybil_duplicate":
+        params.setdefault("groups", [{"owner": members[0], "identities": members}])
+        return params
+    params.setdefault("members", members)
+    if event.attack == "alie":
+        n = expected_round_size(scenario)
+        params.setdefault("num_clients", n)
+        params.setdefault("num_attackers", max(1, round(n * len(members) / scenario.clients.count)))
+    return params
+
+
 Weights = dict[str, np.ndarray]
 
 
@@ -50,7 +77,13 @@ class Population:
     _sybil_rows: dict[int, np.ndarray] = field(default_factory=dict)
 
     @classmethod
-    def create(cls, scenario: Scenario, accounts: list[str], tree: SeedTree) -> Population:
+    def create(
+        cls,
+        scenario: Scenario,
+        accounts: list[str],
+        tree: SeedTree,
+        mean_rows: float | None = None,
+    ) -> Population:
         """Assign clients to groups with a seeded permutation, in declaration order.
 
         ``accounts`` are the clients' first identities; the population's
@@ -73,17 +106,14 @@ class Population:
             pop.members[g.group] = chosen
             for i in chosen:
                 pop.group_of[i] = g.group
-            pop.behaviours[g.group] = create_behaviour(g.behaviour, g.params)
+            params = dict(g.params)
+            if g.behaviour == "backdoor" and params.get("replacement") and mean_rows:
+                params.setdefault("round_examples", expected_round_size(scenario) * mean_rows)
+            pop.behaviours[g.group] = create_behaviour(g.behaviour, params)
         for event in scenario.timeline:
             if isinstance(event, CoalitionEvent):
-                params = dict(event.params)
-                member_accounts = tuple(accounts[i] for i in pop.members[event.group])
-                if event.attack == "sybil_duplicate":
-                    params.setdefault(
-                        "groups", [{"owner": member_accounts[0], "identities": member_accounts}]
-                    )
-                else:
-                    params.setdefault("members", member_accounts)
+                members = tuple(accounts[i] for i in pop.members[event.group])
+                params = coalition_params(scenario, event, members)
                 pop.coalitions.append((event, create_coalition_attack(event.attack, params)))
         owner_slot = {
             i: pop.members[g.group][0]
@@ -173,10 +203,18 @@ class Population:
         return True
 
     def behaviour(self, client: int, round_: int, now: float) -> TrainingBehaviour | None:
-        """The behaviour ``client`` runs this round, or ``None`` for plain honest training."""
+        """The behaviour ``client`` runs this round, or ``None`` for plain honest training.
+
+        Members of a coalition attack whose members do not train (stale replay, update
+        copying) run ``free_rider`` while it is in force: the attack supplies their
+        submission, and they spend no compute.
+        """
         name = self.group_of.get(client)
         if name is None:
             return None
+        for event, attack in self.coalitions:
+            if event.group == name and not attack.members_train and event.active(round_, now):
+                return _FREE_RIDER
         windows = [
             e for e in self.scenario.timeline if isinstance(e, AttackEvent) and e.group == name
         ]
@@ -248,16 +286,18 @@ class Population:
             return out
         keys = list(global_weights)
         glob = [global_weights[k] for k in keys]
-        for event, attack in self.coalitions:
+        # Attacks name members by their first identity, so membership follows the data
+        # owner when a member re-enters under a fresh one (whitewashing).
+        first = {c: self.identities.of_slot(c)[0] for c in out}
+        slot = {a: c for c, a in first.items()}
+        for index, (event, attack) in enumerate(self.coalitions):
             if not event.active(round_, now):
                 continue
-            by_account = {self.account(c): [w[k] for k in keys] for c, w in sorted(out.items())}
-            rewritten = attack.apply(
-                round_, by_account, glob, self.tree.numpy("coalition", event.attack, round_)
-            )
-            index = {a: i for i, a in enumerate(self.identities.currents())}
+            by_account = {first[c]: [w[k] for k in keys] for c, w in sorted(out.items())}
+            rng = self.tree.numpy("coalition", index, round_)
+            rewritten = attack.apply(round_, by_account, glob, rng)
             for account, arrays in rewritten.items():
-                c = index[account]
+                c = slot[account]
                 out[c] = {
                     k: np.asarray(v, dtype=global_weights[k].dtype)
                     for k, v in zip(keys, arrays, strict=True)

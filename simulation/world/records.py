@@ -48,6 +48,11 @@ class Reply:
     def steps(self) -> int:
         return self.metrics.steps if self.metrics is not None else 0
 
+    @property
+    def trained(self) -> bool:
+        """Did the client train (take optimiser steps) for this reply?"""
+        return self.steps > 0
+
 
 # A transport sends tasks (with the global weights) and returns replies: Flower's
 # grid on the Flower path, a direct call in the in-process loop.

@@ -15,6 +15,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from agents.market import Availability
 from marketplace import Market
 from marketplace.contribution import ContributionEvaluator, create_evaluator
 from marketplace.incentives import IncentiveMechanism, create_mechanism
@@ -104,7 +107,8 @@ def build_parts(
     time_model = TimeModel.create(
         scenario.timing, n, server.flops, model_bytes, tree.numpy("speeds")
     )
-    population = Population.create(scenario, accounts, tree)
+    mean_rows = float(np.mean([len(p) for p in data.partitions]))
+    population = Population.create(scenario, accounts, tree, mean_rows)
     fed = Federation(weights, population.identities, active=set(range(n)))
     strategy = _strategy(scenario, tree, server)
     contrib = scenario.contribution
@@ -170,6 +174,23 @@ def _privacy(
     return privacy, mode
 
 
+def churn_availability(scenario: Scenario, fed: Federation) -> dict[int, Availability]:
+    """Client slot → availability of every member of a ``churn`` market behaviour."""
+    from agents.market import create_market_behaviour
+
+    out: dict[int, Availability] = {}
+    for b in scenario.market.behaviours:
+        behaviour = create_market_behaviour(b.behaviour, b.params)
+        avail = getattr(behaviour, "availability", None)
+        if not isinstance(avail, Availability):
+            continue
+        for account in behaviour.params.members():  # type: ignore[attr-defined]
+            slot = fed.identities.slot(account)
+            if slot is not None:
+                out[slot] = avail
+    return out
+
+
 def default_stages(
     parts: Parts, on_round: Callable[[RoundRecord], None] | None = None
 ) -> list[Stage]:
@@ -185,7 +206,9 @@ def default_stages(
 
     return [
         StopExhausted(p.privacy, pop, fed, market, epochs),
-        SampleClients(sc.clients, p.tree, pop, fed, market, p.data.num_classes),
+        SampleClients(
+            sc.clients, p.tree, pop, fed, market, p.data.num_classes, churn_availability(sc, fed)
+        ),
         Dispatch(p.tasks, p.transport, fed),
         ApplyCoalitions(pop, fed),
         AccountPrivacy(p.privacy, fed, rec),

@@ -74,6 +74,27 @@ def test_alie_defaults_n_to_replies() -> None:
     assert out["client-003"][0][0] == pytest.approx(3.5 - 0.8416212335729143 * 0.5, abs=1e-12)
 
 
+def test_alie_z_is_fixed_by_n_and_m_whoever_answers() -> None:
+    """With n and m set (the run's expected participants and attackers), z does not
+    move when fewer clients or colluders reply: today's partial-participation crash
+    (s = ⌊n/2+1⌋ − m ≤ 0 from this round's replies) cannot happen."""
+    params = {"members": ["client-001", "client-002"], "num_clients": 10, "num_attackers": 2}
+    attack = create_coalition_attack("alie", params)
+    g = [np.zeros(1)]
+    # Only 3 replies, both colluders: from replies alone s = ⌊2.5⌋ − 2 = 0 would raise.
+    subs = {"client-000": [np.array([9.0])], "client-001": [np.array([1.0])],
+            "client-002": [np.array([3.0])]}  # fmt: skip
+    out = attack.apply(1, subs, g, rng())
+    assert out["client-001"][0][0] == pytest.approx(2.0 - 0.2533471031357998 * 1.0, abs=1e-12)
+
+
+def test_alie_params_refuse_an_infeasible_setting() -> None:
+    with pytest.raises(ValueError, match="s = "):
+        create_coalition_attack(
+            "alie", {"members": ["a", "b"], "num_clients": 4, "num_attackers": 3}
+        )
+
+
 # -- update copying ------------------------------------------------------------------------
 
 
@@ -116,26 +137,26 @@ def _round_subs(r: int) -> tuple[list[np.ndarray], dict[str, list[np.ndarray]]]:
     return g, {"client-000": [g[0].copy()], "client-001": [g[0] + r]}
 
 
-def test_stale_replay_delta_from_the_stated_lag() -> None:
+def test_stale_replay_is_lin_et_als_delta_weights_free_rider() -> None:
+    """Lin et al. 2019: the free-rider submits w_g^t + (w_g^t − w_g^{t−lag}); until that
+    difference exists, w_g^t itself. What the member sent is ignored (it did not train)."""
     attack = StaleReplayAttack(StaleReplayParams(members=("client-001",), lag=2))
     got = []
     for r in range(1, 6):
-        g, subs = _round_subs(r)
+        g, subs = _round_subs(r)  # global 10·r
         got.append(float(attack.apply(r, subs, g, rng())["client-001"][0][0]))
-    # r=1,2: nothing 2 rounds old -> own (11, 22); r>=3: 10r + (r-2)
-    assert got == [11.0, 22.0, 31.0, 42.0, 53.0]
+    # r = 1, 2: no global from r − 2 yet → 10r; r ≥ 3: 10r + (10r − 10(r − 2)) = 10r + 20
+    assert got == [10.0, 20.0, 50.0, 60.0, 70.0]
+    assert StaleReplayAttack.members_train is False
 
 
-def test_stale_replay_weights_mode_and_gaps() -> None:
-    attack = create_coalition_attack(
-        "stale_replay", {"members": ["client-001"], "lag": 1, "replay": "weights"}
-    )
-    outs = {}
-    for r in (1, 2, 4):  # the member misses round 3
-        g, subs = _round_subs(r)
-        outs[r] = float(attack.apply(r, subs, g, rng())["client-001"][0][0])
-    # r=2 replays round-1 weights (11); r=4 replays the latest <= 3, i.e. round 2 (22)
-    assert outs == {1: 11.0, 2: 11.0, 4: 22.0}
+def test_stale_replay_keeps_the_global_history_when_no_member_replied() -> None:
+    attack = create_coalition_attack("stale_replay", {"members": ["client-001"], "lag": 1})
+    g1, subs1 = _round_subs(1)
+    attack.apply(1, {"client-000": subs1["client-000"]}, g1, rng())  # the member is absent
+    g2, subs2 = _round_subs(2)
+    # Round 2 replays the round-1 global it saw although no member replied then: 20 + 10.
+    assert float(attack.apply(2, subs2, g2, rng())["client-001"][0][0]) == 30.0
 
 
 def test_stale_replay_rejects_non_increasing_rounds() -> None:

@@ -56,6 +56,7 @@ def test_public_api_is_pinned() -> None:
             "LicenseInfo",
             "LicenseTerms",
             "UseLicenseKey",
+            "Register",
             "ReportUsage",
             "Availability",
             "BASE_UNITS_PER_TOKEN",

@@ -104,7 +104,7 @@ def test_label_flip_mapping_survives_string_keys() -> None:
 @pytest.mark.parametrize(
     "params",
     [
-        ("stale_replay", {"members": ["client-001"], "lag": 3, "replay": "weights"}),
+        ("stale_replay", {"members": ["client-001"], "lag": 3}),
         ("update_copying", {"members": ["client-001", "client-002"]}),
         ("alie", {"members": ["client-001"], "num_clients": 20, "z": 1.5}),
         (

@@ -189,6 +189,29 @@ def test_cabal_stuffs_own_and_bad_mouths_others(world: World) -> None:
     }
 
 
+def test_cabal_own_versions_are_those_it_holds_own_share_of(world: World) -> None:
+    """Under full participation every version has a member among its contributors; the
+    cabal owns a version only when its members hold ``own_share`` of it, so it both
+    stuffs and bad-mouths (it used to rate every version its own)."""
+    world.add_clients(*(f"client-{i:03d}" for i in range(4)))
+    equal = {f"client-{i:03d}": 0.25 for i in range(4)}  # members hold 0.5
+    skewed = {"client-000": 0.1, "client-001": 0.1, "client-002": 0.4, "client-003": 0.4}
+    own = world.add_version(0.5, equal)
+    other = world.add_version(0.8, skewed)  # members hold 0.2
+    cabal = create_market_behaviour(
+        "colluding_cabal", {"accounts": ["client-000", "client-001"], "own_share": 0.5}
+    )
+    world.start({"cabal": cabal})
+    world.env.run(until=HOUR)
+    votes = {(v.voter, v.version): v.rating for v in intents_of(world, Vote)}
+    assert votes == {
+        ("client-000", own): 5.0,
+        ("client-001", own): 5.0,
+        ("client-000", other): 0.0,
+        ("client-001", other): 0.0,
+    }
+
+
 def test_duplicate_and_out_of_range_votes_are_refused_not_raised(world: World) -> None:
     world.add_clients("client-000")
     v = world.add_version(0.5, {"client-000": 1.0})
@@ -285,6 +308,23 @@ def test_under_reporting_fraud_is_actual_minus_reported_times_unit_price(world: 
     assert metered == reported  # the ledger only ever sees the reported usage
 
 
+def test_fraud_is_counted_for_every_use_beyond_the_cap_too(world: World) -> None:
+    """A report past the licence's remaining uses meters what is allowed; every actual use
+    not paid for is fraud. (The whole report used to be refused: uses went uncounted.)"""
+    world.add_clients("client-000")
+    prices = {"per_use": PriceTerms(price=10 * TOKEN, max_uses=5)}  # 2 tokens per use
+    v = world.add_version(0.9, {"client-000": 1.0}, prices)
+    apply = world.applier.apply
+    lic = apply(BuyLicense("buyer-000", v, "per_use")).result
+    assert apply(ReportUsage("buyer-000", lic, reported=3, actual=6)).accepted
+    # 2 of the 5 uses remain: 2 metered, 1 reported use refused, 8 actual uses unpaid.
+    assert apply(ReportUsage("buyer-000", lic, reported=3, actual=8)).accepted
+    c = world.applier.counters
+    assert (c.reported_uses, c.actual_uses, c.uses_metered, c.uses_refused) == (6, 14, 5, 1)
+    assert c.fraud_loss == ((6 - 3) + (8 - 2)) * 2 * TOKEN
+    assert world.market.license(lic).uses == 5
+
+
 def test_expired_and_exhausted_licenses_are_refused(world: World) -> None:
     world.add_clients("client-000")
     prices = {
@@ -330,13 +370,9 @@ def test_rational_participant_leaves_when_cost_exceeds_reward(world: World) -> N
     _pay_rounds(world, {"client-000": TOKEN // 2, "client-001": 2 * TOKEN}, rounds=3)
     assert world.view.expected_reward("client-000") == pytest.approx(0.5)
     assert world.view.expected_reward("newcomer") == pytest.approx(1.25)
-    params = {
-        "accounts": ["client-000", "client-001"],
-        "compute_cost": 0.6,
-        "epsilon_per_round": 1.0,
-        "price_per_epsilon": 0.2,  # cost 0.8 tokens per round
-        "round_interval_s": 600.0,
-    }
+    params = {"accounts": ["client-000", "client-001"], "round_interval_s": 600.0}
+    # The run's cost model says a round costs 0.8 tokens (compute 0.6 + 1 ε at 0.2).
+    world.view._expected_cost_fn = lambda acct: 0.6 + 1.0 * 0.2
     world.start({"rational": create_market_behaviour("rational_participants", params)})
     world.env.run(until=3000.0)
     membership = [(o.time, o.intent) for o in world.outcomes]
@@ -354,10 +390,10 @@ def test_rational_participant_rejoins_above_margin(world: World) -> None:
         world.market,
         lambda: float(world.env.now),
         expected_reward_fn=lambda acct: schedule[int(world.env.now // 600) - 1],
+        expected_cost_fn=lambda acct: 1.0,
     )
     b = create_market_behaviour(
-        "rational_participants",
-        {"accounts": ["client-000"], "compute_cost": 1.0, "rejoin_margin": 0.1},
+        "rational_participants", {"accounts": ["client-000"], "rejoin_margin": 0.1}
     )
     start_market_processes(
         world.env, world.market, [b], rng_for(1), applier=world.applier, view=view

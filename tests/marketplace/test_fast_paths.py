@@ -33,8 +33,8 @@ from marketplace.entries import Entry
 from marketplace.keys import Signer, derive_private_key, verify_signature, verify_signature_raw
 
 GOLDEN_SIZE = 169
-GOLDEN_HEAD = "95f8df7835205c28d17f1a37696b4c002f5be236c1c24a1df8387e712fe544bd"
-GOLDEN_ROOT = "c79460a3df9b9a0060df84fcef6dd5675b39def70c0f8f78a5910002cb0b0810"
+GOLDEN_HEAD = "d1858b564701b6d32bc66c3c79417005aab76b47432771e822cd77c8ea0bbee6"
+GOLDEN_ROOT = "4260647e268af401bf787f622cf9f8141e13ff9ff5df2346c9a159b634ecf1f3"
 
 
 def _golden(path: Path) -> Market:

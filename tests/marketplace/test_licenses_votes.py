@@ -161,8 +161,44 @@ def test_reputation_rewards_vote_agreement(market: Market) -> None:
     market.vote("client-000", "v0001", 4)
     market.vote("client-001", "v0001", 4)
     market.vote("client-002", "v0001", 0)
-    assert market.reputation("client-000") == pytest.approx(0.25)
+    # Each voter is compared with the median of the *other* ballots:
+    # client-000: median(4, 0) = 2 → 0.5·(1 − 2/5) − 0.25 = 0.05
+    # client-002: median(4, 4) = 4 → 0.5·(1 − 4/5) − 0.25 = −0.15 → clipped to 0
+    assert market.reputation("client-000") == pytest.approx(0.05)
     assert market.reputation("client-002") == 0.0
+
+
+def test_voting_alone_earns_nothing_and_voting_often_is_bounded(tmp_path: Path) -> None:
+    m = Market.create(tmp_path, seed=3, genesis={"scenario_hash": "r"})
+    for v in ("a", "b"):
+        m.register_participant(v, role="voter")
+    for i in range(1, 21):
+        m.register_model_version(
+            round=i, parent=None, artifact_sha256=f"{i:064x}", metrics={}, contributors={}
+        )
+    m.vote("a", "v0001", 5.0)  # no other ballot on v0001: no consensus, nothing earned
+    assert m.reputation("a") == 0.0
+    for i in range(2, 21):  # 19 votes in perfect agreement with b
+        m.vote("a", f"v{i:04d}", 3.0)
+        m.vote("b", f"v{i:04d}", 3.0)
+    # The voting part is a mean of agreements (each 0.25), not a sum of 19.
+    assert m.reputation("a") == pytest.approx(0.25)
+
+
+def test_votes_of_accounts_without_the_earning_stake_earn_nothing(tmp_path: Path) -> None:
+    genesis = {"scenario_hash": "r", "params": {"vote_earn_min_stake": 5}}
+    m = Market.create(tmp_path, seed=4, genesis=genesis)
+    for v in ("staked", "unstaked", "other"):
+        m.register_participant(v, role="voter")
+    m.mint("staked", 5, reason="grant")
+    m.stake("staked", 5)
+    m.register_model_version(
+        round=1, parent=None, artifact_sha256="1" * 64, metrics={}, contributors={}
+    )
+    for v in ("staked", "unstaked", "other"):
+        m.vote(v, "v0001", 4.0)
+    assert m.reputation("staked") == pytest.approx(0.25)
+    assert m.reputation("unstaked") == 0.0
 
 
 def test_min_reputation_to_vote(tmp_path: Path) -> None:

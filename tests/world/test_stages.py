@@ -54,7 +54,9 @@ def ctx(round_: int = 1) -> RoundContext:
 
 
 def reply(c: int, w: float | None, n: int = 10, **kw: Any) -> Reply:
+    """A reply of client ``c`` with weights ``w`` everywhere (it trained: ``steps`` 1)."""
     weights = None if w is None else {"w": np.full(2, w, np.float32)}
+    kw.setdefault("steps", 1)
     metrics = ReplyMetrics(num_examples=n, **kw)
     return Reply(c, weights, metrics if w is not None else None, kw.pop("error", None))
 
@@ -160,7 +162,7 @@ def test_screen_times_each_reply_and_rejects_bad_updates_and_stragglers() -> Non
         _time_model(), pop, fed, base_epochs=1, dp=False, max_update_norm=100.0, deadline=10.0
     )  # type: ignore[arg-type]
     c = ctx()
-    bad = Reply(1, {"w": np.array([np.nan, 0], np.float32)}, ReplyMetrics(10))
+    bad = Reply(1, {"w": np.array([np.nan, 0], np.float32)}, ReplyMetrics(10, steps=1))
     crashed = Reply(3, None, None, error="client error: boom")
     c.screened = [
         Screened(r, fed.account(r.client)) for r in (reply(0, 1.0), bad, reply(2, 1.0), crashed)
@@ -176,6 +178,19 @@ def test_screen_times_each_reply_and_rejects_bad_updates_and_stragglers() -> Non
     assert c.stragglers == 1
     assert c.client_seconds == pytest.approx([6.0, 6.0, 10.0, 3.0])
     assert AdvanceClock(_time_model()).run(c) == pytest.approx(10.0 + 1.0)
+
+
+def test_a_client_that_did_not_train_takes_network_time_only_and_pays_no_compute() -> None:
+    fed, rec = federation(1, W), Recorder()
+    free_rider = reply(0, 0.0, n=10, steps=0)
+    stage = Screen(_time_model(), FakePopulation(fed.identities), fed, base_epochs=1, dp=False,
+                   max_update_norm=100.0, deadline=None)  # type: ignore[arg-type]  # fmt: skip
+    c = ctx()
+    c.screened = [Screened(free_rider, "client-000")]
+    stage.run(c)
+    assert c.screened[0].seconds == pytest.approx(2.0 + 1.0)  # download/upload + latency
+    ChargeCosts(MarketConfig(compute_cost_per_round=2.0), rec).run(c)
+    assert rec.rows == [(1, "client-000", names.COST, 0.0)]
 
 
 def test_account_privacy_composes_every_replys_steps_into_its_identity() -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import ClassVar
 
+from agents.market import Availability
 from marketplace import Market
 from simulation.config.schema import ClientsConfig
 from simulation.rng import SeedTree
@@ -71,6 +73,8 @@ class SampleClients:
     fed: Federation
     market: Market
     num_classes: int
+    availability: Mapping[int, Availability] = field(default_factory=dict)
+    """Churn members' per-round dropout and straggler rates (``churn`` market behaviour)."""
 
     def eligible(self, ctx: RoundContext) -> list[int]:
         return sorted(
@@ -86,11 +90,7 @@ class SampleClients:
             k = min(k, len(eligible))
             rng = self.tree.numpy("sample", ctx.round)
             ctx.sampled = sorted(int(c) for c in rng.choice(eligible, size=k, replace=False))
-        ctx.dropped = [
-            c
-            for c in ctx.sampled
-            if self.population.drops_out(c, ctx.round, ctx.start, self.num_classes)
-        ]
+        ctx.dropped = [c for c in ctx.sampled if self._drops(ctx, c)]
         self.market.record(
             "round_started",
             {
@@ -99,3 +99,15 @@ class SampleClients:
                 "dropped_out": [self.fed.account(c) for c in ctx.dropped],
             },
         )
+
+    def _drops(self, ctx: RoundContext, c: int) -> bool:
+        """Dropout by behaviour or timeline event, then by churn availability (whose
+        straggler slowdown, drawn at the same time, stretches the client's time)."""
+        dropped = self.population.drops_out(c, ctx.round, ctx.start, self.num_classes)
+        avail = self.availability.get(c)
+        if avail is not None:
+            churn_drop, slowdown = avail.sample(self.tree.numpy("availability", c, ctx.round))
+            if slowdown != 1.0:
+                ctx.slowdowns[c] = slowdown
+            dropped = dropped or churn_drop
+        return dropped

@@ -13,11 +13,18 @@ from simulation.config.schema import MarketConfig
 from simulation.fl.weights import arrays_sha256
 from simulation.world.accounting import ClientPrivacy
 from simulation.world.context import Federation, Recorder, RoundContext, Screened
+from simulation.world.costs import round_cost
 from simulation.world.population import Population
 from simulation.world.screening import check_update
 from simulation.world.timing import TimeModel
 
-__all__ = ["AccountPrivacy", "AdvanceClock", "ChargeCosts", "RecordContributions", "Screen"]
+__all__ = [
+    "AccountPrivacy",
+    "AdvanceClock",
+    "ChargeCosts",
+    "RecordContributions",
+    "Screen",
+]
 
 log = logging.getLogger("fedmarket.world")
 
@@ -66,10 +73,13 @@ class Screen:
     deadline: float | None
 
     def seconds(self, ctx: RoundContext, entry: Screened) -> float:
+        """Download, training (none for a client that did not train) and upload."""
         c = entry.reply.client
         epochs = self.population.epochs(c, ctx.round, ctx.start, self.base_epochs)
-        secs = self.time_model.client_seconds(c, entry.reply.num_examples * epochs, self.dp)
-        return secs / self.population.speed_factor(c, ctx.round, ctx.start)
+        processed = entry.reply.num_examples * epochs if entry.reply.trained else 0
+        secs = self.time_model.client_seconds(c, processed, self.dp)
+        speed = self.population.speed_factor(c, ctx.round, ctx.start)
+        return secs * ctx.slowdowns.get(c, 1.0) / speed
 
     def run(self, ctx: RoundContext) -> None:
         deadline = self.deadline
@@ -92,8 +102,9 @@ class Screen:
 
 @dataclass
 class ChargeCosts:
-    """A participant's cost of the round: compute, plus the ε it spent at the
-    scenario's price per ε (what net profit subtracts)."""
+    """A participant's cost of the round: compute if it trained, plus the ε it spent
+    at the scenario's price per ε (what net profit subtracts). A free-rider that
+    trains nothing pays nothing: that is its advantage."""
 
     name: ClassVar[str] = "charge_costs"
 
@@ -103,7 +114,7 @@ class ChargeCosts:
     def run(self, ctx: RoundContext) -> None:
         for entry in ctx.screened:
             spent = (entry.epsilon or 0.0) - entry.epsilon_before
-            cost = self.cfg.compute_cost_per_round + self.cfg.price_per_epsilon * spent
+            cost = round_cost(self.cfg, trained=entry.reply.trained, epsilon_spent=spent)
             self.rec.add(ctx.round, entry.account, names.COST, cost)
 
 
