@@ -31,6 +31,7 @@ from marketplace.incentives import ContributionInfo, RoundOutcome, create_mechan
 from simulation.config.schema import DPSGDPrivacy, Scenario
 from simulation.fl.aggregation import create_strategy
 from simulation.fl.data import FederatedData
+from simulation.fl.device import DeviceChoice, resolve_device
 from simulation.fl.evaluation import validation_results
 from simulation.fl.models import build_model, flops_per_example, load_numpy, state_to_numpy
 from simulation.fl.privacy import PrivacyLedger, calibrate_noise, poisson_schedule
@@ -154,6 +155,8 @@ class WorldResult:
     final_epsilon: dict[str, float] = field(default_factory=dict)
     market: dict[str, float] = field(default_factory=dict)
     baseline_accuracy: list[float] | None = None
+    data: FederatedData | None = None
+    device: DeviceChoice | None = None
 
 
 class LedgerReputation(Mapping[str, float]):
@@ -201,13 +204,11 @@ class World:
             seed=scenario.seed,
         )
         self.data: FederatedData = self.data_spec.build()
-        self.model = build_model(
-            scenario.model, self.data.input_shape, self.data.num_classes, self.tree.torch("init")
-        )
+        self.device = resolve_device(scenario.training, scenario.resources)
+        shape, classes, on = self.data.input_shape, self.data.num_classes, self.device.used
+        self.model = build_model(scenario.model, shape, classes, self.tree.torch("init"), on)
         self.weights: Weights = state_to_numpy(self.model)
-        self.eval_model = build_model(
-            scenario.model, self.data.input_shape, self.data.num_classes, self.tree.torch("eval")
-        )
+        self.eval_model = build_model(scenario.model, shape, classes, self.tree.torch("eval"), on)
         self.flops = flops_per_example(self.model, self.data.input_shape)
         model_bytes = sum(int(v.nbytes) for v in self.weights.values())
         self.time_model = TimeModel.create(
@@ -465,6 +466,7 @@ class World:
                     behaviour=self.population.behaviour_config(c, round_, now),
                     fault=faults.get(c),
                     data_indices=tuple(int(i) for i in indices) if indices is not None else None,
+                    device=self.device.used,
                 )
             )
         return tasks
@@ -720,7 +722,11 @@ class World:
         """FLTrust's server update: one round of local training on the root set."""
         sc = self.scenario
         model = build_model(
-            sc.model, self.data.input_shape, self.data.num_classes, self.tree.torch("root", round_)
+            sc.model,
+            self.data.input_shape,
+            self.data.num_classes,
+            self.tree.torch("root", round_),
+            self.device.used,
         )
         load_numpy(model, global_weights)
         from simulation.fl.training import local_train
@@ -905,6 +911,8 @@ class World:
             ground_truth=self._ground_truth(),
             final_epsilon=final_eps,
             market=market_stats,
+            data=self.data,
+            device=self.device,
         )
 
 
