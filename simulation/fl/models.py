@@ -254,14 +254,43 @@ def build_model(
     return model.to(device)
 
 
+def state_aliases(model: nn.Module) -> dict[str, str]:
+    """State-dict names that are another name of an earlier entry's tensor → that name.
+
+    Opacus' ``DPLSTM`` registers ``nn.LSTM``'s names (``weight_ih_l0``) over its cells'
+    own (``l0.ih.weight``); its filter for them misses when the LSTM is a submodule.
+    A weight must travel, be aggregated, screened and clipped once, so the aliases
+    are left out of every update (and restored when loading).
+    """
+    seen: dict[tuple[int, tuple[int, ...], torch.dtype], str] = {}
+    out: dict[str, str] = {}
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        key = (tensor.data_ptr(), tuple(tensor.shape), tensor.dtype)
+        if key in seen:
+            out[name] = seen[key]
+        else:
+            seen[key] = name
+    return out
+
+
 def state_to_numpy(model: nn.Module) -> dict[str, np.ndarray]:
-    """The model's parameters as named numpy arrays (copies)."""
-    return {k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}
+    """The model's parameters as named numpy arrays (copies), each tensor once: the first
+    of its names (``nn.LSTM``'s for the character LSTM, so exports load into one)."""
+    aliases = state_aliases(model)
+    return {
+        k: v.detach().cpu().numpy().copy()
+        for k, v in model.state_dict().items()
+        if k not in aliases
+    }
 
 
 def load_numpy(model: nn.Module, arrays: dict[str, np.ndarray]) -> None:
     """Load named numpy arrays into ``model`` (strict: names and shapes must match)."""
-    model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in arrays.items()})
+    full = {k: torch.from_numpy(np.array(v)) for k, v in arrays.items()}
+    for alias, name in state_aliases(model).items():
+        if name in full:
+            full[alias] = full[name]
+    model.load_state_dict(full)
 
 
 def flops_per_example(model: nn.Module, input_shape: tuple[int, ...]) -> float:

@@ -603,10 +603,14 @@ def _fig_label_distribution(run: RunData) -> Figure | None:
             title="Label distribution per client",
             cmap="viridis",
             legend=True,
-            legend_title="label",
+            legend_title="examples" if heatmap else "label",
             verbose_labels=not heatmap,
-            plot_kwargs={"xlabel": "client", "ylabel": "label" if heatmap else "examples"},
+            # Flower pushes the bar legend right of the figure; constrained layout
+            # makes room for it only at its own "outside" position.
+            legend_kwargs=None if heatmap else {"bbox_to_anchor": None},
         )
+    ax.set_xlabel("client")
+    ax.set_ylabel("label" if heatmap else "examples")
     return fig
 
 

@@ -112,3 +112,19 @@ def test_each_model_trains_under_dp_sgd(name: str) -> None:
     after = state_to_numpy(model)
     assert set(after) == set(before)  # Opacus wraps, the state dict names stay
     assert all(not np.array_equal(before[k], after[k]) for k in before if before[k].size > 1)
+
+
+def test_char_lstm_exchanges_each_weight_once_under_nn_lstm_names() -> None:
+    """DPLSTM registers two names per weight; updates carry one (nn.LSTM's), and torch's
+    own nn.LSTM loaded with them computes the same logits (an independent reference)."""
+    model = make("char_lstm", lstm_hidden=16)
+    state = state_to_numpy(model)
+    assert sum(v.size for v in state.values()) == parameter_count(model)
+    reference = nn.LSTM(8, 16, num_layers=2, batch_first=True)
+    reference.load_state_dict(
+        {k.removeprefix("lstm."): torch.from_numpy(v) for k, v in state.items() if "lstm." in k}
+    )
+    x = torch.randint(0, 81, (3, 80), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        out, _ = reference(model.embedding(x))
+        torch.testing.assert_close(model(x.float()), model.fc(out[:, -1]))
