@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -322,3 +324,46 @@ def test_fetch_failure_and_unknown_name_are_one_line(monkeypatch: Any) -> None:
     )
     res = CliRunner().invoke(app, ["data", "fetch", "digits"])
     assert res.exit_code == 2 and "not a Hub dataset" in res.output
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "scenarios" / "studies" / "paper").glob("*.yaml")))
+def test_paper_scale_studies_resolve(hf_env: Path, path: Path) -> None:
+    """The paper-scale studies in docs/paper-scale.md stay valid (they need the real data
+    and a GPU to run; the stand-ins in the cache let them validate)."""
+    from simulation.scenario.sweep import resolve_study
+
+    study = resolve_study(path)  # validates every variant (ScenarioError otherwise)
+    assert len(study.variants) == 12
+    assert study.fixed["clients"]["count"] == 100
+    assert study.fixed["dataset"]["name"] in HUB_DATASETS
+
+
+@settings(max_examples=60)
+@given(
+    sizes=st.lists(st.integers(1, 40), min_size=1, max_size=12),
+    validation=st.sampled_from([0.0, 0.1, 0.25]),
+    test=st.sampled_from([0.1, 0.2, 0.5]),
+    temporal=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_split_within_groups_properties(
+    sizes: list[int], validation: float, test: float, temporal: bool, seed: int
+) -> None:
+    """Each writer of n rows gives ⌊n·test⌋ test and ⌊n·validation⌋ validation rows; the
+    three splits partition the rows; a temporal split tests on each writer's last rows."""
+    from simulation.fl.hub_data import split_within_groups
+
+    rng = np.random.default_rng(seed)
+    groups = rng.permutation(np.repeat([f"w{k:02d}" for k in range(len(sizes))], sizes))
+    train, val, held = split_within_groups(
+        groups, validation, test, np.random.default_rng(seed), temporal=temporal
+    )
+    every = np.concatenate([train, val, held])
+    assert sorted(every.tolist()) == list(range(len(groups)))
+    for k, n in enumerate(sizes):
+        rows = np.flatnonzero(groups == f"w{k:02d}")
+        assert np.isin(rows, held).sum() == int(n * test)
+        assert np.isin(rows, val).sum() == int(n * validation)
+        if temporal and int(n * test):
+            kept = rows[~np.isin(rows, held)]
+            assert kept.size == 0 or kept.max() < rows[np.isin(rows, held)].min()
