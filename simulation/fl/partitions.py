@@ -62,6 +62,15 @@ class PartitionContext:
     label: str = "label"
     group: str | None = "group"
 
+    def by_label(self) -> dict[str, Any]:
+        """The arguments Flower's label-based partitioners share (shuffled, seeded)."""
+        return {
+            "num_partitions": self.num_clients,
+            "partition_by": self.label,
+            "shuffle": True,
+            "seed": self.seed,
+        }
+
     def natural_column(self, kind: str) -> str:
         """The natural-id column, or an error naming the kind that needs it."""
         if self.group is None:
@@ -81,25 +90,19 @@ def _iid(spec: Any, ctx: PartitionContext) -> Partitioner:
 @PARTITIONERS.decorator("dirichlet")
 def _dirichlet(spec: Any, ctx: PartitionContext) -> Partitioner:
     return DirichletPartitioner(
-        num_partitions=ctx.num_clients,
-        partition_by=ctx.label,
         alpha=spec.alpha,
         min_partition_size=spec.min_partition_size,
         self_balancing=False,
-        shuffle=True,
-        seed=ctx.seed,
+        **ctx.by_label(),
     )
 
 
 @PARTITIONERS.decorator("pathological")
 def _pathological(spec: Any, ctx: PartitionContext) -> Partitioner:
     return PathologicalPartitioner(
-        num_partitions=ctx.num_clients,
-        partition_by=ctx.label,
         num_classes_per_partition=spec.classes_per_client,
         class_assignment_mode="random",
-        shuffle=True,
-        seed=ctx.seed,
+        **ctx.by_label(),
     )
 
 
@@ -121,13 +124,10 @@ def _grouped_natural(spec: Any, ctx: PartitionContext) -> Partitioner:
 @PARTITIONERS.decorator("shard")
 def _shard(spec: Any, ctx: PartitionContext) -> Partitioner:
     return ShardPartitioner(
-        num_partitions=ctx.num_clients,
-        partition_by=ctx.label,
         num_shards_per_partition=spec.shards_per_client,
         shard_size=spec.shard_size,
         keep_incomplete_shard=spec.keep_incomplete_shard,
-        shuffle=True,
-        seed=ctx.seed,
+        **ctx.by_label(),
     )
 
 
@@ -178,13 +178,10 @@ def _inner_dirichlet(spec: Any, ctx: PartitionContext) -> Partitioner:
 
 @PARTITIONERS.decorator("continuous")
 def _continuous(spec: Any, ctx: PartitionContext) -> Partitioner:
-    return ContinuousPartitioner(
-        num_partitions=ctx.num_clients,
-        partition_by=ctx.label if spec.by == "label" else spec.by,
-        strictness=spec.strictness,
-        shuffle=True,
-        seed=ctx.seed,
-    )
+    args = ctx.by_label()
+    if spec.by != "label":
+        args["partition_by"] = spec.by
+    return ContinuousPartitioner(strictness=spec.strictness, **args)
 
 
 @PARTITIONERS.decorator("distribution")
@@ -198,13 +195,10 @@ def _distribution(spec: Any, ctx: PartitionContext) -> Partitioner:
     array = ctx.rng.lognormal(spec.mu, spec.sigma, cells).reshape(ctx.labels, -1)
     return DistributionPartitioner(
         distribution_array=array,
-        num_partitions=ctx.num_clients,
         num_unique_labels_per_partition=spec.labels_per_client,
-        partition_by=ctx.label,
         preassigned_num_samples_per_label=spec.preassigned_per_label,
         rescale=spec.rescale,
-        shuffle=True,
-        seed=ctx.seed,
+        **ctx.by_label(),
     )
 
 
