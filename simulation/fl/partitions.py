@@ -230,6 +230,8 @@ def partition_rows(
         with warnings.catch_warnings():
             # flwr-datasets warns on every Dirichlet re-draw; failure is reported below.
             warnings.simplefilter("ignore", UserWarning)
+            # pyarrow's deprecation notice about the sort ``datasets`` does for shards.
+            warnings.filterwarnings("ignore", "Specifying null_placement", FutureWarning)
             made = partitioner.num_partitions
             chosen = chosen_partitions(made, spec, ctx)
             out = tuple(np.sort(np.asarray(load(i)["idx"], dtype=np.int64)) for i in chosen)
