@@ -43,6 +43,7 @@ bench: install
 	$(BIN)/python benchmarks/flower_overhead.py
 	$(BIN)/python benchmarks/ledger.py
 	$(BIN)/python benchmarks/shapley.py
+	$(BIN)/python benchmarks/gpu.py
 
 clean:
 	rm -rf runs studies .pytest_cache .mypy_cache .ruff_cache

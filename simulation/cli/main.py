@@ -46,11 +46,13 @@ def console(*, stderr: bool = False) -> Console:
 
 def _mount_subapps() -> None:
     from simulation.cli.compare import mount as mount_compare
+    from simulation.cli.data import data_app
     from simulation.cli.market import ledger_app, registry_app
     from simulation.cli.outputs import mount as mount_outputs
 
     app.add_typer(ledger_app, name="ledger")
     app.add_typer(registry_app, name="registry")
+    app.add_typer(data_app, name="data")
     mount_outputs(app, registry_app)
     mount_compare(app)
 

@@ -12,9 +12,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
+
+from simulation.config.catalog import DATASETS, HUB_DATASETS, facts
 
 SCHEMA_VERSION = 1
 
@@ -23,6 +33,11 @@ class StrictModel(BaseModel):
     """Base of every user-facing model: unknown keys are errors, values are immutable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    hashed_when_set: ClassVar[frozenset[str]] = frozenset()
+    """Fields added after scenario hashes were first published (ledger geneses name them).
+    :meth:`Scenario.sha256` covers such a field only once it differs from its default,
+    so adding a field with a behaviour-preserving default renames no earlier experiment."""
 
 
 # --------------------------------------------------------------------------- data
@@ -41,7 +56,7 @@ class SyntheticConfig(StrictModel):
 
 
 class DatasetConfig(StrictModel):
-    """Which bundled or generated dataset, and how much of it the server keeps."""
+    """A bundled or generated dataset, and how much of it the server keeps."""
 
     name: Literal["digits", "breast_cancer", "synthetic"] = "digits"
     test_fraction: float = Field(0.2, gt=0.0, lt=0.9, description="server-side test split")
@@ -49,6 +64,78 @@ class DatasetConfig(StrictModel):
         0.1, ge=0.0, lt=0.5, description="server-side validation split (contribution scoring)"
     )
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _known_name(cls, value: Any) -> Any:
+        if isinstance(value, str) and value not in DATASETS:
+            facts(value)  # raises, listing every dataset name
+        return value
+
+
+class HubDatasetConfig(StrictModel):
+    """A benchmark dataset from the Hugging Face Hub, loaded through Flower Datasets.
+
+    The data must already be on disk: in the local Hugging Face cache
+    (``fedmarket data fetch NAME`` puts it there) or at ``path``. Nothing is
+    downloaded during validation or a run.
+
+    mnist, fashion_mnist and cifar10 test on their official test split;
+    femnist and shakespeare have none, so ``test_fraction`` of each writer's
+    (speaking role's) samples is held out, as LEAF does (for shakespeare the
+    *last* samples of each role, since consecutive samples overlap in text).
+    ``validation_fraction`` of the training split (of each writer/role for
+    femnist/shakespeare) is the server's validation split.
+    """
+
+    name: Literal["mnist", "fashion_mnist", "cifar10", "femnist", "shakespeare"]
+    path: str | dict[str, str] | None = Field(
+        None,
+        description="load from here instead of the HF cache: a directory (a copy of the Hub "
+        "repo, or Parquet files named train*/test*), one Parquet file (the train split), or "
+        "{train: FILE, test: FILE}",
+    )
+    test_fraction: float | None = Field(
+        None,
+        gt=0.0,
+        lt=0.9,
+        description="femnist, shakespeare: share of each writer's/role's samples the server "
+        "tests on (LEAF: 0.1); leave unset for datasets with an official test split",
+    )
+    validation_fraction: float = Field(
+        0.1, ge=0.0, lt=0.5, description="server-side validation share of the training split"
+    )
+
+    @model_validator(mode="after")
+    def _test_split(self) -> HubDatasetConfig:
+        official = facts(self.name).official_test
+        if official and self.test_fraction is not None:
+            raise ValueError(
+                f"test_fraction: {self.name} tests on its official test split; leave "
+                "test_fraction unset (--set dataset.test_fraction=null)"
+            )
+        if not official and self.test_fraction is None:
+            raise ValueError(
+                f"test_fraction: {self.name} has no official test split; give the share of "
+                "each writer's samples the server tests on (LEAF uses 0.1)"
+            )
+        if (self.test_fraction or 0.0) + self.validation_fraction >= 0.9:
+            raise ValueError("validation_fraction: test and validation leave < 10% for training")
+        if isinstance(self.path, dict) and (not self.path or set(self.path) - {"train", "test"}):
+            raise ValueError("path: a mapping names Parquet files for the splits train and test")
+        return self
+
+
+def _dataset_tag(value: Any) -> str:
+    name = value.get("name", "digits") if isinstance(value, dict) else getattr(value, "name", "")
+    return "hub" if name in HUB_DATASETS else "bundled"
+
+
+Dataset = Annotated[
+    Annotated[DatasetConfig, Tag("bundled")] | Annotated[HubDatasetConfig, Tag("hub")],
+    Discriminator(_dataset_tag),
+]
+"""Either kind of dataset section, told apart by ``name`` (``digits`` when absent)."""
 
 
 class IidPartition(StrictModel):
@@ -73,26 +160,159 @@ class PathologicalPartition(StrictModel):
 
 
 class NaturalPartition(StrictModel):
-    """One shard per generated client (the synthetic dataset's own split)."""
+    """One client per natural id: a synthetic group, a FEMNIST writer, a Shakespeare
+    speaking role (Flower's ``NaturalIdPartitioner``). When the data holds more ids
+    than ``clients.count``, the clients are that many ids drawn with the seed (LEAF
+    samples users the same way); fewer ids than clients is an error."""
 
     kind: Literal["natural"] = "natural"
 
 
+class ShardPartition(StrictModel):
+    """Sort by label, cut into shards, deal ``shards_per_client`` to each client:
+    McMahan et al. 2017's pathological non-IID split (MNIST: 200 shards of 300, 2 per
+    client). Flower's ``ShardPartitioner``; give the shard count, the size, or both."""
+
+    kind: Literal["shard"] = "shard"
+    shards_per_client: int | None = Field(2, ge=1)
+    shard_size: int | None = Field(None, ge=1, description="default: as large as fits")
+    keep_incomplete_shard: bool = False
+
+    @model_validator(mode="after")
+    def _one_given(self) -> ShardPartition:
+        if self.shards_per_client is None and self.shard_size is None:
+            raise ValueError("give shards_per_client, shard_size or both")
+        return self
+
+
+class SizePartition(StrictModel):
+    """Explicit client sizes (Flower's ``SizePartitioner``), one per client, in rows of
+    the training split; their sum may not exceed it."""
+
+    kind: Literal["size"] = "size"
+    sizes: tuple[int, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _non_negative(self) -> SizePartition:
+        if min(self.sizes) < 0:
+            raise ValueError("sizes: every size must be >= 0")
+        return self
+
+
+class LinearPartition(StrictModel):
+    """Client k gets a share ∝ k + 1 of the training split (``LinearPartitioner``)."""
+
+    kind: Literal["linear"] = "linear"
+
+
+class SquarePartition(StrictModel):
+    """Client k gets a share ∝ (k + 1)² (``SquarePartitioner``)."""
+
+    kind: Literal["square"] = "square"
+
+
+class ExponentialPartition(StrictModel):
+    """Client k gets a share ∝ e^(k + 1) (``ExponentialPartitioner``): with many clients
+    the first ones get nothing, which is an error."""
+
+    kind: Literal["exponential"] = "exponential"
+
+
+class InnerDirichletPartition(StrictModel):
+    """Given client sizes, each client's label mix drawn from Dir(α) (Flower's
+    ``InnerDirichletPartitioner``). ``sizes`` unset: equal sizes that sum to the
+    training split; set: one per client, summing to the training split."""
+
+    kind: Literal["inner_dirichlet"] = "inner_dirichlet"
+    alpha: float = Field(0.5, gt=0.0)
+    sizes: tuple[int, ...] | None = Field(None, min_length=1)
+
+
+class GroupedNaturalPartition(StrictModel):
+    """Groups of ``group_size`` natural ids form one client (cross-silo FEMNIST or
+    Shakespeare; Flower's ``GroupedNaturalIdPartitioner``). More groups than clients:
+    a seeded sample of groups, as for ``natural``."""
+
+    kind: Literal["grouped_natural"] = "grouped_natural"
+    group_size: int = Field(ge=1)
+    mode: Literal["allow-smaller", "allow-bigger", "drop-reminder", "strict"] = "allow-smaller"
+    sort_ids: bool = False
+
+
+class ContinuousPartition(StrictModel):
+    """Clients by a numeric column, blended with noise: ``strictness`` 0 is IID, 1 sorts
+    strictly by the column (Flower's ``ContinuousPartitioner``). ``by`` is ``label`` or
+    a numeric column of the dataset (femnist: ``hsf_id``)."""
+
+    kind: Literal["continuous"] = "continuous"
+    by: str = "label"
+    strictness: float = Field(ge=0.0, le=1.0)
+
+
+class DistributionPartition(StrictModel):
+    """A power-law label distribution (Flower's ``DistributionPartitioner``, after Li et
+    al. 2020): each client holds ``labels_per_client`` adjacent labels, in amounts drawn
+    from LogNormal(``mu``, ``sigma``) with the seed, after ``preassigned_per_label``
+    samples of each. The client count must be a multiple of the number of labels."""
+
+    kind: Literal["distribution"] = "distribution"
+    labels_per_client: int = Field(2, ge=1)
+    preassigned_per_label: int = Field(5, ge=0)
+    mu: float = 0.0
+    sigma: float = Field(2.0, ge=0.0)
+    rescale: bool = True
+
+
 Partition = Annotated[
-    IidPartition | DirichletPartition | PathologicalPartition | NaturalPartition,
+    IidPartition
+    | DirichletPartition
+    | PathologicalPartition
+    | NaturalPartition
+    | ShardPartition
+    | SizePartition
+    | LinearPartition
+    | SquarePartition
+    | ExponentialPartition
+    | InnerDirichletPartition
+    | GroupedNaturalPartition
+    | ContinuousPartition
+    | DistributionPartition,
     Field(discriminator="kind"),
 ]
+
+NATURAL_KINDS = ("natural", "grouped_natural")
+"""Partition kinds that need natural client ids in the data."""
 
 
 # -------------------------------------------------------------------------- model
 
 
-class ModelConfig(StrictModel):
-    """A model from the registry; the size fields each model reads are documented there."""
+IMAGE_MODELS = ("cnn", "lenet5", "fedavg_cnn", "resnet8", "resnet20")
+TEXT_MODELS = ("char_lstm",)
+_MIN_SIDE = {"lenet5": 28, "fedavg_cnn": 28}
 
-    name: Literal["logreg", "mlp", "cnn"] = "mlp"
+
+class ModelConfig(StrictModel):
+    """A model from the registry; the size fields each model reads are documented there.
+
+    The standard models of the papers: ``lenet5`` (LeCun et al. 1998, for MNIST and
+    FEMNIST), ``fedavg_cnn`` (McMahan et al. 2017's 2-conv CNN), ``resnet8`` and
+    ``resnet20`` (He et al. 2016's CIFAR ResNets, GroupNorm instead of BatchNorm for
+    DP-SGD) and ``char_lstm`` (McMahan et al. 2017 / LEAF's Shakespeare LSTM).
+    """
+
+    hashed_when_set: ClassVar[frozenset[str]] = frozenset(
+        {"embedding_dim", "lstm_hidden", "lstm_layers"}
+    )
+
+    name: Literal[
+        "logreg", "mlp", "cnn", "lenet5", "fedavg_cnn", "resnet8", "resnet20", "char_lstm"
+    ] = "mlp"
     hidden: tuple[int, ...] = Field((64,), description="mlp: hidden layer widths")
     channels: tuple[int, ...] = Field((16, 32), description="cnn: conv channels per block")
+    embedding_dim: int = Field(8, ge=1, le=4096, description="char_lstm: character embedding")
+    lstm_hidden: int = Field(256, ge=1, le=8192, description="char_lstm: LSTM width")
+    lstm_layers: int = Field(2, ge=1, le=8, description="char_lstm: stacked LSTM layers")
 
     @model_validator(mode="after")
     def _sizes_positive(self) -> ModelConfig:
@@ -115,7 +335,14 @@ class ClientsConfig(StrictModel):
 
 
 class TrainingConfig(StrictModel):
-    """Local training on each client."""
+    """Local training on each client.
+
+    ``device``: ``auto`` trains on CUDA when torch sees a GPU and the clients have a
+    GPU share (``resources.client_gpus`` > 0), else on the CPU; the manifest records
+    the device used and why. ``cuda`` without CUDA is an error, never a fallback.
+    """
+
+    hashed_when_set: ClassVar[frozenset[str]] = frozenset({"device"})
 
     epochs: int = Field(1, ge=1, le=1000)
     batch_size: int = Field(32, ge=1, le=100_000)
@@ -123,6 +350,7 @@ class TrainingConfig(StrictModel):
     lr: float = Field(0.1, gt=0.0, le=10.0)
     momentum: float = Field(0.0, ge=0.0, lt=1.0)
     weight_decay: float = Field(0.0, ge=0.0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
 class NoPrivacy(StrictModel):
@@ -244,11 +472,18 @@ class TimingConfig(StrictModel):
 
 
 class ResourcesConfig(StrictModel):
-    """Flower Simulation Engine resources (Ray backend)."""
+    """Flower Simulation Engine resources (Ray backend).
+
+    ``client_gpus`` is Flower's per-client GPU share (``client_resources.num_gpus``):
+    0.25 runs four clients per GPU at a time.
+    """
+
+    hashed_when_set: ClassVar[frozenset[str]] = frozenset({"client_gpus"})
 
     backend: Literal["ray"] = "ray"
     num_cpus: int | None = Field(None, ge=1, description="CPUs given to Ray (default: all)")
     client_cpus: float = Field(1.0, gt=0.0)
+    client_gpus: float = Field(0.0, ge=0.0, le=64.0, description="GPU share per client")
 
 
 class FaultConfig(StrictModel):
@@ -424,7 +659,7 @@ class Scenario(StrictModel):
     name: str = Field("scenario", min_length=1, max_length=200)
     description: str = ""
     seed: int = Field(0, ge=0, le=2**63 - 1)
-    dataset: DatasetConfig = Field(default_factory=DatasetConfig)
+    dataset: Dataset = Field(default_factory=DatasetConfig)
     partition: Partition = Field(default_factory=IidPartition)
     model: ModelConfig = Field(default_factory=ModelConfig)
     clients: ClientsConfig = Field(default_factory=ClientsConfig)
@@ -444,10 +679,9 @@ class Scenario(StrictModel):
 
     @model_validator(mode="after")
     def _cross_field(self) -> Scenario:
-        if self.model.name == "cnn" and self.dataset.name != "digits":
-            raise ValueError("model.name: cnn needs an image dataset (digits)")
-        if self.partition.kind == "natural" and self.dataset.name != "synthetic":
-            raise ValueError("partition.kind: natural is only defined for synthetic")
+        _check_model_fits_data(self.model, self.dataset.name)
+        _check_partition_fits(self.partition, self.dataset.name, self.clients.count)
+        _check_device(self.training, self.resources)
         if self.clients.min_per_round > self.clients.count:
             raise ValueError("clients.min_per_round: larger than clients.count")
         for fault in self.faults:
@@ -476,6 +710,76 @@ class Scenario(StrictModel):
         return self.model_dump(mode="json")
 
     def sha256(self) -> str:
-        """Hash of the resolved scenario's canonical JSON: names the experiment on the ledger."""
-        blob = json.dumps(self.resolved(), sort_keys=True, separators=(",", ":"))
+        """Hash of the resolved scenario's canonical JSON: names the experiment on the ledger.
+
+        Fields a section lists in ``hashed_when_set`` count only once they differ
+        from their default (see :class:`StrictModel`).
+        """
+        blob = json.dumps(_hash_view(self, self.resolved()), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def _hash_view(model: BaseModel, data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` (``model`` dumped) without the late fields that hold their default."""
+    late = getattr(model, "hashed_when_set", frozenset())
+    for name, info in type(model).model_fields.items():
+        value = getattr(model, name)
+        if name in late and value == info.get_default(call_default_factory=True):
+            del data[name]
+        elif isinstance(value, BaseModel):
+            _hash_view(value, data[name])
+        elif isinstance(value, tuple):
+            for item, dumped in zip(value, data[name], strict=True):
+                if isinstance(item, BaseModel):
+                    _hash_view(item, dumped)
+    return data
+
+
+def _check_model_fits_data(model: ModelConfig, dataset: str) -> None:
+    """Image models need images (big enough), the character LSTM needs text."""
+    data = facts(dataset)
+    if model.name in IMAGE_MODELS:
+        if data.kind != "image":
+            images = ", ".join(sorted(n for n, f in DATASETS.items() if f.kind == "image"))
+            raise ValueError(f"model.name: {model.name} needs an image dataset ({images})")
+        side = _MIN_SIDE.get(model.name, 0)
+        if data.image_side < side:
+            raise ValueError(
+                f"model.name: {model.name} needs images of at least {side}×{side} "
+                f"({dataset} has {data.image_side}×{data.image_side})"
+            )
+    if model.name in TEXT_MODELS and data.kind != "text":
+        raise ValueError(f"model.name: {model.name} needs a text dataset (shakespeare)")
+    if data.kind == "text" and model.name not in TEXT_MODELS:
+        raise ValueError(
+            f"model.name: {dataset} is next-character prediction; use " + " or ".join(TEXT_MODELS)
+        )
+
+
+def _check_partition_fits(partition: Any, dataset: str, clients: int) -> None:
+    """Natural partitions need natural ids; explicit sizes need one per client."""
+    data = facts(dataset)
+    if partition.kind in NATURAL_KINDS and data.natural_id is None:
+        natural = ", ".join(sorted(n for n, f in DATASETS.items() if f.natural_id))
+        raise ValueError(f"partition.kind: {partition.kind} needs natural client ids ({natural})")
+    if partition.kind == "continuous" and partition.by not in data.numeric_columns:
+        raise ValueError(
+            f"partition.by: {dataset} has no numeric column {partition.by!r} "
+            f"(valid: {', '.join(data.numeric_columns)})"
+        )
+    sizes = getattr(partition, "sizes", None)
+    if sizes is not None and len(sizes) != clients:
+        raise ValueError(
+            f"partition.sizes: {len(sizes)} sizes for {clients} clients (clients.count)"
+        )
+
+
+def _check_device(training: TrainingConfig, resources: ResourcesConfig) -> None:
+    """A GPU share only for clients that may train on CUDA, and CUDA only with one."""
+    if training.device == "cpu" and resources.client_gpus > 0:
+        raise ValueError("resources.client_gpus: a GPU share for clients that train on cpu")
+    if training.device == "cuda" and resources.client_gpus == 0:
+        raise ValueError(
+            "training.device: cuda needs a GPU share per client (resources.client_gpus, "
+            "e.g. 0.25 for four clients per GPU)"
+        )

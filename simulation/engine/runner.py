@@ -39,6 +39,8 @@ RESULT_FILES = (
     "model.safetensors",
     "ground_truth.json",
     "scenario.yaml",
+    "label_counts.parquet",
+    "label_counts.csv",
 )
 
 
@@ -80,11 +82,12 @@ def _run_flower(
     server_app = make_server_app(scenario, out_dir, sink, on_round)
     ray_tmp = tempfile.mkdtemp(prefix="fm-ray-", dir="/tmp")
     num_cpus = scenario.resources.num_cpus or os.cpu_count() or 1
+    client_gpus, num_gpus = _gpu_resources(scenario)
     backend_config: dict[str, Any] = {
-        "client_resources": {"num_cpus": scenario.resources.client_cpus, "num_gpus": 0.0},
+        "client_resources": {"num_cpus": scenario.resources.client_cpus, "num_gpus": client_gpus},
         "init_args": {
             "num_cpus": num_cpus,
-            "num_gpus": 0,
+            "num_gpus": num_gpus,
             "_temp_dir": ray_tmp,
             "include_dashboard": False,
             "logging_level": logging.INFO if verbose else logging.ERROR,
@@ -108,6 +111,30 @@ def _run_flower(
     if not sink:
         raise RunError("the ServerApp finished without a result (see the log above)")
     return sink[0]
+
+
+def _gpu_resources(scenario: Scenario) -> tuple[float, int]:
+    """Flower's per-client GPU share and the GPUs Ray may hand out: the scenario's share
+    when the run trains on CUDA (see ``resolve_device``), none otherwise."""
+    from simulation.fl.device import resolve_device
+
+    if resolve_device(scenario.training, scenario.resources).used != "cuda":
+        return 0.0, 0
+    import torch
+
+    return scenario.resources.client_gpus, torch.cuda.device_count()
+
+
+def _prepare_data(scenario: Scenario) -> None:
+    """Build the federated data once before any engine starts (memoised, so the world
+    reuses it): a dataset or partition that cannot be had fails here, in one line."""
+    from simulation.fl.sources import DataError
+    from simulation.fl.training import DataSpec
+
+    try:
+        DataSpec.of(scenario).build()
+    except DataError as exc:
+        raise RunError(f"dataset: {exc}") from None
 
 
 def _shutdown_ray() -> None:
@@ -173,6 +200,7 @@ def run_scenario(
         scenario.rounds,
         engine,
     )
+    _prepare_data(scenario)
     flwr_logger = logging.getLogger("flwr")
     old_level = flwr_logger.level
     if not verbose:

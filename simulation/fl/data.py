@@ -1,10 +1,14 @@
-"""Datasets and client partitions: only bundled or generated data, never a download.
+"""Datasets and client partitions, never a download.
 
-Each dataset is a registry entry returning in-memory arrays. The server keeps a
-held-out test split (global accuracy) and a validation split (contribution
-scoring); the rest is partitioned across clients with flwr-datasets'
-partitioners over an in-memory ``datasets.Dataset``. Server and ClientApp build
-the same ``FederatedData`` from the same spec and seed, so the ClientApp stays
+Two kinds of dataset. Bundled or generated ones (``digits``, ``breast_cancer``,
+``synthetic``) are registry entries returning in-memory arrays, partitioned
+with flwr-datasets' partitioners over an in-memory ``datasets.Dataset``. The
+Hub benchmarks (``mnist``, ``fashion_mnist``, ``cifar10``, ``femnist``,
+``shakespeare``) load through ``flwr_datasets.FederatedDataset`` from local
+files only (``simulation.fl.hub_data``). Either way the server keeps a held-out
+test split (global accuracy) and a validation split (contribution scoring),
+and the rest is partitioned across clients. Server and ClientApp build the
+same ``FederatedData`` from the same spec and seed, so the ClientApp stays
 stateless: a message tells it which partition it holds.
 """
 
@@ -13,22 +17,23 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from datasets import Dataset
-from flwr_datasets.partitioner import (
-    DirichletPartitioner,
-    IidPartitioner,
-    NaturalIdPartitioner,
-    Partitioner,
-    PathologicalPartitioner,
-)
 from sklearn.model_selection import train_test_split
 
-from simulation.config.schema import DatasetConfig, Partition, SyntheticConfig
+from simulation.config.catalog import facts
+from simulation.config.schema import (
+    DatasetConfig,
+    HubDatasetConfig,
+    Partition,
+    SyntheticConfig,
+)
+from simulation.fl.federated import FederatedData, Split
+from simulation.fl.partitions import PartitionContext, make_partitioner, partition_rows
+from simulation.fl.partitions import PartitionError as PartitionError
 from simulation.registry import Registry
 from simulation.rng import SeedTree
 
@@ -44,31 +49,6 @@ class RawData:
     num_classes: int
     input_shape: tuple[int, ...]
     groups: np.ndarray | None = None
-
-
-@dataclass(frozen=True)
-class FederatedData:
-    """Everything a run needs: client shards (as indices into the train arrays) and
-    the server's validation and test splits."""
-
-    x_train: np.ndarray
-    y_train: np.ndarray
-    partitions: tuple[np.ndarray, ...]
-    x_val: np.ndarray
-    y_val: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-    num_classes: int
-    input_shape: tuple[int, ...]
-
-    def client(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """The ``(x, y)`` arrays of client ``index``."""
-        idx = self.partitions[index]
-        return self.x_train[idx], self.y_train[idx]
-
-    def sizes(self) -> list[int]:
-        """Number of training examples per client."""
-        return [len(p) for p in self.partitions]
 
 
 DATASETS: Registry[Any] = Registry("dataset")
@@ -136,41 +116,13 @@ def _synthetic(cfg: DatasetConfig, num_clients: int, rng: np.random.Generator) -
     return synthetic_fedprox(cfg.synthetic, num_clients, rng)
 
 
-def _make_partitioner(spec: Partition, num_clients: int, seed: int) -> Partitioner:
-    if spec.kind == "iid":
-        return IidPartitioner(num_partitions=num_clients)
-    if spec.kind == "dirichlet":
-        return DirichletPartitioner(
-            num_partitions=num_clients,
-            partition_by="label",
-            alpha=spec.alpha,
-            min_partition_size=spec.min_partition_size,
-            self_balancing=False,
-            shuffle=True,
-            seed=seed,
-        )
-    if spec.kind == "pathological":
-        return PathologicalPartitioner(
-            num_partitions=num_clients,
-            partition_by="label",
-            num_classes_per_partition=spec.classes_per_client,
-            class_assignment_mode="random",
-            shuffle=True,
-            seed=seed,
-        )
-    return NaturalIdPartitioner(partition_by="group")
-
-
-class PartitionError(ValueError):
-    """Raised when a partition spec cannot be met (e.g. Dirichlet minimum size)."""
-
-
 def partition_indices(
     y: np.ndarray,
     spec: Partition,
     num_clients: int,
     seed: int,
     groups: np.ndarray | None = None,
+    rng: np.random.Generator | None = None,
 ) -> tuple[np.ndarray, ...]:
     """Split row indices ``0..len(y)-1`` into one array per client with flwr-datasets.
 
@@ -180,27 +132,21 @@ def partition_indices(
     columns: dict[str, Any] = {"idx": np.arange(len(y)), "label": y}
     if groups is not None:
         columns["group"] = groups
-    ds = Dataset.from_dict(columns)
-    partitioner = _make_partitioner(spec, num_clients, seed % (2**32))
-    partitioner.dataset = ds
-    try:
-        with warnings.catch_warnings():
-            # flwr-datasets warns on every Dirichlet re-draw; failure is reported below.
-            warnings.simplefilter("ignore", UserWarning)
-            made = partitioner.num_partitions
-            out = tuple(
-                np.sort(np.asarray(partitioner.load_partition(i)["idx"], dtype=np.int64))
-                for i in range(num_clients)
-            )
-    except ValueError as exc:
-        raise PartitionError(f"{spec.kind} partition cannot be met: {exc}") from exc
-    if made != num_clients:
-        raise PartitionError(f"the partitioner made {made} partitions, expected {num_clients}")
-    return out
+    ctx = PartitionContext(
+        num_clients=num_clients,
+        seed=seed % (2**32),
+        rows=len(y),
+        labels=len(np.unique(y)),
+        rng=rng if rng is not None else np.random.default_rng(seed),
+        group="group" if groups is not None else None,
+    )
+    partitioner = make_partitioner(spec, ctx)
+    partitioner.dataset = Dataset.from_dict(columns)
+    return partition_rows(partitioner, spec, ctx)
 
 
 def build_federated_data(
-    dataset: DatasetConfig, partition: Partition, num_clients: int, seed: int
+    dataset: DatasetConfig | HubDatasetConfig, partition: Partition, num_clients: int, seed: int
 ) -> FederatedData:
     """Generate or load the dataset, split it, and partition the training part."""
     key = json.dumps(
@@ -219,12 +165,23 @@ def build_federated_data(
 def _build_cached(key: str) -> FederatedData:
     from pydantic import TypeAdapter
 
+    from simulation.config.schema import Dataset as AnyDataset
+
     spec = json.loads(key)
-    dataset = DatasetConfig.model_validate(spec["dataset"])
+    dataset = TypeAdapter(AnyDataset).validate_python(spec["dataset"])
     partition: Partition = TypeAdapter(Partition).validate_python(spec["partition"])
     num_clients: int = spec["clients"]
     tree = SeedTree(spec["seed"]).child("data")
+    if isinstance(dataset, HubDatasetConfig):
+        from simulation.fl.hub_data import build_hub_data
 
+        return build_hub_data(dataset, partition, num_clients, tree)
+    return _build_bundled(dataset, partition, num_clients, tree)
+
+
+def _build_bundled(
+    dataset: DatasetConfig, partition: Partition, num_clients: int, tree: SeedTree
+) -> FederatedData:
     raw: RawData = DATASETS.get(dataset.name)(dataset, num_clients, tree.numpy("generate"))
     n = len(raw.y)
     idx = np.arange(n)
@@ -253,23 +210,29 @@ def _build_cached(key: str) -> FederatedData:
         x = ((x - mean) / std).astype(np.float32)
     groups = raw.groups[train] if raw.groups is not None else None
     parts = partition_indices(
-        raw.y[train], partition, num_clients, tree.integer("partition"), groups
+        raw.y[train],
+        partition,
+        num_clients,
+        tree.integer("partition"),
+        groups,
+        rng=tree.numpy("partition-draws"),
     )
     if partition.kind == "natural" and raw.groups is not None:
         # NaturalIdPartitioner orders partitions by first appearance; order them by id.
         parts = tuple(
             sorted(parts, key=lambda p: int(groups[p[0]]) if len(p) else 1 << 62)  # type: ignore[index]
         )
+    info = facts(dataset.name)
     data = FederatedData(
         x_train=x[train],
         y_train=raw.y[train],
         partitions=parts,
-        x_val=x[np.sort(val)],
-        y_val=raw.y[np.sort(val)],
-        x_test=x[np.sort(test)],
-        y_test=raw.y[np.sort(test)],
+        val=Split(x[np.sort(val)], raw.y[np.sort(val)]),
+        test=Split(x[np.sort(test)], raw.y[np.sort(test)]),
         num_classes=raw.num_classes,
         input_shape=raw.input_shape,
+        class_names=info.class_names or tuple(str(i) for i in range(raw.num_classes)),
+        source="generated" if dataset.name == "synthetic" else "bundled",
     )
     log.debug(
         "dataset %s: %d train / %d val / %d test, client sizes %s",

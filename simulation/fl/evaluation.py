@@ -11,7 +11,7 @@ import numpy as np
 from sklearn.metrics import precision_recall_fscore_support
 from torch import nn
 
-from simulation.fl.models import parameter_count
+from simulation.fl.models import parameter_count, state_aliases
 from simulation.fl.training import evaluate, predict
 
 REFERENCE_SERVER_GFLOPS = 10.0
@@ -40,6 +40,8 @@ def validation_results(
     recalls = np.asarray(per_class_recall)[present]
     bias = float(recalls.max() - recalls.min()) if recalls.size else 0.0
     params = parameter_count(model)
+    aliases = state_aliases(model)
+    tensors = [t for k, t in model.state_dict().items() if k not in aliases]
     return {
         "accuracy": float(acc),
         "loss": float(loss),
@@ -49,5 +51,5 @@ def validation_results(
         "bias": bias,
         "latency_ms": float(flops_per_example / (REFERENCE_SERVER_GFLOPS * 1e9) * 1e3),
         "parameters": float(params),
-        "size_bytes": float(sum(t.numel() * t.element_size() for t in model.state_dict().values())),
+        "size_bytes": float(sum(t.numel() * t.element_size() for t in tensors)),
     }

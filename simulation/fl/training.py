@@ -5,6 +5,11 @@ message as JSON; the ClientApp holds no state of its own. The same
 ``run_client_task`` runs inside Ray actors (the Flower path) and in-process
 (the baseline loop of ``benchmarks/flower_overhead.py``), so the two paths
 train identically.
+
+Models, Opacus and evaluation run on the run's device (:func:`resolve_device`),
+which the server decides once and sends in every task. On the CPU a run is
+bit-for-bit deterministic; on CUDA it is deterministic up to cuDNN's choice of
+kernels (the seeds, sampling and noise streams are the same).
 """
 
 from __future__ import annotations
@@ -21,23 +26,43 @@ from pydantic import BaseModel, ConfigDict
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from simulation.config.schema import DatasetConfig, ModelConfig, Partition, TrainingConfig
+from simulation.config.schema import (
+    Dataset,
+    ModelConfig,
+    Partition,
+    Scenario,
+    TrainingConfig,
+)
 from simulation.fl.data import FederatedData, build_federated_data
+from simulation.fl.device import DeviceName
 from simulation.fl.models import build_model, load_numpy, state_to_numpy
 
 log = logging.getLogger("fedmarket.training")
 
 FaultKind = Literal["nan", "wrong_shape", "wrong_dtype", "huge_norm", "crash"]
 
+EVAL_BATCH = 4096
+"""Rows per forward pass when evaluating (bounds memory on CIFAR-10/FEMNIST test sets)."""
+
 
 class DataSpec(BaseModel):
     """How to rebuild the federated dataset (identically on server and clients)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    dataset: DatasetConfig
+    dataset: Dataset
     partition: Partition
     num_clients: int
     seed: int
+
+    @classmethod
+    def of(cls, scenario: Scenario) -> DataSpec:
+        """The data spec of ``scenario``."""
+        return cls(
+            dataset=scenario.dataset,
+            partition=scenario.partition,
+            num_clients=scenario.clients.count,
+            seed=scenario.seed,
+        )
 
     def build(self) -> FederatedData:
         """The federated data (memoised per process)."""
@@ -68,6 +93,7 @@ class ClientTask(BaseModel):
     behaviour: str | None = None  # agents.training.behaviour_to_config(...) JSON
     fault: FaultKind | None = None  # fault injection: a corrupted client
     data_indices: tuple[int, ...] | None = None  # Sybil identities: rows of the owner's data
+    device: DeviceName = "cpu"  # resolved by the server (resolve_device), never "auto"
 
 
 @dataclass(frozen=True)
@@ -113,7 +139,8 @@ def choose_grad_sample_mode(
     supported = tuple(GradSampleModuleFastGradientClipping.NORM_SAMPLERS)
     trainable = [m for m in model.modules() if any(p.requires_grad for p in m.parameters(False))]
     params = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    if all(isinstance(m, supported) for m in trainable) and batch_size * params >= GHOST_MIN_WORK:
+    # Opacus looks norm samplers up by exact type: an RNNLinear (DPLSTM) is no Linear here.
+    if all(type(m) in supported for m in trainable) and batch_size * params >= GHOST_MIN_WORK:
         return "ghost"
     return "hooks"
 
@@ -143,8 +170,11 @@ def local_train(
 
     With ``dp`` set, Opacus' ``PrivacyEngine`` wraps model, optimizer and loader
     (Poisson sampling, per-sample clipping, Gaussian noise); ``generator`` seeds
-    both the sampling and the noise, so a client-round is reproducible.
+    both the sampling and the noise, so a client-round is reproducible. Training
+    runs on the model's device; on CUDA the noise comes from a CUDA generator
+    seeded from ``generator``.
     """
+    device = _device_of(model)
     dataset = TensorDataset(_as_input(x, input_shape), torch.from_numpy(y.astype(np.int64)))
     loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, generator=generator)
     optimizer = _optimizer(model, cfg)
@@ -165,7 +195,7 @@ def local_train(
                 noise_multiplier=dp.noise_multiplier,
                 max_grad_norm=dp.max_grad_norm,
                 poisson_sampling=True,
-                noise_generator=generator,
+                noise_generator=_noise_generator(generator, device),
                 grad_sample_mode=dp.grad_sample_mode,
             )
         if dp.grad_sample_mode == "ghost":
@@ -186,6 +216,7 @@ def local_train(
                     optimizer.zero_grad()
                     continue
                 optimizer.zero_grad()
+                xb, yb = xb.to(device), yb.to(device)
                 out = train_model(xb)
                 loss = criterion(out, yb)
                 loss.backward()
@@ -196,11 +227,32 @@ def local_train(
     return loss_sum / max(seen, 1), correct / max(seen, 1), steps, sample_rate
 
 
+def _device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _noise_generator(generator: torch.Generator, device: torch.device) -> torch.Generator:
+    """Opacus draws noise on the parameters' device, so it needs a generator there."""
+    if device.type == "cpu":
+        return generator
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    return torch.Generator(device=device).manual_seed(seed)
+
+
 @torch.no_grad()
 def predict(model: nn.Module, x: np.ndarray, input_shape: tuple[int, ...]) -> np.ndarray:
-    """Class scores (logits) of ``model`` on ``x``."""
+    """Class scores (logits) of ``model`` on ``x``, on the model's device, in batches of
+    :data:`EVAL_BATCH` rows."""
     model.eval()
-    return model(_as_input(x, input_shape)).numpy()
+    device = _device_of(model)
+    inputs = _as_input(x, input_shape)
+    if len(inputs) <= EVAL_BATCH:
+        return model(inputs.to(device)).cpu().numpy()
+    chunks = [
+        model(inputs[i : i + EVAL_BATCH].to(device)).cpu().numpy()
+        for i in range(0, len(inputs), EVAL_BATCH)
+    ]
+    return np.concatenate(chunks)
 
 
 def evaluate(
@@ -226,6 +278,11 @@ def run_client_task(task: ClientTask, global_weights: dict[str, np.ndarray]) -> 
         x, y = data.x_train[idx], data.y_train[idx]
     else:
         x, y = data.client(task.client_index)
+    if task.device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(
+            f"{task.account}: the task asks for cuda but this process sees no CUDA device "
+            "(is resources.client_gpus > 0?)"
+        )
     gen = torch.Generator().manual_seed(task.seed)
     rng = np.random.default_rng(task.seed)
 
@@ -244,7 +301,7 @@ def run_client_task(task: ClientTask, global_weights: dict[str, np.ndarray]) -> 
         )
         x, y = behaviour.prepare_data(x, y, ctx)
 
-    model = build_model(task.model, data.input_shape, data.num_classes, gen)
+    model = build_model(task.model, data.input_shape, data.num_classes, gen, task.device)
     load_numpy(model, global_weights)
     loss, acc, steps, q = float("nan"), float("nan"), 0, 0.0
     if behaviour is None or behaviour.trains:

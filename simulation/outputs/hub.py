@@ -67,10 +67,6 @@ WEIGHTS_FILE = "model.safetensors"
 
 # Input shape and classes of the built-in datasets (mirrors simulation/fl/data.py,
 # kept here so exporting needs neither torch nor the dataset download).
-_DATASET_SHAPES: dict[str, tuple[tuple[int, ...], int]] = {
-    "digits": ((1, 8, 8), 10),
-    "breast_cancer": ((30,), 2),
-}
 
 
 class HubError(OutputsError):
@@ -427,18 +423,37 @@ def _tensor_shapes(weights: Path) -> dict[str, list[int]]:
         return {k: list(fh.get_slice(k).get_shape()) for k in sorted(fh.keys())}
 
 
+_LSTM_FIELDS = ("embedding_dim", "lstm_hidden", "lstm_layers")
+
+
+def _input_spec(
+    dataset: Mapping[str, Any], data: Mapping[str, Any] | None
+) -> tuple[tuple[int, ...], int]:
+    """The model's input shape and class count: as the run's manifest recorded them,
+    else the dataset's known shape (runs from before the manifest had them)."""
+    if data and data.get("input_shape"):
+        return tuple(int(d) for d in data["input_shape"]), int(data["num_classes"])
+    from simulation.config.catalog import DATASETS
+
+    known = DATASETS.get(str(dataset.get("name", "")))
+    if known is not None and known.input_shape is not None and known.num_classes is not None:
+        return known.input_shape, known.num_classes
+    synthetic = dataset.get("synthetic", {})
+    return (int(synthetic.get("dim", 0)),), int(synthetic.get("num_classes", 0))
+
+
 def _model_config(
-    scenario: Mapping[str, Any], shapes: Mapping[str, list[int]], version: str
+    scenario: Mapping[str, Any],
+    shapes: Mapping[str, list[int]],
+    version: str,
+    data: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     dataset = scenario.get("dataset", {})
     model = scenario.get("model", {})
     name = str(dataset.get("name", ""))
-    if name in _DATASET_SHAPES:
-        input_shape, num_classes = _DATASET_SHAPES[name]
-    else:
-        synthetic = dataset.get("synthetic", {})
-        input_shape = (int(synthetic.get("dim", 0)),)
-        num_classes = int(synthetic.get("num_classes", 0))
+    input_shape, num_classes = _input_spec(dataset, data)
+    is_lstm = model.get("name") == "char_lstm"
+    lstm = {k: model[k] for k in _LSTM_FIELDS if k in model} if is_lstm else {}
     return {
         "architectures": [f"FedMarket{str(model.get('name', 'model')).upper()}"],
         "model_type": f"fedmarket-{model.get('name')}",
@@ -451,6 +466,7 @@ def _model_config(
         "tensor_shapes": dict(shapes),
         "dataset": name,
         "fedmarket_version": version,
+        **lstm,
     }
 
 
@@ -488,7 +504,10 @@ def export_version(run_dir: Path, version: str, out_dir: Path) -> ExportResult:
     out_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(weights, out_dir / WEIGHTS_FILE)
     scenario = run.scenario
-    config = _model_config(scenario, _tensor_shapes(weights), wanted)
+    data = run.manifest.get("data")
+    config = _model_config(
+        scenario, _tensor_shapes(weights), wanted, data if isinstance(data, Mapping) else None
+    )
     (out_dir / "config.json").write_text(
         json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8"
     )

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import textwrap
+import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -125,6 +126,8 @@ class RunData:
     metrics: pd.DataFrame
     ground_truth: Mapping[str, Any]
     ledger: tuple[LedgerRecord, ...] = ()
+    label_counts: pd.DataFrame | None = None
+    """``label_counts.parquet``: training examples per (client, label), if the run wrote it."""
 
     @property
     def scenario(self) -> Mapping[str, Any]:
@@ -241,6 +244,7 @@ def load_run(path: Path | str, *, ledger: bool = True) -> RunData:
     manifest = _read_json(p / "manifest.json")
     gt_path = p / "ground_truth.json"
     ground_truth = _read_json(gt_path) if gt_path.is_file() else {}
+    labels = p / "label_counts.parquet"
     return RunData(
         path=p,
         manifest=manifest,
@@ -248,6 +252,9 @@ def load_run(path: Path | str, *, ledger: bool = True) -> RunData:
         metrics=_read_table(p / "metrics.parquet"),
         ground_truth=ground_truth,
         ledger=read_ledger(p) if ledger else (),
+        label_counts=_read_table(labels)
+        if labels.is_file() or labels.with_suffix(".csv").is_file()
+        else None,
     )
 
 
@@ -565,6 +572,83 @@ def _fig_token_flows(run: RunData) -> Figure | None:
     return fig
 
 
+LABEL_LEGEND_MAX = 20
+"""Up to this many classes the label distribution is a stacked bar chart with a legend;
+above (FEMNIST's 62, Shakespeare's 81) a heatmap with a colour bar."""
+
+
+def _fig_label_distribution(run: RunData) -> Figure | None:
+    """Training examples per client and label, drawn by Flower Datasets'
+    ``plot_label_distributions`` from the counts the run stored (no dataset needed)."""
+    table = run.label_counts
+    if table is None or table.empty:
+        logger.info("%s: no label_counts.parquet; label distribution skipped", run.path)
+        return None
+    from flwr_datasets.visualization import plot_label_distributions
+
+    partitioner = counts_partitioner(table)
+    classes = table["label"].nunique()
+    clients = table["client"].nunique()
+    fig = Figure(figsize=(max(6.0, min(0.25 * clients, 16.0)), 3.8), layout="constrained")
+    ax = fig.subplots()
+    heatmap = classes > LABEL_LEGEND_MAX
+    with warnings.catch_warnings():
+        # Flower Datasets warns when the per-client frames have no verbose names; ours do.
+        warnings.simplefilter("ignore", UserWarning)
+        plot_label_distributions(
+            partitioner,
+            label_name="label",
+            plot_type="heatmap" if heatmap else "bar",
+            size_unit="absolute",
+            partition_id_axis="x",
+            axis=ax,
+            title="Label distribution per client",
+            cmap="viridis",
+            legend=True,
+            legend_title="examples" if heatmap else "label",
+            verbose_labels=not heatmap,
+            # Flower pushes the bar legend right of the figure; constrained layout
+            # makes room for it only at its own "outside" position.
+            legend_kwargs=None if heatmap else {"bbox_to_anchor": None},
+        )
+    ax.set_xlabel("client")
+    ax.set_ylabel("label" if heatmap else "examples")
+    return fig
+
+
+def counts_partitioner(table: pd.DataFrame) -> Any:
+    """A Flower ``Partitioner`` whose partition *i* is client *i*'s stored label counts
+    (rows of a ``label`` column with the class names as a ``ClassLabel``), so Flower's
+    own plotting code draws a past run."""
+    from datasets import ClassLabel, Dataset, Features
+    from flwr_datasets.partitioner import Partitioner
+
+    names = table.drop_duplicates("label").sort_values("label")["label_name"].astype(str).tolist()
+    clients = sorted(table["client"].unique())
+    ordered = table.set_index(["client", "label"])["count"]
+    labels: list[np.ndarray] = []
+    for client in clients:
+        counts = ordered.loc[client].reindex(range(len(names)), fill_value=0).to_numpy()
+        labels.append(np.repeat(np.arange(len(names)), counts))
+    bounds = np.concatenate([[0], np.cumsum([len(a) for a in labels])])
+
+    class StoredCounts(Partitioner):  # type: ignore[misc]
+        def load_partition(self, partition_id: int) -> Dataset:
+            start, stop = int(bounds[partition_id]), int(bounds[partition_id + 1])
+            return self.dataset.select(range(start, stop))
+
+        @property
+        def num_partitions(self) -> int:
+            return len(clients)
+
+    partitioner = StoredCounts()
+    partitioner.dataset = Dataset.from_dict(
+        {"label": np.concatenate(labels).astype(np.int64)},
+        features=Features({"label": ClassLabel(names=names)}),
+    )
+    return partitioner
+
+
 def run_figures(run: RunData) -> dict[str, Figure]:
     """Every figure the run's data supports, by name (absent data → figure skipped)."""
     builders = {
@@ -575,6 +659,7 @@ def run_figures(run: RunData) -> dict[str, Figure]:
         "epsilon": _fig_epsilon,
         "votes_licenses": _fig_votes_licenses,
         "token_flows": _fig_token_flows,
+        "label_distribution": _fig_label_distribution,
     }
     logger.info("%s: attack heatmap needs a study with attack columns; skipped", run.path)
     with figure_style():

@@ -2,7 +2,9 @@
 
 Results are data, not live objects: plots and reports read only these files,
 so any past run can be re-plotted. Long-form metrics have one row per
-``(round, client, metric)``; per-round global metrics one row per round.
+``(round, client, metric)``; per-round global metrics one row per round; the
+partition's label counts one row per ``(client, label)`` (``label_counts.parquet``,
+what ``fedmarket plot`` draws the label distribution from, without the dataset).
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ import yaml
 
 from simulation import names
 from simulation.config.schema import Scenario
+from simulation.fl.federated import FederatedData
 from simulation.fl.weights import safetensors_bytes
 from simulation.world.records import MetricRow, WorldResult
+from simulation.world.setup import account_name
 
 log = logging.getLogger("fedmarket.results")
 
@@ -42,7 +46,11 @@ PACKAGES = (
     "pyarrow",
     "scikit-learn",
     "safetensors",
+    "datasets",
+    "huggingface_hub",
 )
+
+LABEL_COUNTS = "label_counts.parquet"
 
 
 def package_versions() -> dict[str, str]:
@@ -89,6 +97,20 @@ def metrics_frame(result: WorldResult) -> pd.DataFrame:
     return df.sort_values(["round", "client", "metric"], kind="stable").reset_index(drop=True)
 
 
+def label_counts_frame(data: FederatedData) -> pd.DataFrame:
+    """Long form: ``client, natural_id, label, label_name, count`` for every client and
+    label (zeros included), in client then label order."""
+    counts = data.label_counts()
+    names = list(data.class_names) or [str(k) for k in range(data.num_classes)]
+    ids = list(data.client_ids) or [""] * len(counts)
+    rows = [
+        (account_name(i), ids[i], k, names[k], int(counts[i, k]))
+        for i in range(counts.shape[0])
+        for k in range(counts.shape[1])
+    ]
+    return pd.DataFrame(rows, columns=["client", "natural_id", "label", "label_name", "count"])
+
+
 def rounds_frame(result: WorldResult) -> pd.DataFrame:
     """One row per round (round 0 is the initial model)."""
     df = pd.DataFrame([dataclasses.asdict(r) for r in result.rounds])
@@ -107,6 +129,11 @@ def write_results(
     if scenario.output.csv:
         metrics.to_csv(out_dir / "metrics.csv", index=False)
         rounds.to_csv(out_dir / "rounds.csv", index=False)
+    if result.data is not None:
+        labels = label_counts_frame(result.data)
+        labels.to_parquet(out_dir / LABEL_COUNTS, index=False)
+        if scenario.output.csv:
+            labels.to_csv(out_dir / "label_counts.csv", index=False)
     if scenario.output.save_model:
         (out_dir / "model.safetensors").write_bytes(safetensors_bytes(result.final_weights))
     (out_dir / "ground_truth.json").write_text(result.ground_truth.to_json())
@@ -133,6 +160,8 @@ def write_results(
         "epsilon": result.final_epsilon,
         "market": result.market.as_dict(),
         "baseline_accuracy": (result.baseline_accuracy[-1] if result.baseline_accuracy else None),
+        "data": ({"name": scenario.dataset.name, **result.data.summary()} if result.data else None),
+        "device": result.device.to_json() if result.device else None,
         "wall_seconds": wall_seconds,
         "packages": package_versions(),
         "python": platform.python_version(),

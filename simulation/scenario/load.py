@@ -15,14 +15,14 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from simulation.config.schema import Scenario
+from simulation.config.schema import HubDatasetConfig, Scenario
 from simulation.errors import Problem, ScenarioError
 
 # ------------------------------------------------------------------ error handling
 
 # Fields whose value is a discriminated union: pydantic puts the tag in the
 # error location (``privacy.dp_sgd.noise_multiplier``); users never wrote it.
-_TAGGED = {"partition", "privacy"}
+_TAGGED = {"partition", "privacy", "dataset"}
 _TAGGED_LISTS = {"timeline"}
 
 
@@ -57,8 +57,11 @@ def _valid_keys(loc: Sequence[int | str]) -> list[str]:
             tag = path[i + 1]
             options = getattr(ann, "__args__", ())
             for opt in options:
+                tags = [getattr(m, "tag", None) for m in getattr(opt, "__metadata__", ())]
                 for inner in getattr(opt, "__args__", (opt,)):
                     mf = getattr(inner, "model_fields", {})
+                    if tag in tags:  # a callable discriminator's Tag (the dataset section)
+                        model = inner
                     for key in ("kind", "mode"):
                         if key in mf and mf[key].default == tag:
                             model = inner
@@ -184,10 +187,35 @@ def validate_data(data: Mapping[str, Any], source: str) -> Scenario:
         raise ScenarioError(problems_from_validation(source, err) + problems) from None
     if problems:
         raise ScenarioError(problems)
-    problems = _check_components(scenario, source)
+    problems = _check_components(scenario, source) + _check_machine(scenario, source)
     if problems:
         raise ScenarioError(problems)
     return scenario
+
+
+def _check_machine(scenario: Scenario, source: str) -> list[Problem]:
+    """What this machine must provide: a Hub dataset's files (at ``dataset.path`` or in
+    the local HF cache; nothing is downloaded, nothing imports ``datasets``), and CUDA
+    when ``training.device`` is ``cuda`` (only then is torch imported)."""
+    problems = []
+    dataset = scenario.dataset
+    if isinstance(dataset, HubDatasetConfig):
+        from simulation.fl.sources import DatasetNotAvailable, locate
+
+        try:
+            locate(dataset)
+        except DatasetNotAvailable as exc:
+            field = "dataset.path" if dataset.path is not None else "dataset.name"
+            problems.append(Problem(source, field, str(exc)))
+    if scenario.training.device == "cuda":
+        import torch
+
+        from simulation.fl.device import cuda_unavailable_reason
+
+        if not torch.cuda.is_available():
+            reason = f"cuda requested, but {cuda_unavailable_reason()}"
+            problems.append(Problem(source, "training.device", reason))
+    return problems
 
 
 def _named_components(data: Mapping[str, Any]) -> list[tuple[str, str, Any, Any]]:

@@ -144,4 +144,6 @@ def result_of(parts: Parts, head: str, stats: Any) -> WorldResult:
         ground_truth=ground_truth(parts),
         final_epsilon={a: privacy.spent(a) for a in accounts} if privacy is not None else {},
         market=stats,
+        data=parts.data,
+        device=parts.server.device,
     )

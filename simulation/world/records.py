@@ -7,11 +7,15 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from simulation.fl.messages import ReplyMetrics
+
+if TYPE_CHECKING:
+    from simulation.fl.device import DeviceChoice
+    from simulation.fl.federated import FederatedData
 
 __all__ = [
     "GroundTruth",
@@ -148,6 +152,8 @@ class WorldResult:
     final_epsilon: dict[str, float] = field(default_factory=dict)
     market: MarketStats = field(default_factory=MarketStats)
     baseline_accuracy: list[float] | None = None
+    data: FederatedData | None = None
+    device: DeviceChoice | None = None
 
     @property
     def final(self) -> RoundRecord:

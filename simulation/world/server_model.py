@@ -7,6 +7,7 @@ import numpy as np
 
 from simulation.config.schema import Scenario
 from simulation.fl.data import FederatedData
+from simulation.fl.device import DeviceChoice
 from simulation.fl.evaluation import validation_results
 from simulation.fl.models import build_model, flops_per_example, load_numpy, state_to_numpy
 from simulation.fl.training import evaluate, local_train, predict
@@ -21,13 +22,16 @@ __all__ = ["ServerModel"]
 class ServerModel:
     """The global model's architecture on the server, with the data it evaluates on."""
 
-    def __init__(self, scenario: Scenario, data: FederatedData, tree: SeedTree) -> None:
+    def __init__(
+        self, scenario: Scenario, data: FederatedData, tree: SeedTree, device: DeviceChoice
+    ) -> None:
         self.scenario = scenario
         self.data = data
         self.tree = tree
-        shape, classes = data.input_shape, data.num_classes
-        self.model = build_model(scenario.model, shape, classes, tree.torch("init"))
-        self.eval_model = build_model(scenario.model, shape, classes, tree.torch("eval"))
+        self.device = device
+        shape, classes, on = data.input_shape, data.num_classes, device.used
+        self.model = build_model(scenario.model, shape, classes, tree.torch("init"), on)
+        self.eval_model = build_model(scenario.model, shape, classes, tree.torch("eval"), on)
         self.flops = flops_per_example(self.model, shape)
 
     def initial_weights(self) -> Weights:
@@ -64,7 +68,8 @@ class ServerModel:
     def root_update(self, round_: int, global_weights: Weights) -> Weights:
         """FLTrust's server update: one round of local training on the root set."""
         sc, d = self.scenario, self.data
-        model = build_model(sc.model, d.input_shape, d.num_classes, self.tree.torch("root", round_))
+        gen = self.tree.torch("root", round_)
+        model = build_model(sc.model, d.input_shape, d.num_classes, gen, self.device.used)
         load_numpy(model, global_weights)
         gen = self.tree.torch("root-train", round_)
         local_train(model, d.x_val, d.y_val, d.input_shape, sc.training, None, gen)

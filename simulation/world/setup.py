@@ -24,6 +24,7 @@ from marketplace.incentives import IncentiveMechanism, create_mechanism
 from simulation.config.schema import DPSGDPrivacy, Scenario
 from simulation.fl.aggregation import create_strategy
 from simulation.fl.data import FederatedData
+from simulation.fl.device import resolve_device
 from simulation.fl.training import DataSpec, choose_grad_sample_mode
 from simulation.rng import SeedTree
 from simulation.world.accounting import ClientPrivacy
@@ -97,11 +98,9 @@ def build_parts(
     """Build every component of a run and open its ledger."""
     n = scenario.clients.count
     accounts = [account_name(i) for i in range(n)]
-    spec = DataSpec(
-        dataset=scenario.dataset, partition=scenario.partition, num_clients=n, seed=scenario.seed
-    )
+    spec = DataSpec.of(scenario)
     data = spec.build()
-    server = ServerModel(scenario, data, tree)
+    server = ServerModel(scenario, data, tree, resolve_device(scenario.training, scenario.resources))
     weights = server.initial_weights()
     model_bytes = sum(int(v.nbytes) for v in weights.values())
     time_model = TimeModel.create(
@@ -114,7 +113,9 @@ def build_parts(
     contrib = scenario.contribution
     evaluator = create_evaluator(contrib.evaluator, **contrib.params) if contrib.evaluator else None
     privacy, grad_mode = _privacy(scenario, server, population, data)
-    tasks = TaskBuilder(scenario, spec, data, population, privacy, grad_mode, tree)
+    tasks = TaskBuilder(
+        scenario, spec, data, population, privacy, grad_mode, tree, server.device.used
+    )
     market = open_market(scenario, out_dir, accounts, [len(p) for p in data.partitions], clock)
     try:
         mechanism = _mechanism(scenario, fed, market)

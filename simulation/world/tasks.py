@@ -35,6 +35,8 @@ class TaskBuilder:
     privacy: ClientPrivacy | None
     grad_sample_mode: str
     tree: SeedTree
+    device: str = "cpu"
+    """Where clients train (``resolve_device``'s choice, the same for the whole run)."""
 
     def build(
         self, round_: int, clients: Iterable[int], fed: Federation, now: float
@@ -65,6 +67,7 @@ class TaskBuilder:
                     behaviour=self.population.behaviour_config(c, round_, now),
                     fault=faults.get(c),
                     data_indices=_rows(indices),
+                    device=self.device,
                 )
             )
         return tasks

@@ -56,6 +56,7 @@ def test_run_figures_content(pristine_run: Path, caplog: pytest.LogCaptureFixtur
         "lorenz",
         "epsilon",
         "token_flows",
+        "label_distribution",
     }
     assert "no vote or license_purchase entries" in caplog.text
     ax_acc, ax_loss = figs["accuracy_loss"].axes
@@ -153,7 +154,7 @@ def test_plot_cli_defaults_to_run_plots(cli: typer.Typer, run_dir: Path) -> None
     assert result.exit_code == 0, result.output
     names = sorted(p.name for p in (run_dir / "plots").iterdir())
     assert "accuracy_loss.pdf" in names and "accuracy_loss.png" in names
-    assert len(names) == 12
+    assert len(names) == 14
     assert (run_dir / "plots" / "lorenz.pdf").read_bytes().startswith(b"%PDF")
 
 
@@ -219,3 +220,43 @@ def test_attack_heatmap_rows_are_defences_and_columns_fractions(tmp_path: Path) 
     cols = [t.get_text() for t in ax.get_xticklabels()]
     assert rows == ["strategy=fedavg", "strategy=fedmedian"]
     assert cols == list(fractions)
+
+
+def _counts_table(counts: np.ndarray, names: list[str]) -> pd.DataFrame:
+    rows = [
+        (f"client-{i:03d}", "", k, names[k], int(counts[i, k]))
+        for i in range(counts.shape[0])
+        for k in range(counts.shape[1])
+    ]
+    return pd.DataFrame(rows, columns=["client", "natural_id", "label", "label_name", "count"])
+
+
+def test_label_distribution_draws_the_stored_counts(run_dir: Path) -> None:
+    """Flower Datasets' plot_label_distributions draws exactly the counts the run stored
+    (no dataset is read): one stacked bar per client, one segment per label."""
+    counts = np.array([[5, 0, 2], [1, 1, 1], [0, 7, 3]])
+    _counts_table(counts, ["cat", "dog", "eel"]).to_parquet(run_dir / "label_counts.parquet")
+    (run_dir / "label_counts.csv").unlink()
+    fig = run_figures(load_run(run_dir))["label_distribution"]
+    ax = fig.axes[0]
+    heights = [p.get_height() for p in ax.patches]
+    assert heights == counts.T.ravel().tolist()  # pandas stacks label by label
+    # Flower lists the legend top segment first, as the bars stack.
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["eel", "dog", "cat"]
+    assert ax.get_xlabel() == "client"
+
+
+def test_label_distribution_heatmap_for_many_classes(run_dir: Path) -> None:
+    rng = np.random.default_rng(0)
+    counts = rng.integers(0, 9, size=(4, 62))
+    _counts_table(counts, [str(k) for k in range(62)]).to_parquet(run_dir / "label_counts.parquet")
+    fig = run_figures(load_run(run_dir))["label_distribution"]
+    (mesh,) = fig.axes[0].collections
+    values = np.asarray(mesh.get_array()).reshape(62, 4)  # labels down, clients across
+    np.testing.assert_array_equal(values, counts.T)
+
+
+def test_runs_without_label_counts_skip_the_figure(run_dir: Path) -> None:
+    (run_dir / "label_counts.parquet").unlink()
+    (run_dir / "label_counts.csv").unlink()
+    assert "label_distribution" not in run_figures(load_run(run_dir))

@@ -29,6 +29,7 @@ def test_run_report_html_and_markdown(cli: typer.Typer, run_dir: Path) -> None:
         "lorenz",
         "epsilon",
         "token_flows",
+        "label_distribution",
     ]
     assert not re.search(r'(src|href)="(http|//|file:)', html)  # no external assets
     with Market.open(run_dir) as market:

@@ -12,7 +12,10 @@ from simulation.world.screening import check_update
 
 
 def test_registry_lists_valid_names_on_typo() -> None:
-    with pytest.raises(ValueError, match="unknown model 'mpl'; valid names: cnn, logreg, mlp"):
+    with pytest.raises(
+        ValueError,
+        match="unknown model 'mpl'; valid names: char_lstm, cnn, fedavg_cnn, lenet5, logreg, mlp, ",
+    ):
         MODELS.get("mpl")
 
 

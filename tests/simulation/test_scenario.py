@@ -60,13 +60,14 @@ def test_quickstart_loads_with_dp() -> None:
             "s.yaml: privacy.delta -> Input should be less than 1 (got 2)",
         ),
         (
-            "dataset: {name: mnist}\n",
-            "s.yaml: dataset.name -> Input should be 'digits', 'breast_cancer' or 'synthetic' "
-            "(got 'mnist')",
+            "dataset: {name: imagenet}\n",
+            "s.yaml: dataset.name -> unknown dataset 'imagenet' (valid: breast_cancer, cifar10, "
+            "digits, fashion_mnist, femnist, mnist, shakespeare, synthetic) (got 'imagenet')",
         ),
         (
             "model: {name: cnn}\ndataset: {name: breast_cancer}\n",
-            "s.yaml: model.name -> cnn needs an image dataset (digits)",
+            "s.yaml: model.name -> cnn needs an image dataset (cifar10, digits, fashion_mnist, "
+            "femnist, mnist)",
         ),
         (
             "aggregation: {strategy: fedavgg}\n",

@@ -131,7 +131,10 @@ def test_new_defence_mechanism_and_attack_run_by_name(registered: None, tmp_path
         (2, "client-000", "lowest_takes_all"),
     ]
     # The attacker replayed the initial global model in round 1.
-    parts_data = ServerModel(scenario, _data(scenario), SeedTree(scenario.seed))
+    from simulation.fl.device import resolve_device
+
+    device = resolve_device(scenario.training, scenario.resources)
+    parts_data = ServerModel(scenario, _data(scenario), SeedTree(scenario.seed), device)
     first = next(
         e for e in Market.open(tmp_path).entries()
         if e.kind == "contribution" and e.sender == "client-000"
@@ -155,10 +158,4 @@ def test_a_typo_in_a_registered_components_params_lists_its_keys(registered: Non
 def _data(scenario: Any) -> Any:
     from simulation.fl.training import DataSpec
 
-    spec = DataSpec(
-        dataset=scenario.dataset,
-        partition=scenario.partition,
-        num_clients=scenario.clients.count,
-        seed=scenario.seed,
-    )
-    return spec.build()
+    return DataSpec.of(scenario).build()
