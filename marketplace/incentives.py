@@ -38,6 +38,7 @@ This module never imports the ledger: settlement goes through the
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 from abc import ABC, abstractmethod
@@ -71,6 +72,7 @@ __all__ = [
     "create_mechanism",
     "flag_rejected",
     "largest_remainder",
+    "mechanism_parameters",
 ]
 
 logger = logging.getLogger("fedmarket.incentives")
@@ -708,6 +710,21 @@ for _cls in (
     RoyaltiesMechanism,
 ):
     MECHANISMS.register(_cls.name, _cls)
+
+
+def mechanism_parameters(name: str) -> set[str]:
+    """Keyword parameters :func:`create_mechanism` accepts for the mechanism ``name``.
+
+    The mechanism's own constructor parameters plus the wrappers' ``max_share``
+    and ``min_score``; ``ValueError`` for an unknown name.
+    """
+    factory = MECHANISMS.get(name)
+    init = getattr(factory, "__init__", None)
+    own: set[str] = set()
+    if init is not None and init is not object.__init__:
+        params = inspect.signature(init).parameters.values()
+        own = {p.name for p in params if p.name != "self" and p.kind is p.KEYWORD_ONLY}
+    return own | {"max_share", "min_score"}
 
 
 def create_mechanism(

@@ -184,7 +184,10 @@ def validate_data(data: Mapping[str, Any], source: str) -> Scenario:
         raise ScenarioError(problems_from_validation(source, err) + problems) from None
     if problems:
         raise ScenarioError(problems)
-    problems = _check_components(scenario, source)
+    problems = _check_reward_params(scenario, source)
+    skip = {"rewards.params"} if problems else set()
+    problems += _check_components(scenario, source, skip=skip)
+    problems += _check_aggregation_feasible(scenario, source)
     if problems:
         raise ScenarioError(problems)
     return scenario
@@ -248,8 +251,13 @@ def _check_names(data: Mapping[str, Any], source: str) -> list[Problem]:
     return problems
 
 
-def _check_components(scenario: Scenario, source: str) -> list[Problem]:
-    """Build every named component once, so bad parameters fail before a run starts."""
+def _check_components(
+    scenario: Scenario, source: str, *, skip: frozenset[str] | set[str] = frozenset()
+) -> list[Problem]:
+    """Build every named component once, so bad parameters fail before a run starts.
+
+    Components whose field is in ``skip`` (already reported) are not built.
+    """
     from agents.market import create_market_behaviour
     from agents.training import create_behaviour
     from marketplace.contribution import create_evaluator
@@ -291,11 +299,89 @@ def _check_components(scenario: Scenario, source: str) -> list[Problem]:
         )
     problems = []
     for field, make in attempts:
+        if field in skip:
+            continue
         try:
             make()
         except (ValueError, TypeError) as exc:
             problems.append(Problem(source, field, str(exc).splitlines()[0]))
     return problems
+
+
+def clients_per_round(scenario: Scenario) -> int:
+    """How many clients a round samples when every client is present (the world's rule)."""
+    cfg = scenario.clients
+    return min(cfg.count, max(cfg.min_per_round, round(cfg.fraction * cfg.count)))
+
+
+# Replies a Byzantine-robust rule needs for ``f`` tolerated attackers, as its paper states:
+# Krum and Multi-Krum (Blanchard et al. 2017) n ≥ 2f + 3; Bulyan (El Mhamdi et al. 2018)
+# n ≥ 4f + 3. Flower runs below these bounds (Krum with fewer neighbours, Bulyan not at all).
+_MIN_REPLIES = {"krum": (2, 3), "multikrum": (2, 3), "bulyan": (4, 3)}
+
+
+def _check_aggregation_feasible(scenario: Scenario, source: str) -> list[Problem]:
+    """A robust aggregator whose guarantee the round size cannot honour is a scenario error."""
+    agg = scenario.aggregation
+    problems: list[Problem] = []
+    per_round = clients_per_round(scenario)
+    sampled = (
+        f"a round samples {per_round} clients (clients.count={scenario.clients.count}, "
+        f"clients.fraction={scenario.clients.fraction})"
+    )
+    if agg.strategy in _MIN_REPLIES:
+        f = agg.params.get("num_malicious_nodes", 0)
+        a, b = _MIN_REPLIES[agg.strategy]
+        if isinstance(f, int) and not isinstance(f, bool) and a * f + b > per_round:
+            problems.append(
+                Problem(
+                    source,
+                    "aggregation.params.num_malicious_nodes",
+                    f"{agg.strategy} tolerates f={f} only with at least {a}f+{b}="
+                    f"{a * f + b} replies per round, but {sampled}",
+                )
+            )
+    select = agg.params.get("num_nodes_to_select")
+    if agg.strategy == "multikrum" and isinstance(select, int) and select > per_round:
+        problems.append(
+            Problem(
+                source,
+                "aggregation.params.num_nodes_to_select",
+                f"multikrum cannot select {select} updates: {sampled}",
+            )
+        )
+    if agg.strategy == "fltrust" and scenario.dataset.validation_fraction == 0:
+        problems.append(
+            Problem(
+                source,
+                "dataset.validation_fraction",
+                "fltrust trains the server on a root dataset, the validation split; "
+                "with validation_fraction 0 it is empty and the model would never move",
+            )
+        )
+    return problems
+
+
+def _check_reward_params(scenario: Scenario, source: str) -> list[Problem]:
+    """Each ``rewards.params`` key must be a parameter of the mechanism (or of its wrappers)."""
+    from marketplace.incentives import mechanism_parameters
+
+    rewards = scenario.rewards
+    try:
+        accepted = mechanism_parameters(rewards.mechanism)
+    except ValueError:
+        return []  # an unknown mechanism is reported by _check_names
+    # The world supplies the live reputation view itself; a scenario cannot.
+    accepted -= {"reputation"}
+    return [
+        Problem(
+            source,
+            f"rewards.params.{key}",
+            f"mechanism {rewards.mechanism!r} takes no parameter {key!r} "
+            f"(valid: {', '.join(sorted(accepted)) or 'none'})",
+        )
+        for key in sorted(set(rewards.params) - accepted)
+    ]
 
 
 def load_scenario(
