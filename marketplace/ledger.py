@@ -887,7 +887,12 @@ class Market:
         return self._append("withdraw", account, {})
 
     def slash(self, account: str, amount: int, *, reason: str) -> Entry:
-        """Burn ``amount`` of ``account``'s stake by a mechanism decision."""
+        """Burn ``amount`` of ``account``'s stake by a mechanism decision.
+
+        Locked stake goes first, then unbonding stake. When less than ``amount``
+        remains, what remains is burned and the difference is recorded as the
+        account's shortfall (``state.slash_shortfall(account)``); nothing raises.
+        """
         return self._append(
             "slash", TREASURY, {"account": account, "amount": amount, "reason": reason}
         )
