@@ -18,7 +18,6 @@ from marketplace import (
     NonceError,
     PriceTerms,
     SignedTransaction,
-    StakeError,
     VoteError,
     audit_ledger,
 )
