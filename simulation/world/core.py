@@ -29,7 +29,7 @@ from marketplace import TOKEN, Market
 from marketplace.contribution import RoundData, coalition_utility, create_evaluator
 from marketplace.incentives import ContributionInfo, RoundOutcome, create_mechanism
 from simulation.config.schema import DPSGDPrivacy, Scenario
-from simulation.fl.aggregation import create_strategy
+from simulation.fl.aggregation import create_strategy, proximal_mu
 from simulation.fl.data import FederatedData
 from simulation.fl.evaluation import validation_results
 from simulation.fl.models import build_model, flops_per_example, load_numpy, state_to_numpy
@@ -465,6 +465,7 @@ class World:
                     behaviour=self.population.behaviour_config(c, round_, now),
                     fault=faults.get(c),
                     data_indices=tuple(int(i) for i in indices) if indices is not None else None,
+                    proximal_mu=proximal_mu(sc.aggregation.strategy, sc.aggregation.params),
                 )
             )
         return tasks
