@@ -188,6 +188,7 @@ def validate_data(data: Mapping[str, Any], source: str) -> Scenario:
     skip = {"rewards.params"} if problems else set()
     problems += _check_components(scenario, source, skip=skip)
     problems += _check_aggregation_feasible(scenario, source)
+    problems += _check_staked_voters(scenario, source)
     if problems:
         raise ScenarioError(problems)
     return scenario
@@ -229,7 +230,11 @@ def _check_names(data: Mapping[str, Any], source: str) -> list[Problem]:
     checks.append(("aggregation.strategy", section("aggregation").get("strategy"), "strategy"))
     checks.append(("rewards.mechanism", section("rewards").get("mechanism"), "mechanism"))
     checks.append(("contribution.evaluator", section("contribution").get("evaluator"), "evaluator"))
-    checks.append(("market.rating_rule", section("market").get("rating_rule"), "rating_rule"))
+    rule = section("market").get("rating_rule")
+    if isinstance(rule, dict):
+        checks.append(("market.rating_rule.name", rule.get("name"), "rating_rule"))
+    else:
+        checks.append(("market.rating_rule", rule, "rating_rule"))
     for i, g in enumerate(data.get("population") or []):
         if isinstance(g, dict):
             checks.append((f"population.{i}.behaviour", g.get("behaviour"), "behaviour"))
@@ -262,6 +267,7 @@ def _check_components(
     from agents.training import create_behaviour
     from marketplace.contribution import create_evaluator
     from marketplace.incentives import create_mechanism
+    from marketplace.ratings import make_rating_rule
     from simulation.fl.aggregation import create_strategy
 
     mechanism_params: dict[str, Any] = dict(scenario.rewards.params)
@@ -281,6 +287,14 @@ def _check_components(
             lambda: create_mechanism(scenario.rewards.mechanism, **mechanism_params),
         ),
     ]
+    market = scenario.market
+    if not isinstance(market.rating_rule, str):
+        attempts.append(
+            (
+                "market.rating_rule.params",
+                lambda: make_rating_rule(market.rating_rule_name, market.rating_rule_params),
+            )
+        )
     if scenario.contribution.evaluator:
         ev = scenario.contribution.evaluator
         attempts.append(
@@ -359,6 +373,46 @@ def _check_aggregation_feasible(scenario: Scenario, source: str) -> list[Problem
                 "with validation_fraction 0 it is empty and the model would never move",
             )
         )
+    return problems
+
+
+_VOTERS = ("honest_voters", "colluding_cabal")
+
+
+def _check_staked_voters(scenario: Scenario, source: str) -> list[Problem]:
+    """Under ``yuma`` a vote counts by the voter's stake: every voter must be able to stake.
+
+    Only clients stake (``market.stake`` tokens out of ``market.initial_grant``
+    when they join); any other voting account holds none, so its votes would
+    have no say and a version rated only by such voters no rating at all.
+    """
+    from agents.market import create_market_behaviour
+
+    market = scenario.market
+    if market.rating_rule_name != "yuma":
+        return []
+    clients = {f"client-{i:03d}" for i in range(scenario.clients.count)}
+    staking = min(market.stake, market.initial_grant) > 0
+    problems = []
+    for i, b in enumerate(market.behaviours):
+        if b.behaviour not in _VOTERS:
+            continue
+        try:
+            members = create_market_behaviour(b.behaviour, b.params).params.members()
+        except (ValueError, TypeError):
+            continue  # reported by _check_components
+        unstaked = [m for m in members if not staking or m not in clients]
+        if unstaked:
+            shown = ", ".join(unstaked[:3]) + (", ..." if len(unstaked) > 3 else "")
+            problems.append(
+                Problem(
+                    source,
+                    f"market.behaviours.{i}.params",
+                    f"market.rating_rule yuma counts votes by stake, but {b.behaviour} "
+                    f"{shown} can hold none (only clients stake, market.stake="
+                    f"{market.stake} tokens): vote with client accounts or use another rule",
+                )
+            )
     return problems
 
 

@@ -329,7 +329,9 @@ class World:
             buyer_budget=round(cfg.buyer_budget * TOKEN),
             clock=clock,
         )
-        view = MarketViewImpl(market, clock, rating_rule=cfg.rating_rule)
+        view = MarketViewImpl(
+            market, clock, rating_rule=cfg.rating_rule_name, rating_params=cfg.rating_rule_params
+        )
         start_market_processes(
             self.env,
             market,
@@ -397,7 +399,10 @@ class World:
         voted = sorted({str(e.data["version"]) for e in self.market.entries() if e.kind == "vote"})
         shifts = []
         for v in voted:
-            rating = self.market.rating(v, rule=self.scenario.market.rating_rule)
+            market_cfg = self.scenario.market
+            rating = self.market.rating(
+                v, rule=market_cfg.rating_rule_name, params=market_cfg.rating_rule_params
+            )
             accuracy = self.market.version(v).metrics.get("accuracy")
             if rating is not None and accuracy is not None:
                 shifts.append(float(rating) - 5.0 * float(accuracy))
