@@ -491,6 +491,14 @@ class RoundData:
             raise ValueError(f"evaluator {method!r} needs RoundData.utility")
         return self.utility
 
+    def require_updates(self, method: str) -> tuple[NDArray[np.floating], ...]:
+        """One update per client, or a ``ValueError`` naming the evaluator that needed them."""
+        if self.updates is None:
+            raise ValueError(f"evaluator {method!r} needs RoundData.updates")
+        if len(self.updates) != self.num_clients:
+            raise ValueError(f"{len(self.updates)} updates for num_clients={self.num_clients}")
+        return self.updates
+
 
 class ContributionEvaluator(ABC):
     """One contribution-evaluation method, constructed with its parameters."""
@@ -586,11 +594,7 @@ class CosineSimilarity(ContributionEvaluator):
     name = "cosine"
 
     def evaluate(self, data: RoundData, *, rng: np.random.Generator) -> ContributionResult:
-        if data.updates is None:
-            raise ValueError(f"evaluator {self.name!r} needs RoundData.updates")
-        if len(data.updates) != data.num_clients:
-            raise ValueError(f"{len(data.updates)} updates for num_clients={data.num_clients}")
-        return cosine_similarity(data.updates, data.weights)
+        return cosine_similarity(data.require_updates(self.name), data.weights)
 
 
 class CGSV(ContributionEvaluator):
@@ -599,11 +603,7 @@ class CGSV(ContributionEvaluator):
     name = "cgsv"
 
     def evaluate(self, data: RoundData, *, rng: np.random.Generator) -> ContributionResult:
-        if data.updates is None:
-            raise ValueError(f"evaluator {self.name!r} needs RoundData.updates")
-        if len(data.updates) != data.num_clients:
-            raise ValueError(f"{len(data.updates)} updates for num_clients={data.num_clients}")
-        return cgsv(data.updates)
+        return cgsv(data.require_updates(self.name))
 
 
 EVALUATORS: Registry[type[ContributionEvaluator]] = Registry("contribution evaluator")
