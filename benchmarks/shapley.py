@@ -84,6 +84,8 @@ class RecordedRound:
     counts: list[int]
     score: Callable[[np.ndarray], float]
     free_riders: frozenset[int]
+    half_scores: tuple[Callable[[np.ndarray], float], Callable[[np.ndarray], float]]
+    """The same utility on each half of the validation split (for the stability check)."""
 
 
 def _flat(weights: dict[str, np.ndarray]) -> np.ndarray:
@@ -150,10 +152,15 @@ def record_round(
     last = _train_round(sc, spec, pop, tree, glob, round_)
     evaluator = build_model(sc.model, data.input_shape, data.num_classes, tree.torch("eval"))
 
-    def score(flat: np.ndarray) -> float:
-        load_numpy(evaluator, _unflat(flat, glob))
-        loss, acc = evaluate(evaluator, data.x_val, data.y_val, data.input_shape)
-        return -loss if utility == "loss" else acc
+    def scorer(rows: slice) -> Callable[[np.ndarray], float]:
+        def score(flat: np.ndarray) -> float:
+            load_numpy(evaluator, _unflat(flat, glob))
+            loss, acc = evaluate(evaluator, data.x_val[rows], data.y_val[rows], data.input_shape)
+            return -loss if utility == "loss" else acc
+
+        return score
+
+    half = len(data.y_val) // 2
 
     base = _flat(glob)
     free = frozenset(c for c in range(n) if pop.group_of.get(c) is not None)
@@ -161,8 +168,9 @@ def record_round(
         base,
         tuple(_flat(r.weights) - base for r in last),
         [r.num_examples for r in last],
-        score,
+        scorer(slice(None)),
         free,
+        (scorer(slice(0, half)), scorer(slice(half, None))),
     )
 
 
@@ -216,13 +224,46 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--utility", choices=["loss", "accuracy", "both"], default="loss")
     parser.add_argument("--no-curves", action="store_true")
+    parser.add_argument(
+        "--stability",
+        type=int,
+        metavar="N",
+        help="only compare the utilities: exact Shapley on each half of the validation split",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.stability:
+        _stability(args.stability, args.seeds)
+        return
     kinds = ["loss", "accuracy"] if args.utility == "both" else [args.utility]
     for kind in kinds:
         for label, (file, overrides) in SCENARIOS.items():
             for n in args.sizes:
                 _report(label, file, overrides, n, args.seeds, kind, not args.no_curves)
+
+
+def _stability(n: int, seeds: int) -> None:
+    """How much of exact Shapley is the validation sample? Spearman between the values
+    computed on the two halves of the validation split, per utility (1 = stable)."""
+    print(f"\n== utility stability: exact Shapley on each half of the validation split, N={n}")
+    for label, (file, overrides) in SCENARIOS.items():
+        for kind in ("loss", "accuracy"):
+            rhos = []
+            for seed in range(seeds):
+                rec = record_round(file, overrides, n, seed, kind)
+                a, b = (
+                    np.array(
+                        exact_shapley(
+                            coalition_utility(rec.base, rec.deltas, rec.counts, score), n
+                        ).scores
+                    )
+                    for score in rec.half_scores
+                )
+                rhos.append(spearmanr(a, b).statistic)
+            print(
+                f"{label:<22} {kind:<9} rho(half1, half2) mean {np.nanmean(rhos):.3f} "
+                f"min {np.nanmin(rhos):.3f}"
+            )
 
 
 def _report(
