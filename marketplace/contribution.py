@@ -2,8 +2,9 @@
 
 Every evaluator here is generic over a *utility function*
 ``Utility = Callable[[frozenset[int]], float]`` on clients ``0..n-1``. The
-simulation plugs in "validation accuracy of the model aggregated from this
-coalition's updates" (see :func:`coalition_utility`); the tests plug in
+simulation plugs in "minus the validation cross-entropy of the model
+aggregated from this coalition's updates" (see :func:`coalition_utility` and
+docs/contribution.md for why not accuracy); the tests plug in
 hand-solvable cooperative games. Keeping the evaluators blind to models keeps
 ``marketplace/`` free of torch and lets every number be checked by hand.
 
@@ -91,7 +92,7 @@ __all__ = [
 logger = logging.getLogger("fedmarket.incentives")
 
 Utility = Callable[[frozenset[int]], float]
-"""Value of a coalition of client indices, e.g. validation accuracy of its aggregate."""
+"""Value of a coalition of client indices, e.g. minus the validation loss of its aggregate."""
 
 
 #: Above this many players exact enumeration (2^n coalitions) is refused.
