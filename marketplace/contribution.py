@@ -378,25 +378,33 @@ def cosine_similarity(
     default to uniform; pass ``num_examples`` to mirror FedAvg.
     """
     started = time.perf_counter()
+    matrix = _flat_updates(updates, "cosine similarity")
+    w = np.ones(len(matrix)) if weights is None else np.asarray(weights, dtype=np.float64)
+    if w.shape != (len(matrix),) or np.any(w < 0) or float(w.sum()) <= 0.0:
+        raise ValueError("weights must be one non-negative number per update, not all zero")
+    return _result(_cosines(matrix, (w / w.sum()) @ matrix), None, started, "cosine")
+
+
+def _flat_updates(updates: Sequence[NDArray[np.floating]], what: str) -> NDArray[np.float64]:
+    """The updates as rows of one float64 matrix; ``ValueError`` if none or sizes differ."""
     if not updates:
-        raise ValueError("cosine similarity needs at least one update")
+        raise ValueError(f"{what} needs at least one update")
     flat = [np.asarray(u, dtype=np.float64).ravel() for u in updates]
     size = flat[0].size
     for i, vector in enumerate(flat):
         if vector.size != size:
             raise ValueError(f"update {i} has {vector.size} parameters, update 0 has {size}")
-    matrix = np.stack(flat)
-    w = np.ones(len(flat)) if weights is None else np.asarray(weights, dtype=np.float64)
-    if w.shape != (len(flat),) or np.any(w < 0) or float(w.sum()) <= 0.0:
-        raise ValueError("weights must be one non-negative number per update, not all zero")
-    aggregate = (w / w.sum()) @ matrix
-    aggregate_norm = float(np.linalg.norm(aggregate))
+    return np.stack(flat)
+
+
+def _cosines(matrix: NDArray[np.float64], direction: NDArray[np.float64]) -> list[float]:
+    """Cosine of each row with ``direction``; 0 where either has no direction."""
+    direction_norm = float(np.linalg.norm(direction))
     scores = []
     for vector in matrix:
-        norm = float(np.linalg.norm(vector))
-        denominator = norm * aggregate_norm
-        scores.append(0.0 if denominator == 0.0 else float(vector @ aggregate) / denominator)
-    return _result(scores, None, started, "cosine")
+        denominator = float(np.linalg.norm(vector)) * direction_norm
+        scores.append(0.0 if denominator == 0.0 else float(vector @ direction) / denominator)
+    return scores
 
 
 def cgsv(
@@ -413,27 +421,13 @@ def cgsv(
     (FedSV accumulation sums rounds instead). A zero update scores 0.
     """
     started = time.perf_counter()
-    if not updates:
-        raise ValueError("cgsv needs at least one update")
-    flat = [np.asarray(u, dtype=np.float64).ravel() for u in updates]
-    size = flat[0].size
-    for i, vector in enumerate(flat):
-        if vector.size != size:
-            raise ValueError(f"update {i} has {vector.size} parameters, update 0 has {size}")
-    r = np.ones(len(flat)) if reputations is None else np.asarray(reputations, dtype=np.float64)
-    if r.shape != (len(flat),) or np.any(r < 0):
+    matrix = _flat_updates(updates, "cgsv")
+    r = np.ones(len(matrix)) if reputations is None else np.asarray(reputations, dtype=np.float64)
+    if r.shape != (len(matrix),) or np.any(r < 0):
         raise ValueError("reputations must be one non-negative number per update")
-    norms = [float(np.linalg.norm(v)) for v in flat]
-    aggregate = np.zeros(size)
-    for weight, vector, norm in zip(r, flat, norms, strict=True):
-        if norm > 0.0:
-            aggregate += weight * vector / norm
-    total = float(np.linalg.norm(aggregate))
-    scores = [
-        0.0 if norm == 0.0 or total == 0.0 else float(vector @ aggregate) / (norm * total)
-        for vector, norm in zip(flat, norms, strict=True)
-    ]
-    return _result(scores, None, started, "cgsv")
+    norms = np.linalg.norm(matrix, axis=1)
+    units = matrix / np.where(norms > 0.0, norms, 1.0)[:, None]
+    return _result(_cosines(matrix, r @ units), None, started, "cgsv")
 
 
 def coalition_utility(

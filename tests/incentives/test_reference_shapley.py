@@ -99,28 +99,20 @@ def test_leave_one_out_is_its_definition() -> None:
     assert result.scores == tuple(game[everyone] - game[everyone - {i}] for i in range(n))
 
 
-@pytest.mark.parametrize("method", [tmc_shapley, gtg_shapley])
-def test_sampling_estimators_converge_to_exact_without_truncation(method) -> None:  # type: ignore[no-untyped-def]
+NO_TRUNCATION = [
+    (tmc_shapley, {"max_permutations": 6000, "truncation_tolerance": 0.0}),
+    (gtg_shapley, {"max_sweeps": 1200, "within_round_tolerance": 0.0}),
+]
+
+
+@pytest.mark.parametrize(("method", "budget"), NO_TRUNCATION, ids=["tmc", "gtg"])
+def test_sampling_estimators_converge_to_exact_without_truncation(method, budget) -> None:  # type: ignore[no-untyped-def]
     n, game = 5, _random_game(5, 12)
     exact = np.array(exact_shapley(game.__getitem__, n).scores)
-    if method is tmc_shapley:
-        result = method(
-            game.__getitem__,
-            n,
-            rng=np.random.default_rng(0),
-            max_permutations=6000,
-            truncation_tolerance=0.0,
-            convergence_tolerance=0.0,
-        )
-    else:
-        result = method(
-            game.__getitem__,
-            n,
-            rng=np.random.default_rng(0),
-            max_sweeps=1200,
-            within_round_tolerance=0.0,
-            convergence_tolerance=0.0,
-        )
+
+    result = method(
+        game.__getitem__, n, rng=np.random.default_rng(0), convergence_tolerance=0.0, **budget
+    )
 
     np.testing.assert_allclose(result.scores, exact, atol=0.05 * np.abs(exact).max())
 
