@@ -38,6 +38,7 @@ This module never imports the ledger: settlement goes through the
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 from abc import ABC, abstractmethod

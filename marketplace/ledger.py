@@ -872,7 +872,12 @@ class Market:
         return self._append("withdraw", account, {})
 
     def slash(self, account: str, amount: int, *, reason: str) -> Entry:
-        """Burn ``amount`` of ``account``'s stake by a mechanism decision."""
+        """Burn ``amount`` of ``account``'s stake by a mechanism decision.
+
+        Locked stake goes first, then unbonding stake. When less than ``amount``
+        remains, what remains is burned and the difference is recorded as the
+        account's shortfall (``state.slash_shortfall(account)``); nothing raises.
+        """
         return self._append(
             "slash", TREASURY, {"account": account, "amount": amount, "reason": reason}
         )
@@ -1043,8 +1048,14 @@ class Market:
         """Decayed reputation derived from the ledger (see :mod:`marketplace.reputation`)."""
         return reputation(self._state, account, now=now)
 
-    def rating(self, version: str, *, rule: str = "mean") -> float | None:
-        """Aggregate rating of ``version`` under the named rule; ``None`` without votes."""
+    def rating(
+        self, version: str, *, rule: str = "mean", params: Mapping[str, float] | None = None
+    ) -> float | None:
+        """Aggregate rating of ``version`` under the named rule; ``None`` without votes.
+
+        ``params`` are the rule's parameters (``{"kappa": 0.6}`` for ``yuma``);
+        ``yuma`` raises ``ValueError`` when no voter of the version has stake.
+        """
         self.version(version)
         votes = self._state.votes.get(version, {})
         if not votes:
@@ -1053,7 +1064,7 @@ class Market:
             Ballot(v.voter, v.score, self.staked(v.voter), self.reputation(v.voter))
             for v in sorted(votes.values(), key=lambda v: v.voter)
         ]
-        return aggregate_rating(rule, ballots)
+        return aggregate_rating(rule, ballots, params)
 
     # -- blocks, checkpoints and proofs ------------------------------------------
     def end_block(self) -> None:

@@ -235,6 +235,8 @@ class MarketState:
         self.votes: dict[str, dict[str, Vote]] = {}
         self.contributions: list[Contribution] = []
         self.reputation_events: dict[str, list[tuple[float, float]]] = {}
+        self.slash_shortfalls: dict[str, int] = {}
+        """Per account: base units slashes asked for beyond the stake that remained."""
         self.block = 0
         self.size = 0
         self.last_time = 0.0
@@ -272,6 +274,10 @@ class MarketState:
 
     def staked(self, account: str) -> int:
         return self.stakes.get(account, 0)
+
+    def slash_shortfall(self, account: str) -> int:
+        """Base units that slashes of ``account`` asked for but found no stake to take."""
+        return self.slash_shortfalls.get(account, 0)
 
     def next_nonce(self, account: str) -> int:
         return self.nonces.get(account, 0)
@@ -474,16 +480,17 @@ class MarketState:
         _str(tx, "reason")
         self._known(tx, account)
         # Unbonding stake is still slashable: it is taken after the locked stake.
+        # A slash larger than what remains takes what remains; the shortfall is recorded
+        # (a run must not abort because a mechanism asked for more than was left).
         locked = self.staked(account)
         unbonding = sorted(self.unbonding.get(account, []))
         available = locked + sum(a for _, a in unbonding)
-        if amount > available:
-            raise StakeError(
-                f"slashing {amount} but only {available} staked", account=account, tx=tx.describe()
-            )
-        take = min(amount, locked)
+        taken = min(amount, available)
+        if taken < amount:
+            self.slash_shortfalls[account] = self.slash_shortfall(account) + amount - taken
+        take = min(taken, locked)
         self.stakes[account] = locked - take
-        rest = amount - take
+        rest = taken - take
         kept: list[tuple[float, int]] = []
         for t, a in unbonding:
             cut = min(a, rest)
@@ -492,7 +499,7 @@ class MarketState:
                 kept.append((t, a - cut))
         if account in self.unbonding:
             self.unbonding[account] = kept
-        self.burned += amount
+        self.burned += taken
         self._rep(account, tx.time, -1.0)
 
     def _contribution(self, tx: Transaction) -> None:

@@ -333,6 +333,12 @@ class ClientsConfig(StrictModel):
     fraction: float = Field(1.0, gt=0.0, le=1.0, description="fraction sampled per round")
     min_per_round: int = Field(1, ge=1)
 
+    def per_round(self, present: int | None = None) -> int:
+        """Clients a round samples from ``present`` eligible ones (default: everyone):
+        ``max(min_per_round, round(fraction · present))``, at most ``present``."""
+        n = self.count if present is None else present
+        return min(n, max(self.min_per_round, round(self.fraction * n)))
+
 
 class TrainingConfig(StrictModel):
     """Local training on each client.
@@ -435,13 +441,24 @@ class MarketBehaviourConfig(StrictModel):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+class RatingRuleConfig(StrictModel):
+    """A rating rule with parameters (a bare name in ``market.rating_rule`` takes none)."""
+
+    name: str
+    params: dict[str, float] = Field(default_factory=dict)
+
+
 class MarketConfig(StrictModel):
     """Participation economics on the ledger, and the market's own processes."""
 
     behaviours: tuple[MarketBehaviourConfig, ...] = ()
     prices: dict[str, LicenseTermsConfig] = Field(default_factory=_default_prices)
     buyer_budget: float = Field(100.0, ge=0.0, description="tokens each new buyer brings")
-    rating_rule: str = Field("mean", description="how votes aggregate into a version's rating")
+    rating_rule: str | RatingRuleConfig = Field(
+        "mean",
+        description="how votes aggregate into a version's rating: a rule's name, or "
+        "{name, params} (e.g. {name: yuma, params: {kappa: 0.6}})",
+    )
 
     initial_grant: float = Field(10.0, ge=0.0, description="tokens granted to each new client")
     stake: float = Field(5.0, ge=0.0, description="tokens a client stakes to join")
@@ -452,6 +469,16 @@ class MarketConfig(StrictModel):
         0.0, ge=0.0, description="a participant's cost (tokens) per unit of ε spent"
     )
     block: Literal["round"] = "round"
+
+    @property
+    def rating_rule_name(self) -> str:
+        """The rating rule's registry name."""
+        return self.rating_rule if isinstance(self.rating_rule, str) else self.rating_rule.name
+
+    @property
+    def rating_rule_params(self) -> dict[str, float]:
+        """The rating rule's parameters (``{}`` for a bare name)."""
+        return {} if isinstance(self.rating_rule, str) else dict(self.rating_rule.params)
 
 
 class TimingConfig(StrictModel):

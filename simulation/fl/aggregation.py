@@ -140,6 +140,20 @@ AGGREGATORS.register(
 )
 
 
+def proximal_mu(strategy: str, params: Mapping[str, Any]) -> float:
+    """FedProx's μ for local training: ``params["proximal_mu"]`` under ``fedprox``, else 0.
+
+    Flower's ``FedProx`` only *sends* μ in ``configure_train``, which FedMarket's
+    world never calls (it owns the round loop), and aggregates like FedAvg; the
+    proximal term itself lives in the clients' training
+    (``simulation.fl.training.ProximalTerm``), so the world puts μ in every
+    ``ClientTask``.
+    """
+    if strategy != "fedprox":
+        return 0.0
+    return float(params.get("proximal_mu", 0.0))
+
+
 def create_strategy(
     name: str,
     params: Mapping[str, Any] | StrategyParams,

@@ -92,6 +92,10 @@ def _to_record(weights: Mapping[str, np.ndarray]) -> ArrayRecord:
     return ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in weights.items()})
 
 
+_ROUNDING = 1e-12
+"""FoolsGold: ``α`` below this is the rounding error of a cosine of 1 and counts as 0."""
+
+
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     """Cosine similarity; 0.0 when either vector is zero (the angle is undefined)."""
     na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
@@ -154,13 +158,16 @@ class FoolsGold(NeedsGlobal, FedAvg):
 
     Fung, Yoon & Beschastnikh, "The Limitations of Federated Learning in Sybil
     Settings", RAID 2020, Algorithm 1 (and the authors' reference code,
-    ``DistSys/foolsgold``). Per round ``t`` and participating client ``i``:
+    ``DistributedML/FoolsGold``). Per round ``t`` and participating client ``i``:
 
     1. ``H_i += Δ_i,t`` with ``Δ_i,t = w_i − w_global`` (history keyed by
        ``metadata.src_node_id``, kept across rounds);
-    2. ``cs_ij = cos(H_i, H_j)`` for ``i ≠ j`` and ``v_i = max_j cs_ij``;
+    2. ``cs_ij = cos(H_i, H_j)`` for ``i ≠ j``, ``cs_ii = 0``, and
+       ``v_i = max_j cs_ij`` (so ``v_i ≥ 0``: the authors' code takes the maximum
+       of ``cos − I``, whose diagonal is 0);
     3. pardoning: ``cs_ij *= v_i / v_j`` where ``v_j > v_i``;
-    4. ``α_i = 1 − max_j cs_ij``, clipped to ``[0, 1]``, then ``α /= max α``;
+    4. ``α_i = 1 − max_j cs_ij``, clipped to ``[0, 1]``, then ``α /= max α``
+       (``α`` below 1e-12, the rounding of a cosine of 1, counts as 0);
     5. logit: ``α_i = κ (ln(α_i / (1 − α_i)) + 0.5)`` (``α_i = 1`` is first set to
        0.99, as the reference code does), clipped to ``[0, 1]``;
     6. ``w_{t+1} = w_global + Σ α_i Δ_i,t / Σ α_i``; if every ``α_i`` is 0 the
@@ -171,7 +178,10 @@ class FoolsGold(NeedsGlobal, FedAvg):
     normalises by ``Σ α_i`` so the server step has the size of one client
     update, and similarities are computed among the clients that reply in the
     round (with partial participation, absent clients keep their history but
-    take no part). A single replying client gets ``α = 1``.
+    take no part). A single replying client gets ``α = 1``. Every ``α`` is checked
+    against the authors' code (``DistributedML/FoolsGold``, ``deep-fg/fg/foolsgold.py``)
+    by ``tests/strategies/test_reference_foolsgold.py``; a client anti-correlated
+    with the crowd (a sign flipper) is *not* zeroed: its maximum similarity is 0.
 
     ``last_weights`` maps each client of the last round to its ``α_i``.
     """
@@ -205,19 +215,19 @@ class FoolsGold(NeedsGlobal, FedAvg):
             return np.zeros(0)
         if n == 1:
             return np.ones(1)
+        # The diagonal stays 0, as in the authors' code (cos − I): v_i is never
+        # below 0, so pardoning never multiplies by a negative ratio.
         cs = np.zeros((n, n))
         for i in range(n):
             for j in range(i + 1, n):
                 cs[i, j] = cs[j, i] = _cosine(histories[i], histories[j])
-        off = cs.copy()
-        np.fill_diagonal(off, -np.inf)
-        v = off.max(axis=1)
+        v = cs.max(axis=1)
         for i in range(n):  # pardoning
             for j in range(n):
-                if i != j and v[j] > v[i] and v[j] != 0.0:
+                if i != j and v[j] > v[i]:
                     cs[i, j] *= v[i] / v[j]
-        np.fill_diagonal(cs, -np.inf)
         alpha = np.clip(1.0 - cs.max(axis=1), 0.0, 1.0)
+        alpha[alpha < _ROUNDING] = 0.0  # cos(x, x) rounded below 1 is still x itself
         top = float(alpha.max())
         if top <= 0.0:
             return np.zeros(n)

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -94,6 +94,7 @@ class ClientTask(BaseModel):
     fault: FaultKind | None = None  # fault injection: a corrupted client
     data_indices: tuple[int, ...] | None = None  # Sybil identities: rows of the owner's data
     device: DeviceName = "cpu"  # resolved by the server (resolve_device), never "auto"
+    proximal_mu: float = Field(0.0, ge=0.0)  # FedProx μ (0: plain local SGD, FedAvg's)
 
 
 @dataclass(frozen=True)
@@ -157,6 +158,46 @@ def _as_input(x: np.ndarray, input_shape: tuple[int, ...]) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).reshape(-1, *input_shape)
 
 
+class ProximalTerm:
+    """FedProx's proximal term ``μ/2 ‖w − wᵗ‖²`` (Li et al. 2020, Eq. 2), as a gradient.
+
+    ``wᵗ`` is the global model the round started from (the model's parameters
+    when this object is built). :meth:`step` adds the term's gradient
+    ``μ (w − wᵗ)`` to every parameter's gradient right before the optimizer's
+    update. Under DP-SGD the addition comes *after* Opacus' privacy step:
+    Opacus replaces ``p.grad`` by the clipped, noised per-sample sum, so a term
+    added to the loss would be clipped and noised away; the proximal gradient
+    depends only on the weights, not on private data, and needs no noise.
+    """
+
+    def __init__(self, model: nn.Module, mu: float) -> None:
+        self.mu = float(mu)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.anchor = [p.detach().clone() for p in self.params]
+
+    @torch.no_grad()
+    def add_gradient(self) -> None:
+        """``p.grad += μ (p − p_anchor)`` for every trainable parameter."""
+        for p, a in zip(self.params, self.anchor, strict=True):
+            term = self.mu * (p - a)
+            if p.grad is None:
+                p.grad = term
+            else:
+                p.grad.add_(term)
+
+    def step(self, optimizer: torch.optim.Optimizer, private: bool) -> None:
+        """One optimizer step with the proximal gradient added (after DP's privacy step)."""
+        if not private:
+            self.add_gradient()
+            optimizer.step()
+            return
+        # Opacus' DPOptimizer.step() is ``if pre_step(): original_optimizer.step()``;
+        # pre_step clips, noises and scales p.grad (and informs the accountant).
+        if optimizer.pre_step():  # type: ignore[attr-defined]
+            self.add_gradient()
+            optimizer.original_optimizer.step()  # type: ignore[attr-defined]
+
+
 def local_train(
     model: nn.Module,
     x: np.ndarray,
@@ -165,6 +206,7 @@ def local_train(
     cfg: TrainingConfig,
     dp: DPSpec | None,
     generator: torch.Generator,
+    proximal_mu: float = 0.0,
 ) -> tuple[float, float, int, float]:
     """Train ``model`` in place for ``cfg.epochs`` epochs; return (loss, accuracy, steps, q).
 
@@ -172,9 +214,12 @@ def local_train(
     (Poisson sampling, per-sample clipping, Gaussian noise); ``generator`` seeds
     both the sampling and the noise, so a client-round is reproducible. Training
     runs on the model's device; on CUDA the noise comes from a CUDA generator
-    seeded from ``generator``.
+    seeded from ``generator``. With ``proximal_mu > 0`` every step also pulls the
+    weights towards the starting (global) model by FedProx's proximal term
+    (:class:`ProximalTerm`); the reported loss is the data loss alone.
     """
     device = _device_of(model)
+    proximal = ProximalTerm(model, proximal_mu) if proximal_mu > 0 else None
     dataset = TensorDataset(_as_input(x, input_shape), torch.from_numpy(y.astype(np.int64)))
     loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, generator=generator)
     optimizer = _optimizer(model, cfg)
@@ -220,7 +265,10 @@ def local_train(
                 out = train_model(xb)
                 loss = criterion(out, yb)
                 loss.backward()
-                optimizer.step()
+                if proximal is None:
+                    optimizer.step()
+                else:
+                    proximal.step(optimizer, private=dp is not None)
                 seen += len(yb)
                 loss_sum += float(loss.detach()) * len(yb)
                 correct += int((out.argmax(dim=1) == yb).sum())
@@ -306,7 +354,7 @@ def run_client_task(task: ClientTask, global_weights: dict[str, np.ndarray]) -> 
     loss, acc, steps, q = float("nan"), float("nan"), 0, 0.0
     if behaviour is None or behaviour.trains:
         loss, acc, steps, q = local_train(
-            model, x, y, data.input_shape, task.training, task.dp, gen
+            model, x, y, data.input_shape, task.training, task.dp, gen, task.proximal_mu
         )
     weights = state_to_numpy(model)
     if behaviour is not None and ctx is not None:

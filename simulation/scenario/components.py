@@ -71,13 +71,17 @@ def _json_type(tp: Any) -> Any | None:
     return None
 
 
-def derived_model(cls: type, *, skip: tuple[str, ...] = (), base: type = DerivedParams) -> Any:
-    """A pydantic model of ``cls``'s keyword parameters that a scenario can set.
+def derived_model(
+    target: Callable[..., Any], *, skip: tuple[str, ...] = (), base: type = DerivedParams
+) -> Any:
+    """A pydantic model of the keyword parameters of ``target`` (a class's constructor,
+    or a factory function) that a scenario can set.
 
     Parameters whose type holds nothing JSON-like (callables, objects) are not
     scenario parameters; neither are those in ``skip`` (supplied by the run).
     """
-    init = cls.__init__  # type: ignore[misc]
+    init = target.__init__ if isinstance(target, type) else target  # type: ignore[misc]
+    title = getattr(target, "__name__", "Component")
     try:
         hints = typing.get_type_hints(init)
     except Exception:  # an annotation that does not resolve: treat as Any
@@ -90,7 +94,7 @@ def derived_model(cls: type, *, skip: tuple[str, ...] = (), base: type = Derived
         if tp is None:
             continue
         fields[name] = (tp, ... if p.default is p.empty else p.default)
-    return create_model(f"{cls.__name__}Params", __base__=base, **fields)
+    return create_model(f"{title}Params", __base__=base, **fields)
 
 
 # --------------------------------------------------------------------- kinds
@@ -142,8 +146,12 @@ def _rating_names() -> list[str]:
     return sorted(RATING_RULES)
 
 
-def _no_params(name: str) -> type[BaseModel]:
-    return DerivedParams
+@cache
+def _rating_model(name: str) -> type[BaseModel]:
+    from marketplace.ratings import rating_rule_factory
+
+    factory = rating_rule_factory(name)
+    return DerivedParams if factory is None else derived_model(factory)  # type: ignore[no-any-return]
 
 
 def _agents(registry: str) -> tuple[Callable[[], list[str]], Callable[[str], type[BaseModel]]]:
@@ -171,7 +179,7 @@ KINDS: dict[str, ComponentKind] = {
     "strategy": ComponentKind("strategy", _strategy_names, _strategy_model),
     "mechanism": ComponentKind("mechanism", _mechanism_names, _mechanism_model),
     "evaluator": ComponentKind("evaluator", _evaluator_names, _evaluator_model),
-    "rating_rule": ComponentKind("rating rule", _rating_names, _no_params),
+    "rating_rule": ComponentKind("rating rule", _rating_names, _rating_model),
     "behaviour": ComponentKind("training behaviour", *_agents("TRAINING_BEHAVIOURS")),
     "attack": ComponentKind("coalition attack", *_agents("COALITION_ATTACKS")),
     "market_behaviour": ComponentKind("market behaviour", *_agents("MARKET_BEHAVIOURS")),

@@ -188,6 +188,8 @@ def validate_data(data: Mapping[str, Any], source: str) -> Scenario:
     if problems:
         raise ScenarioError(problems)
     problems = _check_components(scenario, source) + _check_machine(scenario, source)
+    problems += _check_aggregation_feasible(scenario, source)
+    problems += _check_staked_voters(scenario, source)
     if problems:
         raise ScenarioError(problems)
     return scenario
@@ -232,10 +234,15 @@ def _named_components(data: Mapping[str, Any]) -> list[tuple[str, str, Any, Any]
     agg, rewards, contrib, market = (
         section(k) for k in ("aggregation", "rewards", "contribution", "market")
     )
+    rule = market.get("rating_rule", "mean")
     found: list[tuple[str, str, Any, Any]] = [
         ("aggregation", "strategy", agg.get("strategy", "fedavg"), agg.get("params", {})),
         ("rewards", "mechanism", rewards.get("mechanism", "data_size"), rewards.get("params", {})),
-        ("market", "rating_rule", market.get("rating_rule", "mean"), {}),
+        (
+            ("market.rating_rule", "rating_rule", rule.get("name"), rule.get("params", {}))
+            if isinstance(rule, dict)
+            else ("market", "rating_rule", rule, {})
+        ),
     ]
     dp = agg.get("client_dp")
     if isinstance(dp, dict):
@@ -271,6 +278,8 @@ def _check_names(data: Mapping[str, Any], source: str) -> list[Problem]:
     problems = []
     for where, kind, name, params in _named_components(data):
         name_field = f"{where}.{_NAME_KEY.get(kind, kind)}"
+        if where == "market.rating_rule":
+            name_field = "market.rating_rule.name"
         if not isinstance(name, str):
             continue  # the schema reports a missing or mistyped name
         try:
@@ -294,6 +303,7 @@ def _check_components(scenario: Scenario, source: str) -> list[Problem]:
     from agents.training import create_behaviour
     from marketplace.contribution import create_evaluator
     from marketplace.incentives import create_mechanism
+    from marketplace.ratings import make_rating_rule
 
     mechanism_params: dict[str, Any] = dict(scenario.rewards.params)
     if scenario.rewards.mechanism == "reputation":
@@ -304,6 +314,14 @@ def _check_components(scenario: Scenario, source: str) -> list[Problem]:
             lambda: create_mechanism(scenario.rewards.mechanism, **mechanism_params),
         ),
     ]
+    market = scenario.market
+    if not isinstance(market.rating_rule, str):
+        attempts.append(
+            (
+                "market.rating_rule.params",
+                lambda: make_rating_rule(market.rating_rule_name, market.rating_rule_params),
+            )
+        )
     if scenario.contribution.evaluator:
         ev = scenario.contribution.evaluator
         attempts.append(
@@ -326,6 +344,94 @@ def _check_components(scenario: Scenario, source: str) -> list[Problem]:
             make()
         except (ValueError, TypeError) as exc:
             problems.append(Problem(source, field, str(exc).splitlines()[0]))
+    return problems
+
+
+# Replies a Byzantine-robust rule needs for ``f`` tolerated attackers, as its paper states:
+# Krum and Multi-Krum (Blanchard et al. 2017) n ≥ 2f + 3; Bulyan (El Mhamdi et al. 2018)
+# n ≥ 4f + 3. Flower runs below these bounds (Krum with fewer neighbours, Bulyan not at all).
+_MIN_REPLIES = {"krum": (2, 3), "multikrum": (2, 3), "bulyan": (4, 3)}
+
+
+def _check_aggregation_feasible(scenario: Scenario, source: str) -> list[Problem]:
+    """A robust aggregator whose guarantee the round size cannot honour is a scenario error."""
+    agg = scenario.aggregation
+    problems: list[Problem] = []
+    per_round = scenario.clients.per_round()
+    sampled = (
+        f"a round samples {per_round} clients (clients.count={scenario.clients.count}, "
+        f"clients.fraction={scenario.clients.fraction})"
+    )
+    if agg.strategy in _MIN_REPLIES:
+        f = agg.params.get("num_malicious_nodes", 0)
+        a, b = _MIN_REPLIES[agg.strategy]
+        if isinstance(f, int) and not isinstance(f, bool) and a * f + b > per_round:
+            problems.append(
+                Problem(
+                    source,
+                    "aggregation.params.num_malicious_nodes",
+                    f"{agg.strategy} tolerates f={f} only with at least {a}f+{b}="
+                    f"{a * f + b} replies per round, but {sampled}",
+                )
+            )
+    select = agg.params.get("num_nodes_to_select")
+    if agg.strategy == "multikrum" and isinstance(select, int) and select > per_round:
+        problems.append(
+            Problem(
+                source,
+                "aggregation.params.num_nodes_to_select",
+                f"multikrum cannot select {select} updates: {sampled}",
+            )
+        )
+    if agg.strategy == "fltrust" and scenario.dataset.validation_fraction == 0:
+        problems.append(
+            Problem(
+                source,
+                "dataset.validation_fraction",
+                "fltrust trains the server on a root dataset, the validation split; "
+                "with validation_fraction 0 it is empty and the model would never move",
+            )
+        )
+    return problems
+
+
+_VOTERS = ("honest_voters", "colluding_cabal")
+
+
+def _check_staked_voters(scenario: Scenario, source: str) -> list[Problem]:
+    """Under ``yuma`` a vote counts by the voter's stake: every voter must be able to stake.
+
+    Only clients stake (``market.stake`` tokens out of ``market.initial_grant``
+    when they join); any other voting account holds none, so its votes would
+    have no say and a version rated only by such voters no rating at all.
+    """
+    from agents.market import create_market_behaviour
+
+    market = scenario.market
+    if market.rating_rule_name != "yuma":
+        return []
+    clients = {f"client-{i:03d}" for i in range(scenario.clients.count)}
+    staking = min(market.stake, market.initial_grant) > 0
+    problems = []
+    for i, b in enumerate(market.behaviours):
+        if b.behaviour not in _VOTERS:
+            continue
+        try:
+            members = create_market_behaviour(b.behaviour, b.params).params.members()
+        except (ValueError, TypeError):
+            continue  # reported by _check_components
+        unstaked = [m for m in members if not staking or m not in clients]
+        if unstaked:
+            shown = ", ".join(unstaked[:3]) + (", ..." if len(unstaked) > 3 else "")
+            problems.append(
+                Problem(
+                    source,
+                    f"market.behaviours.{i}.params",
+                    f"market.rating_rule yuma counts votes by stake, but {b.behaviour} "
+                    f"{shown} can hold none (only clients stake, market.stake="
+                    f"{market.stake} tokens): vote with client accounts or use another rule",
+                )
+            )
     return problems
 
 

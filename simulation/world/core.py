@@ -97,7 +97,7 @@ class World:
             if self._failure is not None:
                 raise self._failure
             head = parts.market.head_hash
-            stats = market_stats(parts.market, parts.applier, self.scenario.market.rating_rule)
+            stats = market_stats(parts.market, parts.applier, self.scenario.market)
         finally:
             parts.market.close()
         return result_of(parts, head, stats)

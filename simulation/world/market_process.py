@@ -366,6 +366,7 @@ class MarketViewImpl:
         market: the market to observe.
         clock: the simulated clock (``lambda: env.now``).
         rating_rule: the rating rule whose aggregate buyers see.
+        rating_params: that rule's parameters (e.g. ``{"kappa": 0.6}`` for ``yuma``).
         reward_window: rounds over which :meth:`expected_reward` averages.
         rating_refresh_s: how stale (simulated s) a cached rating may get while its votes do
             not change; ``0`` is exact. Only rules that weigh votes by stake or decaying
@@ -381,6 +382,7 @@ class MarketViewImpl:
         clock: Callable[[], float],
         *,
         rating_rule: str = "mean",
+        rating_params: Mapping[str, float] | None = None,
         reward_window: int = 5,
         rating_refresh_s: float = 0.0,
         expected_reward_fn: Callable[[str], float] | None = None,
@@ -391,6 +393,7 @@ class MarketViewImpl:
         self.market = market
         self.clock = clock
         self.rating_rule = rating_rule
+        self.rating_params = dict(rating_params or {})
         self.reward_window = reward_window
         self.rating_refresh_s = rating_refresh_s
         self._ratings: dict[str, tuple[int, float, float | None]] = {}
@@ -493,7 +496,7 @@ class MarketViewImpl:
             and (self.rating_rule == "mean" or now - cached[1] < self.rating_refresh_s)
         ):
             return cached[2]
-        rating = self.market.rating(version, rule=self.rating_rule)
+        rating = self.market.rating(version, rule=self.rating_rule, params=self.rating_params)
         self._ratings[version] = (votes, now, rating)
         return rating
 

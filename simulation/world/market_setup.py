@@ -120,7 +120,11 @@ def start_market_processes_for(
         market, on_event=on_event, buyer_budget=round(cfg.buyer_budget * TOKEN), clock=clock
     )
     view = MarketViewImpl(
-        market, clock, rating_rule=cfg.rating_rule, expected_cost_fn=expected_cost
+        market,
+        clock,
+        rating_rule=cfg.rating_rule_name,
+        rating_params=cfg.rating_rule_params,
+        expected_cost_fn=expected_cost,
     )
 
     def rng_for(key: str) -> np.random.Generator:
@@ -130,25 +134,50 @@ def start_market_processes_for(
     return applier
 
 
-def market_stats(market: Market, applier: Any, rating_rule: str) -> MarketStats:
+def market_stats(market: Market, applier: Any, cfg: MarketConfig) -> MarketStats:
     """Licences, revenue, fraud and the rating shift colluding voters caused: the
     aggregated rating against the version's true quality (5 × its test accuracy),
     the yardstick honest voters aim at."""
     counters = applier.counters.as_dict() if applier is not None else {}
     voted = sorted({str(e.data["version"]) for e in market.entries() if e.kind == "vote"})
-    shifts = []
+    owned = _cabal_owned(market, cfg, voted)
+    shifts: dict[str, float] = {}
     for v in voted:
-        rating = market.rating(v, rule=rating_rule)
+        rating = market.rating(v, rule=cfg.rating_rule_name, params=cfg.rating_rule_params)
         accuracy = market.version(v).metrics.get("accuracy")
         if rating is not None and accuracy is not None:
-            shifts.append(float(rating) - 5.0 * float(accuracy))
+            shifts[v] = float(rating) - 5.0 * float(accuracy)
     if not shifts:
         return MarketStats(counters)
+    own = [s for v, s in shifts.items() if owned is not None and v in owned]
+    other = [s for v, s in shifts.items() if owned is not None and v not in owned]
+    values = list(shifts.values())
     return MarketStats(
         counters,
-        rating_shift_mean=float(np.mean(shifts)),
-        rating_shift_abs_mean=float(np.mean(np.abs(shifts))),
+        rating_shift_mean=float(np.mean(values)),
+        rating_shift_abs_mean=float(np.mean(np.abs(values))),
+        rating_shift_own_mean=float(np.mean(own)) if own else None,
+        rating_shift_other_mean=float(np.mean(other)) if other else None,
     )
+
+
+def _cabal_owned(market: Market, cfg: MarketConfig, versions: list[str]) -> set[str] | None:
+    """The versions any colluding cabal counts as its own (``None``: no cabal)."""
+    from agents.market import ColludingCabalBehaviour, create_market_behaviour
+
+    cabals = [
+        b
+        for b in (create_market_behaviour(c.behaviour, c.params) for c in cfg.behaviours)
+        if isinstance(b, ColludingCabalBehaviour)
+    ]
+    if not cabals:
+        return None
+    owned = set()
+    for v in versions:
+        shares = dict(market.version(v).contributors)
+        if any(c.is_own(shares, set(c.params.members())) for c in cabals):  # type: ignore[attr-defined]
+            owned.add(v)
+    return owned
 
 
 class LedgerReputation(Mapping[str, float]):

@@ -36,12 +36,6 @@ log = logging.getLogger("fedmarket.population")
 _FREE_RIDER = create_behaviour("free_rider")
 
 
-def expected_round_size(scenario: Scenario) -> int:
-    """Clients sampled per round when everyone is present (the world's sampling rule)."""
-    cfg = scenario.clients
-    return min(cfg.count, max(cfg.min_per_round, round(cfg.fraction * cfg.count)))
-
-
 def coalition_params(
     scenario: Scenario, event: CoalitionEvent, members: tuple[str, ...]
 ) -> dict[str, Any]:
@@ -54,7 +48,7 @@ def coalition_params(
         return params
     params.setdefault("members", members)
     if event.attack == "alie":
-        n = expected_round_size(scenario)
+        n = scenario.clients.per_round()
         params.setdefault("num_clients", n)
         params.setdefault("num_attackers", max(1, round(n * len(members) / scenario.clients.count)))
     return params
@@ -108,7 +102,7 @@ class Population:
                 pop.group_of[i] = g.group
             params = dict(g.params)
             if g.behaviour == "backdoor" and params.get("replacement") and mean_rows:
-                params.setdefault("round_examples", expected_round_size(scenario) * mean_rows)
+                params.setdefault("round_examples", scenario.clients.per_round() * mean_rows)
             pop.behaviours[g.group] = create_behaviour(g.behaviour, params)
         for event in scenario.timeline:
             if isinstance(event, CoalitionEvent):

@@ -130,13 +130,22 @@ class MarketStats:
     counters: dict[str, float] = field(default_factory=dict)
     rating_shift_mean: float | None = None
     rating_shift_abs_mean: float | None = None
+    rating_shift_own_mean: float | None = None
+    """On the versions a colluding cabal holds (the ones it stuffs)."""
+    rating_shift_other_mean: float | None = None
+    """On every other voted version (the ones a cabal bad-mouths)."""
 
     def as_dict(self) -> dict[str, float]:
         out = dict(self.counters)
-        if self.rating_shift_mean is not None:
-            out["rating_shift_mean"] = self.rating_shift_mean
-        if self.rating_shift_abs_mean is not None:
-            out["rating_shift_abs_mean"] = self.rating_shift_abs_mean
+        for name in (
+            "rating_shift_mean",
+            "rating_shift_abs_mean",
+            "rating_shift_own_mean",
+            "rating_shift_other_mean",
+        ):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
         return out
 
 

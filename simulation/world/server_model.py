@@ -45,10 +45,20 @@ class ServerModel:
             self.model, d.x_test, d.y_test, d.input_shape, d.num_classes, self.flops
         )
 
-    def validation_accuracy(self, flat: np.ndarray, like: Weights) -> float:
-        """Accuracy on the validation split of the flat weight vector ``flat``."""
+    def validation_utility(self, flat: np.ndarray, like: Weights) -> float:
+        """A coalition model's utility: minus its validation cross-entropy.
+
+        Continuous, unlike accuracy on ~180 validation rows, which moves in steps of
+        1/180 and depends more on which rows are in the split (exact Shapley on the
+        two halves of the split agrees with Spearman 0.85 under loss, 0.75 under
+        accuracy) and never lets a prefix come near U(N) (at |S| = 9 of 10,
+        |U(N) − U(S)| is 10 % of the round's gain under loss, 57 % under accuracy),
+        so truncated estimators can stop early. Measured by benchmarks/shapley.py;
+        see docs/contribution.md.
+        """
         load_numpy(self.eval_model, unflatten(flat, like))
-        return evaluate(self.eval_model, self.data.x_val, self.data.y_val, self.data.input_shape)[1]
+        d = self.data
+        return -evaluate(self.eval_model, d.x_val, d.y_val, d.input_shape)[0]
 
     def backdoor_success(self, weights: Weights, population: Population) -> float:
         """Share of triggered test inputs (true label ≠ target) classified as the target."""

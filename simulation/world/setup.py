@@ -100,7 +100,9 @@ def build_parts(
     accounts = [account_name(i) for i in range(n)]
     spec = DataSpec.of(scenario)
     data = spec.build()
-    server = ServerModel(scenario, data, tree, resolve_device(scenario.training, scenario.resources))
+    server = ServerModel(
+        scenario, data, tree, resolve_device(scenario.training, scenario.resources)
+    )
     weights = server.initial_weights()
     model_bytes = sum(int(v.nbytes) for v in weights.values())
     time_model = TimeModel.create(
@@ -203,7 +205,7 @@ def default_stages(
     epochs = sc.training.epochs
 
     def utility(flat: Any) -> float:
-        return p.server.validation_accuracy(flat, fed.weights)
+        return p.server.validation_utility(flat, fed.weights)
 
     return [
         StopExhausted(p.privacy, pop, fed, market, epochs),

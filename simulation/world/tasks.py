@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from simulation.config.schema import Scenario
+from simulation.fl.aggregation import proximal_mu
 from simulation.fl.data import FederatedData
 from simulation.fl.training import ClientTask, DataSpec, DPSpec
 from simulation.rng import SeedTree
@@ -68,6 +69,7 @@ class TaskBuilder:
                     fault=faults.get(c),
                     data_indices=_rows(indices),
                     device=self.device,
+                    proximal_mu=proximal_mu(sc.aggregation.strategy, sc.aggregation.params),
                 )
             )
         return tasks

@@ -134,6 +134,25 @@ def test_stake_unstake_slash(market: Market, clock: Clock) -> None:
     assert market.reputation("client-000") == 0.0
 
 
+def test_slash_beyond_the_stake_takes_what_remains_and_records_the_shortfall(
+    market: Market,
+) -> None:
+    # The review's case: stake 5, a slash of 2 per flag; the third flag finds only 1.
+    market.register_participant("client-000", role="data_owner")
+    market.mint("client-000", 5, reason="grant")
+    market.stake("client-000", 5)
+    for _ in range(3):
+        market.slash("client-000", 2, reason="flagged")
+    assert market.staked("client-000") == 0
+    assert market.state.slash_shortfall("client-000") == 1
+    assert market.supply == 0 and market.state.burned == 5
+    # Nothing left: a fourth flag burns nothing and adds its whole amount.
+    market.slash("client-000", 2, reason="flagged")
+    assert market.state.slash_shortfall("client-000") == 3
+    assert market.state.burned == 5
+    audit_ledger(market.path)
+
+
 def test_min_stake_to_contribute(tmp_path: Path) -> None:
     m = Market.create(tmp_path, seed=1, genesis={"scenario_hash": "s", "params": {"min_stake": 5}})
     m.register_participant("client-000", role="data_owner")

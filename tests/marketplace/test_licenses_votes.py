@@ -19,7 +19,7 @@ from marketplace import (
     audit_ledger,
     largest_remainder,
 )
-from marketplace.ratings import yuma_consensus
+from marketplace.ratings import make_rating_rule, yuma_consensus
 from tests.marketplace.conftest import Clock
 
 PRICES = {
@@ -236,3 +236,24 @@ def test_registry_validation(market: Market) -> None:
     market.set_price_list(v, {"research": PriceTerms(price=0)})
     lic = market.buy_license("buyer-000", v, "research")
     market.use_license("buyer-000", lic, units=5)
+
+
+def test_yuma_rating_has_no_fallback_at_zero_stake() -> None:
+    unstaked = [Ballot("a", 5.0, 0, 1.0), Ballot("b", 1.0, 0, 1.0)]
+    with pytest.raises(ValueError, match="positive total stake"):
+        RATING_RULES.get("yuma")(unstaked)
+
+
+def test_yuma_kappa_is_a_parameter() -> None:
+    # Stakes 1, 1, 8 with scores 5, 1, 3. κ = 0.5: C = 3 (c alone holds 0.8) → 28/10.
+    # κ = 0.95: from the top 5 (0.1), 3 (0.9), 1 (1.0 ≥ 0.95) → C = 1, every score
+    # clipped to 1 → rating 1.
+    ballots = [Ballot("a", 5.0, 1, 0.0), Ballot("b", 1.0, 1, 0.0), Ballot("c", 3.0, 8, 0.0)]
+    assert make_rating_rule("yuma", {"kappa": 0.5})(ballots) == pytest.approx(2.8)
+    assert make_rating_rule("yuma", {"kappa": 0.95})(ballots) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="takes no parameter beta"):
+        make_rating_rule("yuma", {"beta": 1.0})
+    with pytest.raises(ValueError, match="'mean' takes no parameter kappa"):
+        make_rating_rule("mean", {"kappa": 0.5})
+    with pytest.raises(ValueError, match="kappa must be in"):
+        make_rating_rule("yuma", {"kappa": 0.0})

@@ -104,9 +104,26 @@ def test_market_attacks_are_measured(tmp_path: Path) -> None:
     market = manifest(tmp_path / "abuse")["market"]
     assert market["shared_key_uses_refused"] > 0
     assert market["fraud_tokens"] > 0
-    sc = load_scenario(SC / "ballot_stuffing.yaml", ["rounds=4"])
-    run_scenario(sc, tmp_path / "cabal", engine="inprocess")
-    assert manifest(tmp_path / "cabal")["attack"]["rating_shift"] is not None
+
+
+@pytest.mark.parametrize("seed", [7, 8])
+def test_ballot_stuffing_claim_yuma_clips_stuffing_not_bad_mouthing(
+    tmp_path: Path, seed: int
+) -> None:
+    # scenarios/ballot_stuffing.yaml's claim, at reduced size. Measured at 3 rounds:
+    # own versions yuma 0.06 vs mean 0.56 (seed 7), 0.25 vs 0.70 (seed 8); other
+    # versions yuma -1.30 vs mean -1.17, -1.45 vs -1.22.
+    market = {}
+    for rule in ("yuma", "mean"):
+        overrides = ["rounds=3", "training.epochs=1", f"market.rating_rule={rule}", f"seed={seed}"]
+        sc = load_scenario(SC / "ballot_stuffing.yaml", overrides)
+        run_scenario(sc, tmp_path / rule, engine="inprocess")
+        market[rule] = manifest(tmp_path / rule)["market"]
+    own = {r: market[r]["rating_shift_own_mean"] for r in market}
+    other = {r: market[r]["rating_shift_other_mean"] for r in market}
+    assert own["mean"] > 0.3  # the cabal's stuffing does move the plain mean
+    assert own["yuma"] < 0.5 * own["mean"], own
+    assert other["mean"] < 0 and other["yuma"] <= 0.75 * other["mean"], other
 
 
 def test_whitewashers_fresh_identities_stay_attackers(tmp_path: Path) -> None:

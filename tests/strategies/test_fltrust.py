@@ -105,3 +105,16 @@ def test_missing_hooks_fail_loudly() -> None:
     fn, _ = _root([1.0])
     with pytest.raises(RuntimeError, match="set_global"):
         FLTrust(root_update=fn).aggregate_train(1, replies(1, {0: [1.0]}, [0.0]))
+
+
+def test_clients_all_equal_move_by_the_root_norm() -> None:
+    # FLTrust Algorithm 1 by hand: g0 = (0, 2), every client sends g = (0, 6).
+    # cos = 1 → TS = 1 each; ĝ = g · ‖g0‖/‖g‖ = (0, 2); Σ TS ĝ / Σ TS = (0, 2).
+    glob = [1.0, 1.0]
+    strategy = FLTrust(root_update=_root([0.0, 2.0])[0])
+    strategy.set_global(record(glob))
+
+    arrays, _ = strategy.aggregate_train(1, replies(1, {0: [0, 6], 1: [0, 6], 2: [0, 6]}, glob))
+
+    np.testing.assert_allclose(as_numpy(arrays), [1.0, 3.0], rtol=1e-12)
+    assert strategy.last_weights == {0: 1.0, 1: 1.0, 2: 1.0}

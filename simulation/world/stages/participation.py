@@ -86,8 +86,7 @@ class SampleClients:
     def run(self, ctx: RoundContext) -> None:
         eligible = self.eligible(ctx)
         if eligible:
-            k = max(self.cfg.min_per_round, round(self.cfg.fraction * len(eligible)))
-            k = min(k, len(eligible))
+            k = self.cfg.per_round(len(eligible))
             rng = self.tree.numpy("sample", ctx.round)
             ctx.sampled = sorted(int(c) for c in rng.choice(eligible, size=k, replace=False))
         ctx.dropped = [c for c in ctx.sampled if self._drops(ctx, c)]

@@ -25,7 +25,7 @@ from simulation.world.context import Federation, Recorder, RoundContext
 __all__ = ["ScoreContributions"]
 
 ValidationUtility = Callable[[np.ndarray], float]
-"""Accuracy on the validation split of a flat weight vector."""
+"""The utility of a flat weight vector on the validation split (minus its loss)."""
 
 
 @dataclass
