@@ -38,7 +38,6 @@ This module never imports the ledger: settlement goes through the
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 from abc import ABC, abstractmethod
