@@ -14,15 +14,28 @@ import hashlib
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 SCHEMA_VERSION = 1
 
+STRUCTURE_ONLY: dict[str, Any] = {"semantic": False}
+"""Validation context that skips :meth:`Scenario.semantic_problems`: the loader
+validates the structure first, then reports the semantic problems together with
+the problems of building each named component."""
+
+
+def client_account(index: int) -> str:
+    """The market account of client ``index`` (``client-003``): the name a scenario
+    uses for a client wherever it names accounts."""
+    return f"client-{index:03d}"
+
 
 class StrictModel(BaseModel):
-    """Base of every user-facing model: unknown keys are errors, values are immutable."""
+    """Base of every user-facing model: unknown keys are errors, values are immutable,
+    and numbers are finite (an ``.inf`` emission would only fail mid-run)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 # --------------------------------------------------------------------------- data
@@ -266,6 +279,11 @@ class GroupConfig(StrictModel):
     consecutive slices in the order they are declared), so ``count`` or
     ``fraction`` is all a scenario says. ``attacker`` is ground truth for the
     attack metrics; it defaults to "the behaviour is not honest".
+
+    There is no rounding: ``fraction`` times ``clients.count`` must be a whole
+    number of clients (0.3 of 10 is 3; 0.54 of 10 is an error that suggests
+    ``count: 5`` or ``count: 6``), so the fractions a study reports are the
+    fractions that ran.
     """
 
     group: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
@@ -291,7 +309,8 @@ class GroupConfig(StrictModel):
         return self
 
     def size(self, num_clients: int) -> int:
-        """Number of members among ``num_clients`` clients."""
+        """Number of members among ``num_clients`` clients (a fraction is exact once
+        :meth:`Scenario.semantic_problems` accepted it)."""
         if self.clients is not None:
             return len(self.clients)
         if self.count is not None:
@@ -443,33 +462,34 @@ class Scenario(StrictModel):
     output: OutputConfig = Field(default_factory=OutputConfig)
 
     @model_validator(mode="after")
-    def _cross_field(self) -> Scenario:
-        if self.model.name == "cnn" and self.dataset.name != "digits":
-            raise ValueError("model.name: cnn needs an image dataset (digits)")
-        if self.partition.kind == "natural" and self.dataset.name != "synthetic":
-            raise ValueError("partition.kind: natural is only defined for synthetic")
-        if self.clients.min_per_round > self.clients.count:
-            raise ValueError("clients.min_per_round: larger than clients.count")
-        for fault in self.faults:
-            if fault.client >= self.clients.count:
-                raise ValueError(f"faults: client {fault.client} does not exist")
-        names = [g.group for g in self.population]
-        if len(set(names)) != len(names):
-            raise ValueError("population: group names must be unique")
-        members = sum(g.size(self.clients.count) for g in self.population)
-        explicit = [i for g in self.population for i in (g.clients or ())]
-        if len(set(explicit)) != len(explicit) or any(i >= self.clients.count for i in explicit):
-            raise ValueError("population: explicit clients overlap or do not exist")
-        if members > self.clients.count:
-            raise ValueError(
-                f"population: groups hold {members} clients but clients.count is "
-                f"{self.clients.count}"
+    def _cross_field(self, info: ValidationInfo) -> Scenario:
+        if info.context is not None and info.context.get("semantic") is False:
+            return self
+        problems = self.semantic_problems()
+        if problems:
+            raise ValidationError.from_exception_data(
+                "Scenario",
+                [
+                    InitErrorDetails(
+                        type=PydanticCustomError("semantic", "{reason}", {"reason": reason}),
+                        loc=(field,),
+                        input=None,
+                    )
+                    for field, reason in problems
+                ],
             )
-        for i, event in enumerate(self.timeline):
-            group = getattr(event, "group", None)
-            if group is not None and group not in names:
-                raise ValueError(f"timeline.{i}.group: no population group {group!r}")
         return self
+
+    def semantic_problems(self) -> list[tuple[str, str]]:
+        """Every cross-field problem as ``(dotted field, reason)``, all of them at once:
+        combinations the sections allow alone but not together, and every client,
+        group and round the scenario names that does not exist."""
+        return [
+            *_combination_problems(self),
+            *_fault_problems(self),
+            *_population_problems(self),
+            *_timeline_problems(self),
+        ]
 
     def resolved(self) -> dict[str, Any]:
         """The fully resolved scenario as plain JSON-able data."""
@@ -479,3 +499,100 @@ class Scenario(StrictModel):
         """Hash of the resolved scenario's canonical JSON: names the experiment on the ledger."""
         blob = json.dumps(self.resolved(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+# ------------------------------------------------------------- semantic checks
+
+
+def _clients_text(n: int) -> str:
+    return f"clients.count is {n}: clients 0..{n - 1}"
+
+
+def _round_problem(field: str, value: int | None, rounds: int) -> list[tuple[str, str]]:
+    if value is not None and value > rounds:
+        return [(field, f"round {value} is after the last round (rounds: {rounds})")]
+    return []
+
+
+def _combination_problems(sc: Scenario) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    if sc.model.name == "cnn" and sc.dataset.name != "digits":
+        out.append(("model.name", "cnn needs an image dataset (digits)"))
+    if sc.partition.kind == "natural" and sc.dataset.name != "synthetic":
+        out.append(("partition.kind", "natural is only defined for synthetic"))
+    if sc.clients.min_per_round > sc.clients.count:
+        out.append(
+            (
+                "clients.min_per_round",
+                f"{sc.clients.min_per_round} is larger than clients.count ({sc.clients.count})",
+            )
+        )
+    return out
+
+
+def _fault_problems(sc: Scenario) -> list[tuple[str, str]]:
+    n, out = sc.clients.count, []
+    for i, fault in enumerate(sc.faults):
+        if fault.client >= n:
+            out.append(
+                (f"faults.{i}.client", f"client {fault.client} does not exist ({_clients_text(n)})")
+            )
+        for r in fault.rounds or ():
+            if not 1 <= r <= sc.rounds:
+                out.append((f"faults.{i}.rounds", f"round {r} is outside the run (1..{sc.rounds})"))
+    return out
+
+
+def _fraction_problem(i: int, fraction: float, n: int) -> list[tuple[str, str]]:
+    exact = fraction * n
+    if abs(exact - round(exact)) <= 1e-9 * max(1.0, exact):
+        return []
+    low, high = int(exact), int(exact) + 1
+    options = f"count: {low} or count: {high}" if low >= 1 else f"count: {high}"
+    return [
+        (
+            f"population.{i}.fraction",
+            f"{fraction:g} of {n} clients is {exact:g} clients, not a whole number; give {options}",
+        )
+    ]
+
+
+def _population_problems(sc: Scenario) -> list[tuple[str, str]]:
+    n, out = sc.clients.count, []
+    names: dict[str, int] = {}
+    owner: dict[int, str] = {}
+    members = 0
+    for i, g in enumerate(sc.population):
+        if g.group in names:
+            out.append((f"population.{i}.group", f"duplicate group name {g.group!r}"))
+        names.setdefault(g.group, i)
+        if g.fraction is not None:
+            out += _fraction_problem(i, g.fraction, n)
+        for c in g.clients or ():
+            if c >= n:
+                out.append(
+                    (f"population.{i}.clients", f"client {c} does not exist ({_clients_text(n)})")
+                )
+            elif c in owner:
+                out.append((f"population.{i}.clients", f"client {c} is also in group {owner[c]!r}"))
+            owner.setdefault(c, g.group)
+        members += g.size(n)
+    if members > n:
+        out.append(("population", f"groups hold {members} clients but clients.count is {n}"))
+    return out
+
+
+def _timeline_problems(sc: Scenario) -> list[tuple[str, str]]:
+    groups = [g.group for g in sc.population]
+    valid = f"groups: {', '.join(groups)}" if groups else "the scenario has no population groups"
+    out: list[tuple[str, str]] = []
+    for i, event in enumerate(sc.timeline):
+        group = getattr(event, "group", None)
+        if group is not None and group not in groups:
+            out.append((f"timeline.{i}.group", f"no population group {group!r} ({valid})"))
+        if isinstance(event, _Window):
+            out += _round_problem(f"timeline.{i}.start_round", event.start_round, sc.rounds)
+            out += _round_problem(f"timeline.{i}.stop_round", event.stop_round, sc.rounds)
+        else:
+            out += _round_problem(f"timeline.{i}.round", event.round, sc.rounds)
+    return out
