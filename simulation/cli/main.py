@@ -136,7 +136,7 @@ def run(
                 on_round=progress.update,
             )
     except RunError as exc:
-        typer.echo(f"run failed: {exc}", err=True)
+        typer.echo(f"run failed: {' '.join(str(exc).splitlines())}", err=True)
         raise typer.Exit(EXIT_RUN) from None
     _summary(outcome.manifest, outcome.wall_seconds, out_dir)
 
