@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import sqlite3
+from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ from pathlib import Path
 from marketplace.entries import GENESIS_PREV, Entry
 from marketplace.errors import LedgerIntegrityError, LedgerNotFoundError, TransactionError
 from marketplace.keys import verify_signature_raw
-from marketplace.ledger import connect, ledger_path
+from marketplace.ledger import MALFORMED, connect, ledger_path, malformed_reason
 from marketplace.merkle import MerkleTree
 from marketplace.state import MarketState
 
@@ -141,7 +142,10 @@ def audit_ledger(path: Path | str, *, workers: int = 1) -> AuditReport:
     db = ledger_path(path)
     if not db.is_file():
         raise LedgerNotFoundError(f"no ledger at {db}")
-    conn = connect(db, readonly=True)
+    try:
+        conn = connect(db, readonly=True)
+    except sqlite3.Error as exc:
+        raise LedgerIntegrityError(0, f"cannot open the ledger database: {exc}") from None
     checker = _SignatureChecker(workers)
     try:
         try:
@@ -160,6 +164,18 @@ def audit_ledger(path: Path | str, *, workers: int = 1) -> AuditReport:
         conn.close()
 
 
+def _stored_rows(cursor: sqlite3.Cursor) -> Iterator[tuple[int, str]]:
+    """The stored rows in order; a page SQLite cannot read ends the audit at the
+    entry it holds, as a :class:`LedgerIntegrityError`, never a database traceback."""
+    n = 0
+    try:
+        for row in cursor:
+            yield row
+            n += 1
+    except sqlite3.Error as exc:
+        raise LedgerIntegrityError(n, f"unreadable ledger database: {exc}") from None
+
+
 def _audit(conn: sqlite3.Connection, checker: _SignatureChecker) -> AuditReport:
     state = MarketState()
     tree = MerkleTree()
@@ -174,22 +190,22 @@ def _audit(conn: sqlite3.Connection, checker: _SignatureChecker) -> AuditReport:
     # Pre-bound hot-path callables (one attribute lookup per audit, not per entry).
     sha256, from_record, check = hashlib.sha256, Entry.from_record, checker.check
     public_key_for, apply, tree_append = state.public_key_for, state.apply, tree.append
-    for row_seq, record in cursor:
+    for row_seq, record in _stored_rows(cursor):
         i = expected
         if row_seq != i:
             raise LedgerIntegrityError(i, f"missing (next stored row is #{row_seq})")
         try:
             entry = from_record(record)
-        except (ValueError, KeyError, TypeError) as exc:
-            raise LedgerIntegrityError(i, f"malformed record: {exc}") from None
+        except MALFORMED as exc:
+            raise LedgerIntegrityError(i, f"malformed record: {malformed_reason(exc)}") from None
         if entry.seq != i:
             raise LedgerIntegrityError(i, f"out of order: record says #{entry.seq}")
         if entry.prev_hash != prev:
             raise LedgerIntegrityError(i, "previous-hash link broken")
         try:
             encoded = entry.encode()
-        except ValueError as exc:
-            raise LedgerIntegrityError(i, f"unencodable record: {exc}") from None
+        except MALFORMED as exc:
+            raise LedgerIntegrityError(i, f"unencodable record: {malformed_reason(exc)}") from None
         if sha256(bytes.fromhex(prev) + encoded.body).hexdigest() != entry.hash:
             raise LedgerIntegrityError(i, "hash does not match the entry's contents")
         if encoded.record != record:
@@ -208,16 +224,17 @@ def _audit(conn: sqlite3.Connection, checker: _SignatureChecker) -> AuditReport:
             apply(tx)
         except TransactionError as exc:
             raise LedgerIntegrityError(i, f"invalid transaction: {exc}") from None
-        except ValueError as exc:
-            raise LedgerIntegrityError(i, f"invalid transaction: {exc}") from None
+        except MALFORMED as exc:
+            raise LedgerIntegrityError(i, f"invalid transaction: {malformed_reason(exc)}") from None
         tree_append(sha256(b"\x00" + record.encode("utf-8")).digest())  # RFC 6962 leaf
         prev = entry.hash
         expected += 1
     if expected == 0:
         raise LedgerIntegrityError(0, "ledger is empty (no genesis)")
-    if head_row is None or int(head_row[0]) != expected - 1 or head_row[1] != prev:
-        claimed = "none" if head_row is None else f"#{head_row[0]}"
-        bad = expected if head_row is None or int(head_row[0]) >= expected else expected - 1
+    head_seq = head_row[0] if head_row is not None and type(head_row[0]) is int else None
+    if head_seq is None or head_seq != expected - 1 or head_row[1] != prev:
+        claimed = "none" if head_row is None else f"#{str(head_row[0])[:40]}"
+        bad = expected if head_seq is None or head_seq >= expected else expected - 1
         raise LedgerIntegrityError(
             bad, f"ledger truncated or head altered (head row says {claimed})"
         )

@@ -28,6 +28,7 @@ from glob import escape as glob_escape
 from math import isfinite
 from pathlib import Path
 from types import TracebackType
+from urllib.parse import quote
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -48,6 +49,7 @@ from marketplace.errors import (
     ReadOnlyLedgerError,
     RegistryError,
     SignatureError,
+    TransactionError,
 )
 from marketplace.keys import HAVE_SODIUM, Signer, SigningPool, public_key_hex, verify_signature
 from marketplace.merkle import MerkleTree, leaf_hash, verify_inclusion
@@ -150,10 +152,29 @@ def ledger_path(path: Path | str) -> Path:
     return p if p.suffix == ".db" else p / LEDGER_FILE
 
 
+MALFORMED = (ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError)
+"""What parsing or applying a malformed stored record raises (``seq`` of ``1e999`` is
+an ``OverflowError``, a record nested 100,000 deep a ``RecursionError``)."""
+
+
+def malformed_reason(exc: BaseException) -> str:
+    """A short reason for a record that raised one of :data:`MALFORMED`."""
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    if isinstance(exc, OverflowError):
+        return "a number out of range"
+    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+
+
 def connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
-    """Open the SQLite ledger with WAL and explicit transactions."""
+    """Open the SQLite ledger with WAL and explicit transactions.
+
+    A read-only connection is a ``file:`` URI with the path percent-escaped, so
+    a run directory named ``run#1`` or ``run?x`` opens the file it names.
+    """
     if readonly:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, timeout=60)
+        uri = f"file:{quote(os.fspath(path))}?mode=ro"
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=60)
     else:
         conn = sqlite3.connect(path, isolation_level=None, timeout=60)
         # 16 KiB pages (effective for a new file only): entries are ~0.5 KB
@@ -301,20 +322,47 @@ class Market:
         db = ledger_path(path)
         if not db.is_file():
             raise LedgerNotFoundError(f"no ledger at {db}")
-        conn = connect(db, readonly=readonly)
+        try:
+            conn = connect(db, readonly=readonly)
+        except sqlite3.Error as exc:
+            raise LedgerIntegrityError(0, f"cannot open the ledger database: {exc}") from None
         market = cls(db, conn, readonly=readonly, clock=clock)
-        market._catch_up()
+        try:
+            market._catch_up()
+        except sqlite3.Error as exc:
+            conn.close()
+            reason = f"unreadable ledger database: {exc}"
+            raise LedgerIntegrityError(market._state.size, reason) from None
+        except BaseException:
+            conn.close()
+            raise
         return market
 
     def close(self) -> None:
-        """Flush and close the database."""
+        """Flush and close the database; a writer leaves it out of WAL mode."""
         if self._closed:
             return
         self._closed = True
         if self._pool is not None:
             self._pool.close()
             self._pool = None
+        if not self._readonly:
+            self._leave_wal()
         self._conn.close()
+
+    def _leave_wal(self) -> None:
+        """Switch a closing ledger to a rollback journal (``journal_mode=DELETE``).
+
+        This folds the WAL into ``ledger.db`` and deletes ``-wal`` and ``-shm``,
+        so the finished file verifies from read-only media (a WAL database needs
+        a writable ``-shm`` beside it). Another open connection keeps WAL on; the
+        last writer to close switches it.
+        """
+        try:
+            self._conn.execute("PRAGMA busy_timeout=100")
+            self._conn.execute("PRAGMA journal_mode=DELETE").fetchall()
+        except sqlite3.Error as exc:
+            logger.debug("ledger %s stays in WAL mode: %s", self.path, exc)
 
     def __enter__(self) -> Market:
         return self
@@ -361,10 +409,19 @@ class Market:
             "SELECT record FROM entries WHERE seq >= ? ORDER BY seq", (self._state.size,)
         ).fetchall()
         for (record,) in rows:
-            entry = Entry.from_record(record)
-            if entry.seq != self._state.size or entry.prev_hash != self._head:
-                raise LedgerIntegrityError(entry.seq, "does not extend the chain; run an audit")
-            self._ingest(entry, record)
+            seq = self._state.size
+            try:
+                entry = Entry.from_record(record)
+            except MALFORMED as exc:
+                reason = f"malformed record: {malformed_reason(exc)}"
+                raise LedgerIntegrityError(seq, reason) from None
+            if entry.seq != seq or entry.prev_hash != self._head:
+                raise LedgerIntegrityError(seq, "does not extend the chain; run an audit")
+            try:
+                self._ingest(entry, record)
+            except (TransactionError, *MALFORMED) as exc:
+                reason = f"invalid transaction: {malformed_reason(exc)}"
+                raise LedgerIntegrityError(seq, reason) from None
 
     def _begin(self) -> None:
         self._conn.execute("BEGIN IMMEDIATE")

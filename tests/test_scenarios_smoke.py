@@ -14,7 +14,7 @@ import pytest
 from marketplace import audit_ledger
 from simulation.engine.runner import run_scenario
 from simulation.scenario.load import load_scenario
-from tests.pins.pins import REDUCED, SCENARIOS, load_pins, pin_of_run
+from tests.pins.pins import SCENARIOS, load_pins, pin_of_run, reduced
 
 PINS = load_pins()
 
@@ -29,7 +29,7 @@ def test_scenarios_exist_and_open_with_a_comment() -> None:
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
 def test_scenario_runs_at_reduced_size(path: Path, tmp_path: Path) -> None:
-    scenario = load_scenario(path, REDUCED)
+    scenario = load_scenario(path, reduced(path))
     outcome = run_scenario(scenario, tmp_path, engine="inprocess")
     assert len(outcome.result.rounds) == 4
     assert audit_ledger(tmp_path).head_hash == outcome.result.head_hash

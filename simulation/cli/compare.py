@@ -109,7 +109,7 @@ def compare(
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Debug logging.")] = False,
 ) -> None:
     """Run a study: scenario variants x seeds, each run isolated; tabulate and summarise."""
-    from simulation.errors import ScenarioError
+    from simulation.errors import ScenarioError, problem_lines
     from simulation.scenario.sweep import resolve_study
     from simulation.study.compare import run_study
 
@@ -120,8 +120,8 @@ def compare(
     try:
         study = resolve_study(target, overrides or (), engine=engine)  # type: ignore[arg-type]
     except ScenarioError as exc:
-        for problem in exc.problems:
-            typer.echo(str(problem), err=True)
+        for line in problem_lines(exc.problems):
+            typer.echo(line, err=True)
         raise typer.Exit(EXIT_SCENARIO) from None
     outcome = run_study(study, out_dir, workers=workers, force=force)
     from rich.console import Console

@@ -19,7 +19,7 @@ import typer
 if TYPE_CHECKING:
     from rich.console import Console
 
-from simulation.errors import RunError, ScenarioError
+from simulation.errors import RunError, ScenarioError, problem_lines
 
 EXIT_SCENARIO = 2
 EXIT_RUN = 3
@@ -88,8 +88,8 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _scenario_error(exc: ScenarioError) -> typer.Exit:
-    for problem in exc.problems:
-        typer.echo(str(problem), err=True)
+    for line in problem_lines(exc.problems):
+        typer.echo(line, err=True)
     return typer.Exit(EXIT_SCENARIO)
 
 
@@ -138,7 +138,7 @@ def run(
                 on_round=progress.update,
             )
     except RunError as exc:
-        typer.echo(f"run failed: {exc}", err=True)
+        typer.echo(f"run failed: {' '.join(str(exc).splitlines())}", err=True)
         raise typer.Exit(EXIT_RUN) from None
     _summary(outcome.manifest, outcome.wall_seconds, out_dir)
 
@@ -147,8 +147,11 @@ def _summary(manifest: dict[str, object], wall: float, out_dir: Path) -> None:
     final = manifest["final"]
     assert isinstance(final, dict)
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=f"{manifest['scenario']['name']} (seed {manifest['seed']})")  # type: ignore[index]
+    # Text, not markup: the scenario's name is the user's string ("[/x]" is no tag).
+    title = Text(f"{manifest['scenario']['name']} (seed {manifest['seed']})")  # type: ignore[index]
+    table = Table(title=title)
     table.add_column("metric")
     table.add_column("value", justify="right")
     table.add_row("rounds", str(final["round"]))
@@ -174,7 +177,11 @@ def validate(
         scenario = load_scenario(scenario_file, overrides or ())
     except ScenarioError as exc:
         raise _scenario_error(exc) from None
-    console().print(f"{scenario_file}: ok ({scenario.name}, sha256 {scenario.sha256()[:16]}…)")
+    console().print(
+        f"{scenario_file}: ok ({scenario.name}, sha256 {scenario.sha256()[:16]}…)",
+        markup=False,
+        highlight=False,
+    )
 
 
 @app.command()

@@ -63,6 +63,8 @@ def _fail(message: str, code: int) -> typer.Exit:
 @contextmanager
 def _errors() -> Iterator[None]:
     """Map marketplace errors to one clear line and an exit code, no traceback."""
+    import sqlite3
+
     from marketplace.errors import MarketplaceError
 
     try:
@@ -71,6 +73,8 @@ def _errors() -> Iterator[None]:
         code = exit_code(exc)
         prefix = "ledger verification failed: " if code == 3 else ""
         raise _fail(f"{prefix}{exc}", code) from None
+    except sqlite3.Error as exc:  # a database the ledger code did not expect to fail
+        raise _fail(f"ledger verification failed: unreadable ledger database: {exc}", 3) from None
     except (IndexError, ValueError, KeyError) as exc:
         raise _fail(str(exc).strip("'\""), EXIT_USAGE) from None
 

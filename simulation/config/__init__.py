@@ -51,6 +51,8 @@ _EXPORTS = {
     "Privacy": "schema",
     "TimelineEvent": "schema",
     "SCHEMA_VERSION": "schema",
+    "STRUCTURE_ONLY": "schema",
+    "client_account": "schema",
 }
 
 __all__ = sorted(_EXPORTS)

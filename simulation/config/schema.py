@@ -20,19 +20,34 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
+    ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from simulation.config.catalog import DATASETS, HUB_DATASETS, facts
 
 SCHEMA_VERSION = 1
 
+STRUCTURE_ONLY: dict[str, Any] = {"semantic": False}
+"""Validation context that skips :meth:`Scenario.semantic_problems`: the loader
+validates the structure first, then reports the semantic problems together with
+the problems of building each named component."""
+
+
+def client_account(index: int) -> str:
+    """The market account of client ``index`` (``client-003``): the name a scenario
+    uses for a client wherever it names accounts."""
+    return f"client-{index:03d}"
+
 
 class StrictModel(BaseModel):
-    """Base of every user-facing model: unknown keys are errors, values are immutable."""
+    """Base of every user-facing model: unknown keys are errors, values are immutable,
+    and numbers are finite (an ``.inf`` emission would only fail mid-run)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     hashed_when_set: ClassVar[frozenset[str]] = frozenset()
     """Fields added after scenario hashes were first published (ledger geneses name them).
@@ -528,6 +543,11 @@ class GroupConfig(StrictModel):
     consecutive slices in the order they are declared), so ``count`` or
     ``fraction`` is all a scenario says. ``attacker`` is ground truth for the
     attack metrics; it defaults to "the behaviour is not honest".
+
+    There is no rounding: ``fraction`` times ``clients.count`` must be a whole
+    number of clients (0.3 of 10 is 3; 0.54 of 10 is an error that suggests
+    ``count: 5`` or ``count: 6``), so the fractions a study reports are the
+    fractions that ran.
     """
 
     group: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
@@ -553,7 +573,8 @@ class GroupConfig(StrictModel):
         return self
 
     def size(self, num_clients: int) -> int:
-        """Number of members among ``num_clients`` clients."""
+        """Number of members among ``num_clients`` clients (a fraction is exact once
+        :meth:`Scenario.semantic_problems` accepted it)."""
         if self.clients is not None:
             return len(self.clients)
         if self.count is not None:
@@ -705,32 +726,34 @@ class Scenario(StrictModel):
     output: OutputConfig = Field(default_factory=OutputConfig)
 
     @model_validator(mode="after")
-    def _cross_field(self) -> Scenario:
-        _check_model_fits_data(self.model, self.dataset.name)
-        _check_partition_fits(self.partition, self.dataset.name, self.clients.count)
-        _check_device(self.training, self.resources)
-        if self.clients.min_per_round > self.clients.count:
-            raise ValueError("clients.min_per_round: larger than clients.count")
-        for fault in self.faults:
-            if fault.client >= self.clients.count:
-                raise ValueError(f"faults: client {fault.client} does not exist")
-        names = [g.group for g in self.population]
-        if len(set(names)) != len(names):
-            raise ValueError("population: group names must be unique")
-        members = sum(g.size(self.clients.count) for g in self.population)
-        explicit = [i for g in self.population for i in (g.clients or ())]
-        if len(set(explicit)) != len(explicit) or any(i >= self.clients.count for i in explicit):
-            raise ValueError("population: explicit clients overlap or do not exist")
-        if members > self.clients.count:
-            raise ValueError(
-                f"population: groups hold {members} clients but clients.count is "
-                f"{self.clients.count}"
+    def _cross_field(self, info: ValidationInfo) -> Scenario:
+        if info.context is not None and info.context.get("semantic") is False:
+            return self
+        problems = self.semantic_problems()
+        if problems:
+            raise ValidationError.from_exception_data(
+                "Scenario",
+                [
+                    InitErrorDetails(
+                        type=PydanticCustomError("semantic", "{reason}", {"reason": reason}),
+                        loc=(field,),
+                        input=None,
+                    )
+                    for field, reason in problems
+                ],
             )
-        for i, event in enumerate(self.timeline):
-            group = getattr(event, "group", None)
-            if group is not None and group not in names:
-                raise ValueError(f"timeline.{i}.group: no population group {group!r}")
         return self
+
+    def semantic_problems(self) -> list[tuple[str, str]]:
+        """Every cross-field problem as ``(dotted field, reason)``, all of them at once:
+        combinations the sections allow alone but not together, and every client,
+        group and round the scenario names that does not exist."""
+        return [
+            *_combination_problems(self),
+            *_fault_problems(self),
+            *_population_problems(self),
+            *_timeline_problems(self),
+        ]
 
     def resolved(self) -> dict[str, Any]:
         """The fully resolved scenario as plain JSON-able data."""
@@ -810,3 +833,107 @@ def _check_device(training: TrainingConfig, resources: ResourcesConfig) -> None:
             "training.device: cuda needs a GPU share per client (resources.client_gpus, "
             "e.g. 0.25 for four clients per GPU)"
         )
+
+
+# ------------------------------------------------------------- semantic checks
+
+
+def _clients_text(n: int) -> str:
+    return f"clients.count is {n}: clients 0..{n - 1}"
+
+
+def _round_problem(field: str, value: int | None, rounds: int) -> list[tuple[str, str]]:
+    if value is not None and value > rounds:
+        return [(field, f"round {value} is after the last round (rounds: {rounds})")]
+    return []
+
+
+def _combination_problems(sc: Scenario) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    checks = (
+        lambda: _check_model_fits_data(sc.model, sc.dataset.name),
+        lambda: _check_partition_fits(sc.partition, sc.dataset.name, sc.clients.count),
+        lambda: _check_device(sc.training, sc.resources),
+    )
+    for check in checks:
+        try:
+            check()
+        except ValueError as exc:  # "field: reason"
+            field, _, reason = str(exc).partition(": ")
+            out.append((field, reason))
+    if sc.clients.min_per_round > sc.clients.count:
+        out.append(
+            (
+                "clients.min_per_round",
+                f"{sc.clients.min_per_round} is larger than clients.count ({sc.clients.count})",
+            )
+        )
+    return out
+
+
+def _fault_problems(sc: Scenario) -> list[tuple[str, str]]:
+    n, out = sc.clients.count, []
+    for i, fault in enumerate(sc.faults):
+        if fault.client >= n:
+            out.append(
+                (f"faults.{i}.client", f"client {fault.client} does not exist ({_clients_text(n)})")
+            )
+        for r in fault.rounds or ():
+            if not 1 <= r <= sc.rounds:
+                out.append((f"faults.{i}.rounds", f"round {r} is outside the run (1..{sc.rounds})"))
+    return out
+
+
+def _fraction_problem(i: int, fraction: float, n: int) -> list[tuple[str, str]]:
+    exact = fraction * n
+    if abs(exact - round(exact)) <= 1e-9 * max(1.0, exact):
+        return []
+    low, high = int(exact), int(exact) + 1
+    options = f"count: {low} or count: {high}" if low >= 1 else f"count: {high}"
+    return [
+        (
+            f"population.{i}.fraction",
+            f"{fraction:g} of {n} clients is {exact:g} clients, not a whole number; give {options}",
+        )
+    ]
+
+
+def _population_problems(sc: Scenario) -> list[tuple[str, str]]:
+    n, out = sc.clients.count, []
+    names: dict[str, int] = {}
+    owner: dict[int, str] = {}
+    members = 0
+    for i, g in enumerate(sc.population):
+        if g.group in names:
+            out.append((f"population.{i}.group", f"duplicate group name {g.group!r}"))
+        names.setdefault(g.group, i)
+        if g.fraction is not None:
+            out += _fraction_problem(i, g.fraction, n)
+        for c in g.clients or ():
+            if c >= n:
+                out.append(
+                    (f"population.{i}.clients", f"client {c} does not exist ({_clients_text(n)})")
+                )
+            elif c in owner:
+                out.append((f"population.{i}.clients", f"client {c} is also in group {owner[c]!r}"))
+            owner.setdefault(c, g.group)
+        members += g.size(n)
+    if members > n:
+        out.append(("population", f"groups hold {members} clients but clients.count is {n}"))
+    return out
+
+
+def _timeline_problems(sc: Scenario) -> list[tuple[str, str]]:
+    groups = [g.group for g in sc.population]
+    valid = f"groups: {', '.join(groups)}" if groups else "the scenario has no population groups"
+    out: list[tuple[str, str]] = []
+    for i, event in enumerate(sc.timeline):
+        group = getattr(event, "group", None)
+        if group is not None and group not in groups:
+            out.append((f"timeline.{i}.group", f"no population group {group!r} ({valid})"))
+        if isinstance(event, _Window):
+            out += _round_problem(f"timeline.{i}.start_round", event.start_round, sc.rounds)
+            out += _round_problem(f"timeline.{i}.stop_round", event.stop_round, sc.rounds)
+        else:
+            out += _round_problem(f"timeline.{i}.round", event.round, sc.rounds)
+    return out

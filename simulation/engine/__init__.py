@@ -8,6 +8,7 @@ _EXPORTS = {
     "RunOutcome": "runner",
     "baseline_of": "runner",
     "prepare_out_dir": "runner",
+    "owned_out_dir": "runner",
     "quiet_environment": "env",
     "in_process_transport": "inprocess",
     "make_server_app": "server_app",

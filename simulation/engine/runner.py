@@ -4,16 +4,27 @@ Ray is started and stopped inside each run (its temp files under /tmp, quiet
 unless verbose), Flower's telemetry is off, and the result files are written
 only after the world finishes; the ledger is written as the run goes, so a
 killed run still leaves a ledger that verifies.
+
+A run owns its directory: it holds an exclusive ``flock`` on ``--out/.fedmarket.lock``
+from before it looks for an earlier run until its last file is written, so a
+second run, or ``--force`` against a live one, is refused instead of deleting a
+ledger under a writer. Every I/O failure (not a directory, read-only, full,
+permission) becomes a one-line :class:`~simulation.errors.RunError` naming the
+path and the cause.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import logging
 import os
 import shutil
+import sqlite3
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -54,12 +65,70 @@ class RunOutcome:
     wall_seconds: float
 
 
+LOCK_FILE = ".fedmarket.lock"
+"""Held (``flock``, exclusive) by the run writing the directory; never deleted, so
+two runs always lock the same inode."""
+
+
+def io_failure(exc: OSError | sqlite3.Error, path: Path) -> str:
+    """One line naming the path and the cause of an I/O failure."""
+    if isinstance(exc, sqlite3.Error):
+        return f"{path / 'ledger.db'}: {exc}"
+    where = exc.filename if exc.filename is not None else path
+    if exc.errno in (errno.ENOTDIR, errno.EEXIST) and Path(where) == path:
+        return f"{path} is not a directory"
+    return f"{where}: {exc.strerror or exc}"
+
+
+def _make_dir(out_dir: Path) -> None:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise RunError(f"{out_dir} is not a directory") from None
+    except NotADirectoryError:
+        raise RunError(f"{out_dir}: a parent of it is not a directory") from None
+    except OSError as exc:
+        raise RunError(io_failure(exc, out_dir)) from None
+
+
+@contextlib.contextmanager
+def owned_out_dir(out_dir: Path) -> Iterator[None]:
+    """Create ``out_dir`` and hold its run lock for the ``with`` block; a directory
+    another live run holds is refused (``RunError``), whatever ``--force`` says."""
+    _make_dir(out_dir)
+    lock = out_dir / LOCK_FILE
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise RunError(io_failure(exc, out_dir)) from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            by = f" (pid {holder})" if holder.isdigit() else ""
+            raise RunError(
+                f"{out_dir} is in use by another run{by}; wait for it or choose another --out"
+            ) from None
+        except OSError as exc:
+            raise RunError(f"{lock}: cannot lock: {exc.strerror or exc}") from None
+        with contextlib.suppress(OSError):  # the pid only makes the refusal clearer
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def prepare_out_dir(out_dir: Path, force: bool) -> None:
-    """Create ``out_dir``; refuse to overwrite an earlier run unless ``force``."""
+    """Create ``out_dir``; refuse to overwrite an earlier run unless ``force``.
+
+    Call it holding :func:`owned_out_dir`, so no live run's files are removed.
+    """
+    _make_dir(out_dir)
     existing = [f for f in RESULT_FILES if (out_dir / f).exists()]
     if existing and not force:
         raise RunError(f"{out_dir} already holds a run ({existing[0]}); use --force to replace it")
-    out_dir.mkdir(parents=True, exist_ok=True)
     for f in existing:
         (out_dir / f).unlink()
     if force and (out_dir / "baseline").is_dir():
@@ -186,11 +255,28 @@ def run_scenario(
     ``engine="flower"`` is the product path (ServerApp and ClientApps on the
     Simulation Engine); ``"inprocess"`` trains the same tasks in a plain loop,
     the baseline that ``benchmarks/flower_overhead.py`` compares against.
+    Raises ``RunError`` (one line) when ``out_dir`` is held by another run or any
+    I/O fails; the ledger written so far then still verifies.
     """
+    out_dir = Path(out_dir)
+    try:
+        with owned_out_dir(out_dir):
+            prepare_out_dir(out_dir, force)
+            return _run_owned(scenario, out_dir, engine, verbose, on_round)
+    except (OSError, sqlite3.Error) as exc:
+        log.debug("I/O failure in %s", out_dir, exc_info=True)
+        raise RunError(io_failure(exc, out_dir)) from exc
+
+
+def _run_owned(
+    scenario: Scenario,
+    out_dir: Path,
+    engine: Literal["flower", "inprocess"],
+    verbose: bool,
+    on_round: Callable[[RoundRecord], None] | None,
+) -> RunOutcome:
     from simulation.results.write import write_results
 
-    out_dir = Path(out_dir)
-    prepare_out_dir(out_dir, force)
     started = time.perf_counter()
     log.info(
         "running %s (seed %d): %d clients, %d rounds, engine %s",

@@ -1,5 +1,6 @@
 """Reading what a user writes: scenario files with ``--set`` overrides, validated
-against the schema and the registries, and study sweep files."""
+against the schema and the registries, and study sweep files; all YAML through the
+bounded reader of ``safe_yaml`` (size, encoding, aliases, nesting)."""
 
 from marketplace._lazy import lazy_exports
 
@@ -9,6 +10,9 @@ _EXPORTS = {
     "apply_overrides": "load",
     "parse_override": "load",
     "read_yaml": "load",
+    "scenario_from_data": "load",
+    "parse_yaml": "safe_yaml",
+    "read_text": "safe_yaml",
     "Study": "sweep",
     "Variant": "sweep",
     "resolve_study": "sweep",

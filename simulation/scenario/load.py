@@ -1,22 +1,39 @@
 """Reading a scenario file: YAML, ``--set`` overrides, validation against the schema
 and the registries, and error reporting as ``FILE: field.path -> reason``.
 
-Errors are collected, never raised one at a time: a user fixing a file sees
-every problem at once.
+Files and ``--set`` values are read by :mod:`simulation.scenario.safe_yaml`, which
+bounds size, nesting and aliases before anything is converted. Validation then
+runs in stages, each reporting every problem it finds: the structure (pydantic)
+with the registry names, then the cross-field semantics
+(:meth:`Scenario.semantic_problems`) together with the building of every named
+component and the accounts they name. No interpreter message reaches the user:
+a component that raises on its parameters is reported in words.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Mapping, Sequence
+import copy
+import logging
+import re
+import types
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Union, get_args, get_origin
 
-import yaml
 from pydantic import ValidationError
 
-from simulation.config.schema import HubDatasetConfig, Scenario
+from simulation.config.schema import (
+    STRUCTURE_ONLY,
+    CoalitionEvent,
+    HubDatasetConfig,
+    Scenario,
+    client_account,
+)
 from simulation.errors import Problem, ScenarioError
+from simulation.scenario.safe_yaml import MAX_DEPTH, parse_value, read_mapping
+
+log = logging.getLogger("fedmarket.scenario")
 
 # ------------------------------------------------------------------ error handling
 
@@ -42,35 +59,58 @@ def _field_path(loc: Sequence[int | str]) -> str:
     return ".".join(parts)
 
 
+def _unwrap(ann: Any) -> Any:
+    while get_origin(ann) is Annotated:
+        ann = get_args(ann)[0]
+    return ann
+
+
+def _step(ann: Any, part: int | str) -> Any:
+    """The annotation one location step below ``ann`` (``None``: unknown)."""
+    ann = _unwrap(ann)
+    origin = get_origin(ann)
+    if isinstance(part, int):
+        return _unwrap(get_args(ann)[0]) if origin in (tuple, list) else None
+    if origin in (Union, types.UnionType):  # a tagged union: the tag picks the model
+        for raw in get_args(ann):
+            option = _unwrap(raw)
+            tags = [getattr(m, "tag", None) for m in getattr(raw, "__metadata__", ())]
+            fields = getattr(option, "model_fields", {})
+            if part in tags or any(  # a callable discriminator's Tag (the dataset section)
+                k in fields and fields[k].default == part for k in ("kind", "mode")
+            ):
+                return option
+        return None
+    if origin is dict:
+        return get_args(ann)[1]
+    fields = getattr(ann, "model_fields", None)
+    return fields[part].annotation if fields and part in fields else None
+
+
 def _valid_keys(loc: Sequence[int | str]) -> list[str]:
     """Field names valid at the parent of ``loc``, to suggest on an unknown key."""
     model: Any = Scenario
-    path = [p for p in loc[:-1]]
-    i = 0
-    while i < len(path):
-        name = path[i]
-        fields = getattr(model, "model_fields", None)
-        if fields is None or name not in fields:
+    for part in loc[:-1]:
+        model = _step(model, part)
+        if model is None:
             return []
-        ann = fields[name].annotation
-        if name in _TAGGED and i + 1 < len(path):
-            tag = path[i + 1]
-            options = getattr(ann, "__args__", ())
-            for opt in options:
-                tags = [getattr(m, "tag", None) for m in getattr(opt, "__metadata__", ())]
-                for inner in getattr(opt, "__args__", (opt,)):
-                    mf = getattr(inner, "model_fields", {})
-                    if tag in tags:  # a callable discriminator's Tag (the dataset section)
-                        model = inner
-                    for key in ("kind", "mode"):
-                        if key in mf and mf[key].default == tag:
-                            model = inner
-            i += 2
-            continue
-        model = ann
-        i += 1
-    fields = getattr(model, "model_fields", None)
+    fields = getattr(_unwrap(model), "model_fields", None)
     return sorted(fields) if fields else []
+
+
+def _shown(value: Any) -> str | None:
+    """A short rendering of a rejected scalar value, or ``None`` (too long, or a container)."""
+    if isinstance(value, str):
+        return repr(value) if len(value) <= 56 else None
+    if isinstance(value, int) and value.bit_length() > 128:
+        return None
+    if isinstance(value, bool | int | float) or value is None:
+        return repr(value)
+    if isinstance(value, list | tuple) and len(value) <= 8:
+        parts = [_shown(v) for v in value]
+        if all(p is not None for p in parts):
+            return f"[{', '.join(p for p in parts if p is not None)}]"
+    return None
 
 
 def problems_from_validation(source: str, err: ValidationError) -> list[Problem]:
@@ -78,6 +118,9 @@ def problems_from_validation(source: str, err: ValidationError) -> list[Problem]
     problems: list[Problem] = []
     for e in err.errors(include_url=False):
         loc = tuple(e["loc"])
+        if e["type"] == "semantic":
+            problems.append(Problem(source, ".".join(map(str, loc)), str(e["msg"])))
+            continue
         field = _field_path(loc)
         reason = str(e["msg"])
         if e["type"] == "extra_forbidden":
@@ -91,8 +134,8 @@ def problems_from_validation(source: str, err: ValidationError) -> list[Problem]
                 field = f"{field}.{head}" if field else head
                 reason = tail
         if e["type"] not in ("extra_forbidden", "missing") and "input" in e:
-            shown = repr(e["input"])
-            if len(shown) <= 60 and not isinstance(e["input"], dict):
+            shown = _shown(e["input"])
+            if shown is not None and len(shown) <= 60:
                 reason = f"{reason} (got {shown})"
         problems.append(Problem(source, field, reason))
     return problems
@@ -101,45 +144,66 @@ def problems_from_validation(source: str, err: ValidationError) -> list[Problem]
 # ------------------------------------------------------------------------ loading
 
 
-def read_yaml(path: Path) -> dict[str, Any]:
-    """Read a YAML mapping, turning I/O and syntax errors into ``ScenarioError``."""
-    source = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ScenarioError([Problem(source, "", "file not found")]) from None
-    except OSError as exc:
-        raise ScenarioError([Problem(source, "", f"cannot read: {exc.strerror}")]) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ScenarioError([Problem(source, where, f"invalid YAML: {problem}")]) from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ScenarioError([Problem(source, "", "the top level must be a mapping")])
-    return data
+def read_yaml(path: Path, what: str = "scenario") -> dict[str, Any]:
+    """Read a YAML mapping within the bounds of :mod:`simulation.scenario.safe_yaml`
+    (size, encoding, aliases, nesting), turning every failure into ``ScenarioError``."""
+    return read_mapping(Path(path), what)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
     """Parse ``key.path=value``; the value is read as YAML (``0.1``, ``true``, ``[64,32]``)."""
     key, sep, raw = text.partition("=")
     key = key.strip()
-    if not sep or not key or any(not part for part in key.split(".")):
+    path = key.split(".")
+    if not sep or not key or any(not part for part in path):
         raise ScenarioError([Problem("--set", text, "expected key.path=value")])
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
-    return key.split("."), value
+    if len(path) > MAX_DEPTH:
+        raise ScenarioError([Problem("--set", text, f"key nested deeper than {MAX_DEPTH} levels")])
+    return path, parse_value(raw, "--set", text)
+
+
+def _item(node: list[Any], part: str, dotted: str) -> str | None:
+    """Why ``part`` is not an item of the list at ``dotted`` (``None``: it is)."""
+    if not part.isdigit():
+        return f"{dotted} is a list; {part!r} is not an item number"
+    if int(part) >= len(node):
+        has = f"{len(node)} item{'s' if len(node) != 1 else ''}" if node else "no items"
+        return f"no item {part} ({dotted} has {has})"
+    return None
+
+
+def _set(out: dict[str, Any], path: list[str], value: Any) -> str | None:
+    """Set ``path`` to ``value`` in ``out``; the reason it cannot be set, or ``None``."""
+    node: Any = out
+    for i, part in enumerate(path):
+        dotted = ".".join(path[:i]) or "the scenario"
+        last = i == len(path) - 1
+        if isinstance(node, list):
+            why = _item(node, part, dotted)
+            if why is not None:
+                return why
+            if last:
+                node[int(part)] = value
+                return None
+            nxt = node[int(part)]
+        elif last:
+            node[part] = value
+            return None
+        else:
+            nxt = node.get(part)
+            if nxt is None:
+                if path[i + 1].isdigit():  # an item of a list the file does not set
+                    return f"no item {path[i + 1]} ({'.'.join(path[: i + 1])} has no items)"
+                nxt = node[part] = {}
+        if not isinstance(nxt, dict | list):
+            return f"{'.'.join(path[: i + 1])} is not a section"
+        node = nxt
+    return None
 
 
 def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
     """Return a copy of ``data`` with each ``key.path=value`` override set."""
-    out = json.loads(json.dumps(data))
+    out = copy.deepcopy(data)  # plain, bounded data (safe_yaml refuses aliases and depth)
     problems: list[Problem] = []
     for text in overrides:
         try:
@@ -147,77 +211,36 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
         except ScenarioError as exc:
             problems.extend(exc.problems)
             continue
-        node: Any = out
-        for i, part in enumerate(path[:-1]):
-            dotted = ".".join(path[: i + 1])
-            if isinstance(node, list):
-                # A list item by index: ``population.0.fraction=0.2``.
-                if not part.isdigit() or int(part) >= len(node):
-                    problems.append(Problem("--set", text, f"{dotted}: no such list item"))
-                    break
-                nxt = node[int(part)]
-            else:
-                nxt = node.get(part)
-                if nxt is None:
-                    nxt = node[part] = {}
-            if not isinstance(nxt, dict | list):
-                problems.append(Problem("--set", text, f"{dotted} is not a section"))
-                break
-            node = nxt
-        else:
-            last = path[-1]
-            if isinstance(node, list):
-                if not last.isdigit() or int(last) >= len(node):
-                    problems.append(Problem("--set", text, f"{'.'.join(path)}: no such list item"))
-                else:
-                    node[int(last)] = value
-            else:
-                node[last] = value
+        why = _set(out, path, value)
+        if why is not None:
+            problems.append(Problem("--set", text, why))
     if problems:
         raise ScenarioError(problems)
     return out
 
 
 def validate_data(data: Mapping[str, Any], source: str) -> Scenario:
-    """Validate plain data as a ``Scenario`` and check registry names."""
+    """Validate plain data as a ``Scenario``: the structure (with the registry names),
+    then the cross-field semantics, the named components and the accounts they name.
+
+    Every problem of a stage is reported; a later stage runs whenever the
+    structure is valid, so a semantic error never hides a bad parameter.
+    """
     problems = _check_names(data, source)
     try:
-        scenario = Scenario.model_validate(dict(data))
+        scenario = Scenario.model_validate(dict(data), context=STRUCTURE_ONLY)
     except ValidationError as err:
         raise ScenarioError(problems_from_validation(source, err) + problems) from None
-    if problems:
-        raise ScenarioError(problems)
-    problems = _check_components(scenario, source) + _check_machine(scenario, source)
+    named_badly = {p.field for p in problems}
+    problems += [Problem(source, f, r) for f, r in scenario.semantic_problems()]
+    problems += _check_components(scenario, source, named_badly)
     problems += _check_aggregation_feasible(scenario, source)
     problems += _check_staked_voters(scenario, source)
+    reported = {p.field for p in problems}
+    problems += [p for p in _check_machine(scenario, source) if p.field not in reported]
     if problems:
         raise ScenarioError(problems)
     return scenario
-
-
-def _check_machine(scenario: Scenario, source: str) -> list[Problem]:
-    """What this machine must provide: a Hub dataset's files (at ``dataset.path`` or in
-    the local HF cache; nothing is downloaded, nothing imports ``datasets``), and CUDA
-    when ``training.device`` is ``cuda`` (only then is torch imported)."""
-    problems = []
-    dataset = scenario.dataset
-    if isinstance(dataset, HubDatasetConfig):
-        from simulation.fl.sources import DatasetNotAvailable, locate
-
-        try:
-            locate(dataset)
-        except DatasetNotAvailable as exc:
-            field = "dataset.path" if dataset.path is not None else "dataset.name"
-            problems.append(Problem(source, field, str(exc)))
-    if scenario.training.device == "cuda":
-        import torch
-
-        from simulation.fl.device import cuda_unavailable_reason
-
-        if not torch.cuda.is_available():
-            reason = f"cuda requested, but {cuda_unavailable_reason()}"
-            problems.append(Problem(source, "training.device", reason))
-    return problems
 
 
 def _named_components(data: Mapping[str, Any]) -> list[tuple[str, str, Any, Any]]:
@@ -295,55 +318,156 @@ def _check_names(data: Mapping[str, Any], source: str) -> list[Problem]:
     return problems
 
 
-def _check_components(scenario: Scenario, source: str) -> list[Problem]:
+# Python's own wording: a component that raised it was handed parameters it does
+# not take; the user sees what is wrong with the entry, not the interpreter's text.
+_UNEXPECTED_KEYWORD = re.compile(r"unexpected keyword argument '([^']+)'")
+_PYTHON_TEXT = re.compile(
+    r"could not convert|invalid literal for|object has no attribute|not supported between"
+    r"|unsupported operand|positional argument|required (positional|keyword)|__init__\(\)"
+    r"|got multiple values|object is not|math domain error|must be real number"
+)
+# Market behaviours whose members are federated clients (they leave and rejoin).
+_CLIENT_MARKET_BEHAVIOURS = ("whitewashers", "rational_participants", "churn")
+
+
+def _component_reason(exc: Exception) -> str:
+    """A user-facing reason for a component that could not be built from its parameters."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, TypeError):
+        found = _UNEXPECTED_KEYWORD.search(text)
+        if found:
+            return f"unknown parameter {found.group(1)!r}"
+        if "takes no arguments" in text:
+            return "takes no parameters"
+        return "invalid parameters (a value of the wrong type, or a required one missing)"
+    if isinstance(exc, ValueError) and text and not _PYTHON_TEXT.search(text):
+        return text
+    return "invalid parameters (a value of the wrong type or out of range)"
+
+
+def _attempt(field: str, make: Callable[[], Any], problems: list[Problem], source: str) -> Any:
+    """Build one component; a failure becomes a ``Problem`` (full detail in the debug log)."""
+    try:
+        return make()
+    except Exception as exc:  # any failure to build is the entry's problem, never a traceback
+        log.debug("building %s failed", field, exc_info=True)
+        problems.append(Problem(source, field, _component_reason(exc)))
+        return None
+
+
+def _check_components(scenario: Scenario, source: str, named_badly: set[str]) -> list[Problem]:
     """Build the cheap components once, so constraints their constructors check (not
-    expressible in a parameter model) fail before a run starts. Strategies are not
-    built here (that would import Flower): their parameter models carry their bounds."""
+    expressible in a parameter model) fail before a run starts, and check that every
+    account they name exists. Strategies are not built here (that would import
+    Flower): their parameter models carry their bounds. An entry whose name or
+    parameters :func:`_check_names` already refused (``named_badly`` holds those
+    fields) is not built again."""
     from agents.market import create_market_behaviour
     from agents.training import create_behaviour
     from marketplace.contribution import create_evaluator
     from marketplace.incentives import create_mechanism
     from marketplace.ratings import make_rating_rule
 
-    mechanism_params: dict[str, Any] = dict(scenario.rewards.params)
-    if scenario.rewards.mechanism == "reputation":
+    def fine(where: str) -> bool:
+        return not any(f == where or f.startswith(where + ".") for f in named_badly)
+
+    problems: list[Problem] = []
+    rewards = scenario.rewards
+    mechanism_params: dict[str, Any] = dict(rewards.params)
+    if rewards.mechanism == "reputation":
         mechanism_params.setdefault("reputation", {})  # the run passes the ledger's live view
-    attempts: list[tuple[str, Any]] = [
-        (
-            "rewards.params",
-            lambda: create_mechanism(scenario.rewards.mechanism, **mechanism_params),
-        ),
-    ]
+    if fine("rewards"):
+        make = partial(create_mechanism, rewards.mechanism, **mechanism_params)
+        _attempt("rewards.params", make, problems, source)
     market = scenario.market
-    if not isinstance(market.rating_rule, str):
-        attempts.append(
-            (
-                "market.rating_rule.params",
-                lambda: make_rating_rule(market.rating_rule_name, market.rating_rule_params),
-            )
-        )
-    if scenario.contribution.evaluator:
-        ev = scenario.contribution.evaluator
-        attempts.append(
-            ("contribution.params", lambda: create_evaluator(ev, **scenario.contribution.params))
-        )
+    if not isinstance(market.rating_rule, str) and fine("market.rating_rule"):
+        make = partial(make_rating_rule, market.rating_rule_name, market.rating_rule_params)
+        _attempt("market.rating_rule.params", make, problems, source)
+    ev = scenario.contribution.evaluator
+    if ev is not None and fine("contribution"):
+        params = scenario.contribution.params
+        _attempt("contribution.params", partial(create_evaluator, ev, **params), problems, source)
     for i, g in enumerate(scenario.population):
-        attempts.append(
-            (f"population.{i}.params", lambda g=g: create_behaviour(g.behaviour, g.params))
-        )
+        if fine(f"population.{i}"):
+            make = partial(create_behaviour, g.behaviour, g.params)
+            _attempt(f"population.{i}.params", make, problems, source)
+    clients = {client_account(i) for i in range(scenario.clients.count)}
     for i, b in enumerate(scenario.market.behaviours):
-        attempts.append(
-            (
-                f"market.behaviours.{i}.params",
-                lambda b=b: create_market_behaviour(b.behaviour, b.params),
-            )
-        )
+        if fine(f"market.behaviours.{i}"):
+            make = partial(create_market_behaviour, b.behaviour, b.params)
+            built = _attempt(f"market.behaviours.{i}.params", make, problems, source)
+            if built is not None:
+                problems += _member_problems(built, b.behaviour, clients, i, scenario, source)
+    problems += _coalition_problems(scenario, clients, source)
+    return problems
+
+
+def _clients_range(n: int) -> str:
+    return f"clients.count is {n}: {client_account(0)}..{client_account(n - 1)}"
+
+
+def _member_problems(
+    built: Any, name: str, clients: set[str], i: int, scenario: Scenario, source: str
+) -> list[Problem]:
+    """Accounts a market behaviour acts for that must be, and are not, clients."""
+    members = getattr(built.params, "members", None)
+    if not callable(members):
+        return []
+    field = f"market.behaviours.{i}.params." + ("accounts" if built.params.accounts else "count")
+    need_client = name in _CLIENT_MARKET_BEHAVIOURS
+    n = scenario.clients.count
+    out = []
+    for account in members():
+        if account in clients:
+            continue
+        if account.startswith("client-"):
+            out.append(Problem(source, field, f"{account} does not exist ({_clients_range(n)})"))
+        elif need_client:
+            reason = f"{account} is not a client; {name} act for clients ({_clients_range(n)})"
+            out.append(Problem(source, field, reason))
+    return out
+
+
+def _coalition_problems(scenario: Scenario, clients: set[str], source: str) -> list[Problem]:
+    """The accounts a coalition attack names explicitly (``members``, a Sybil group's
+    ``owner`` and ``identities``) must be clients: the attack rewrites their updates."""
+    n, problems = scenario.clients.count, []
+    for i, event in enumerate(scenario.timeline):
+        if not isinstance(event, CoalitionEvent):
+            continue
+        named = [m for m in event.params.get("members") or () if isinstance(m, str)]
+        for group in event.params.get("groups") or ():
+            if isinstance(group, dict):
+                named += [group.get("owner"), *(group.get("identities") or ())]
+        for account in dict.fromkeys(a for a in named if isinstance(a, str)):
+            if account not in clients:
+                reason = f"{account} is not a client ({_clients_range(n)})"
+                problems.append(Problem(source, f"timeline.{i}.params", reason))
+    return problems
+
+
+def _check_machine(scenario: Scenario, source: str) -> list[Problem]:
+    """What this machine must provide: a Hub dataset's files (at ``dataset.path`` or in
+    the local HF cache; nothing is downloaded, nothing imports ``datasets``), and CUDA
+    when ``training.device`` is ``cuda`` (only then is torch imported)."""
     problems = []
-    for field, make in attempts:
+    dataset = scenario.dataset
+    if isinstance(dataset, HubDatasetConfig):
+        from simulation.fl.sources import DatasetNotAvailable, locate
+
         try:
-            make()
-        except (ValueError, TypeError) as exc:
-            problems.append(Problem(source, field, str(exc).splitlines()[0]))
+            locate(dataset)
+        except DatasetNotAvailable as exc:
+            field = "dataset.path" if dataset.path is not None else "dataset.name"
+            problems.append(Problem(source, field, str(exc)))
+    if scenario.training.device == "cuda":
+        import torch
+
+        from simulation.fl.device import cuda_unavailable_reason
+
+        if not torch.cuda.is_available():
+            reason = f"cuda requested, but {cuda_unavailable_reason()}"
+            problems.append(Problem(source, "training.device", reason))
     return problems
 
 
@@ -435,16 +559,22 @@ def _check_staked_voters(scenario: Scenario, source: str) -> list[Problem]:
     return problems
 
 
+def scenario_from_data(
+    data: Mapping[str, Any], source: str, overrides: Iterable[str] = (), seed: int | None = None
+) -> Scenario:
+    """Override and validate already-read scenario data (a study reads its base once)."""
+    out = apply_overrides(dict(data), overrides)
+    if seed is not None:
+        out["seed"] = seed
+    return validate_data(out, source)
+
+
 def load_scenario(
     path: Path | str, overrides: Iterable[str] = (), seed: int | None = None
 ) -> Scenario:
     """Load, override and validate a scenario file; raise ``ScenarioError`` listing problems."""
     path = Path(path)
-    data = read_yaml(path)
-    data = apply_overrides(data, overrides)
-    if seed is not None:
-        data["seed"] = seed
-    return validate_data(data, str(path))
+    return scenario_from_data(read_yaml(path), str(path), overrides, seed)
 
 
 def json_schema() -> dict[str, Any]:

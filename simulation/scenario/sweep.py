@@ -19,17 +19,18 @@ import hashlib
 import itertools
 import json
 import logging
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from simulation.errors import Problem, ScenarioError
-from simulation.scenario.load import load_scenario, problems_from_validation, read_yaml
+from simulation.scenario.load import problems_from_validation, read_yaml, scenario_from_data
+from simulation.scenario.safe_yaml import parse_value
 
 __all__ = [
     "Engine",
@@ -47,6 +48,10 @@ log = logging.getLogger("fedmarket.compare")
 Engine = Literal["flower", "inprocess"]
 # Dotted field path; a numeric segment indexes a list (``population.0.fraction``).
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.([A-Za-z_][A-Za-z0-9_]*|[0-9]+))*$")
+MAX_RUNS = 1000
+"""Most runs (designs × seeds) one study may hold: it is refused before any variant
+is built, so ``--set a=1,2,...`` crossed ten times cannot exhaust memory."""
+MAX_SEED = 2**63 - 1
 
 
 class SeedRange(BaseModel):
@@ -135,13 +140,6 @@ class Study:
 # ----------------------------------------------------------------------- --set
 
 
-def _yaml_value(raw: str) -> Any:
-    try:
-        return yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        return raw
-
-
 def parse_set_options(options: Iterable[str]) -> tuple[dict[str, Any], dict[str, list[Any]]]:
     """Split ``--set`` options into fixed overrides and swept parameters.
 
@@ -161,10 +159,14 @@ def parse_set_options(options: Iterable[str]) -> tuple[dict[str, Any], dict[str,
             problems.append(Problem("--set", text, "expected key.path=value"))
             continue
         stripped = raw.strip()
-        if stripped[:1] in ("[", "{", '"', "'"):
-            values = [_yaml_value(stripped)]
-        else:
-            values = [_yaml_value(part.strip()) for part in raw.split(",")]
+        try:
+            if stripped[:1] in ("[", "{", '"', "'"):
+                values = [parse_value(stripped, "--set", text)]
+            else:
+                values = [parse_value(part.strip(), "--set", text) for part in raw.split(",")]
+        except ScenarioError as exc:
+            problems.extend(exc.problems)
+            continue
         if len(values) == 1:
             fixed[key] = values[0]
             swept.pop(key, None)
@@ -266,6 +268,8 @@ def _attribute(problem: Problem, origins: Mapping[str, Problem], label: str) -> 
     field of a :class:`Problem`, reason unused).
     """
     field = problem.field
+    if problem.source == "--set":  # an override the study generated: "key=value"
+        field = field.partition("=")[0]
     for key, where in origins.items():
         if field == key or field.startswith(key + ".") or key.startswith(field + "."):
             return Problem(where.source, where.field, problem.reason)
@@ -274,28 +278,29 @@ def _attribute(problem: Problem, origins: Mapping[str, Problem], label: str) -> 
 
 def _validate_variants(
     base: Path,
+    data: Mapping[str, Any],
     designs: Sequence[Mapping[str, Any]],
     fixed: Mapping[str, Any],
     seeds: Sequence[int],
     source: str,
     origins: Mapping[str, Problem],
 ) -> tuple[Variant, ...]:
-    """Load every variant through ``load_scenario``; collect every problem, then raise."""
-    problems: list[Problem] = []
+    """Validate every design (the base file is read once; a design is validated with its
+    first seed, the seed being the only field the others change); collect every
+    problem, then raise."""
+    problems: dict[Problem, None] = {}
     variants: list[Variant] = []
     fixed_overrides = [_override_text(k, v) for k, v in fixed.items()]
     for params in designs:
         label = design_label(params)
         overrides = tuple(fixed_overrides + [_override_text(k, v) for k, v in params.items()])
+        try:
+            first = scenario_from_data(data, str(base), overrides, seeds[0])
+        except ScenarioError as exc:
+            problems.update((_attribute(p, origins, label), None) for p in exc.problems)
+            continue
         for seed in seeds:
-            try:
-                scenario = load_scenario(base, overrides, seed)
-            except ScenarioError as exc:
-                for p in exc.problems:
-                    found = _attribute(p, origins, label)
-                    if found not in problems:
-                        problems.append(found)
-                break  # the other seeds of this design fail the same way
+            scenario = first.model_copy(update={"seed": seed})
             variants.append(
                 Variant(
                     run_id=run_id_for(params, fixed, seed),
@@ -307,16 +312,53 @@ def _validate_variants(
                 )
             )
     if problems:
-        raise ScenarioError(problems)
+        raise ScenarioError(list(problems))
     ids = [v.run_id for v in variants]
     if len(set(ids)) != len(ids):
         raise ScenarioError([Problem(source, "parameters", "two variants are identical")])
     return tuple(variants)
 
 
-def _base_seed(base: Path) -> int:
+def _check_size(
+    file_params: Mapping[str, list[Any]],
+    mode: str,
+    cli_swept: Mapping[str, list[Any]],
+    seeds: Sequence[int],
+    source: str,
+) -> None:
+    """Refuse out-of-range seeds, and studies of more than :data:`MAX_RUNS` runs before
+    any design is built."""
+    bad = [s for s in seeds if not 0 <= s <= MAX_SEED]
+    if bad:
+        reason = f"seed {bad[0]} is out of range (0..{MAX_SEED})"
+        raise ScenarioError([Problem(source, "seeds", reason)])
+    lengths = [len(v) for v in file_params.values()]
+    file_designs = max(lengths, default=1) if mode == "zip" else math.prod(lengths)
+    designs = file_designs * math.prod(len(v) for v in cli_swept.values())
+    runs = designs * len(seeds)
+    if runs > MAX_RUNS:
+        reason = (
+            f"the study has {runs} runs ({designs} designs x {len(seeds)} seeds); "
+            f"at most {MAX_RUNS} are allowed"
+        )
+        raise ScenarioError([Problem(source, "parameters", reason)])
+
+
+def _read_base(base: Path, sweep: str | None) -> dict[str, Any]:
+    """The base scenario's data; a sweep file's unreadable base is its ``base`` field's problem."""
+    try:
+        return read_yaml(base)
+    except ScenarioError as exc:
+        if sweep is None:
+            raise
+        raise ScenarioError(
+            [Problem(sweep, "base", f"{base}: {p.reason}") for p in exc.problems]
+        ) from None
+
+
+def _base_seed(data: Mapping[str, Any]) -> int:
     """The base scenario's own seed, read without validating (variants are validated later)."""
-    seed = read_yaml(base).get("seed", 0)
+    seed = data.get("seed", 0)
     return seed if isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0 else 0
 
 
@@ -382,9 +424,11 @@ def resolve_study(
         raise ScenarioError(problems)
     if cli_seeds is not None:
         seeds = cli_seeds
+    base_data = _read_base(base, source if is_sweep_file(data) else None)
     if seeds is None:
-        seeds = [_base_seed(base)]
+        seeds = [_base_seed(base_data)]
     seeds = list(dict.fromkeys(seeds))
+    _check_size(file_params, mode, cli_swept, seeds, source)
 
     file_designs = _designs(file_params, mode, source)
     cli_designs = _designs(cli_swept, "product", "--set")
@@ -392,7 +436,7 @@ def resolve_study(
     origins = {k: Problem(source, f"parameters.{k}", "") for k in file_params}
     origins.update({k: Problem(source, f"set.{k}", "") for k in fixed if k not in cli_fixed})
     origins.update({k: Problem("--set", k, "") for k in [*cli_fixed, *cli_swept]})
-    variants = _validate_variants(base, designs, fixed, seeds, source, origins)
+    variants = _validate_variants(base, base_data, designs, fixed, seeds, source, origins)
     study = Study(
         name=name,
         source=source,

@@ -25,6 +25,18 @@ PINS = Path(__file__).with_name("scenarios.json")
 SCENARIOS = sorted((ROOT / "scenarios").glob("*.yaml"))
 # The size every shipped scenario runs at in the suite.
 REDUCED = ["rounds=3", "training.epochs=1"]
+# A round a scenario names must exist, so at test size the timeline rounds past
+# round 3 move into the run (which then exercises them: late joiners who leave,
+# flippers who attack).
+TEST_SIZE_TIMELINE = {
+    "churn": ["timeline.0.round=2", "timeline.1.round=3"],
+    "mixed": ["timeline.0.start_round=2"],
+}
+
+
+def reduced(path: Path) -> list[str]:
+    """The overrides that run the shipped scenario ``path`` at test size."""
+    return [*REDUCED, *TEST_SIZE_TIMELINE.get(path.stem, ())]
 
 
 def _value(v: float) -> str:
@@ -56,7 +68,7 @@ def _compute(path: Path) -> dict[str, str]:
     from simulation.scenario.load import load_scenario
 
     with tempfile.TemporaryDirectory(prefix="fm-pin-") as tmp:
-        outcome = run_scenario(load_scenario(path, REDUCED), Path(tmp), engine="inprocess")
+        outcome = run_scenario(load_scenario(path, reduced(path)), Path(tmp), engine="inprocess")
         return pin_of_run(Path(tmp), outcome.result.head_hash)
 
 

@@ -59,7 +59,7 @@ def test_run_killed_mid_way_leaves_a_verifiable_ledger(tmp_path: Path, delay: fl
 
 
 def test_mixed_market_scenario_is_deterministic(tmp_path: Path) -> None:
-    sc = load_scenario(ROOT / "scenarios" / "mixed.yaml", ["rounds=3", "output.baseline=false"])
+    sc = load_scenario(ROOT / "scenarios" / "mixed.yaml", ["rounds=4", "output.baseline=false"])
     a = run_scenario(sc, tmp_path / "a", engine="inprocess")
     b = run_scenario(sc, tmp_path / "b", engine="inprocess")
     assert a.result.head_hash == b.result.head_hash
