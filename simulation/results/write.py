@@ -72,6 +72,18 @@ def git_commit(cwd: Path | None = None) -> str | None:
     return f"{rev}-dirty" if dirty else rev
 
 
+VERSIONS_DIR = "versions"
+"""Where ``output.keep_versions`` keeps each version's weights (``vNNNN.safetensors``)."""
+
+
+def write_versions(directory: Path, weights: dict[str, bytes]) -> None:
+    """Write each version's safetensors bytes, exactly the bytes its
+    ``artifact_sha256`` was computed from, as ``directory/vNNNN.safetensors``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for version, data in sorted(weights.items()):
+        (directory / f"{version}.safetensors").write_bytes(data)
+
+
 def metrics_frame(result: WorldResult) -> pd.DataFrame:
     """Long form: ``round, client, metric, value`` (global metrics use client ``global``)."""
     rows: list[MetricRow] = list(result.rows)
@@ -109,6 +121,8 @@ def write_results(
         rounds.to_csv(out_dir / "rounds.csv", index=False)
     if scenario.output.save_model:
         (out_dir / "model.safetensors").write_bytes(safetensors_bytes(result.final_weights))
+    if scenario.output.keep_versions:
+        write_versions(out_dir / VERSIONS_DIR, result.version_weights)
     (out_dir / "ground_truth.json").write_text(result.ground_truth.to_json())
     (out_dir / "scenario.yaml").write_text(
         yaml.safe_dump(scenario.resolved(), sort_keys=False), encoding="utf-8"
@@ -134,6 +148,8 @@ def write_results(
         "market": result.market.as_dict(),
         "baseline_accuracy": (result.baseline_accuracy[-1] if result.baseline_accuracy else None),
         "wall_seconds": wall_seconds,
+        # Timed on this machine, so (like wall_seconds) never on the ledger or in metrics.
+        "measured_latency_ms": result.latency.as_dict() if result.latency is not None else None,
         "packages": package_versions(),
         "python": platform.python_version(),
         "platform": platform.platform(),

@@ -96,7 +96,7 @@ def initial_record(parts: Parts) -> RoundRecord:
     res = parts.server.test_results(parts.fed.weights)
     backdoor = parts.server.backdoor_success(parts.fed.weights, parts.population)
     return RoundRecord(
-        0, 0.0, 0.0, 0, 0, 0, len(parts.fed.active), res["accuracy"], res["loss"], 0.0, 0.0, 0.0,
+        0, 0.0, 0.0, 0, 0, 0, len(parts.fed.active), res.accuracy, res.loss, 0.0, 0.0, 0.0,
         backdoor_success=backdoor,
     )  # fmt: skip
 
@@ -132,4 +132,6 @@ def result_of(parts: Parts, head: str, stats: Any) -> WorldResult:
         ground_truth=ground_truth(parts),
         final_epsilon={a: privacy.spent(a) for a in accounts} if privacy is not None else {},
         market=stats,
+        version_weights=parts.rec.version_weights,
+        latency=parts.server.measured_latency(parts.fed.weights),
     )

@@ -136,7 +136,7 @@ def market_stats(market: Market, applier: Any, rating_rule: str) -> MarketStats:
     shifts = []
     for v in voted:
         rating = market.rating(v, rule=rating_rule)
-        accuracy = market.version(v).metrics.get("accuracy")
+        accuracy = market.version(v).metrics.get("test_accuracy")
         if rating is not None and accuracy is not None:
             shifts.append(float(rating) - 5.0 * float(accuracy))
     if not shifts:

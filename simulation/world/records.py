@@ -7,11 +7,14 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from simulation.fl.messages import ReplyMetrics
+
+if TYPE_CHECKING:
+    from simulation.fl.evaluation import LatencyMeasurement
 
 __all__ = [
     "GroundTruth",
@@ -143,6 +146,10 @@ class WorldResult:
     final_epsilon: dict[str, float] = field(default_factory=dict)
     market: MarketStats = field(default_factory=MarketStats)
     baseline_accuracy: list[float] | None = None
+    version_weights: dict[str, bytes] = field(default_factory=dict)
+    """Safetensors bytes per version id (``output.keep_versions``; else empty)."""
+    latency: LatencyMeasurement | None = None
+    """Timed inference of the final model (machine-dependent; never signed)."""
 
     @property
     def final(self) -> RoundRecord:
