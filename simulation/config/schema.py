@@ -413,6 +413,8 @@ class ContributionConfig(StrictModel):
 
 DEFAULT_LICENSE = "apache-2.0"
 """Licence of an exported model card when the scenario names none (``output.license``)."""
+VERSIONS_DIR = "versions"
+"""Where ``output.keep_versions`` keeps each version's weights (``vNNNN.safetensors``)."""
 
 
 class OutputConfig(StrictModel):

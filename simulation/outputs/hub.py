@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from simulation.config.schema import DEFAULT_LICENSE, VERSIONS_DIR
 from simulation.outputs.plots import OutputsError
 
 if TYPE_CHECKING:
@@ -45,9 +46,11 @@ __all__ = [
     "HubError",
     "HubFile",
     "HubModelRecord",
+    "PrivacyClaim",
     "RecordedHubClient",
     "export_version",
     "fixture_name",
+    "privacy_claim",
     "read_model_list",
     "record_from_cache",
     "record_from_local_dir",
@@ -405,8 +408,71 @@ class ExportResult:
     files: tuple[Path, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class PrivacyClaim:
+    """The differential-privacy guarantee an exported version may claim.
+
+    ``epsilon`` is the largest per-client ε after the version's round (DP-SGD's
+    accountant); ``None`` for client-level DP, which FedMarket does not account.
+    """
+
+    mechanism: str
+    """``dp_sgd`` (per-example DP-SGD on each client) or the client-level mode."""
+    epsilon: float | None
+    delta: float | None
+    round: int
+    section: str
+    """The model card's privacy section (Markdown)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "mechanism": self.mechanism,
+            "epsilon": self.epsilon,
+            "delta": self.delta,
+            "round": self.round,
+        }
+
+
+def _epsilon_at(rounds: Any, round_: int) -> float | None:
+    """``epsilon_max`` of ``rounds.parquet``'s row for ``round_`` (``None`` if absent)."""
+    if rounds is None or "epsilon_max" not in getattr(rounds, "columns", ()):
+        return None
+    rows = rounds[rounds["round"] == round_]
+    return float(rows["epsilon_max"].iloc[0]) if len(rows) else None
+
+
+def privacy_claim(scenario: Mapping[str, Any], rounds: Any, round_: int) -> PrivacyClaim | None:
+    """What the run's privacy settings let a card claim for the version of ``round_``:
+    nothing without DP; (ε, δ) at that round for DP-SGD; the mechanism's settings,
+    without an ε, for client-level DP."""
+    privacy = scenario.get("privacy", {}) or {}
+    client_dp = (scenario.get("aggregation", {}) or {}).get("client_dp")
+    if privacy.get("mode") == "dp_sgd":
+        eps, delta = _epsilon_at(rounds, round_), privacy.get("delta")
+        if eps is None:
+            raise HubError(f"rounds.parquet has no epsilon_max for round {round_}")
+        noise = privacy.get("noise_multiplier")
+        section = (
+            f"Each client trained with DP-SGD (noise multiplier {noise}, clipping norm "
+            f"{privacy.get('max_grad_norm')}), so every client's data is protected by "
+            f"**(ε = {eps:.4f}, δ = {delta})**-DP: the largest ε over clients after "
+            f"round {round_}, the round this version was registered in."
+        )
+        return PrivacyClaim("dp_sgd", eps, delta, round_, section)
+    if client_dp:
+        mode = str(client_dp.get("mode"))
+        settings = ", ".join(f"{k} {v}" for k, v in sorted(client_dp.items()) if k != "mode")
+        section = (
+            f"The server aggregated with client-level DP (Flower's `{mode}` wrapper: "
+            f"{settings}). FedMarket does not account ε for this mechanism, so this card "
+            "claims no (ε, δ)."
+        )
+        return PrivacyClaim(mode, None, None, round_, section)
+    return None
+
+
 def _weights_for(run_dir: Path, version: str, final: str) -> Path:
-    candidates = [run_dir / "versions" / f"{version}.safetensors"]
+    candidates = [run_dir / VERSIONS_DIR / f"{version}.safetensors"]
     if version == final:
         candidates.insert(0, run_dir / WEIGHTS_FILE)
     for path in candidates:
@@ -415,8 +481,9 @@ def _weights_for(run_dir: Path, version: str, final: str) -> Path:
     if version == final:
         raise HubError(f"{run_dir}: no {WEIGHTS_FILE} (was output.save_model off?)")
     raise HubError(
-        f"{run_dir}: no weights for {version}; runs keep only the final version ({final}) "
-        f"in {WEIGHTS_FILE}"
+        f"{run_dir}: no weights for {version} ({VERSIONS_DIR}/{version}.safetensors); "
+        f"only runs with output.keep_versions: true keep versions other than the final "
+        f"one ({final})"
     )
 
 
@@ -427,24 +494,37 @@ def _tensor_shapes(weights: Path) -> dict[str, list[int]]:
         return {k: list(fh.get_slice(k).get_shape()) for k in sorted(fh.keys())}
 
 
+MODEL_FIELDS: dict[str, dict[str, str]] = {
+    "logreg": {},
+    "mlp": {"hidden_sizes": "hidden"},
+    "cnn": {"channels": "channels"},
+}
+"""Per model name: ``config.json`` key -> the ``model`` field it is rebuilt from
+(``simulation/fl/models.py`` reads exactly these)."""
+
+
 def _model_config(
     scenario: Mapping[str, Any], shapes: Mapping[str, list[int]], version: str
 ) -> dict[str, Any]:
+    """The chosen model's fields and what rebuilding it needs: model name, its own
+    size fields, input shape and number of classes (no other model's fields)."""
     dataset = scenario.get("dataset", {})
     model = scenario.get("model", {})
     name = str(dataset.get("name", ""))
+    model_name = str(model.get("name", ""))
+    if model_name not in MODEL_FIELDS:
+        raise HubError(f"model.name {model_name!r}: no Hub config for it")
     if name in _DATASET_SHAPES:
         input_shape, num_classes = _DATASET_SHAPES[name]
     else:
         synthetic = dataset.get("synthetic", {})
         input_shape = (int(synthetic.get("dim", 0)),)
         num_classes = int(synthetic.get("num_classes", 0))
-    return {
-        "architectures": [f"FedMarket{str(model.get('name', 'model')).upper()}"],
-        "model_type": f"fedmarket-{model.get('name')}",
+    config: dict[str, Any] = {
+        "architectures": [f"FedMarket{model_name.upper()}"],
+        "model_type": f"fedmarket-{model_name}",
+        "fedmarket_model": model_name,
         "model_name": f"{scenario.get('name')}-{version}",
-        "hidden_sizes": list(model.get("hidden", [])),
-        "channels": list(model.get("channels", [])),
         "input_shape": list(input_shape),
         "num_classes": num_classes,
         "num_parameters": int(sum(int(np.prod(s)) for s in shapes.values())),
@@ -452,100 +532,45 @@ def _model_config(
         "dataset": name,
         "fedmarket_version": version,
     }
+    for key, field_name in MODEL_FIELDS[model_name].items():
+        config[key] = list(model.get(field_name, []))
+    return config
 
 
-def export_version(run_dir: Path, version: str, out_dir: Path) -> ExportResult:
-    """Write ``version`` of the run as a Hub model folder into ``out_dir``.
+def _write_json(path: Path, data: Mapping[str, Any]) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
-    ``version`` is a ledger version id (``v0010``) or ``final``/``latest``.
-    The weights are copied only after their SHA-256 equals the version's
-    ``artifact_sha256``: an export must be the model the ledger vouches for.
-    """
-    from huggingface_hub import ModelCard, ModelCardData
 
-    from marketplace import Market
-    from simulation.outputs.plots import load_run
-
-    run = load_run(run_dir, ledger=False)
-    with Market.open(run_dir, readonly=True) as market:
-        versions = market.versions()
-        if not versions:
-            raise HubError(f"{run_dir}: the ledger has no model versions")
-        final = versions[-1].version
-        wanted = final if version in ("final", "latest") else version
-        mv = market.version(wanted)
-        head = market.head_hash
-        proof = market.inclusion_proof(mv.seq)
-    weights = _weights_for(run_dir, wanted, final)
-    from marketplace import artifact_sha256
-
-    digest = artifact_sha256(weights)
-    if digest != mv.artifact_sha256:
-        raise ArtifactMismatchError(
-            f"{weights}: sha256 {digest} differs from {wanted}'s artifact_sha256 "
-            f"{mv.artifact_sha256}"
-        )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(weights, out_dir / WEIGHTS_FILE)
+def _card_body(
+    config: Mapping[str, Any],
+    run: Any,
+    mv: Any,
+    head: str,
+    proof_json: Mapping[str, Any],
+    claim: PrivacyClaim | None,
+) -> str:
     scenario = run.scenario
-    config = _model_config(scenario, _tensor_shapes(weights), wanted)
-    (out_dir / "config.json").write_text(
-        json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8"
-    )
-    privacy = scenario.get("privacy", {})
-    final_block = run.manifest.get("final", {})
-    epsilon = final_block.get("epsilon_max") if isinstance(final_block, Mapping) else None
-    delta = privacy.get("delta")
-    proof_json = {
-        "seq": proof.seq,
-        "tree_size": proof.tree_size,
-        "leaf_hash": proof.leaf_hash,
-        "path": list(proof.path),
-        "root": proof.root,
-        "checkpoint_seq": proof.checkpoint_seq,
-    }
-    provenance = {
-        "run": str(run_dir),
-        "scenario_hash": run.manifest.get("scenario_hash"),
-        "version": wanted,
-        "round": mv.round,
-        "artifact_sha256": mv.artifact_sha256,
-        "ledger_head": head,
-        "inclusion_proof": proof_json,
-        "contributors": dict(sorted(mv.contributors.items())),
-        "metrics": dict(mv.metrics),
-        "epsilon": epsilon,
-        "delta": delta,
-    }
-    (out_dir / "fedmarket_provenance.json").write_text(
-        json.dumps(provenance, indent=2, sort_keys=True) + "\n", encoding="utf-8"
-    )
-    card_data = ModelCardData(
-        license="apache-2.0",
-        library_name="fedmarket",
-        datasets=[config["dataset"]],
-        tags=["federated-learning", "differential-privacy", "fedmarket"],
-        model_name=config["model_name"],
-    )
     contributors = "\n".join(
         f"| {acc} | {share:.6f} |" for acc, share in sorted(mv.contributors.items())
     )
     metrics = "\n".join(f"| {k} | {v:.6g} |" for k, v in sorted(mv.metrics.items()))
-    eps_text = f"{epsilon:.4f}" if isinstance(epsilon, int | float) else "n/a"
-    body = f"""
+    privacy = (
+        f"\n## Differential privacy\n\n{claim.section}\n"
+        if claim is not None
+        else "\n## Privacy\n\nThis run used no differential privacy; no privacy guarantee "
+        "is claimed.\n"
+    )
+    return f"""
 # {config["model_name"]}
 
-A `{scenario.get("model", {}).get("name")}` model trained with federated learning in the
-FedMarket simulator (scenario `{scenario.get("name")}`, seed {run.seed}), version `{wanted}`
-(round {mv.round}) of the run's signed model registry.
-
-## Differential privacy
-
-Trained with DP-SGD (`{privacy.get("mode")}`, noise multiplier {privacy.get("noise_multiplier")},
-clipping norm {privacy.get("max_grad_norm")}): **(ε = {eps_text}, δ = {delta})**-DP per client
-(largest ε over clients at the end of the run).
-
+A `{config["fedmarket_model"]}` model trained with federated learning in the
+FedMarket simulator (scenario `{scenario.get("name")}`, seed {run.seed}), version
+`{config["fedmarket_version"]}` (round {mv.round}) of the run's signed model registry.
+{privacy}
 ## Evaluation
+
+Validation-split results (plain names) and test-split results (`test_*`), as the
+ledger records them:
 
 | metric | value |
 |---|---|
@@ -563,8 +588,9 @@ Shares recorded on the ledger for this version:
 
 * weights SHA-256: `{mv.artifact_sha256}`
 * ledger head: `{head}`
-* version entry: #{proof.seq}, included in the Merkle tree of {proof.tree_size} entries
-  with root `{proof.root}` (checkpoint #{proof.checkpoint_seq})
+* version entry: #{proof_json["seq"]}, included in the Merkle tree of
+  {proof_json["tree_size"]} entries with root `{proof_json["root"]}`
+  (checkpoint #{proof_json["checkpoint_seq"]})
 
 ```json
 {json.dumps(proof_json, indent=2)}
@@ -572,8 +598,81 @@ Shares recorded on the ledger for this version:
 
 Check the weights with `fedmarket registry verify-artifact RUN_DIR THIS_FOLDER`.
 """
-    card = ModelCard(f"---\n{card_data.to_yaml()}\n---\n{body}")
-    card.save(out_dir / "README.md")
+
+
+def export_version(run_dir: Path, version: str, out_dir: Path) -> ExportResult:
+    """Write ``version`` of the run as a Hub model folder into ``out_dir``.
+
+    ``version`` is a ledger version id (``v0010``) or ``final``/``latest``.
+    The weights are copied only after their SHA-256 equals the version's
+    ``artifact_sha256``: an export must be the model the ledger vouches for.
+    """
+    from huggingface_hub import ModelCard, ModelCardData
+
+    from marketplace import Market, artifact_sha256
+    from simulation.outputs.plots import load_run
+
+    run = load_run(run_dir, ledger=False)
+    with Market.open(run_dir, readonly=True) as market:
+        versions = [v for v in market.versions() if v.imported is None]
+        if not versions:
+            raise HubError(f"{run_dir}: the ledger has no model versions")
+        final = versions[-1].version
+        wanted = final if version in ("final", "latest") else version
+        mv = market.version(wanted)
+        head = market.head_hash
+        proof = market.inclusion_proof(mv.seq)
+    if mv.imported is not None:
+        raise HubError(f"{wanted} was imported, not trained in this run: nothing to export")
+    weights = _weights_for(run_dir, wanted, final)
+    digest = artifact_sha256(weights)
+    if digest != mv.artifact_sha256:
+        raise ArtifactMismatchError(
+            f"{weights}: sha256 {digest} differs from {wanted}'s artifact_sha256 "
+            f"{mv.artifact_sha256}"
+        )
+    scenario = run.scenario
+    claim = privacy_claim(scenario, run.rounds, mv.round)
+    config = _model_config(scenario, _tensor_shapes(weights), wanted)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(weights, out_dir / WEIGHTS_FILE)
+    _write_json(out_dir / "config.json", config)
+    proof_json = {
+        "seq": proof.seq,
+        "tree_size": proof.tree_size,
+        "leaf_hash": proof.leaf_hash,
+        "path": list(proof.path),
+        "root": proof.root,
+        "checkpoint_seq": proof.checkpoint_seq,
+    }
+    _write_json(
+        out_dir / "fedmarket_provenance.json",
+        {
+            "run": str(run_dir),
+            "scenario_hash": run.manifest.get("scenario_hash"),
+            "version": wanted,
+            "round": mv.round,
+            "artifact_sha256": mv.artifact_sha256,
+            "ledger_head": head,
+            "inclusion_proof": proof_json,
+            "contributors": dict(sorted(mv.contributors.items())),
+            "metrics": dict(mv.metrics),
+            "privacy": claim.to_json() if claim is not None else None,
+        },
+    )
+    license_id = str((scenario.get("output", {}) or {}).get("license") or DEFAULT_LICENSE)
+    tags = ["federated-learning", "fedmarket"]
+    if claim is not None:
+        tags.insert(1, "differential-privacy")
+    card_data = ModelCardData(
+        license=license_id,
+        library_name="fedmarket",
+        datasets=[config["dataset"]],
+        tags=tags,
+        model_name=config["model_name"],
+    )
+    body = _card_body(config, run, mv, head, proof_json, claim)
+    ModelCard(f"---\n{card_data.to_yaml()}\n---\n{body}").save(out_dir / "README.md")
     files = tuple(sorted(p for p in out_dir.iterdir() if p.is_file()))
     logger.info("exported %s of %s to %s", wanted, run_dir, out_dir)
     return ExportResult(out_dir, wanted, digest, files)

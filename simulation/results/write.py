@@ -21,7 +21,7 @@ import pandas as pd
 import yaml
 
 from simulation import names
-from simulation.config.schema import Scenario
+from simulation.config.schema import VERSIONS_DIR, Scenario
 from simulation.fl.weights import safetensors_bytes
 from simulation.world.records import MetricRow, WorldResult
 
@@ -70,10 +70,6 @@ def git_commit(cwd: Path | None = None) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return f"{rev}-dirty" if dirty else rev
-
-
-VERSIONS_DIR = "versions"
-"""Where ``output.keep_versions`` keeps each version's weights (``vNNNN.safetensors``)."""
 
 
 def write_versions(directory: Path, weights: dict[str, bytes]) -> None:

@@ -8,6 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import typer
 from huggingface_hub import ModelCard
@@ -18,6 +19,7 @@ from simulation.cli.market import registry_app
 from simulation.outputs.hub import (
     IMPORT_EVENT,
     RecordedHubClient,
+    privacy_claim,
     read_model_list,
     record_from_cache,
     record_from_model_info,
@@ -189,11 +191,101 @@ def test_export_then_verify_artifact_end_to_end(
 def test_export_nonfinal_version_without_weights_fails(
     cli: typer.Typer, run_dir: Path, tmp_path: Path
 ) -> None:
+    shutil.rmtree(run_dir / "versions")  # as if output.keep_versions were off
     args = ["export-hf", str(run_dir), "--version", "v0001", "--out", str(tmp_path / "o")]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 2
-    assert "no weights for v0001" in result.stderr
+    assert "no weights for v0001" in result.stderr and "output.keep_versions" in result.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_every_kept_version_exports_and_verifies(
+    cli: typer.Typer, run_dir: Path, tmp_path: Path
+) -> None:
+    with Market.open(run_dir) as market:
+        versions = market.versions()
+    assert [v.version for v in versions] == ["v0001", "v0002"]
+    kept = sorted(p.name for p in (run_dir / "versions").iterdir())
+    assert kept == ["v0001.safetensors", "v0002.safetensors"]
+    for v in versions:
+        out = tmp_path / v.version
+        args = ["export-hf", str(run_dir), "--version", v.version, "--out", str(out)]
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 0, result.output
+        weights = (out / "model.safetensors").read_bytes()
+        assert hashlib.sha256(weights).hexdigest() == v.artifact_sha256
+        ok = CliRunner().invoke(registry_app, ["verify-artifact", str(run_dir), str(out)])
+        assert ok.exit_code == 0 and v.version in ok.stdout
+
+
+def test_export_claims_epsilon_at_the_versions_round(
+    cli: typer.Typer, run_dir: Path, tmp_path: Path
+) -> None:
+    rounds = pd.read_parquet(run_dir / "rounds.parquet").set_index("round")["epsilon_max"]
+    assert rounds[1] < rounds[2]  # ε grows: the end-of-run value would overstate v0001's
+    out = tmp_path / "v1"
+    result = CliRunner().invoke(
+        cli, ["export-hf", str(run_dir), "--version", "v0001", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    card = ModelCard.load(out / "README.md")
+    assert f"ε = {rounds[1]:.4f}, δ = 1e-05" in card.text
+    assert f"{rounds[2]:.4f}" not in card.text
+    assert "differential-privacy" in card.data.tags
+    assert card.data.license == "apache-2.0"  # the default: the scenario names none
+    provenance = json.loads((out / "fedmarket_provenance.json").read_text())
+    assert provenance["privacy"] == {
+        "mechanism": "dp_sgd",
+        "epsilon": pytest.approx(rounds[1]),
+        "delta": 1e-05,
+        "round": 1,
+    }
+
+
+def test_export_without_dp_claims_no_privacy(
+    cli: typer.Typer, plain_run: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "plain"
+    result = CliRunner().invoke(
+        cli, ["export-hf", str(plain_run), "--version", "v0002", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    card = ModelCard.load(out / "README.md")
+    assert "differential-privacy" not in card.data.tags
+    assert "DP-SGD" not in card.text and "ε" not in card.text
+    assert "no differential privacy" in card.text
+    assert card.data.license == "mit"  # output.license
+    assert json.loads((out / "fedmarket_provenance.json").read_text())["privacy"] is None
+    config = json.loads((out / "config.json").read_text())
+    assert config["fedmarket_model"] == "logreg"
+    assert "channels" not in config and "hidden_sizes" not in config
+    assert config["num_parameters"] == 64 * 10 + 10
+
+
+def test_mlp_config_has_only_mlp_fields(cli: typer.Typer, run_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "mlp"
+    result = CliRunner().invoke(cli, ["export-hf", str(run_dir), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["fedmarket_model"] == "mlp" and config["hidden_sizes"] == [64]
+    assert "channels" not in config
+    assert config["tensor_shapes"] == {
+        "1.bias": [64],
+        "1.weight": [64, 64],
+        "3.bias": [10],
+        "3.weight": [10, 64],
+    }
+
+
+def test_client_level_dp_claims_no_epsilon() -> None:
+    scenario = {
+        "privacy": {"mode": "none"},
+        "aggregation": {"client_dp": {"mode": "server-fixed", "noise_multiplier": 0.8}},
+    }
+    claim = privacy_claim(scenario, None, 3)
+    assert claim is not None and claim.epsilon is None and claim.delta is None
+    assert "server-fixed" in claim.section and "claims no (ε, δ)" in claim.section
+    assert privacy_claim({"privacy": {"mode": "none"}}, None, 3) is None
 
 
 def test_export_refuses_tampered_weights(cli: typer.Typer, run_dir: Path, tmp_path: Path) -> None:
