@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
-from marketplace import TOKEN, Market
-from marketplace.state import PriceTerms
+from marketplace import Market
+from simulation.config.prices import price_list
 from simulation.config.schema import LicenseTermsConfig
 from simulation.fl.evaluation import registry_metrics
 from simulation.fl.weights import safetensors_bytes
@@ -38,14 +38,6 @@ class EvaluateModel:
         ctx.test = test.as_dict()
         ctx.registry_metrics = registry_metrics(validation, test, self.server.footprint)
         ctx.backdoor_success = self.server.backdoor_success(weights, self.population)
-
-
-def price_list(prices: Mapping[str, LicenseTermsConfig]) -> dict[str, PriceTerms]:
-    """The scenario's licence terms in ledger units."""
-    return {
-        name: PriceTerms(price=round(t.price * TOKEN), duration=t.duration_s, max_uses=t.max_uses)
-        for name, t in sorted(prices.items())
-    }
 
 
 class RegisterVersion:
