@@ -15,19 +15,21 @@ from typer.testing import CliRunner
 
 from marketplace import Market
 from simulation.cli.market import registry_app
-from simulation.outputs.hub import (
-    privacy_claim,
-)
+from simulation.outputs.hub import privacy_claim
+
+
+def _export(cli: typer.Typer, run: Path, version: str, out: Path) -> None:
+    """``fedmarket export-hf RUN --version VERSION --out OUT``, which must succeed."""
+    args = ["export-hf", str(run), "--version", version, "--out", str(out)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
 
 
 def test_export_then_verify_artifact_end_to_end(
     cli: typer.Typer, run_dir: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "hf-export"
-    result = CliRunner().invoke(
-        cli, ["export-hf", str(run_dir), "--version", "final", "--out", str(out)]
-    )
-    assert result.exit_code == 0, result.output
+    _export(cli, run_dir, "final", out)
     assert {p.name for p in out.iterdir()} == {
         "model.safetensors",
         "config.json",
@@ -82,9 +84,7 @@ def test_every_kept_version_exports_and_verifies(
     assert kept == ["v0001.safetensors", "v0002.safetensors"]
     for v in versions:
         out = tmp_path / v.version
-        args = ["export-hf", str(run_dir), "--version", v.version, "--out", str(out)]
-        result = CliRunner().invoke(cli, args)
-        assert result.exit_code == 0, result.output
+        _export(cli, run_dir, v.version, out)
         weights = (out / "model.safetensors").read_bytes()
         assert hashlib.sha256(weights).hexdigest() == v.artifact_sha256
         ok = CliRunner().invoke(registry_app, ["verify-artifact", str(run_dir), str(out)])
@@ -97,10 +97,7 @@ def test_export_claims_epsilon_at_the_versions_round(
     rounds = pd.read_parquet(run_dir / "rounds.parquet").set_index("round")["epsilon_max"]
     assert rounds[1] < rounds[2]  # ε grows: the end-of-run value would overstate v0001's
     out = tmp_path / "v1"
-    result = CliRunner().invoke(
-        cli, ["export-hf", str(run_dir), "--version", "v0001", "--out", str(out)]
-    )
-    assert result.exit_code == 0, result.output
+    _export(cli, run_dir, "v0001", out)
     card = ModelCard.load(out / "README.md")
     assert f"ε = {rounds[1]:.4f}, δ = 1e-05" in card.text
     assert f"{rounds[2]:.4f}" not in card.text
@@ -119,10 +116,7 @@ def test_export_without_dp_claims_no_privacy(
     cli: typer.Typer, plain_run: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "plain"
-    result = CliRunner().invoke(
-        cli, ["export-hf", str(plain_run), "--version", "v0002", "--out", str(out)]
-    )
-    assert result.exit_code == 0, result.output
+    _export(cli, plain_run, "v0002", out)
     card = ModelCard.load(out / "README.md")
     assert "differential-privacy" not in card.data.tags
     assert "DP-SGD" not in card.text and "ε" not in card.text
@@ -137,8 +131,7 @@ def test_export_without_dp_claims_no_privacy(
 
 def test_mlp_config_has_only_mlp_fields(cli: typer.Typer, run_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "mlp"
-    result = CliRunner().invoke(cli, ["export-hf", str(run_dir), "--out", str(out)])
-    assert result.exit_code == 0, result.output
+    _export(cli, run_dir, "final", out)
     config = json.loads((out / "config.json").read_text())
     assert config["fedmarket_model"] == "mlp" and config["hidden_sizes"] == [64]
     assert "channels" not in config
