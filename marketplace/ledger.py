@@ -1016,8 +1016,11 @@ class Market:
         metrics: Mapping[str, float],
         contributors: Mapping[str, float],
         prices: Mapping[str, PriceTerms] | None = None,
+        imported: Mapping[str, JSON] | None = None,
     ) -> str:
-        """Register a global model version; returns its id (``v0001``, ...)."""
+        """Register a model version; returns its id (``v0001``, ...). ``imported``
+        describes a model not trained in the run (a Hub import); it is signed with
+        the entry and kept on :class:`ModelVersion`."""
         version = f"v{len(self._state.versions) + 1:04d}"
         data: dict[str, JSON] = {
             "version": version,
@@ -1029,6 +1032,8 @@ class Market:
         }
         if prices is not None:
             data["prices"] = {k: v.to_json() for k, v in prices.items()}
+        if imported is not None:
+            data["imported"] = imported
         self._append("model_version", TREASURY, data)
         return version
 

@@ -157,6 +157,9 @@ class ModelVersion:
     contributors: Mapping[str, float]
     time: float
     seq: int
+    imported: Mapping[str, JSON] | None = None
+    """For a model registered from outside the run (e.g. the Hugging Face Hub): what
+    was recorded about it (name, architecture, task, files...); ``None`` otherwise."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -590,6 +593,9 @@ class MarketState:
             str(k): float(v)  # type: ignore[arg-type]
             for k, v in raw_metrics.items()
         }
+        imported = tx.data.get("imported")
+        if imported is not None and not isinstance(imported, Mapping):
+            raise RegistryError("imported must be a mapping", account=tx.sender, tx=tx.describe())
         self.versions[version] = ModelVersion(
             version,
             rnd,
@@ -599,6 +605,7 @@ class MarketState:
             contributors,
             tx.time,
             self.size,
+            imported,
         )
         self._price_list(tx, allow_missing=True)
 

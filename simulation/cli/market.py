@@ -175,28 +175,43 @@ def _version_line(v: object) -> str:
 
     assert isinstance(v, ModelVersion)
     metrics = " ".join(f"{k}={v.metrics[k]:g}" for k in sorted(v.metrics))
-    return f"{v.version} round={v.round} parent={v.parent or '-'} {metrics}"
+    name = f" name={v.imported['name']}" if v.imported is not None else ""
+    return f"{v.version} round={v.round} parent={v.parent or '-'}{name} {metrics}"
+
+
+Bound = Annotated[float | None, typer.Option()]
+Match = Annotated[str | None, typer.Option()]
 
 
 @registry_app.command("search")
 def registry_search(
     run_dir: RunDir,
-    min_accuracy: Annotated[float | None, typer.Option()] = None,
-    min_precision: Annotated[float | None, typer.Option()] = None,
-    min_recall: Annotated[float | None, typer.Option()] = None,
-    min_f1: Annotated[float | None, typer.Option()] = None,
-    max_bias: Annotated[float | None, typer.Option()] = None,
-    max_latency_ms: Annotated[float | None, typer.Option()] = None,
-    max_params: Annotated[float | None, typer.Option()] = None,
-    max_size_bytes: Annotated[float | None, typer.Option()] = None,
+    min_accuracy: Bound = None,
+    min_precision: Bound = None,
+    min_recall: Bound = None,
+    min_f1: Bound = None,
+    max_loss: Bound = None,
+    max_recall_gap: Bound = None,
+    max_equalized_odds_difference: Bound = None,
+    max_modelled_latency_ms: Bound = None,
+    max_params: Annotated[float | None, typer.Option(help="Most trainable parameters.")] = None,
+    max_size_bytes: Bound = None,
     contributor: Annotated[str | None, typer.Option(help="Versions this account helped.")] = None,
     min_round: Annotated[int | None, typer.Option()] = None,
+    task: Annotated[str | None, typer.Option(help="Imported models with this task.")] = None,
+    architecture: Match = None,
+    library: Match = None,
+    license: Match = None,
 ) -> None:
-    """List model versions whose validation results meet every bound."""
+    """List model versions whose validation results and footprint meet every bound
+    (names in marketplace/model_registry.py) and whose imported metadata matches."""
     lows = {"accuracy": min_accuracy, "precision": min_precision}
     lows |= {"recall": min_recall, "f1": min_f1}
-    highs = {"bias": max_bias, "latency_ms": max_latency_ms}
-    highs |= {"num_params": max_params, "size_bytes": max_size_bytes}
+    highs = {"loss": max_loss, "recall_gap": max_recall_gap}
+    highs |= {"equalized_odds_difference": max_equalized_odds_difference}
+    highs |= {"modelled_latency_ms": max_modelled_latency_ms}
+    highs |= {"parameters": max_params, "size_bytes": max_size_bytes}
+    fields = {"task": task, "architecture": architecture, "library": library, "license": license}
 
     from marketplace import search_versions
 
@@ -207,6 +222,7 @@ def registry_search(
             maximum={k: v for k, v in highs.items() if v is not None},
             contributor=contributor,
             round_min=min_round,
+            imported={k: v for k, v in fields.items() if v is not None},
         )
         for v in found:
             typer.echo(_version_line(v))
@@ -234,6 +250,7 @@ def registry_show(
             "entry": v.seq,
             "contributors": dict(v.contributors),
             "metrics": dict(v.metrics),
+            "imported": v.imported,
             "prices": prices,
             "votes": len(market.state.votes.get(version, {})),
             "rating_mean": rating,

@@ -18,12 +18,15 @@ and work on any past run. Errors are one line on stderr and an exit code:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
+
+if TYPE_CHECKING:
+    from simulation.outputs.hub import Registered
 
 __all__ = ["mount"]
 
@@ -122,6 +125,24 @@ def export_hf_command(
     typer.echo(f"exported {result.version} (sha256 {result.artifact_sha256}) to {result.out_dir}")
 
 
+def _print_table(registered: Sequence[Registered], run_dir: Path) -> None:
+    """The reference PoC's final table (its seven columns) plus the registry version."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from simulation.outputs.hub import TABLE_COLUMNS, table_rows
+
+    table = Table(title=f"{len(registered)} Hub models registered on {run_dir}", show_lines=True)
+    headers = ["Version"] + [h for h, _ in TABLE_COLUMNS] + ["License", "Files (SHA-256)"]
+    for header in headers:
+        table.add_column(header, overflow="fold")
+    for row in table_rows(registered):
+        cells = [row["version"]] + [row[h] for h, _ in TABLE_COLUMNS]
+        cells += [row["license"], f"{row['files_sha256']}/{row['files']}"]
+        table.add_row(*cells)
+    Console(width=200).print(table)
+
+
 def import_hf_command(
     run_dir: Annotated[Path, typer.Argument(help="Run directory holding ledger.db.")],
     repo_ids: Annotated[
@@ -139,7 +160,10 @@ def import_hf_command(
         ),
     ] = None,
     out: Annotated[
-        Path | None, typer.Option("--out", help="Write hf_models.csv and hf_models.json here.")
+        Path | None,
+        typer.Option(
+            "--out", help="Write models_metadata.csv and models_metadata.json here (default: RUN)."
+        ),
     ] = None,
     offline_fixtures: Annotated[
         Path | None,
@@ -154,10 +178,8 @@ def import_hf_command(
         typer.Option("--cache-dir", help="Look in this HF cache before asking the Hub."),
     ] = None,
 ) -> None:
-    """Register Hugging Face models (metadata and per-file SHA-256) on the run's ledger."""
-    from rich.console import Console
-    from rich.table import Table
-
+    """Register Hugging Face models as registry versions (metadata, per-file SHA-256),
+    print the PoC's final table and write it as CSV and JSON."""
     from simulation.outputs.hub import (
         HfApiHubClient,
         HubClient,
@@ -191,25 +213,10 @@ def import_hf_command(
         if not ids:
             raise _fail("give REPO_ID... or --random N", EXIT_USAGE)
         records = [resolve_record(i, client, cache_dir=cache_dir) for i in ids]
-        seqs = register_models(run_dir, records)
-        table = Table(title=f"{len(records)} Hub models registered on {run_dir}")
-        for col in ("entry", "repo_id", "architecture", "task", "library", "license", "sha256"):
-            table.add_column(col)
-        for seq, rec in zip(seqs, records, strict=True):
-            row = rec.summary_row()
-            table.add_row(
-                f"#{seq}",
-                rec.repo_id,
-                str(row["architecture"]),
-                str(row["task"]),
-                str(row["library"]),
-                str(row["license"]),
-                f"{row['files_sha256']}/{row['files']} files",
-            )
-        Console(width=160).print(table)
-        if out is not None:
-            csv_path, json_path = write_records(records, out)
-            typer.echo(f"wrote {csv_path} and {json_path}")
+        registered = register_models(run_dir, records)
+        _print_table(registered, run_dir)
+        csv_path, json_path = write_records(registered, out if out is not None else run_dir)
+        typer.echo(f"wrote {csv_path} and {json_path}")
 
     _guard(work)
 

@@ -76,7 +76,11 @@ class DatasetConfig(StrictModel):
     name: Literal["digits", "breast_cancer", "synthetic"] = "digits"
     test_fraction: float = Field(0.2, gt=0.0, lt=0.9, description="server-side test split")
     validation_fraction: float = Field(
-        0.1, ge=0.0, lt=0.5, description="server-side validation split (contribution scoring)"
+        0.1,
+        gt=0.0,
+        lt=0.5,
+        description="server-side validation split (the registry's validation results, "
+        "contribution scoring)",
     )
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
 
@@ -118,7 +122,11 @@ class HubDatasetConfig(StrictModel):
         "tests on (LEAF: 0.1); leave unset for datasets with an official test split",
     )
     validation_fraction: float = Field(
-        0.1, ge=0.0, lt=0.5, description="server-side validation share of the training split"
+        0.1,
+        gt=0.0,
+        lt=0.5,
+        description="server-side validation share of the training split (the registry's "
+        "validation results, contribution scoring, FLTrust's root set)",
     )
 
     @model_validator(mode="after")
@@ -690,6 +698,12 @@ class ContributionConfig(StrictModel):
     exact_max_clients: int = Field(10, ge=1, le=16)
 
 
+DEFAULT_LICENSE = "apache-2.0"
+"""Licence of an exported model card when the scenario names none (``output.license``)."""
+VERSIONS_DIR = "versions"
+"""Where ``output.keep_versions`` keeps each version's weights (``vNNNN.safetensors``)."""
+
+
 class OutputConfig(StrictModel):
     """What a run writes."""
 
@@ -697,6 +711,18 @@ class OutputConfig(StrictModel):
     csv: bool = True
     baseline: bool = Field(
         False, description="also run the no-attack baseline (same seed) for accuracy drop"
+    )
+    keep_versions: bool = Field(
+        False,
+        description="also write every version's weights to versions/vNNNN.safetensors "
+        "(so `fedmarket export-hf --version vNNNN` works for any version)",
+    )
+    license: str = Field(
+        DEFAULT_LICENSE,
+        pattern=r"^[a-z0-9][a-z0-9.+-]*$",
+        max_length=64,
+        description="licence id of exported models (a Hugging Face Hub licence identifier, "
+        f"e.g. mit, cc-by-4.0, other); default {DEFAULT_LICENSE}",
     )
 
 

@@ -23,7 +23,7 @@ import pandas as pd
 import yaml
 
 from simulation import names
-from simulation.config.schema import Scenario
+from simulation.config.schema import VERSIONS_DIR, Scenario
 from simulation.fl.federated import FederatedData
 from simulation.fl.weights import safetensors_bytes
 from simulation.world.records import MetricRow, WorldResult
@@ -78,6 +78,14 @@ def git_commit(cwd: Path | None = None) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return f"{rev}-dirty" if dirty else rev
+
+
+def write_versions(directory: Path, weights: dict[str, bytes]) -> None:
+    """Write each version's safetensors bytes, exactly the bytes its
+    ``artifact_sha256`` was computed from, as ``directory/vNNNN.safetensors``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for version, data in sorted(weights.items()):
+        (directory / f"{version}.safetensors").write_bytes(data)
 
 
 def metrics_frame(result: WorldResult) -> pd.DataFrame:
@@ -136,6 +144,8 @@ def write_results(
             labels.to_csv(out_dir / "label_counts.csv", index=False)
     if scenario.output.save_model:
         (out_dir / "model.safetensors").write_bytes(safetensors_bytes(result.final_weights))
+    if scenario.output.keep_versions:
+        write_versions(out_dir / VERSIONS_DIR, result.version_weights)
     (out_dir / "ground_truth.json").write_text(result.ground_truth.to_json())
     (out_dir / "scenario.yaml").write_text(
         yaml.safe_dump(scenario.resolved(), sort_keys=False), encoding="utf-8"
@@ -163,6 +173,8 @@ def write_results(
         "data": ({"name": scenario.dataset.name, **result.data.summary()} if result.data else None),
         "device": result.device.to_json() if result.device else None,
         "wall_seconds": wall_seconds,
+        # Timed on this machine, so (like wall_seconds) never on the ledger or in metrics.
+        "measured_latency_ms": result.latency.as_dict() if result.latency is not None else None,
         "packages": package_versions(),
         "python": platform.python_version(),
         "platform": platform.platform(),

@@ -507,15 +507,6 @@ def _check_aggregation_feasible(scenario: Scenario, source: str) -> list[Problem
                 f"multikrum cannot select {select} updates: {sampled}",
             )
         )
-    if agg.strategy == "fltrust" and scenario.dataset.validation_fraction == 0:
-        problems.append(
-            Problem(
-                source,
-                "dataset.validation_fraction",
-                "fltrust trains the server on a root dataset, the validation split; "
-                "with validation_fraction 0 it is empty and the model would never move",
-            )
-        )
     return problems
 
 

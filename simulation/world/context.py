@@ -34,6 +34,8 @@ class Recorder:
 
     rows: list[MetricRow] = field(default_factory=list)
     rounds: list[RoundRecord] = field(default_factory=list)
+    version_weights: dict[str, bytes] = field(default_factory=dict)
+    """Each version's safetensors bytes, kept only with ``output.keep_versions``."""
 
     def add(self, round_: int, client: str, metric: str, value: float) -> None:
         self.rows.append(MetricRow(round_, client, metric, float(value)))
@@ -79,6 +81,9 @@ class RoundContext:
     scores: dict[str, float] = field(default_factory=dict)
     aggregated: bool = False
     test: dict[str, float] = field(default_factory=dict)
+    """The new global model's test-split metrics (``accuracy``, ``loss``, ...)."""
+    registry_metrics: dict[str, float] = field(default_factory=dict)
+    """What the version is registered with (``simulation.fl.evaluation.registry_metrics``)."""
     backdoor_success: float = float("nan")
     issued: int = 0
     royalties: float = 0.0

@@ -108,7 +108,7 @@ def initial_record(parts: Parts) -> RoundRecord:
     res = parts.server.test_results(parts.fed.weights)
     backdoor = parts.server.backdoor_success(parts.fed.weights, parts.population)
     return RoundRecord(
-        0, 0.0, 0.0, 0, 0, 0, len(parts.fed.active), res["accuracy"], res["loss"], 0.0, 0.0, 0.0,
+        0, 0.0, 0.0, 0, 0, 0, len(parts.fed.active), res.accuracy, res.loss, 0.0, 0.0, 0.0,
         backdoor_success=backdoor,
     )  # fmt: skip
 
@@ -146,4 +146,6 @@ def result_of(parts: Parts, head: str, stats: Any) -> WorldResult:
         market=stats,
         data=parts.data,
         device=parts.server.device,
+        version_weights=parts.rec.version_weights,
+        latency=parts.server.measured_latency(parts.fed.weights),
     )

@@ -144,7 +144,7 @@ def market_stats(market: Market, applier: Any, cfg: MarketConfig) -> MarketStats
     shifts: dict[str, float] = {}
     for v in voted:
         rating = market.rating(v, rule=cfg.rating_rule_name, params=cfg.rating_rule_params)
-        accuracy = market.version(v).metrics.get("accuracy")
+        accuracy = market.version(v).metrics.get("test_accuracy")
         if rating is not None and accuracy is not None:
             shifts[v] = float(rating) - 5.0 * float(accuracy)
     if not shifts:

@@ -15,6 +15,7 @@ from simulation.fl.messages import ReplyMetrics
 
 if TYPE_CHECKING:
     from simulation.fl.device import DeviceChoice
+    from simulation.fl.evaluation import LatencyMeasurement
     from simulation.fl.federated import FederatedData
 
 __all__ = [
@@ -163,6 +164,10 @@ class WorldResult:
     baseline_accuracy: list[float] | None = None
     data: FederatedData | None = None
     device: DeviceChoice | None = None
+    version_weights: dict[str, bytes] = field(default_factory=dict)
+    """Safetensors bytes per version id (``output.keep_versions``; else empty)."""
+    latency: LatencyMeasurement | None = None
+    """Timed inference of the final model (machine-dependent; never signed)."""
 
     @property
     def final(self) -> RoundRecord:

@@ -8,7 +8,15 @@ import numpy as np
 from simulation.config.schema import Scenario
 from simulation.fl.data import FederatedData
 from simulation.fl.device import DeviceChoice
-from simulation.fl.evaluation import validation_results
+from simulation.fl.evaluation import (
+    GROUP_ATTRIBUTES,
+    Footprint,
+    LatencyMeasurement,
+    SplitMetrics,
+    footprint,
+    measure_latency,
+    split_metrics,
+)
 from simulation.fl.models import build_model, flops_per_example, load_numpy, state_to_numpy
 from simulation.fl.training import evaluate, local_train, predict
 from simulation.fl.weights import unflatten
@@ -33,17 +41,31 @@ class ServerModel:
         self.model = build_model(scenario.model, shape, classes, tree.torch("init"), on)
         self.eval_model = build_model(scenario.model, shape, classes, tree.torch("eval"), on)
         self.flops = flops_per_example(self.model, shape)
+        self.footprint: Footprint = footprint(self.model, self.flops)
+        name = scenario.dataset.name
+        self.groups = GROUP_ATTRIBUTES.get(name).of if name in GROUP_ATTRIBUTES else None
 
     def initial_weights(self) -> Weights:
         return state_to_numpy(self.model)
 
-    def test_results(self, weights: Weights) -> dict[str, float]:
-        """The registry's validation results of ``weights`` on the test split."""
+    def _split(self, weights: Weights, x: np.ndarray, y: np.ndarray) -> SplitMetrics:
         load_numpy(self.model, weights)
         d = self.data
-        return validation_results(
-            self.model, d.x_test, d.y_test, d.input_shape, d.num_classes, self.flops
-        )
+        groups = self.groups(x) if self.groups is not None else None
+        return split_metrics(self.model, x, y, d.input_shape, d.num_classes, groups)
+
+    def test_results(self, weights: Weights) -> SplitMetrics:
+        """Quality of ``weights`` on the held-out test split (the researcher's truth)."""
+        return self._split(weights, self.data.x_test, self.data.y_test)
+
+    def validation_results(self, weights: Weights) -> SplitMetrics:
+        """Quality of ``weights`` on the validation split (what the registry publishes)."""
+        return self._split(weights, self.data.x_val, self.data.y_val)
+
+    def measured_latency(self, weights: Weights) -> LatencyMeasurement:
+        """Timed single-example inference of ``weights`` (machine-dependent: results only)."""
+        load_numpy(self.model, weights)
+        return measure_latency(self.model, self.data.input_shape)
 
     def validation_utility(self, flat: np.ndarray, like: Weights) -> float:
         """A coalition model's utility: minus its validation cross-entropy.

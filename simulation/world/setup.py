@@ -230,7 +230,9 @@ def default_stages(
         ScoreContributions(sc.contribution, p.evaluator, utility, p.tree, fed, market, rec),
         Aggregate(p.strategy, fed, rec, sc.aggregation.flag_below),
         EvaluateModel(p.server, pop, fed),
-        RegisterVersion(market, fed, sc.market.prices),
+        RegisterVersion(
+            market, fed, sc.market.prices, rec.version_weights if sc.output.keep_versions else None
+        ),
         Reward(p.mechanism, sc.rewards.emission_per_round, market, fed, rec),
         SettleRevenue(market, fed, rec),
         AttackMetrics(pop, fed, rec),

@@ -30,7 +30,18 @@ def run_dir(tmp_path: Path) -> Path:
         round=1,
         parent=None,
         artifact_sha256=hashlib.sha256(weights).hexdigest(),
-        metrics={"accuracy": 0.93, "f1": 0.9, "bias": 0.05, "latency_ms": 2.0},
+        metrics={
+            "accuracy": 0.93,
+            "precision": 0.92,
+            "recall": 0.91,
+            "f1": 0.9,
+            "loss": 0.2,
+            "recall_gap": 0.05,
+            "equalized_odds_difference": 0.03,
+            "modelled_latency_ms": 0.002,
+            "parameters": 1000.0,
+            "size_bytes": 4000.0,
+        },
         contributors={"client-000": 0.5, "client-001": 0.5},
         prices={"research": PriceTerms(price=10, duration=100.0, max_uses=3)},
     )
@@ -38,8 +49,33 @@ def run_dir(tmp_path: Path) -> Path:
         round=2,
         parent="v0001",
         artifact_sha256="ab" * 32,
-        metrics={"accuracy": 0.85, "f1": 0.8, "bias": 0.2},
+        metrics={
+            "accuracy": 0.85,
+            "precision": 0.8,
+            "recall": 0.82,
+            "f1": 0.8,
+            "loss": 0.5,
+            "recall_gap": 0.2,
+            "equalized_odds_difference": 0.15,
+            "modelled_latency_ms": 0.004,
+            "parameters": 5000.0,
+            "size_bytes": 20000.0,
+        },
         contributors={"client-002": 1.0},
+    )
+    m.register_model_version(  # an imported model: footprint and metadata only
+        round=0,
+        parent=None,
+        artifact_sha256="cd" * 32,
+        metrics={"parameters": 120.0, "size_bytes": 480.0},
+        contributors={},
+        imported={
+            "name": "acme/tiny-gpt2",
+            "task": "text-generation",
+            "architecture": "GPT2LMHeadModel",
+            "library": "transformers",
+            "license": "mit",
+        },
     )
     m.close()
     return run
@@ -92,14 +128,45 @@ def test_prove(run_dir: Path) -> None:
     assert result.exit_code == 2 and len(_lines(result.output)) == 1
 
 
-def test_registry_search(run_dir: Path) -> None:
-    result = runner.invoke(
-        registry_app, ["search", str(run_dir), "--min-accuracy", "0.9", "--max-bias", "0.1"]
-    )
+SEARCHES = [
+    (["--min-accuracy", "0.9"], ["v0001"]),
+    (["--min-precision", "0.9"], ["v0001"]),
+    (["--min-recall", "0.85"], ["v0001"]),
+    (["--min-f1", "0.85"], ["v0001"]),
+    (["--max-loss", "0.3"], ["v0001"]),
+    (["--max-recall-gap", "0.1"], ["v0001"]),
+    (["--max-equalized-odds-difference", "0.1"], ["v0001"]),
+    (["--max-modelled-latency-ms", "0.003"], ["v0001"]),
+    (["--max-params", "2000"], ["v0001", "v0003"]),
+    (["--max-size-bytes", "10000"], ["v0001", "v0003"]),
+    (["--contributor", "client-002"], ["v0002"]),
+    (["--min-round", "2"], ["v0002"]),
+    (["--task", "text-generation"], ["v0003"]),
+    (["--architecture", "GPT2LMHeadModel"], ["v0003"]),
+    (["--library", "transformers"], ["v0003"]),
+    (["--license", "mit"], ["v0003"]),
+    (["--min-accuracy", "0.9", "--max-recall-gap", "0.01"], []),
+    ([], ["v0001", "v0002", "v0003"]),
+]
+
+
+@pytest.mark.parametrize(("args", "expected"), SEARCHES)
+def test_registry_search(run_dir: Path, args: list[str], expected: list[str]) -> None:
+    result = runner.invoke(registry_app, ["search", str(run_dir), *args])
     assert result.exit_code == 0, result.output
-    assert "v0001" in result.output and "v0002" not in result.output
-    result = runner.invoke(registry_app, ["search", str(run_dir), "--contributor", "client-002"])
-    assert "v0002" in result.output and "1 version(s)" in result.output
+    found = [line.split()[0] for line in _lines(result.output)[:-1]]
+    assert found == expected
+    assert _lines(result.output)[-1] == f"{len(expected)} version(s) match"
+
+
+def test_every_search_option_is_tested() -> None:
+    import click
+
+    command = typer.main.get_command(registry_app)
+    assert isinstance(command, click.Group)
+    options = {o for p in command.commands["search"].params for o in p.opts if o.startswith("--")}
+    tested = {a for args, _ in SEARCHES for a in args if a.startswith("--")}
+    assert options - {"--help"} == tested
 
 
 def test_registry_show(run_dir: Path) -> None:

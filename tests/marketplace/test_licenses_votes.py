@@ -229,7 +229,7 @@ def test_registry_validation(market: Market) -> None:
         round=2,
         parent="v0001",
         artifact_sha256="1" * 64,
-        metrics={"accuracy": 0.95, "bias": 0.02},
+        metrics={"accuracy": 0.95, "recall_gap": 0.02},
         contributors={"client-002": 1.0},
     )
     assert v == "v0002" and market.version(v).parent == "v0001"
@@ -257,3 +257,44 @@ def test_yuma_kappa_is_a_parameter() -> None:
         make_rating_rule("mean", {"kappa": 0.5})
     with pytest.raises(ValueError, match="kappa must be in"):
         make_rating_rule("yuma", {"kappa": 0.0})
+
+
+def test_imported_version_keeps_its_metadata_and_can_be_sold(tmp_path: Path) -> None:
+    """A version registered with ``imported`` metadata (a Hub model) is an ordinary
+    version: priced, licensed and its revenue paid out (to the treasury: no
+    contributors); the metadata is signed and survives replay and audit."""
+    run = tmp_path / "imp"
+    m = Market.create(run, seed=4, genesis={"scenario_hash": "imp"})
+    m.register_participant("buyer-000", role="buyer")
+    m.mint("buyer-000", 500, reason="airdrop")
+    meta = {"name": "acme/tiny", "task": "fill-mask", "files": [{"path": "a", "size": 1}]}
+    v = m.register_model_version(
+        round=0,
+        parent=None,
+        artifact_sha256="2" * 64,
+        metrics={"parameters": 10.0},
+        contributors={},
+        prices={"research": PriceTerms(price=100)},
+        imported=meta,
+    )
+    m.buy_license("buyer-000", v, "research")
+    (payout,) = m.distribute_revenue(v)
+    assert payout.data["to"] == "treasury" and payout.data["amount"] == 100
+    m.end_block()
+    m.close()
+    with Market.open(run) as again:
+        assert again.version(v).imported == meta
+        assert again.version(v).metrics == {"parameters": 10.0}
+    audit_ledger(run)
+
+
+def test_imported_must_be_a_mapping(market: Market) -> None:
+    with pytest.raises(RegistryError, match="imported"):
+        market.register_model_version(
+            round=0,
+            parent=None,
+            artifact_sha256="3" * 64,
+            metrics={},
+            contributors={},
+            imported="not a mapping",  # type: ignore[arg-type]
+        )

@@ -20,7 +20,7 @@ SEEDS = (1, 2)
 
 
 def _run(out: Path, *, seed: int, lr: float) -> Path:
-    overrides = ("rounds=2", "clients.count=4", f"training.lr={lr}")
+    overrides = ("rounds=2", "clients.count=4", f"training.lr={lr}", "output.keep_versions=true")
     scenario = load_scenario(QUICKSTART, overrides, seed)
     run_scenario(scenario, out, engine="inprocess", force=True)
     return out
@@ -40,6 +40,26 @@ def study_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def pristine_run(study_dir: Path) -> Path:
     """One run of the study (do not modify; copy it with ``run_dir``)."""
     return study_dir / f"lr{LRS[0]}-seed{SEEDS[0]}"
+
+
+PLAIN_OVERRIDES = (
+    "rounds=3",
+    "clients.count=4",
+    "privacy={mode: none}",
+    "model.name=logreg",
+    "output.keep_versions=true",
+    "output.license=mit",
+)
+
+
+@pytest.fixture(scope="session")
+def plain_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run without DP that keeps every version's weights and names its licence
+    (do not modify)."""
+    out = tmp_path_factory.mktemp("plain")
+    scenario = load_scenario(QUICKSTART, PLAIN_OVERRIDES, 3)
+    run_scenario(scenario, out, engine="inprocess", force=True)
+    return out
 
 
 @pytest.fixture

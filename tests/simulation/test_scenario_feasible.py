@@ -43,9 +43,8 @@ def problems(tmp_path: Path, text: str) -> list[str]:
         ),
         (
             "dataset: {validation_fraction: 0.0}\naggregation: {strategy: fltrust}\n",
-            "s.yaml: dataset.validation_fraction -> fltrust trains the server on a root dataset, "
-            "the validation split; with validation_fraction 0 it is empty and the model would "
-            "never move",
+            # FLTrust's root set is the validation split, which must not be empty.
+            "s.yaml: dataset.validation_fraction -> Input should be greater than 0 (got 0.0)",
         ),
         (
             "rewards: {mechanism: equal, params: {slash_amount: 5}}\n",

@@ -20,6 +20,7 @@ from simulation.config.schema import (
     TrainingConfig,
 )
 from simulation.fl.aggregation import create_strategy
+from simulation.fl.evaluation import Footprint, SplitMetrics
 from simulation.fl.messages import ReplyMetrics
 from simulation.fl.privacy import epsilon
 from simulation.rng import SeedTree
@@ -34,6 +35,7 @@ from simulation.world.stages import (
     ChargeCosts,
     CloseRound,
     Dispatch,
+    EvaluateModel,
     RecordContributions,
     RegisterVersion,
     Reward,
@@ -283,11 +285,67 @@ def test_aggregate_flags_clients_a_robust_rule_weighs_below_the_threshold() -> N
 def test_register_version_records_example_shares_and_prices() -> None:
     market, fed = FakeMarket(), federation(2)
     c = ctx()
-    c.accepted, c.test = [reply(0, 1.0, n=1), reply(1, 1.0, n=3)], {"accuracy": 0.5}
+    c.accepted, c.registry_metrics = [reply(0, 1.0, n=1), reply(1, 1.0, n=3)], {"accuracy": 0.5}
     RegisterVersion(market, fed, MarketConfig().prices).run(c)  # type: ignore[arg-type]
     call = market.calls[0][1]
     assert call["contributors"] == {"client-000": 0.25, "client-001": 0.75}
+    assert call["metrics"] == {"accuracy": 0.5}
     assert fed.version == "v0001" and market.kinds()[1] == "set_price_list"
+
+
+def test_register_version_keeps_the_hashed_bytes_when_asked() -> None:
+    import hashlib
+
+    market, fed, kept = FakeMarket(), federation(2), dict[str, bytes]()
+    c = ctx()
+    c.accepted = [reply(0, 1.0)]
+    RegisterVersion(market, fed, {}, kept).run(c)  # type: ignore[arg-type]
+    call = market.calls[0][1]
+    assert list(kept) == ["v0001"]
+    assert hashlib.sha256(kept["v0001"]).hexdigest() == call["artifact_sha256"]
+
+
+class _SplitServer:
+    """A server whose validation and test splits give different, known results."""
+
+    footprint = Footprint(modelled_latency_ms=0.25, parameters=7, size_bytes=28)
+
+    def __init__(self) -> None:
+        self.val = SplitMetrics(0.8, 0.5, 0.7, 0.6, 0.65, 0.2, 0.1)
+        self.test = SplitMetrics(0.6, 0.9, 0.5, 0.4, 0.45, 0.3, None)
+
+    def test_results(self, weights: Any) -> SplitMetrics:
+        return self.test
+
+    def validation_results(self, weights: Any) -> SplitMetrics:
+        return self.val
+
+    def backdoor_success(self, weights: Any, population: Any) -> float:
+        return float("nan")
+
+
+def test_evaluate_model_registers_validation_results_and_keeps_test_apart() -> None:
+    c, fed = ctx(), federation(1)
+    EvaluateModel(_SplitServer(), FakePopulation(fed.identities), fed).run(c)  # type: ignore[arg-type]
+    assert c.test["accuracy"] == 0.6 and c.test["loss"] == 0.9  # the round record's truth
+    assert c.registry_metrics == {
+        "accuracy": 0.8,
+        "loss": 0.5,
+        "precision": 0.7,
+        "recall": 0.6,
+        "f1": 0.65,
+        "recall_gap": 0.2,
+        "equalized_odds_difference": 0.1,
+        "test_accuracy": 0.6,
+        "test_loss": 0.9,
+        "test_precision": 0.5,
+        "test_recall": 0.4,
+        "test_f1": 0.45,
+        "test_recall_gap": 0.3,
+        "modelled_latency_ms": 0.25,
+        "parameters": 7.0,
+        "size_bytes": 28.0,
+    }
 
 
 def test_reward_pays_the_emission_by_the_mechanism_and_records_it() -> None:

@@ -7,9 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
-from marketplace import TOKEN, Market
-from marketplace.state import PriceTerms
+from marketplace import Market
+from simulation.config.prices import price_list
 from simulation.config.schema import LicenseTermsConfig
+from simulation.fl.evaluation import registry_metrics
 from simulation.fl.weights import safetensors_bytes
 from simulation.world.context import Federation, RoundContext
 from simulation.world.population import Population
@@ -20,8 +21,9 @@ __all__ = ["EvaluateModel", "RegisterVersion", "price_list"]
 
 @dataclass
 class EvaluateModel:
-    """Test metrics of the global model (the registry's validation results) and the
-    backdoor success rate when the population has a backdoor."""
+    """The new global model's metrics: test split for the round record, validation
+    and test splits plus the footprint for the registry, and the backdoor success
+    rate when the population has a backdoor."""
 
     name: ClassVar[str] = "evaluate"
 
@@ -30,41 +32,46 @@ class EvaluateModel:
     fed: Federation
 
     def run(self, ctx: RoundContext) -> None:
-        ctx.test = self.server.test_results(self.fed.weights)
-        ctx.backdoor_success = self.server.backdoor_success(self.fed.weights, self.population)
-
-
-def price_list(prices: Mapping[str, LicenseTermsConfig]) -> dict[str, PriceTerms]:
-    """The scenario's licence terms in ledger units."""
-    return {
-        name: PriceTerms(price=round(t.price * TOKEN), duration=t.duration_s, max_uses=t.max_uses)
-        for name, t in sorted(prices.items())
-    }
+        weights = self.fed.weights
+        test = self.server.test_results(weights)
+        validation = self.server.validation_results(weights)
+        ctx.test = test.as_dict()
+        ctx.registry_metrics = registry_metrics(validation, test, self.server.footprint)
+        ctx.backdoor_success = self.server.backdoor_success(weights, self.population)
 
 
 class RegisterVersion:
-    """Register the global model as a version (artifact hash, validation results,
-    contributors by example share) with the scenario's price list."""
+    """Register the global model as a version (artifact hash, registry metrics,
+    contributors by example share) with the scenario's price list. With ``keep``,
+    the version's safetensors bytes (the ones hashed) are kept under its id, for
+    ``output.keep_versions``."""
 
     name: ClassVar[str] = "register_version"
 
     def __init__(
-        self, market: Market, fed: Federation, prices: Mapping[str, LicenseTermsConfig]
+        self,
+        market: Market,
+        fed: Federation,
+        prices: Mapping[str, LicenseTermsConfig],
+        keep: dict[str, bytes] | None = None,
     ) -> None:
         self.market = market
         self.fed = fed
         self.prices = price_list(prices)
+        self.keep = keep
 
     def run(self, ctx: RoundContext) -> None:
         total = sum(r.num_examples for r in ctx.accepted)
         shares = {self.fed.account(r.client): r.num_examples / total for r in ctx.accepted}
-        artifact = hashlib.sha256(safetensors_bytes(self.fed.weights)).hexdigest()
+        artifact = safetensors_bytes(self.fed.weights)
         self.fed.version = self.market.register_model_version(
             round=ctx.round,
             parent=self.fed.version,
-            artifact_sha256=artifact,
-            metrics=ctx.test,
+            artifact_sha256=hashlib.sha256(artifact).hexdigest(),
+            metrics=ctx.registry_metrics,
             contributors=shares,
         )
+        if self.keep is not None:
+            self.keep[self.fed.version] = artifact
         if self.prices:
             self.market.set_price_list(self.fed.version, self.prices)
