@@ -29,11 +29,14 @@ from marketplace import TOKEN, Market
 from marketplace.contribution import RoundData, coalition_utility, create_evaluator
 from marketplace.incentives import ContributionInfo, RoundOutcome, create_mechanism
 from simulation.config.schema import DPSGDPrivacy, Scenario
+from simulation.errors import RunInterrupted
 from simulation.fl.aggregation import create_strategy
 from simulation.fl.data import FederatedData
 from simulation.fl.evaluation import validation_results
 from simulation.fl.models import build_model, flops_per_example, load_numpy, state_to_numpy
 from simulation.fl.privacy import PrivacyLedger, calibrate_noise, poisson_schedule
+from simulation.fl.protocol import client_error
+from simulation.fl.protocol import reason as rejection
 from simulation.fl.training import (
     ClientTask,
     DataSpec,
@@ -587,14 +590,16 @@ class World:
             if reason is None and reply.weights is not None:
                 reason = check_update(self.weights, reply.weights, sc.aggregation.max_update_norm)
             if reason is None and deadline is not None and secs > deadline:
-                reason = f"straggler: {secs:.3g} s > deadline {deadline:.3g} s"
+                reason = rejection("straggler", f"{secs:.3g} s > deadline {deadline:.3g} s")
                 stragglers += 1
             client_secs.append(min(secs, deadline) if deadline is not None else secs)
             if eps is not None:
                 self.rows.append((round_, acct, "epsilon", eps))
             if reason is not None or reply.weights is None:
                 rejected.append(acct)
-                market.reject_contribution(round=round_, client=acct, reason=reason or "no update")
+                market.reject_contribution(
+                    round=round_, client=acct, reason=reason or rejection("no_update")
+                )
                 self.rows.append((round_, acct, "rejected", 1.0))
                 log.info("round %d: rejected %s: %s", round_, acct, reason)
                 continue
@@ -894,6 +899,10 @@ class World:
                 raise self._failure
             head = self.market.head_hash
             market_stats = self._market_stats()
+        except RunInterrupted:
+            # A clean stop (SIGTERM, SIGINT): seal what the open round wrote.
+            self.market.end_block()
+            raise
         finally:
             self.market.close()
         final_eps = {a: self.privacy.spent(a) for a in self.accounts} if self.dp else {}
@@ -915,7 +924,8 @@ def in_process_transport(tasks: list[ClientTask], weights: Weights) -> list[Repl
         try:
             res = run_client_task(task, weights)
         except Exception as exc:
-            out.append(Reply(task.client_index, None, {}, error=f"client error: {exc}"))
+            log.info("client %d raised %s: %s", task.client_index, type(exc).__name__, exc)
+            out.append(Reply(task.client_index, None, {}, error=client_error(exc)))
             continue
         out.append(
             Reply(
