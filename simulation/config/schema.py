@@ -18,6 +18,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 SCHEMA_VERSION = 1
 
+DEFAULT_ROUND_TIMEOUT_S = 1800.0
+"""Generous: a round that trains for half an hour on one machine is not a test-size run."""
+
+_LATER_FIELDS: tuple[tuple[tuple[str, ...], Any], ...] = (
+    (("resources", "round_timeout_s"), DEFAULT_ROUND_TIMEOUT_S),
+)
+"""Fields added after version 1's hashes were published, with their defaults."""
+
 
 class StrictModel(BaseModel):
     """Base of every user-facing model: unknown keys are errors, values are immutable."""
@@ -249,6 +257,13 @@ class ResourcesConfig(StrictModel):
     backend: Literal["ray"] = "ray"
     num_cpus: int | None = Field(None, ge=1, description="CPUs given to Ray (default: all)")
     client_cpus: float = Field(1.0, gt=0.0)
+    round_timeout_s: float = Field(
+        DEFAULT_ROUND_TIMEOUT_S,
+        gt=0.0,
+        le=7 * 86_400.0,
+        description="wall-clock seconds the server waits for a round's replies on the Flower"
+        " engine; a client that has not answered by then is rejected (timeout)",
+    )
 
 
 class FaultConfig(StrictModel):
@@ -472,8 +487,21 @@ class Scenario(StrictModel):
         return self
 
     def resolved(self) -> dict[str, Any]:
-        """The fully resolved scenario as plain JSON-able data."""
-        return self.model_dump(mode="json")
+        """The fully resolved scenario as plain JSON-able data.
+
+        Fields added after schema version 1 was pinned are left out while they
+        hold their default, so a scenario that does not use them keeps the hash
+        (and so the ledger head) it had before they existed.
+        """
+        data = self.model_dump(mode="json")
+        for path, default in _LATER_FIELDS:
+            *parents, leaf = path
+            node = data
+            for key in parents:
+                node = node[key]
+            if node.get(leaf) == default:
+                del node[leaf]
+        return data
 
     def sha256(self) -> str:
         """Hash of the resolved scenario's canonical JSON: names the experiment on the ledger."""

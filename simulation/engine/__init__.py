@@ -1,5 +1,5 @@
-"""How a world is driven: through Flower's Simulation Engine (ServerApp and Grid)
-or in process, and the runner that picks one and writes the results."""
+"""How a world is driven: as a Flower run on a private SuperLink (ServerApp and
+Grid) or in process, and the runner that picks one and writes the results."""
 
 from marketplace._lazy import lazy_exports
 
@@ -9,8 +9,11 @@ _EXPORTS = {
     "baseline_of": "runner",
     "prepare_out_dir": "runner",
     "quiet_environment": "env",
-    "make_server_app": "server_app",
     "serve": "server_app",
+    "run_flower": "flower",
+    "LocalSuperLink": "superlink",
+    "Supervised": "watchdog",
+    "StopRequest": "stop",
     "discover_nodes": "server_app",
     "grid_transport": "server_app",
 }

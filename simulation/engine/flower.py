@@ -1,0 +1,150 @@
+"""``--engine flower``: the scenario as a Flower run on a private SuperLink.
+
+The driver (this process) lays out the run's temporary folder, starts a Ray
+head and a ``flower-superlink --simulation`` (``simulation.engine.superlink``),
+submits the fedmarket app with the run config ``channel`` pointing at a folder
+of files (``simulation.engine.channel``), then follows the run: each finished
+round and each ServerApp log record comes back through those files, and so
+does the result. Whatever happens, the SuperLink, Ray and everything they
+started are stopped (by the watchdog, checked by pid) and the temporary folder
+is removed. The ledger is written by the ServerApp straight into ``out_dir``
+as the run goes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from simulation.config.schema import Scenario
+from simulation.engine.channel import RunChannel
+from simulation.engine.env import quiet_environment
+from simulation.engine.stop import StopRequest
+from simulation.engine.superlink import LocalSuperLink, RayHead, child_environment
+from simulation.errors import Problem, RunError, ScenarioError
+from simulation.world.core import RoundRecord, WorldResult
+
+log = logging.getLogger("fedmarket.runner")
+
+STOP_GRACE = 60.0
+"""Seconds the ServerApp gets to finish its client and seal the block after a stop."""
+
+
+def _federation(scenario: Scenario, verbose: bool) -> dict[str, Any]:
+    cpus = scenario.resources.client_cpus
+    if not float(cpus).is_integer():
+        raise ScenarioError(
+            [
+                Problem(
+                    "scenario",
+                    "resources.client_cpus",
+                    f"{cpus:g}: Flower's simulation runtime takes whole CPUs per client",
+                )
+            ]
+        )
+    return {
+        "num_supernodes": scenario.clients.count,
+        "backend": "ray",
+        "client_resources_num_cpus": int(cpus),
+        "client_resources_num_gpus": 0.0,
+        "verbose": verbose,
+        "init_args_logging_level": "INFO" if verbose else "ERROR",
+        "init_args_log_to_driver": verbose,
+    }
+
+
+def run_flower(
+    scenario: Scenario,
+    out_dir: Path,
+    *,
+    verbose: bool,
+    on_round: Callable[[RoundRecord], None] | None,
+    stop: StopRequest,
+) -> WorldResult:
+    """Run ``scenario`` on its own SuperLink; the world's result."""
+    quiet_environment()
+    federation = _federation(scenario, verbose)
+    workdir = Path(tempfile.mkdtemp(prefix="fm-", dir="/tmp"))  # short: Ray's sockets live here
+    try:
+        channel = RunChannel(workdir / "channel")
+        channel.create(json.dumps(scenario.resolved()))
+        env = child_environment(workdir / "flwr", ray_address=None)
+        num_cpus = scenario.resources.num_cpus or os.cpu_count() or 1
+        ray = RayHead.start(workdir, num_cpus, env)
+        try:
+            env["RAY_ADDRESS"] = ray.address
+            link = LocalSuperLink.start(workdir, env)
+            try:
+                ray.wait_ready()
+                run_config = {
+                    "scenario": str(channel.scenario),
+                    "out": str(out_dir.resolve()),
+                    "channel": str(channel.path),
+                }
+                run_id = link.submit(run_config, federation)
+                log.debug("submitted run %d to the SuperLink on port %d", run_id, link.port)
+                _follow(link, run_id, channel, on_round, stop)
+            finally:
+                link.close()
+        finally:
+            ray.process.close()
+        return channel.outcome()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _follow(
+    link: LocalSuperLink,
+    run_id: int,
+    channel: RunChannel,
+    on_round: Callable[[RoundRecord], None] | None,
+    stop: StopRequest,
+) -> None:
+    """Relay rounds and log records until the run finishes (or is stopped)."""
+    relay = _Relay(channel, on_round)
+    stop_sent: float | None = None
+    next_status = 0.0
+    while True:
+        relay()
+        if stop.requested and stop_sent is None:
+            channel.request_stop()
+            stop_sent = time.monotonic()
+        if stop_sent is not None and time.monotonic() - stop_sent > STOP_GRACE:
+            raise RunError(f"the ServerApp did not stop within {STOP_GRACE:g} s of {stop.reason}")
+        if time.monotonic() >= next_status:
+            if not link.process.running():
+                raise RunError(f"the SuperLink exited during the run (see {link.log_path})")
+            status, sub_status, details = link.status(run_id)
+            if status == "finished":
+                relay()
+                if sub_status != "completed" and not (channel.path / "failure.json").exists():
+                    raise RunError(f"the Flower run {sub_status}: {details or 'no details'}")
+                return
+            next_status = time.monotonic() + 0.5
+        time.sleep(0.05)
+
+
+class _Relay:
+    """Passes the ServerApp's new log records and finished rounds on, in order."""
+
+    def __init__(self, channel: RunChannel, on_round: Callable[[RoundRecord], None] | None) -> None:
+        self.channel = channel
+        self.on_round = on_round
+        self.log_at = 0
+        self.round_at = 0
+
+    def __call__(self) -> None:
+        records, self.log_at = self.channel.read_lines("log.jsonl", self.log_at)
+        for rec in records:
+            logging.getLogger(str(rec["name"])).log(int(rec["level"]), "%s", rec["message"])
+        rounds, self.round_at = self.channel.rounds(self.round_at)
+        for r in rounds:
+            if self.on_round is not None:
+                self.on_round(r)
