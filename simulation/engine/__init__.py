@@ -15,7 +15,8 @@ _EXPORTS = {
     "Supervised": "watchdog",
     "StopRequest": "stop",
     "discover_nodes": "server_app",
-    "grid_transport": "server_app",
+    "GridTransport": "server_app",
+    "NodeDiscovery": "server_app",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -23,12 +23,14 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from simulation.errors import RunError, RunInterrupted
-from simulation.world.core import RoundRecord, WorldResult
+
+if TYPE_CHECKING:
+    from simulation.world.core import RoundRecord, WorldResult
 
 FailureKind = Literal["interrupted", "error"]
 
@@ -68,6 +70,8 @@ class RunChannel:
 
     def rounds(self, offset: int) -> tuple[list[RoundRecord], int]:
         """Rounds finished since ``offset``."""
+        from simulation.world.core import RoundRecord
+
         lines, offset = self.read_lines("rounds.jsonl", offset)
         return [RoundRecord(**d) for d in lines], offset
 
@@ -82,6 +86,8 @@ class RunChannel:
         if not result.exists():
             raise RunError("the ServerApp finished without a result (see the log above)")
         from safetensors.numpy import load_file
+
+        from simulation.world.core import RoundRecord, WorldResult
 
         data = json.loads(result.read_text(encoding="utf-8"))
         loaded = load_file(str(self.path / "weights.safetensors"))

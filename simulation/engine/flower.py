@@ -21,7 +21,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from simulation.config.schema import Scenario
 from simulation.engine.channel import RunChannel
@@ -29,7 +29,9 @@ from simulation.engine.env import quiet_environment
 from simulation.engine.stop import StopRequest
 from simulation.engine.superlink import LocalSuperLink, RayHead, child_environment
 from simulation.errors import Problem, RunError, ScenarioError
-from simulation.world.core import RoundRecord, WorldResult
+
+if TYPE_CHECKING:
+    from simulation.world.core import RoundRecord, WorldResult
 
 log = logging.getLogger("fedmarket.runner")
 
@@ -82,6 +84,7 @@ def run_flower(
             env["RAY_ADDRESS"] = ray.address
             link = LocalSuperLink.start(workdir, env)
             try:
+                _import_while_they_start()
                 ray.wait_ready()
                 run_config = {
                     "scenario": str(channel.scenario),
@@ -98,6 +101,13 @@ def run_flower(
         return channel.outcome()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _import_while_they_start() -> None:
+    """What this process needs later (the world's records, the results writer),
+    imported while the SuperLink and Ray come up rather than after round 1."""
+    import simulation.results.write
+    import simulation.world.core  # noqa: F401
 
 
 def _follow(

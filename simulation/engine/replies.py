@@ -17,6 +17,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
@@ -25,7 +26,9 @@ from flwr.serverapp import Grid
 
 from simulation.errors import RunInterrupted
 from simulation.fl.protocol import reason
-from simulation.world.core import Reply, Weights
+
+if TYPE_CHECKING:
+    from simulation.world.core import Reply, Weights
 
 log = logging.getLogger("fedmarket.server")
 
@@ -52,15 +55,8 @@ class Collected:
     undelivered: list[Message] = field(default_factory=list)
 
 
-def wait_for_replies(
-    grid: Grid,
-    messages: Sequence[Message],
-    *,
-    timeout: float,
-    should_stop: StopCheck = never,
-) -> Collected:
-    """Push ``messages`` and pull replies until each has one, ``timeout`` seconds
-    pass, or ``should_stop()`` (then ``RunInterrupted``)."""
+def push(grid: Grid, messages: Sequence[Message]) -> Collected:
+    """Send ``messages``; what comes back is collected by ``wait_for_replies``."""
     ids = list(grid.push_messages(messages))
     out = Collected(sent={})
     for msg, mid in zip(messages, ids, strict=False):
@@ -69,6 +65,19 @@ def wait_for_replies(
         else:
             out.undelivered.append(msg)
     out.undelivered.extend(messages[len(ids) :])
+    return out
+
+
+def wait_for_replies(
+    grid: Grid,
+    sent: Sequence[Message] | Collected,
+    *,
+    timeout: float,
+    should_stop: StopCheck = never,
+) -> Collected:
+    """Pull replies to ``sent`` (pushing it first if it is a list of messages) until
+    each has one, ``timeout`` seconds pass, or ``should_stop()`` (``RunInterrupted``)."""
+    out = sent if isinstance(sent, Collected) else push(grid, sent)
     deadline = time.monotonic() + timeout
     pause = 0.005
     while len(out.replies) < len(out.sent):
@@ -122,6 +131,8 @@ def _arrays(reply: Message) -> Weights | None:
 
 def judge_reply(client: int, reply: Message) -> Reply:
     """One train reply as a ``Reply``: its update and metrics, or a rejection."""
+    from simulation.world.core import Reply
+
     if reply.has_error():
         text = str(reply.error.reason)
         log.info("client %d failed (code %s): %s", client, reply.error.code, text)
@@ -144,6 +155,8 @@ def judge_round(
     timeout: float,
 ) -> list[Reply]:
     """A ``Reply`` for every task of the round (sorted by client)."""
+    from simulation.world.core import Reply
+
     verdict: dict[int, Reply] = {}
     offenders: dict[int, str] = {}
     for msg in collected.undelivered:

@@ -15,22 +15,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from simulation.config.schema import Scenario
 from simulation.engine.env import quiet_environment
 from simulation.engine.stop import StopRequest, stop_on_signals
 from simulation.errors import RunError, RunInterrupted
-from simulation.fl.training import ClientTask
-from simulation.world.core import (
-    Reply,
-    RoundRecord,
-    Transport,
-    Weights,
-    World,
-    WorldResult,
-    in_process_transport,
-)
+
+if TYPE_CHECKING:
+    # Imported when a run starts: the Flower engine's processes come up meanwhile.
+    from simulation.fl.training import ClientTask
+    from simulation.world.core import Reply, RoundRecord, Transport, Weights, WorldResult
 
 __all__ = [
     "Engine",
@@ -85,6 +80,8 @@ def prepare_out_dir(out_dir: Path, force: bool) -> None:
 def _in_process(stop: StopRequest) -> Transport:
     """The in-process loop, one task at a time so that a stop request is seen between clients."""
 
+    from simulation.world.core import in_process_transport
+
     def send(tasks: list[ClientTask], weights: Weights) -> list[Reply]:
         out: list[Reply] = []
         for task in tasks:
@@ -117,6 +114,8 @@ def _run_world(
                 from simulation.engine.flower import run_flower
 
                 return run_flower(scenario, out_dir, verbose=verbose, on_round=finished, stop=stop)
+            from simulation.world.core import World
+
             transport = _in_process(stop)
             return World(scenario, out_dir, transport, on_round=finished).run()
         except RunInterrupted as exc:

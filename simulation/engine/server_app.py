@@ -14,7 +14,9 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
@@ -22,11 +24,21 @@ from flwr.serverapp import Grid, ServerApp
 
 from simulation.config.schema import Scenario
 from simulation.engine.channel import RunChannel
-from simulation.engine.replies import StopCheck, judge_round, never, wait_for_replies
+from simulation.engine.replies import (
+    Collected,
+    StopCheck,
+    judge_round,
+    never,
+    push,
+    wait_for_replies,
+)
 from simulation.errors import RunError, RunInterrupted
-from simulation.fl.training import ClientTask
 from simulation.scenario.load import load_scenario
-from simulation.world.core import Reply, RoundRecord, Transport, Weights, World, WorldResult
+
+if TYPE_CHECKING:
+    # The world (torch and all) is imported once the nodes have been queried.
+    from simulation.fl.training import ClientTask
+    from simulation.world.core import Reply, RoundRecord, Weights, WorldResult
 
 log = logging.getLogger("fedmarket.server")
 
@@ -45,92 +57,119 @@ def _start_timeout() -> float:
     return value
 
 
+@dataclass
+class NodeDiscovery:
+    """Queries sent to every node, to map partition ids to Flower node ids.
+
+    The first message a simulated client gets waits for Ray to start its actor
+    and import torch; the server builds its world meanwhile (``serve``) and
+    collects the answers with ``finish``.
+    """
+
+    grid: Grid
+    expected: int
+    deadline: float
+    timeout: float
+    queries: Collected
+
+    @classmethod
+    def start(
+        cls,
+        grid: Grid,
+        expected: int,
+        timeout: float | None = None,
+        should_stop: StopCheck = never,
+    ) -> NodeDiscovery:
+        """Wait for ``expected`` nodes to register and send each a query."""
+        if timeout is None:
+            timeout = _start_timeout()
+        deadline = time.monotonic() + timeout
+        node_ids = sorted(grid.get_node_ids())
+        while len(node_ids) < expected:
+            if time.monotonic() > deadline:
+                raise RunError(f"only {len(node_ids)} of {expected} simulated clients came up")
+            if should_stop():
+                raise RunInterrupted("stop requested")
+            time.sleep(0.05)
+            node_ids = sorted(grid.get_node_ids())
+        msgs = [
+            Message(
+                RecordDict({"config": ConfigRecord({})}),
+                dst_node_id=nid,
+                message_type=MessageType.QUERY,
+            )
+            for nid in node_ids
+        ]
+        return cls(grid, expected, deadline, timeout, push(grid, msgs))
+
+    def finish(self, should_stop: StopCheck = never) -> dict[int, int]:
+        """Partition id → node id, once every node has answered (or a ``RunError``)."""
+        remaining = max(self.deadline - time.monotonic(), 1.0)
+        got = wait_for_replies(self.grid, self.queries, timeout=remaining, should_stop=should_stop)
+        out: dict[int, int] = {}
+        for replies in got.replies.values():
+            reply = replies[0]
+            if reply.has_error():
+                raise RunError(f"node {reply.metadata.src_node_id} failed: {reply.error.reason}")
+            partition = reply.content["config"]["partition-id"]
+            out[int(partition)] = reply.metadata.src_node_id  # type: ignore[arg-type]
+        sent = len(got.sent) + len(got.undelivered)
+        if len(out) < sent:
+            raise RunError(
+                f"only {len(out)} of {sent} simulated clients answered within "
+                f"{self.timeout:g} s; on a slow or busy machine set "
+                f"{CLIENT_START_TIMEOUT_ENV} to wait longer"
+            )
+        if sorted(out) != list(range(self.expected)):
+            raise RunError(
+                f"nodes reported partitions {sorted(out)}, expected 0..{self.expected - 1}"
+            )
+        return out
+
+
 def discover_nodes(
     grid: Grid,
     expected: int,
     timeout: float | None = None,
     should_stop: StopCheck = never,
 ) -> dict[int, int]:
-    """Map partition id → Flower node id by asking every node (a query message).
-
-    The first message to each client waits for Ray to start its actor and
-    import torch, which on a slow or busy machine takes minutes; ``timeout``
-    (default: ``$FEDMARKET_CLIENT_START_TIMEOUT`` or 600 s) bounds the wait.
-    """
-    if timeout is None:
-        timeout = _start_timeout()
-    deadline = time.monotonic() + timeout
-    node_ids = sorted(grid.get_node_ids())
-    while len(node_ids) < expected:
-        if time.monotonic() > deadline:
-            raise RunError(f"only {len(node_ids)} of {expected} simulated clients came up")
-        if should_stop():
-            raise RunInterrupted("stop requested")
-        time.sleep(0.05)
-        node_ids = sorted(grid.get_node_ids())
-    msgs = [
-        Message(
-            RecordDict({"config": ConfigRecord({})}),
-            dst_node_id=nid,
-            message_type=MessageType.QUERY,
-        )
-        for nid in node_ids
-    ]
-    remaining = max(deadline - time.monotonic(), 1.0)
-    got = wait_for_replies(grid, msgs, timeout=remaining, should_stop=should_stop)
-    out: dict[int, int] = {}
-    for replies in got.replies.values():
-        reply = replies[0]
-        if reply.has_error():
-            raise RunError(f"node {reply.metadata.src_node_id} failed: {reply.error.reason}")
-        partition = reply.content["config"]["partition-id"]
-        out[int(partition)] = reply.metadata.src_node_id  # type: ignore[arg-type]
-    if len(out) < len(msgs):
-        raise RunError(
-            f"only {len(out)} of {len(msgs)} simulated clients answered within {timeout:g} s; "
-            f"on a slow or busy machine set {CLIENT_START_TIMEOUT_ENV} to wait longer"
-        )
-    if sorted(out) != list(range(expected)):
-        raise RunError(f"nodes reported partitions {sorted(out)}, expected 0..{expected - 1}")
-    return out
+    """Map partition id → Flower node id by asking every node (a query message);
+    ``timeout`` defaults to ``$FEDMARKET_CLIENT_START_TIMEOUT`` or 600 s."""
+    return NodeDiscovery.start(grid, expected, timeout, should_stop).finish(should_stop)
 
 
-def grid_transport(
-    grid: Grid,
-    node_of: dict[int, int],
-    *,
-    timeout: float,
-    should_stop: StopCheck = never,
-) -> Transport:
-    """Send ``ClientTask`` messages over Flower and judge what comes back.
+@dataclass
+class GridTransport:
+    """Sends ``ClientTask`` messages over Flower and judges what comes back.
 
     Every task gets a ``Reply``: the update, or a rejection (the client
     errored, hung past ``timeout`` seconds, or broke the protocol; see
     ``simulation.engine.replies``), which the world records on the ledger.
+    ``node_of`` (partition → node id) may be filled in after construction.
     """
-    client_of_node = {nid: c for c, nid in node_of.items()}
 
-    def send(tasks: list[ClientTask], weights: Weights) -> list[Reply]:
+    grid: Grid
+    timeout: float
+    should_stop: StopCheck = never
+    node_of: dict[int, int] = field(default_factory=dict)
+
+    def __call__(self, tasks: list[ClientTask], weights: Weights) -> list[Reply]:
         arrays = ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in weights.items()})
         msgs = [
             Message(
                 RecordDict(
                     {"arrays": arrays, "config": ConfigRecord({"task": t.model_dump_json()})}
                 ),
-                dst_node_id=node_of[t.client_index],
+                dst_node_id=self.node_of[t.client_index],
                 message_type=MessageType.TRAIN,
             )
             for t in tasks
         ]
-        got = wait_for_replies(grid, msgs, timeout=timeout, should_stop=should_stop)
+        got = wait_for_replies(self.grid, msgs, timeout=self.timeout, should_stop=self.should_stop)
+        client_of_node = {nid: c for c, nid in self.node_of.items()}
         return judge_round(
-            got,
-            lambda m: client_of_node[m.metadata.dst_node_id],
-            client_of_node,
-            timeout,
+            got, lambda m: client_of_node[m.metadata.dst_node_id], client_of_node, self.timeout
         )
-
-    return send
 
 
 def serve(
@@ -140,12 +179,15 @@ def serve(
     on_round: Callable[[RoundRecord], None] | None = None,
     should_stop: StopCheck = never,
 ) -> WorldResult:
-    """The body of the ServerApp: discover nodes, then run the world."""
-    node_of = discover_nodes(grid, scenario.clients.count, should_stop=should_stop)
-    transport = grid_transport(
-        grid, node_of, timeout=scenario.resources.round_timeout_s, should_stop=should_stop
-    )
-    return World(scenario, out_dir, transport, on_round=on_round).run()
+    """The body of the ServerApp: query the nodes, build the world while they start
+    up, then run it."""
+    discovery = NodeDiscovery.start(grid, scenario.clients.count, should_stop=should_stop)
+    from simulation.world.core import World  # the clients import torch meanwhile
+
+    transport = GridTransport(grid, scenario.resources.round_timeout_s, should_stop)
+    world = World(scenario, out_dir, transport, on_round=on_round)
+    transport.node_of = discovery.finish(should_stop)
+    return world.run()
 
 
 app = ServerApp()

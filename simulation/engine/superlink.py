@@ -101,6 +101,8 @@ def child_environment(home: Path, ray_address: str | None) -> dict[str, str]:
     env["FLWR_DISABLE_UPDATE_CHECK"] = "1"
     env["FLWR_TELEMETRY_ENABLED"] = "0"
     env["RAY_USAGE_STATS_ENABLED"] = "0"
+    # The SuperExec looks for the submitted run once a second by default.
+    env["FLWR_SUPEREXEC_TASK_POLL_INTERVAL"] = "0.1"
     if ray_address is not None:
         env["RAY_ADDRESS"] = ray_address
     return env

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import logging
 import os
 import select
 import signal
@@ -39,7 +40,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-__all__ = ["Supervised", "descendants", "pid_alive"]
+__all__ = ["Supervised", "descendants", "pid_alive", "start_time"]
+
+log = logging.getLogger("fedmarket.watchdog")
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
@@ -60,6 +63,14 @@ def _parent_of(pid: int) -> int | None:
     # The command name is in parentheses and may hold spaces or parentheses.
     fields = stat.rpartition(")")[2].split()
     return int(fields[1]) if len(fields) > 1 else None
+
+
+def start_time(pid: int) -> str | None:
+    """When ``pid`` started (clock ticks since boot): tells it from a later reuse."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[19]
+    except (OSError, IndexError):
+        return None
 
 
 def descendants(root: int) -> list[int]:
@@ -133,7 +144,9 @@ class Supervised:
         return [self.watchdog.pid, *descendants(self.watchdog.pid)]
 
     def close(self, timeout: float = GRACE_SECONDS + 10.0) -> None:
-        """End the command and everything it started; wait for the watchdog."""
+        """End the command and everything it started; wait for the watchdog, then
+        check by pid (and start time) that none of them is left."""
+        started = {pid: start_time(pid) for pid in self.tree()}
         if self.watchdog.stdin is not None and not self.watchdog.stdin.closed:
             with contextlib.suppress(OSError):
                 self.watchdog.stdin.close()
@@ -146,6 +159,11 @@ class Supervised:
             self.watchdog.wait()
         if self.watchdog.stdout is not None:
             self.watchdog.stdout.close()
+        left = [p for p, t in started.items() if pid_alive(p) and start_time(p) == t]
+        for pid in left:
+            log.warning("%s: process %d outlived its watchdog; killing it", self.name, pid)
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
 
 
 # ------------------------------------------------------------- the watchdog side

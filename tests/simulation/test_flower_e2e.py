@@ -27,6 +27,7 @@ def test_quickstart_end_to_end_meets_accuracy_and_privacy(tmp_path: Path) -> Non
     out = tmp_path / "qs"
     res = runner.invoke(app, ["run", str(QUICKSTART), "--out", str(out)])
     assert res.exit_code == 0, res.output
+    assert "DEPRECATED" not in res.output  # no run_simulation: Flower's supported runtime
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["final"]["test_accuracy"] >= 0.80
     assert manifest["final"]["epsilon_max"] <= 10.0

@@ -7,9 +7,11 @@ survivor); ``flwr run .`` works without rewriting the tracked pyproject.toml.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -19,7 +21,7 @@ import pytest
 
 from marketplace import Market, audit_ledger
 from simulation.engine.superlink import free_port
-from simulation.engine.watchdog import Supervised, descendants, pid_alive
+from simulation.engine.watchdog import Supervised, descendants, pid_alive, start_time
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "scenarios" / "quickstart.yaml"
@@ -41,10 +43,8 @@ ENDLESS = [
 
 def identity(pid: int) -> tuple[int, str] | None:
     """``(pid, start time)``: tells a process from a later one that reuses its pid."""
-    try:
-        return pid, Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[19]
-    except OSError:
-        return None
+    started = start_time(pid)
+    return None if started is None else (pid, started)
 
 
 def cmdline(pid: int) -> str:
@@ -175,11 +175,15 @@ def test_sigterm_stops_cleanly_seals_the_block_and_names_the_partial_ledger(
     assert entries[-1].kind == "checkpoint"  # the open block was sealed
 
 
-def test_flwr_run_dot_works_and_leaves_pyproject_untouched(tmp_path: Path) -> None:
+def test_flwr_run_dot_works_and_leaves_pyproject_untouched(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     """The README's ``flwr run .``: Flower's managed local SuperLink (state in a
     temporary FLWR_HOME, free ports), results in ``out``; the SuperLink it leaves
     running is stopped, with all it started, by the watchdog around the command."""
     pyproject = (ROOT / "pyproject.toml").read_bytes()
+    ray_tmp = tempfile.mkdtemp(prefix="fm-ray-", dir="/tmp")
+    request.addfinalizer(lambda: shutil.rmtree(ray_tmp, ignore_errors=True))
     home = tmp_path / "flwr-home"
     out = tmp_path / "flwr-app"
     env = dict(
@@ -191,7 +195,7 @@ def test_flwr_run_dot_works_and_leaves_pyproject_untouched(tmp_path: Path) -> No
         FLWR_DISABLE_UPDATE_CHECK="1",
         FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION="1",
         PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
-        RAY_TMPDIR=str(tmp_path),
+        RAY_TMPDIR=ray_tmp,  # short: Ray's socket paths must fit in 107 bytes
     )
     flwr = str(Path(sys.executable).parent / "flwr")
     argv = [

@@ -172,6 +172,7 @@ def scenario(timeout: float = 30.0):  # type: ignore[no-untyped-def]
             "clients.count=6",
             "rounds=2",
             "privacy={mode: none}",
+            "model.name=logreg",
             f"resources.round_timeout_s={timeout}",
         ],
     )
