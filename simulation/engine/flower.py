@@ -28,12 +28,15 @@ from simulation.engine.channel import RunChannel
 from simulation.engine.env import quiet_environment
 from simulation.engine.stop import StopRequest
 from simulation.engine.superlink import LocalSuperLink, RayHead, child_environment
-from simulation.errors import Problem, RunError, ScenarioError
+from simulation.errors import Problem, RunError, RunInterrupted, ScenarioError
 
 if TYPE_CHECKING:
     from simulation.world.core import RoundRecord, WorldResult
 
 log = logging.getLogger("fedmarket.runner")
+
+ENGINE_LOGS = "engine-logs"
+"""Where a failed Flower run's SuperLink and Ray logs are kept, inside ``out_dir``."""
 
 STOP_GRACE = 60.0
 """Seconds the ServerApp gets to finish its client and seal the block after a stop."""
@@ -80,27 +83,46 @@ def run_flower(
         env = child_environment(workdir / "flwr", ray_address=None)
         num_cpus = scenario.resources.num_cpus or os.cpu_count() or 1
         ray = RayHead.start(workdir, num_cpus, env)
+        link: LocalSuperLink | None = None
         try:
             env["RAY_ADDRESS"] = ray.address
             link = LocalSuperLink.start(workdir, env)
-            try:
-                _import_while_they_start()
-                ray.wait_ready()
-                run_config = {
-                    "scenario": str(channel.scenario),
-                    "out": str(out_dir.resolve()),
-                    "channel": str(channel.path),
-                }
-                run_id = link.submit(run_config, federation)
-                log.debug("submitted run %d to the SuperLink on port %d", run_id, link.port)
-                _follow(link, run_id, channel, on_round, stop)
-            finally:
-                link.close()
+            _import_while_they_start()
+            ray.wait_ready()
+            run_config = {
+                "scenario": str(channel.scenario),
+                "out": str(out_dir.resolve()),
+                "channel": str(channel.path),
+            }
+            run_id = link.submit(run_config, federation)
+            log.debug("submitted run %d to the SuperLink on port %d", run_id, link.port)
+            _follow(link, run_id, channel, on_round, stop)
+        except RunError as exc:
+            if isinstance(exc, RunInterrupted):
+                raise
+            raise RunError(f"{exc} (engine logs: {_keep_logs(workdir, out_dir)})") from exc
         finally:
-            ray.process.close()
+            # Both trees are told to stop at once, then waited for.
+            processes = [ray.process] if link is None else [link.process, ray.process]
+            for p in processes:
+                p.begin_close()
+            if link is not None:
+                link.client.close()
+            for p in processes:
+                p.close()
         return channel.outcome()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _keep_logs(workdir: Path, out_dir: Path) -> Path:
+    """Copy the SuperLink's and Ray's logs beside the partial results."""
+    dest = out_dir / ENGINE_LOGS
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("superlink.log", "ray.log"):
+        if (workdir / name).exists():
+            shutil.copy(workdir / name, dest / name)
+    return dest
 
 
 def _import_while_they_start() -> None:

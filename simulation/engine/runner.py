@@ -73,8 +73,9 @@ def prepare_out_dir(out_dir: Path, force: bool) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     for f in existing:
         (out_dir / f).unlink()
-    if force and (out_dir / "baseline").is_dir():
-        shutil.rmtree(out_dir / "baseline")
+    for sub in ("baseline", "engine-logs"):
+        if force and (out_dir / sub).is_dir():
+            shutil.rmtree(out_dir / sub)
 
 
 def _in_process(stop: StopRequest) -> Transport:

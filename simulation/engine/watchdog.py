@@ -36,7 +36,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
@@ -106,6 +106,7 @@ class Supervised:
     watchdog: subprocess.Popen[bytes]
     pid: int  # the command's own pid
     name: str
+    started: dict[int, str | None] = field(default_factory=dict)  # the tree when closing
 
     @classmethod
     def start(
@@ -143,13 +144,19 @@ class Supervised:
         """The watchdog and every process below it, now."""
         return [self.watchdog.pid, *descendants(self.watchdog.pid)]
 
-    def close(self, timeout: float = GRACE_SECONDS + 10.0) -> None:
-        """End the command and everything it started; wait for the watchdog, then
-        check by pid (and start time) that none of them is left."""
-        started = {pid: start_time(pid) for pid in self.tree()}
+    def begin_close(self) -> None:
+        """Tell the watchdog to end the tree (``close`` waits for it)."""
+        if not self.started:
+            self.started = {pid: start_time(pid) for pid in self.tree()}
         if self.watchdog.stdin is not None and not self.watchdog.stdin.closed:
             with contextlib.suppress(OSError):
                 self.watchdog.stdin.close()
+
+    def close(self, timeout: float = GRACE_SECONDS + 10.0) -> None:
+        """End the command and everything it started; wait for the watchdog, then
+        check by pid (and start time) that none of them is left."""
+        self.begin_close()
+        started = self.started
         try:
             self.watchdog.wait(timeout)
         except subprocess.TimeoutExpired:

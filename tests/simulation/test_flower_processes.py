@@ -18,10 +18,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 
 from marketplace import Market, audit_ledger
 from simulation.engine.superlink import free_port
 from simulation.engine.watchdog import Supervised, descendants, pid_alive, start_time
+from simulation.scenario.load import load_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "scenarios" / "quickstart.yaml"
@@ -186,6 +188,9 @@ def test_flwr_run_dot_works_and_leaves_pyproject_untouched(
     request.addfinalizer(lambda: shutil.rmtree(ray_tmp, ignore_errors=True))
     home = tmp_path / "flwr-home"
     out = tmp_path / "flwr-app"
+    scenario = tmp_path / "small.yaml"  # the federation's size is the scenario's clients.count
+    small = load_scenario(QUICKSTART, ["clients.count=2", "rounds=2", "privacy={mode: none}"])
+    scenario.write_text(yaml.safe_dump(small.resolved()))
     env = dict(
         os.environ,
         PYTHONPATH=str(ROOT),
@@ -206,7 +211,7 @@ def test_flwr_run_dot_works_and_leaves_pyproject_untouched(
         "--federation-config",
         "num-supernodes=2",
         "--run-config",
-        f"out='{out}' scenario='{QUICKSTART}'",
+        f"out='{out}' scenario='{scenario}'",
     ]
     # flwr run --stream returns when the run ends; the watchdog then ends the
     # detached SuperLink it started (a subreaper adopts it).
