@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 if TYPE_CHECKING:  # the Flower engine's processes start before torch is imported here
-    from simulation.world.core import RoundRecord
+    from simulation.world.records import RoundRecord
 
 log = logging.getLogger("fedmarket.progress")
 

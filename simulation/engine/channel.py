@@ -30,7 +30,7 @@ import numpy as np
 from simulation.errors import RunError, RunInterrupted
 
 if TYPE_CHECKING:
-    from simulation.world.core import RoundRecord, WorldResult
+    from simulation.world.records import RoundRecord, WorldResult
 
 FailureKind = Literal["interrupted", "error"]
 
@@ -70,7 +70,7 @@ class RunChannel:
 
     def rounds(self, offset: int) -> tuple[list[RoundRecord], int]:
         """Rounds finished since ``offset``."""
-        from simulation.world.core import RoundRecord
+        from simulation.world.records import RoundRecord
 
         lines, offset = self.read_lines("rounds.jsonl", offset)
         return [RoundRecord(**d) for d in lines], offset
@@ -87,7 +87,7 @@ class RunChannel:
             raise RunError("the ServerApp finished without a result (see the log above)")
         from safetensors.numpy import load_file
 
-        from simulation.world.core import RoundRecord, WorldResult
+        from simulation.world.records import RoundRecord, WorldResult
 
         data = json.loads(result.read_text(encoding="utf-8"))
         loaded = load_file(str(self.path / "weights.safetensors"))

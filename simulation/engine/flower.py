@@ -31,7 +31,7 @@ from simulation.engine.superlink import LocalSuperLink, RayHead, child_environme
 from simulation.errors import Problem, RunError, RunInterrupted, ScenarioError
 
 if TYPE_CHECKING:
-    from simulation.world.core import RoundRecord, WorldResult
+    from simulation.world.records import RoundRecord, WorldResult
 
 log = logging.getLogger("fedmarket.runner")
 
@@ -82,13 +82,12 @@ def run_flower(
         channel.create(json.dumps(scenario.resolved()))
         env = child_environment(workdir / "flwr", ray_address=None)
         num_cpus = scenario.resources.num_cpus or os.cpu_count() or 1
-        ray = RayHead.start(workdir, num_cpus, env)
+        ray = RayHead.start(workdir, num_cpus, env, verbose=verbose)
         link: LocalSuperLink | None = None
         try:
             env["RAY_ADDRESS"] = ray.address
             link = LocalSuperLink.start(workdir, env)
-            _import_while_they_start()
-            ray.wait_ready()
+            log.debug("SuperLink up on 127.0.0.1:%d", link.port)
             run_config = {
                 "scenario": str(channel.scenario),
                 "out": str(out_dir.resolve()),
@@ -96,7 +95,8 @@ def run_flower(
             }
             run_id = link.submit(run_config, federation)
             log.debug("submitted run %d to the SuperLink on port %d", run_id, link.port)
-            _follow(link, run_id, channel, on_round, stop)
+            _import_while_they_start()
+            _follow(link, ray, run_id, channel, on_round, stop)
         except RunError as exc:
             if isinstance(exc, RunInterrupted):
                 raise
@@ -126,14 +126,15 @@ def _keep_logs(workdir: Path, out_dir: Path) -> Path:
 
 
 def _import_while_they_start() -> None:
-    """What this process needs later (the world's records, the results writer),
-    imported while the SuperLink and Ray come up rather than after round 1."""
-    import simulation.results.write
-    import simulation.world.core  # noqa: F401
+    """What this process needs later (the results writer: pandas, pyarrow),
+    imported while the run starts rather than after it. No torch: the driver
+    of a Flower run never trains."""
+    import simulation.results.write  # noqa: F401
 
 
 def _follow(
     link: LocalSuperLink,
+    ray: RayHead,
     run_id: int,
     channel: RunChannel,
     on_round: Callable[[RoundRecord], None] | None,
@@ -152,15 +153,17 @@ def _follow(
             raise RunError(f"the ServerApp did not stop within {STOP_GRACE:g} s of {stop.reason}")
         if time.monotonic() >= next_status:
             if not link.process.running():
-                raise RunError(f"the SuperLink exited during the run (see {link.log_path})")
+                raise RunError("the SuperLink exited during the run")
+            if not ray.running():
+                raise RunError("the Ray head exited during the run")
             status, sub_status, details = link.status(run_id)
             if status == "finished":
                 relay()
                 if sub_status != "completed" and not (channel.path / "failure.json").exists():
                     raise RunError(f"the Flower run {sub_status}: {details or 'no details'}")
                 return
-            next_status = time.monotonic() + 0.5
-        time.sleep(0.05)
+            next_status = time.monotonic() + 1.0
+        time.sleep(0.1)
 
 
 class _Relay:

@@ -28,7 +28,8 @@ from simulation.errors import RunInterrupted
 from simulation.fl.protocol import reason
 
 if TYPE_CHECKING:
-    from simulation.world.core import Reply, Weights
+    from simulation.world.core import Reply
+    from simulation.world.records import Weights
 
 log = logging.getLogger("fedmarket.server")
 

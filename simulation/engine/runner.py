@@ -25,7 +25,8 @@ from simulation.errors import RunError, RunInterrupted
 if TYPE_CHECKING:
     # Imported when a run starts: the Flower engine's processes come up meanwhile.
     from simulation.fl.training import ClientTask
-    from simulation.world.core import Reply, RoundRecord, Transport, Weights, WorldResult
+    from simulation.world.core import Reply, Transport
+    from simulation.world.records import RoundRecord, Weights, WorldResult
 
 __all__ = [
     "Engine",

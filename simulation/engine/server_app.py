@@ -38,7 +38,8 @@ from simulation.scenario.load import load_scenario
 if TYPE_CHECKING:
     # The world (torch and all) is imported once the nodes have been queried.
     from simulation.fl.training import ClientTask
-    from simulation.world.core import Reply, RoundRecord, Weights, WorldResult
+    from simulation.world.core import Reply
+    from simulation.world.records import RoundRecord, Weights, WorldResult
 
 log = logging.getLogger("fedmarket.server")
 
@@ -182,11 +183,14 @@ def serve(
     """The body of the ServerApp: query the nodes, build the world while they start
     up, then run it."""
     discovery = NodeDiscovery.start(grid, scenario.clients.count, should_stop=should_stop)
+    log.debug("queried %d nodes", scenario.clients.count)
     from simulation.world.core import World  # the clients import torch meanwhile
 
     transport = GridTransport(grid, scenario.resources.round_timeout_s, should_stop)
     world = World(scenario, out_dir, transport, on_round=on_round)
+    log.debug("world built; waiting for the nodes to answer")
     transport.node_of = discovery.finish(should_stop)
+    log.debug("every node answered")
     return world.run()
 
 

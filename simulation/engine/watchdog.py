@@ -121,7 +121,8 @@ class Supervised:
         """Start ``argv`` (output to ``log``) under a new watchdog in its own session."""
         with open(log, "ab") as out:
             watchdog = subprocess.Popen(
-                [sys.executable, "-m", "simulation.engine.watchdog", *argv],
+                # Run as a script: it needs nothing but the standard library.
+                [sys.executable, str(Path(__file__).resolve()), *argv],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=out,
@@ -176,13 +177,22 @@ class Supervised:
 # ------------------------------------------------------------- the watchdog side
 
 
-def _reap(keep: int | None = None) -> None:
-    """Collect exited children (adopted orphans included), except ``keep``."""
-    me = os.getpid()
-    for pid in descendants(me):
-        if pid != keep and _parent_of(pid) == me and not pid_alive(pid):
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
+def _reap() -> int | None:
+    """Collect every exited child (adopted orphans included), without scanning
+    ``/proc``; the exit code of the command if it was among them."""
+    code = None
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return code
+        if pid == 0:
+            return code
+        if pid == _command_pid:
+            code = os.waitstatus_to_exitcode(status)
+
+
+_command_pid = -1
 
 
 def _end_tree(grace: float) -> None:
@@ -231,26 +241,25 @@ def _watch(argv: list[str]) -> int:
     # from a shell (``python -m simulation.engine.watchdog flwr run ...``) the
     # command shares the terminal, and its own exit ends the tree.
     driven = _is_pipe(sys.stdin) and _is_pipe(sys.stdout)
+    global _command_pid
     child = subprocess.Popen(
         argv, stdin=subprocess.DEVNULL if driven else None, stdout=sys.stderr if driven else None
     )
+    _command_pid = child.pid
     if driven:
         sys.stdout.write(f"{child.pid}\n")
         sys.stdout.flush()
     watched = [sys.stdin] if driven else []
-    code = 0
-    while not stop:
+    code: int | None = None
+    while not stop and code is None:
         readable, _, _ = select.select(watched, [], [], 0.2)
         if readable and not os.read(sys.stdin.fileno(), 4096):
             break  # the driver closed the pipe, or died
-        if child.poll() is not None:
-            code = child.returncode
-            break
         if os.getppid() != parent:
             break
-        _reap(keep=child.pid)
+        code = _reap()
     _end_tree(GRACE_SECONDS)
-    return code
+    return code or 0
 
 
 if __name__ == "__main__":

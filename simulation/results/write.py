@@ -21,7 +21,7 @@ import pandas as pd
 import yaml
 
 from simulation.config.schema import Scenario
-from simulation.world.core import WorldResult, safetensors_bytes
+from simulation.world.records import WorldResult, safetensors_bytes
 
 log = logging.getLogger("fedmarket.results")
 

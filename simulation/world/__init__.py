@@ -5,11 +5,11 @@ from marketplace._lazy import lazy_exports
 
 _EXPORTS = {
     "World": "core",
-    "WorldResult": "core",
-    "RoundRecord": "core",
+    "WorldResult": "records",
+    "RoundRecord": "records",
     "Reply": "core",
     "Transport": "core",
-    "Weights": "core",
+    "Weights": "records",
     "account_name": "core",
     "arrays_sha256": "core",
     "in_process_transport": "core",

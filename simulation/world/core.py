@@ -17,7 +17,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,12 +47,11 @@ from simulation.fl.training import (
 )
 from simulation.rng import SeedTree
 from simulation.world.population import Population
+from simulation.world.records import RoundRecord, Weights, WorldResult, safetensors_bytes
 from simulation.world.screening import check_update
 from simulation.world.timing import TimeModel
 
 log = logging.getLogger("fedmarket.world")
-
-Weights = dict[str, np.ndarray]
 
 
 def account_name(index: int) -> str:
@@ -99,13 +98,6 @@ def aggregation_reply(round_: int, client: int, weights: Weights, num_examples: 
     return Message(content=content, metadata=meta)
 
 
-def safetensors_bytes(weights: Weights) -> bytes:
-    """The model as a safetensors file (the registered artifact)."""
-    from safetensors.numpy import save
-
-    return save({k: np.ascontiguousarray(v) for k, v in weights.items()})
-
-
 @dataclass(frozen=True)
 class Reply:
     """One client's answer to a train message, independent of the transport."""
@@ -119,44 +111,6 @@ class Reply:
 # A transport sends tasks (with the global weights) and returns replies: Flower's
 # grid on the Flower path, a direct call in the in-process loop.
 Transport = Callable[[list[ClientTask], Weights], list[Reply]]
-
-
-@dataclass
-class RoundRecord:
-    """What happened in one round (one row of ``rounds.parquet``)."""
-
-    round: int
-    time: float
-    duration: float
-    sampled: int
-    accepted: int
-    rejected: int
-    active_clients: int
-    test_accuracy: float
-    test_loss: float
-    epsilon_max: float
-    epsilon_mean: float
-    tokens_issued: float
-    dropped: int = 0
-    stragglers: int = 0
-    royalties_paid: float = 0.0
-    backdoor_success: float = float("nan")
-    model_version: str | None = None
-    wall_seconds: float = 0.0
-
-
-@dataclass
-class WorldResult:
-    """Everything a run produced, for the results writer."""
-
-    rounds: list[RoundRecord]
-    client_rows: list[tuple[int, str, str, float]]
-    final_weights: Weights
-    head_hash: str
-    ground_truth: dict[str, Any]
-    final_epsilon: dict[str, float] = field(default_factory=dict)
-    market: dict[str, float] = field(default_factory=dict)
-    baseline_accuracy: list[float] | None = None
 
 
 class LedgerReputation(Mapping[str, float]):
