@@ -236,10 +236,3 @@ class LocalSuperLink:
         response = self.client.ListRuns(ListRunsRequest(run_id=run_id))
         run = run_from_proto(response.run_dict[run_id])
         return run.status.status, run.status.sub_status, run.status.details
-
-    def close(self) -> None:
-        """Stop the SuperLink and everything it started."""
-        try:
-            self.client.close()
-        finally:
-            self.process.close()

@@ -34,6 +34,18 @@ def test_components_declared_in_pyproject_load_with_flowers_loader() -> None:
     assert (ROOT / run_config["scenario"]).exists()
 
 
+def test_the_app_fedmarket_submits_is_the_one_pyproject_declares() -> None:
+    from simulation.engine.superlink import CLIENT_APP, FAB_PYPROJECT, SERVER_APP
+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["flwr"]
+    submitted = tomllib.loads(FAB_PYPROJECT)["tool"]["flwr"]
+    assert declared["app"]["components"] == {"serverapp": SERVER_APP, "clientapp": CLIENT_APP}
+    assert submitted["app"]["components"] == declared["app"]["components"]
+    assert set(submitted["app"]["config"]) == {"scenario", "out", "channel"}
+    # A [tool.flwr.federations] table makes `flwr run .` rewrite pyproject.toml.
+    assert "federations" not in declared
+
+
 def test_console_script_points_at_the_cli() -> None:
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert config["project"]["scripts"]["fedmarket"] == "simulation.cli.main:main"
