@@ -5,6 +5,7 @@
     FedMarketError
      ├── ScenarioError      a scenario file or override is invalid (file, field, reason)
      └── RunError           a run could not complete (Flower, Ray, I/O)
+          └── RunInterrupted  a signal (SIGTERM, SIGINT) stopped it cleanly
 
 The CLI maps ``ScenarioError`` to exit code 2 and ``RunError`` to 3, printing
 one line per problem (:func:`problem_lines`) and no traceback.
@@ -72,3 +73,13 @@ class ScenarioError(FedMarketError):
 
 class RunError(FedMarketError):
     """Raised when a run cannot complete (the simulation engine failed, output not writable)."""
+
+
+class RunInterrupted(RunError):
+    """Raised when a run is stopped on request (SIGTERM, SIGINT): the open ledger
+    block is sealed and the partial results stay where they are. ``signum`` is
+    the signal, when one caused it (the CLI exits with 128 + signum)."""
+
+    def __init__(self, message: str, signum: int | None = None) -> None:
+        super().__init__(message)
+        self.signum = signum

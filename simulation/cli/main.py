@@ -19,7 +19,7 @@ import typer
 if TYPE_CHECKING:
     from rich.console import Console
 
-from simulation.errors import RunError, ScenarioError, problem_lines
+from simulation.errors import RunError, RunInterrupted, ScenarioError, problem_lines
 
 EXIT_SCENARIO = 2
 EXIT_RUN = 3
@@ -137,6 +137,11 @@ def run(
                 verbose=verbose,
                 on_round=progress.update,
             )
+    except ScenarioError as exc:  # what only the chosen engine cannot honour
+        raise _scenario_error(exc) from None
+    except RunInterrupted as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(128 + exc.signum if exc.signum else EXIT_RUN) from None
     except RunError as exc:
         typer.echo(f"run failed: {' '.join(str(exc).splitlines())}", err=True)
         raise typer.Exit(EXIT_RUN) from None

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from simulation.world.records import RoundRecord
+if TYPE_CHECKING:  # the Flower engine's processes start before torch is imported here
+    from simulation.world.records import RoundRecord
 
 log = logging.getLogger("fedmarket.progress")
 

@@ -43,6 +43,10 @@ def client_account(index: int) -> str:
     return f"client-{index:03d}"
 
 
+DEFAULT_ROUND_TIMEOUT_S = 1800.0
+"""Generous: a round that trains for half an hour on one machine is not a test-size run."""
+
+
 class StrictModel(BaseModel):
     """Base of every user-facing model: unknown keys are errors, values are immutable,
     and numbers are finite (an ``.inf`` emission would only fail mid-run)."""
@@ -528,12 +532,19 @@ class ResourcesConfig(StrictModel):
     0.25 runs four clients per GPU at a time.
     """
 
-    hashed_when_set: ClassVar[frozenset[str]] = frozenset({"client_gpus"})
+    hashed_when_set: ClassVar[frozenset[str]] = frozenset({"client_gpus", "round_timeout_s"})
 
     backend: Literal["ray"] = "ray"
     num_cpus: int | None = Field(None, ge=1, description="CPUs given to Ray (default: all)")
     client_cpus: float = Field(1.0, gt=0.0)
     client_gpus: float = Field(0.0, ge=0.0, le=64.0, description="GPU share per client")
+    round_timeout_s: float = Field(
+        DEFAULT_ROUND_TIMEOUT_S,
+        gt=0.0,
+        le=7 * 86_400.0,
+        description="wall-clock seconds the server waits for a round's replies on the Flower"
+        " engine; a client that has not answered by then is rejected (timeout)",
+    )
 
 
 class FaultConfig(StrictModel):

@@ -1,5 +1,5 @@
-"""How a world is driven: through Flower's Simulation Engine (ServerApp and Grid)
-or in process, and the runner that picks one and writes the results."""
+"""How a world is driven: as a Flower run on a private SuperLink (ServerApp and
+Grid) or in process, and the runner that picks one and writes the results."""
 
 from marketplace._lazy import lazy_exports
 
@@ -11,10 +11,14 @@ _EXPORTS = {
     "owned_out_dir": "runner",
     "quiet_environment": "env",
     "in_process_transport": "inprocess",
-    "make_server_app": "server_app",
     "serve": "server_app",
+    "run_flower": "flower",
+    "LocalSuperLink": "superlink",
+    "Supervised": "watchdog",
+    "StopRequest": "stop",
     "discover_nodes": "server_app",
-    "grid_transport": "server_app",
+    "GridTransport": "server_app",
+    "NodeDiscovery": "server_app",
 }
 
 __all__ = sorted(_EXPORTS)

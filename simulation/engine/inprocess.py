@@ -7,11 +7,16 @@ replies as the Flower path.
 
 from __future__ import annotations
 
+import logging
+
 from simulation.fl.messages import ReplyMetrics
+from simulation.fl.protocol import client_error
 from simulation.fl.training import ClientTask, run_client_task
 from simulation.world.records import Reply, Weights
 
 __all__ = ["in_process_transport"]
+
+log = logging.getLogger("fedmarket.engine")
 
 
 def in_process_transport(tasks: list[ClientTask], weights: Weights) -> list[Reply]:
@@ -21,7 +26,9 @@ def in_process_transport(tasks: list[ClientTask], weights: Weights) -> list[Repl
         try:
             res = run_client_task(task, weights)
         except Exception as exc:
-            out.append(Reply(task.client_index, None, None, error=f"client error: {exc}"))
+            # The ledger gets the exception's class only (host-independent); the log the rest.
+            log.info("client %d raised %s: %s", task.client_index, type(exc).__name__, exc)
+            out.append(Reply(task.client_index, None, None, error=client_error(exc)))
             continue
         out.append(Reply(task.client_index, res.weights, ReplyMetrics.from_train_result(res)))
     return out

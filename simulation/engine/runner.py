@@ -1,9 +1,10 @@
-"""Running a scenario end to end through Flower's Simulation Engine.
+"""Running a scenario end to end, on Flower or in process.
 
-Ray is started and stopped inside each run (its temp files under /tmp, quiet
-unless verbose), Flower's telemetry is off, and the result files are written
-only after the world finishes; the ledger is written as the run goes, so a
-killed run still leaves a ledger that verifies.
+``--engine flower`` runs the world as a Flower run on a private SuperLink
+(``simulation.engine.flower``); ``--engine inprocess`` trains the same tasks
+in a plain loop. The result files are written only after the world finishes;
+the ledger is written as the run goes, so a killed run still leaves a ledger
+that verifies, and a run stopped by SIGTERM/SIGINT seals its last block first.
 
 A run owns its directory: it holds an exclusive ``flock`` on ``--out/.fedmarket.lock``
 from before it looks for an earlier run until its last file is written, so a
@@ -22,19 +23,33 @@ import logging
 import os
 import shutil
 import sqlite3
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from simulation.config.schema import Scenario
 from simulation.engine.env import quiet_environment
-from simulation.engine.inprocess import in_process_transport
-from simulation.errors import RunError
-from simulation.world.core import World
-from simulation.world.records import RoundRecord, WorldResult
+from simulation.engine.stop import StopRequest, stop_on_signals
+from simulation.errors import RunError, RunInterrupted
+
+if TYPE_CHECKING:
+    # Imported when a run starts: the Flower engine's processes come up meanwhile.
+    from simulation.fl.training import ClientTask
+    from simulation.world.records import Reply, RoundRecord, Transport, Weights, WorldResult
+
+__all__ = [
+    "Engine",
+    "RunOutcome",
+    "baseline_of",
+    "owned_out_dir",
+    "prepare_out_dir",
+    "quiet_environment",
+    "run_scenario",
+]
+
+Engine = Literal["flower", "inprocess"]
 
 log = logging.getLogger("fedmarket.runner")
 
@@ -131,67 +146,59 @@ def prepare_out_dir(out_dir: Path, force: bool) -> None:
         raise RunError(f"{out_dir} already holds a run ({existing[0]}); use --force to replace it")
     for f in existing:
         (out_dir / f).unlink()
-    if force and (out_dir / "baseline").is_dir():
-        shutil.rmtree(out_dir / "baseline")
+    for sub in ("baseline", "engine-logs"):
+        if force and (out_dir / sub).is_dir():
+            shutil.rmtree(out_dir / sub)
 
 
-def _run_flower(
+def _in_process(stop: StopRequest) -> Transport:
+    """The in-process loop, one task at a time so that a stop request is seen between clients."""
+
+    from simulation.engine.inprocess import in_process_transport
+
+    def send(tasks: list[ClientTask], weights: Weights) -> list[Reply]:
+        out: list[Reply] = []
+        for task in tasks:
+            if stop.requested:
+                raise RunInterrupted(f"{stop.reason} received", stop.signum)
+            out.extend(in_process_transport([task], weights))
+        return out
+
+    return send
+
+
+def _run_world(
     scenario: Scenario,
     out_dir: Path,
+    engine: Engine,
     verbose: bool,
     on_round: Callable[[RoundRecord], None] | None,
 ) -> WorldResult:
-    quiet_environment()
-    from flwr.simulation import run_simulation
+    """Run the world on ``engine``; a stop on SIGTERM/SIGINT says where the partial results are."""
+    done: list[int] = [0]
 
-    from simulation.engine.server_app import make_server_app
-    from simulation.fl.client_app import app as client_app
+    def finished(record: RoundRecord) -> None:
+        done[0] = record.round
+        if on_round is not None:
+            on_round(record)
 
-    sink: list[WorldResult] = []
-    server_app = make_server_app(scenario, out_dir, sink, on_round)
-    ray_tmp = tempfile.mkdtemp(prefix="fm-ray-", dir="/tmp")
-    num_cpus = scenario.resources.num_cpus or os.cpu_count() or 1
-    client_gpus, num_gpus = _gpu_resources(scenario)
-    backend_config: dict[str, Any] = {
-        "client_resources": {"num_cpus": scenario.resources.client_cpus, "num_gpus": client_gpus},
-        "init_args": {
-            "num_cpus": num_cpus,
-            "num_gpus": num_gpus,
-            "_temp_dir": ray_tmp,
-            "include_dashboard": False,
-            "logging_level": logging.INFO if verbose else logging.ERROR,
-            "log_to_driver": verbose,
-            "object_store_memory": 256 * 1024 * 1024,
-        },
-    }
-    try:
-        run_simulation(
-            server_app=server_app,
-            client_app=client_app,
-            num_supernodes=scenario.clients.count,
-            backend_config=backend_config,  # type: ignore[arg-type]
-            verbose_logging=verbose,
-        )
-    except SystemExit as exc:  # Flower exits on some engine failures
-        raise RunError(f"the Flower simulation engine stopped (exit {exc.code})") from exc
-    finally:
-        _shutdown_ray()
-        shutil.rmtree(ray_tmp, ignore_errors=True)
-    if not sink:
-        raise RunError("the ServerApp finished without a result (see the log above)")
-    return sink[0]
+    with stop_on_signals() as stop:
+        try:
+            if engine == "flower":
+                from simulation.engine.flower import run_flower
 
+                return run_flower(scenario, out_dir, verbose=verbose, on_round=finished, stop=stop)
+            from simulation.world.core import World
 
-def _gpu_resources(scenario: Scenario) -> tuple[float, int]:
-    """Flower's per-client GPU share and the GPUs Ray may hand out: the scenario's share
-    when the run trains on CUDA (see ``resolve_device``), none otherwise."""
-    from simulation.fl.device import resolve_device
-
-    if resolve_device(scenario.training, scenario.resources).used != "cuda":
-        return 0.0, 0
-    import torch
-
-    return scenario.resources.client_gpus, torch.cuda.device_count()
+            transport = _in_process(stop)
+            return World(scenario, out_dir, transport, on_round=finished).run()
+        except RunInterrupted as exc:
+            raise RunInterrupted(
+                f"stopped by {stop.reason} after round {done[0]} of {scenario.rounds}: the "
+                f"partial ledger is {out_dir / 'ledger.db'} (last block sealed; check it with "
+                f"`fedmarket ledger verify {out_dir}`); no other result files were written",
+                stop.signum if stop.requested else exc.signum,
+            ) from None
 
 
 def _prepare_data(scenario: Scenario) -> None:
@@ -204,15 +211,6 @@ def _prepare_data(scenario: Scenario) -> None:
         DataSpec.of(scenario).build()
     except DataError as exc:
         raise RunError(f"dataset: {exc}") from None
-
-
-def _shutdown_ray() -> None:
-    try:
-        import ray
-    except ImportError:
-        return
-    if ray.is_initialized():
-        ray.shutdown()
 
 
 def baseline_of(scenario: Scenario) -> Scenario:
@@ -245,18 +243,19 @@ def run_scenario(
     scenario: Scenario,
     out_dir: Path | str,
     *,
-    engine: Literal["flower", "inprocess"] = "flower",
+    engine: Engine = "flower",
     force: bool = False,
     verbose: bool = False,
     on_round: Callable[[RoundRecord], None] | None = None,
 ) -> RunOutcome:
     """Run ``scenario`` and write its results into ``out_dir``.
 
-    ``engine="flower"`` is the product path (ServerApp and ClientApps on the
-    Simulation Engine); ``"inprocess"`` trains the same tasks in a plain loop,
-    the baseline that ``benchmarks/flower_overhead.py`` compares against.
-    Raises ``RunError`` (one line) when ``out_dir`` is held by another run or any
-    I/O fails; the ledger written so far then still verifies.
+    ``engine="flower"`` is the product path (ServerApp and ClientApps on a
+    SuperLink's simulation runtime); ``"inprocess"`` trains the same tasks in
+    a plain loop, the baseline that ``benchmarks/flower_overhead.py`` compares
+    against. Raises ``RunError`` (one line) when ``out_dir`` is held by another run
+    or any I/O fails; the ledger written so far then still verifies.
+    ``RunInterrupted`` after SIGTERM/SIGINT names the partial ledger.
     """
     out_dir = Path(out_dir)
     try:
@@ -271,7 +270,7 @@ def run_scenario(
 def _run_owned(
     scenario: Scenario,
     out_dir: Path,
-    engine: Literal["flower", "inprocess"],
+    engine: Engine,
     verbose: bool,
     on_round: Callable[[RoundRecord], None] | None,
 ) -> RunOutcome:
@@ -292,10 +291,7 @@ def _run_owned(
     if not verbose:
         flwr_logger.setLevel(logging.WARNING)
     try:
-        if engine == "flower":
-            result = _run_flower(scenario, out_dir, verbose, on_round)
-        else:
-            result = World(scenario, out_dir, in_process_transport, on_round=on_round).run()
+        result = _run_world(scenario, out_dir, engine, verbose, on_round)
     finally:
         flwr_logger.setLevel(old_level)
     if scenario.output.baseline:

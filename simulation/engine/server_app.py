@@ -1,8 +1,11 @@
 """The Flower ServerApp: builds the market world and drives it through the ``Grid``.
 
-``make_server_app(scenario, out_dir)`` is what ``fedmarket run`` uses; the
-module-level ``app`` is the same thing for ``flwr run`` (it reads ``scenario``
-and ``out`` from the run config declared in ``pyproject.toml``).
+One ``app`` serves both ways of running it. ``fedmarket run --engine flower``
+submits it to its own SuperLink with the run config ``channel`` set: the
+scenario is read from, and the result written to, that directory
+(``simulation.engine.channel``). ``flwr run .`` leaves ``channel`` empty: the
+scenario is the ``scenario`` path of the run config and the results are
+written to ``out``, as ``fedmarket run`` would write them.
 """
 
 from __future__ import annotations
@@ -11,22 +14,33 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
 from simulation.config.schema import Scenario
-from simulation.errors import RunError
-from simulation.fl.messages import ReplyMetrics
-from simulation.fl.training import ClientTask
+from simulation.engine.channel import RunChannel
+from simulation.engine.replies import (
+    Collected,
+    StopCheck,
+    judge_round,
+    never,
+    push,
+    wait_for_replies,
+)
+from simulation.errors import RunError, RunInterrupted
 from simulation.scenario.load import load_scenario
-from simulation.world.core import World
-from simulation.world.records import Reply, RoundRecord, Transport, Weights, WorldResult
+
+if TYPE_CHECKING:
+    # The world (torch and all) is imported once the nodes have been queried.
+    from simulation.fl.training import ClientTask
+    from simulation.world.records import Reply, RoundRecord, Weights, WorldResult
 
 log = logging.getLogger("fedmarket.server")
-
 
 CLIENT_START_TIMEOUT_ENV = "FEDMARKET_CLIENT_START_TIMEOUT"
 """Seconds to wait for every simulated client to come up and answer (default 600)."""
@@ -43,85 +57,119 @@ def _start_timeout() -> float:
     return value
 
 
-def discover_nodes(grid: Grid, expected: int, timeout: float | None = None) -> dict[int, int]:
-    """Map partition id → Flower node id by asking every node (a query message).
+@dataclass
+class NodeDiscovery:
+    """Queries sent to every node, to map partition ids to Flower node ids.
 
-    The first message to each client waits for Ray to start its actor and
-    import torch, which on a slow or busy machine takes minutes; ``timeout``
-    (default: ``$FEDMARKET_CLIENT_START_TIMEOUT`` or 600 s) bounds the wait.
+    The first message a simulated client gets waits for Ray to start its actor
+    and import torch; the server builds its world meanwhile (``serve``) and
+    collects the answers with ``finish``.
     """
-    if timeout is None:
-        timeout = _start_timeout()
-    deadline = time.monotonic() + timeout
-    node_ids = sorted(grid.get_node_ids())
-    while len(node_ids) < expected:
-        if time.monotonic() > deadline:
-            raise RunError(f"only {len(node_ids)} of {expected} simulated clients came up")
-        time.sleep(0.05)
+
+    grid: Grid
+    expected: int
+    deadline: float
+    timeout: float
+    queries: Collected
+
+    @classmethod
+    def start(
+        cls,
+        grid: Grid,
+        expected: int,
+        timeout: float | None = None,
+        should_stop: StopCheck = never,
+    ) -> NodeDiscovery:
+        """Wait for ``expected`` nodes to register and send each a query."""
+        if timeout is None:
+            timeout = _start_timeout()
+        deadline = time.monotonic() + timeout
         node_ids = sorted(grid.get_node_ids())
-    msgs = [
-        Message(
-            RecordDict({"config": ConfigRecord({})}),
-            dst_node_id=nid,
-            message_type=MessageType.QUERY,
-        )
-        for nid in node_ids
-    ]
-    out: dict[int, int] = {}
-    remaining = max(deadline - time.monotonic(), 1.0)
-    for reply in grid.send_and_receive(msgs, timeout=remaining):
-        if reply.has_error():
-            raise RunError(f"node {reply.metadata.src_node_id} failed: {reply.error.reason}")
-        out[int(reply.content["config"]["partition-id"])] = reply.metadata.src_node_id
-    if len(out) < len(msgs):
-        raise RunError(
-            f"only {len(out)} of {len(msgs)} simulated clients answered within {timeout:g} s; "
-            f"on a slow or busy machine set {CLIENT_START_TIMEOUT_ENV} to wait longer"
-        )
-    if sorted(out) != list(range(expected)):
-        raise RunError(f"nodes reported partitions {sorted(out)}, expected 0..{expected - 1}")
-    return out
+        while len(node_ids) < expected:
+            if time.monotonic() > deadline:
+                raise RunError(f"only {len(node_ids)} of {expected} simulated clients came up")
+            if should_stop():
+                raise RunInterrupted("stop requested")
+            time.sleep(0.05)
+            node_ids = sorted(grid.get_node_ids())
+        msgs = [
+            Message(
+                RecordDict({"config": ConfigRecord({})}),
+                dst_node_id=nid,
+                message_type=MessageType.QUERY,
+            )
+            for nid in node_ids
+        ]
+        return cls(grid, expected, deadline, timeout, push(grid, msgs))
+
+    def finish(self, should_stop: StopCheck = never) -> dict[int, int]:
+        """Partition id → node id, once every node has answered (or a ``RunError``)."""
+        remaining = max(self.deadline - time.monotonic(), 1.0)
+        got = wait_for_replies(self.grid, self.queries, timeout=remaining, should_stop=should_stop)
+        out: dict[int, int] = {}
+        for replies in got.replies.values():
+            reply = replies[0]
+            if reply.has_error():
+                raise RunError(f"node {reply.metadata.src_node_id} failed: {reply.error.reason}")
+            partition = reply.content["config"]["partition-id"]
+            out[int(partition)] = reply.metadata.src_node_id  # type: ignore[arg-type]
+        sent = len(got.sent) + len(got.undelivered)
+        if len(out) < sent:
+            raise RunError(
+                f"only {len(out)} of {sent} simulated clients answered within "
+                f"{self.timeout:g} s; on a slow or busy machine set "
+                f"{CLIENT_START_TIMEOUT_ENV} to wait longer"
+            )
+        if sorted(out) != list(range(self.expected)):
+            raise RunError(
+                f"nodes reported partitions {sorted(out)}, expected 0..{self.expected - 1}"
+            )
+        return out
 
 
-def grid_transport(grid: Grid, node_of: dict[int, int]) -> Transport:
-    """Send ``ClientTask`` messages over Flower and turn replies into ``Reply``s.
+def discover_nodes(
+    grid: Grid,
+    expected: int,
+    timeout: float | None = None,
+    should_stop: StopCheck = never,
+) -> dict[int, int]:
+    """Map partition id → Flower node id by asking every node (a query message);
+    ``timeout`` defaults to ``$FEDMARKET_CLIENT_START_TIMEOUT`` or 600 s."""
+    return NodeDiscovery.start(grid, expected, timeout, should_stop).finish(should_stop)
 
-    A client that errors or never answers becomes a ``Reply`` with an error,
-    which the world records as a rejected contribution.
+
+@dataclass
+class GridTransport:
+    """Sends ``ClientTask`` messages over Flower and judges what comes back.
+
+    Every task gets a ``Reply``: the update, or a rejection (the client
+    errored, hung past ``timeout`` seconds, or broke the protocol; see
+    ``simulation.engine.replies``), which the world records on the ledger.
+    ``node_of`` (partition → node id) may be filled in after construction.
     """
-    client_of = {nid: c for c, nid in node_of.items()}
 
-    def send(tasks: list[ClientTask], weights: Weights) -> list[Reply]:
+    grid: Grid
+    timeout: float
+    should_stop: StopCheck = never
+    node_of: dict[int, int] = field(default_factory=dict)
+
+    def __call__(self, tasks: list[ClientTask], weights: Weights) -> list[Reply]:
         arrays = ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in weights.items()})
         msgs = [
             Message(
                 RecordDict(
                     {"arrays": arrays, "config": ConfigRecord({"task": t.model_dump_json()})}
                 ),
-                dst_node_id=node_of[t.client_index],
+                dst_node_id=self.node_of[t.client_index],
                 message_type=MessageType.TRAIN,
             )
             for t in tasks
         ]
-        replies: list[Reply] = []
-        seen: set[int] = set()
-        for msg in grid.send_and_receive(msgs):
-            client = client_of[msg.metadata.src_node_id]
-            seen.add(client)
-            if msg.has_error():
-                replies.append(Reply(client, None, None, error=f"client error: {msg.error.reason}"))
-                continue
-            content = msg.content
-            metrics = ReplyMetrics.from_record(content["metrics"])  # type: ignore[arg-type]
-            rec = content["arrays"]
-            weights_out = {k: v.numpy() for k, v in rec.items()}  # type: ignore[union-attr]
-            replies.append(Reply(client, weights_out, metrics))
-        for t in tasks:
-            if t.client_index not in seen:
-                replies.append(Reply(t.client_index, None, None, error="no reply"))
-        return replies
-
-    return send
+        got = wait_for_replies(self.grid, msgs, timeout=self.timeout, should_stop=self.should_stop)
+        client_of_node = {nid: c for c, nid in self.node_of.items()}
+        return judge_round(
+            got, lambda m: client_of_node[m.metadata.dst_node_id], client_of_node, self.timeout
+        )
 
 
 def serve(
@@ -129,27 +177,20 @@ def serve(
     scenario: Scenario,
     out_dir: Path,
     on_round: Callable[[RoundRecord], None] | None = None,
+    should_stop: StopCheck = never,
 ) -> WorldResult:
-    """The body of the ServerApp: discover nodes, then run the world."""
-    node_of = discover_nodes(grid, scenario.clients.count)
-    world = World(scenario, out_dir, grid_transport(grid, node_of), on_round=on_round)
+    """The body of the ServerApp: query the nodes, build the world while they start
+    up, then run it."""
+    discovery = NodeDiscovery.start(grid, scenario.clients.count, should_stop=should_stop)
+    log.debug("queried %d nodes", scenario.clients.count)
+    from simulation.world.core import World  # the clients import torch meanwhile
+
+    transport = GridTransport(grid, scenario.resources.round_timeout_s, should_stop)
+    world = World(scenario, out_dir, transport, on_round=on_round)
+    log.debug("world built; waiting for the nodes to answer")
+    transport.node_of = discovery.finish(should_stop)
+    log.debug("every node answered")
     return world.run()
-
-
-def make_server_app(
-    scenario: Scenario,
-    out_dir: Path,
-    sink: list[WorldResult],
-    on_round: Callable[[RoundRecord], None] | None = None,
-) -> ServerApp:
-    """A ServerApp bound to one scenario; the result is appended to ``sink``."""
-    server = ServerApp()
-
-    @server.main()
-    def main(grid: Grid, context: Context) -> None:
-        sink.append(serve(grid, scenario, out_dir, on_round))
-
-    return server
 
 
 app = ServerApp()
@@ -157,12 +198,42 @@ app = ServerApp()
 
 @app.main()
 def main(grid: Grid, context: Context) -> None:
-    """Entry point for ``flwr run``: scenario and output directory from the run config."""
+    """Entry point on a SuperLink: ``fedmarket run`` (run config ``channel``) or ``flwr run``."""
+    out_dir = Path(str(context.run_config["out"])).expanduser()
+    channel = str(context.run_config.get("channel", ""))
+    if channel:
+        _serve_channel(grid, RunChannel(Path(channel)), out_dir)
+        return
     from simulation.results.write import write_results
 
-    scenario = load_scenario(str(context.run_config["scenario"]))
-    out_dir = Path(str(context.run_config["out"]))
+    scenario = load_scenario(Path(str(context.run_config["scenario"])).expanduser())
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
     result = serve(grid, scenario, out_dir)
     write_results(scenario, out_dir, result, wall_seconds=time.time() - started)
+    log.info("results written to %s", out_dir.resolve())
+
+
+def _serve_channel(grid: Grid, channel: RunChannel, out_dir: Path) -> None:
+    """Run for ``fedmarket run``: scenario in, rounds, logs and the result out, as files."""
+    logger = logging.getLogger("fedmarket")
+    handler = channel.log_handler()
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    try:
+        scenario = load_scenario(channel.scenario)
+        result = serve(grid, scenario, out_dir, channel.write_round, channel.stop_requested)
+    except RunInterrupted as exc:
+        channel.write_failure("interrupted", str(exc))
+        return
+    except RunError as exc:
+        channel.write_failure("error", str(exc))
+        return
+    except Exception as exc:
+        log.exception("the ServerApp failed")
+        channel.write_failure("error", f"the ServerApp failed: {type(exc).__name__}: {exc}")
+        return
+    finally:
+        logger.removeHandler(handler)
+    channel.write_result(result)

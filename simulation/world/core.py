@@ -19,6 +19,7 @@ from typing import Any
 import simpy
 
 from simulation.config.schema import Scenario
+from simulation.errors import RunInterrupted
 from simulation.rng import SeedTree
 from simulation.world.context import RoundContext
 from simulation.world.costs import CostModel
@@ -98,6 +99,10 @@ class World:
                 raise self._failure
             head = parts.market.head_hash
             stats = market_stats(parts.market, parts.applier, self.scenario.market)
+        except RunInterrupted:
+            # A clean stop (SIGTERM, SIGINT): seal what the open round wrote.
+            parts.market.end_block()
+            raise
         finally:
             parts.market.close()
         return result_of(parts, head, stats)

@@ -16,21 +16,25 @@ from typer.testing import CliRunner
 from marketplace import Market
 from simulation.outputs.report import write_report
 
+# The figures a plain run's report embeds, in order (hand-listed: a figure that
+# silently disappears or appears must fail here, not be counted).
+RUN_FIGURES = (
+    "accuracy_loss",
+    "reward_share",
+    "earnings",
+    "lorenz",
+    "epsilon",
+    "token_flows",
+    "label_distribution",
+)
+
 
 def test_run_report_html_and_markdown(cli: typer.Typer, run_dir: Path) -> None:
     result = CliRunner().invoke(cli, ["report", str(run_dir)])
     assert result.exit_code == 0, result.output
     html = (run_dir / "report" / "report.html").read_text()
     images = re.findall(r'<img alt="([a-z_]+)" src="data:image/png;base64,', html)
-    assert images == [
-        "accuracy_loss",
-        "reward_share",
-        "earnings",
-        "lorenz",
-        "epsilon",
-        "token_flows",
-        "label_distribution",
-    ]
+    assert images == list(RUN_FIGURES)
     assert not re.search(r'(src|href)="(http|//|file:)', html)  # no external assets
     with Market.open(run_dir) as market:
         head = market.head_hash
@@ -115,7 +119,7 @@ def test_report_renders_in_headless_chromium(run_dir: Path, tmp_path: Path) -> N
     match = re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S)
     assert match, dom[-2000:]
     data = json.loads(match.group(1).replace("&quot;", '"'))
-    assert len(data["images"]) == 6
+    assert [alt for alt, _, _ in data["images"]] == list(RUN_FIGURES)
     assert all(w > 100 and h > 100 for _, w, h in data["images"]), data["images"]
     tables = dict(data["tables"])
     assert tables["headline"] > 5 and tables["ledger"] == 2 and tables["manifest"] > 3

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from simulation.config.schema import ResourcesConfig, Scenario, TrainingConfig
-from simulation.engine import runner
+from simulation.engine import flower
 from simulation.engine.runner import run_scenario
 from simulation.errors import ScenarioError
 from simulation.fl.device import resolve_device
@@ -59,12 +59,12 @@ def test_auto_uses_cuda_only_with_a_gpu_share(fake_cuda: None) -> None:
     share = resolve_device(TrainingConfig(), ResourcesConfig(client_gpus=0.25))
     assert (share.used, share.name) == ("cuda", "Fake GPU")
     scenario = Scenario.model_validate({"resources": {"client_gpus": 0.25}})
-    assert runner._gpu_resources(scenario) == (0.25, 2)  # Flower's share, Ray's GPUs
+    assert flower.gpu_resources(scenario) == (0.25, 2)  # Flower's share, Ray's GPUs
 
 
 def test_no_gpus_requested_from_ray_on_cpu() -> None:
     scenario = Scenario.model_validate({"resources": {"client_gpus": 0.5}})
-    assert runner._gpu_resources(scenario) == (0.0, 0)
+    assert flower.gpu_resources(scenario) == (0.0, 0)
 
 
 @pytest.mark.parametrize(

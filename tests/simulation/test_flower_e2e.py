@@ -27,6 +27,7 @@ def test_quickstart_end_to_end_meets_accuracy_and_privacy(tmp_path: Path) -> Non
     out = tmp_path / "qs"
     res = runner.invoke(app, ["run", str(QUICKSTART), "--out", str(out)])
     assert res.exit_code == 0, res.output
+    assert "DEPRECATED" not in res.output  # no run_simulation: Flower's supported runtime
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["final"]["test_accuracy"] >= 0.80
     assert manifest["final"]["epsilon_max"] <= 10.0
@@ -42,33 +43,38 @@ def test_quickstart_end_to_end_meets_accuracy_and_privacy(tmp_path: Path) -> Non
     assert ip["ledger_head"] == manifest["ledger_head"]
 
 
-def test_flower_path_rejects_bad_updates_and_survives_client_crash(tmp_path: Path) -> None:
-    out = tmp_path / "faulty"
-    res = runner.invoke(
-        app,
-        [
-            "run",
-            str(QUICKSTART),
-            "--out",
-            str(out),
-            "--set",
-            "clients.count=4",
-            "--set",
-            "rounds=2",
-            "--set",
-            "training.epochs=1",
-            "--set",
-            "faults=[{client: 0, kind: nan}, {client: 1, kind: crash, rounds: [1]}]",
-        ],
-    )
-    assert res.exit_code == 0, res.output
+FAULTY = [
+    "--set",
+    "clients.count=4",
+    "--set",
+    "rounds=2",
+    "--set",
+    "training.epochs=1",
+    "--set",
+    "faults=[{client: 0, kind: nan}, {client: 1, kind: crash, rounds: [1]}]",
+]
+
+
+def test_a_crashing_client_gives_one_ledger_head_on_both_engines_twice(tmp_path: Path) -> None:
+    """A client that raises is rejected with the same short reason on either engine
+    (no Ray traceback, pid or address in the ledger), so two Flower runs and two
+    in-process runs of the same scenario and seed sign byte-identical ledgers."""
     from marketplace import Market
 
-    with Market.open(out) as m:
-        rejected = [e.data for e in m.entries() if e.kind == "contribution_rejected"]
-    by = {(r["round"], r["client"]): r["reason"] for r in rejected}
-    assert by[(1, "client-000")].startswith("non-finite")
-    assert by[(2, "client-000")].startswith("non-finite")
-    assert by[(1, "client-001")].startswith("client error")
-    assert len(by) == 3
-    assert ray_stopped()
+    heads = []
+    for i, engine in enumerate(["flower", "flower", "inprocess", "inprocess"]):
+        out = tmp_path / f"{engine}-{i}"
+        res = runner.invoke(
+            app, ["run", str(QUICKSTART), "--out", str(out), "--engine", engine, *FAULTY]
+        )
+        assert res.exit_code == 0, res.output
+        heads.append(json.loads((out / "manifest.json").read_text())["ledger_head"])
+        with Market.open(out) as m:
+            rejected = [e.data for e in m.entries() if e.kind == "contribution_rejected"]
+        by = {(r["round"], r["client"]): r["reason"] for r in rejected}
+        assert by[(1, "client-000")].startswith("non_finite: ")
+        assert by[(2, "client-000")] == by[(1, "client-000")]
+        assert by[(1, "client-001")] == "client_error: raised RuntimeError"
+        assert len(by) == 3
+        assert ray_stopped()
+    assert len(set(heads)) == 1, heads

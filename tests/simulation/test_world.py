@@ -90,9 +90,10 @@ def test_bad_updates_are_rejected_recorded_and_the_round_goes_on(tmp_path: Path)
     out = run_scenario(sc, tmp_path, engine="inprocess")
     rejected = entries_of(tmp_path, "contribution_rejected")
     reasons = {(r["round"], r["client"]): r["reason"] for r in rejected}
-    assert reasons[(1, "client-001")].startswith("non-finite values in")
-    assert all(reasons[(r, "client-002")].startswith("wrong shape for") for r in (1, 2, 3))
-    assert reasons[(2, "client-003")] == "client error: injected client crash"
+    assert reasons[(1, "client-001")].startswith("non_finite: ")
+    assert all(reasons[(r, "client-002")].startswith("wrong_shape: ") for r in (1, 2, 3))
+    # The exception's class, never its text: the same on every host and engine.
+    assert reasons[(2, "client-003")] == "client_error: raised RuntimeError"
     assert len(reasons) == 5
     accepted = [r.accepted for r in out.result.rounds[1:]]
     assert accepted == [2, 2, 3]

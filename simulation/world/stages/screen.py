@@ -10,6 +10,7 @@ from typing import ClassVar
 from marketplace import Market
 from simulation import names
 from simulation.config.schema import MarketConfig
+from simulation.fl.protocol import reason as rejection
 from simulation.fl.weights import arrays_sha256
 from simulation.world.accounting import ClientPrivacy
 from simulation.world.context import Federation, Recorder, RoundContext, Screened
@@ -90,10 +91,12 @@ class Screen:
             if reason is None and reply.weights is not None:
                 reason = check_update(self.fed.weights, reply.weights, self.max_update_norm)
             if reason is None and deadline is not None and entry.seconds > deadline:
-                reason = f"straggler: {entry.seconds:.3g} s > deadline {deadline:.3g} s"
+                reason = rejection(
+                    "straggler", f"{entry.seconds:.3g} s > deadline {deadline:.3g} s"
+                )
                 ctx.stragglers += 1
             if reason is None and reply.weights is None:
-                reason = "no update"
+                reason = rejection("no_update")
             entry.reason = reason
             ctx.client_seconds.append(
                 min(entry.seconds, deadline) if deadline is not None else entry.seconds

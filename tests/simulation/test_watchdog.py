@@ -1,0 +1,70 @@
+"""The watchdog ends everything its command started, including processes in
+sessions of their own, when the driver closes it or dies (SIGKILL)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from simulation.engine.watchdog import Supervised, descendants, pid_alive, start_time
+
+ROOT = Path(__file__).resolve().parents[2]
+# A child, a grandchild in a new session (as a SuperExec is), and a grandchild
+# that ignores SIGTERM (killed after the grace period).
+TREE = "sleep 300 & setsid sleep 301 & (trap '' TERM; sleep 302) & wait"
+
+
+def gone(pids: dict[int, str | None], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not [p for p, t in pids.items() if pid_alive(p) and start_time(p) == t]:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def wait_for_tree(sup: Supervised, size: int) -> dict[int, str | None]:
+    deadline = time.monotonic() + 30
+    while len(sup.tree()) < size and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return {p: start_time(p) for p in sup.tree()}
+
+
+def test_close_ends_the_whole_tree(tmp_path: Path) -> None:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    sup = Supervised.start(["sh", "-c", TREE], env=env, log=tmp_path / "log", name="tree")
+    pids = wait_for_tree(sup, 5)  # watchdog, sh, three sleeps
+    assert len(pids) >= 5 and sup.running()
+    started = time.monotonic()
+    sup.close()
+    assert gone(pids, 1.0)
+    assert time.monotonic() - started < 15  # grace period, then SIGKILL
+
+
+def test_a_killed_driver_leaves_nothing_behind(tmp_path: Path) -> None:
+    driver = f"""
+import os, sys, time
+from pathlib import Path
+from simulation.engine.watchdog import Supervised
+log = Path({str(tmp_path / "log")!r})
+sup = Supervised.start(["sh", "-c", {TREE!r}], env=dict(os.environ), log=log, name="tree")
+print(sup.watchdog.pid, flush=True)
+time.sleep(300)
+"""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-c", driver], stdout=subprocess.PIPE, env=env)
+    assert proc.stdout is not None
+    watchdog = int(proc.stdout.readline())
+
+    deadline = time.monotonic() + 30
+    while len(descendants(watchdog)) < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pids = {p: start_time(p) for p in [watchdog, *descendants(watchdog)]}
+    assert len(pids) >= 5
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert gone(pids, 15.0), [p for p in pids if pid_alive(p)]
