@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from marketplace import Market, PriceTerms
 from simulation.cli.market import ledger_app, registry_app
+from tests.keyring import KEYRING
 from tests.marketplace.conftest import populate
 
 runner = CliRunner()
@@ -22,7 +23,7 @@ runner = CliRunner()
 @pytest.fixture
 def run_dir(tmp_path: Path) -> Path:
     run = tmp_path / "run"
-    m = Market.create(run, seed=3, genesis={"scenario_hash": "cli"})
+    m = Market.create(run, keyring=KEYRING, seed=3, genesis={"scenario_hash": "cli"})
     populate(m)
     weights = b"fake safetensors bytes" * 10
     (run / "model.safetensors").write_bytes(weights)

@@ -20,6 +20,7 @@ from marketplace import (
     largest_remainder,
 )
 from marketplace.ratings import yuma_consensus
+from tests.keyring import KEYRING
 from tests.marketplace.conftest import Clock
 
 PRICES = {
@@ -32,7 +33,11 @@ PRICES = {
 def market(tmp_path: Path, clock: Clock) -> Market:
     params = {"platform_fee_bps": 1000, "vote_min_stake": 10, "reputation_half_life": 100.0}
     m = Market.create(
-        tmp_path, seed=1, genesis={"scenario_hash": "l", "params": params}, clock=clock
+        tmp_path,
+        keyring=KEYRING,
+        seed=1,
+        genesis={"scenario_hash": "l", "params": params},
+        clock=clock,
     )
     for a in ("client-000", "client-001", "client-002", "buyer-000", "buyer-001"):
         m.register_participant(a, role="buyer" if a.startswith("buyer") else "data_owner")
@@ -167,7 +172,10 @@ def test_reputation_rewards_vote_agreement(market: Market) -> None:
 
 def test_min_reputation_to_vote(tmp_path: Path) -> None:
     m = Market.create(
-        tmp_path, seed=2, genesis={"scenario_hash": "r", "params": {"vote_min_reputation": 0.5}}
+        tmp_path,
+        keyring=KEYRING,
+        seed=2,
+        genesis={"scenario_hash": "r", "params": {"vote_min_reputation": 0.5}},
     )
     m.register_participant("v", role="validator")
     m.register_model_version(
