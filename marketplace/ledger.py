@@ -950,7 +950,7 @@ class Market:
         rows = self._conn.execute(
             "SELECT seq, record FROM entries WHERE kind = 'checkpoint' ORDER BY seq"
         ).fetchall()
-        return [_checked(seq, record, "checkpoint") for seq, record in rows]
+        return [read_entry(seq, record, "checkpoint") for seq, record in rows]
 
     def signed_checkpoint(self, entry: Entry | None = None) -> SignedCheckpoint:
         """The signed note of checkpoint ``entry`` (default: the latest), verified
@@ -1003,7 +1003,7 @@ class Market:
             "SELECT seq, record FROM entries WHERE seq >= ? AND seq < ? ORDER BY seq",
             (start, end),
         ).fetchall()
-        return [_checked(seq, record, None) for seq, record in rows]
+        return [read_entry(seq, record, None) for seq, record in rows]
 
     def entry(self, seq: int) -> Entry:
         """One entry by sequence number."""
@@ -1013,7 +1013,7 @@ class Market:
         return found[0]
 
 
-def _checked(seq: int, record: str, kind: str | None) -> Entry:
+def read_entry(seq: int, record: str, kind: str | None) -> Entry:
     """Parse a row, checking the columns it was selected by against the record."""
     try:
         entry = Entry.from_record(record)

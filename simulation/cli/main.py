@@ -19,6 +19,7 @@ import typer
 if TYPE_CHECKING:
     from rich.console import Console
 
+from simulation.cli.market import KeyringOption, run_keyring
 from simulation.errors import RunError, ScenarioError
 
 EXIT_SCENARIO = 2
@@ -48,11 +49,13 @@ def _mount_subapps() -> None:
     from simulation.cli.compare import mount as mount_compare
     from simulation.cli.market import ledger_app, registry_app
     from simulation.cli.outputs import mount as mount_outputs
+    from simulation.cli.reproduce import mount as mount_reproduce
 
     app.add_typer(ledger_app, name="ledger")
     app.add_typer(registry_app, name="registry")
     mount_outputs(app, registry_app)
     mount_compare(app)
+    mount_reproduce(app)
 
 
 _mount_subapps()
@@ -108,8 +111,11 @@ def run(
         str, typer.Option(help="flower (Simulation Engine) or inprocess (plain loop).")
     ] = "flower",
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Show Flower/Ray logs.")] = False,
+    keyring: KeyringOption = None,
 ) -> None:
-    """Replay a scenario: train, trade and record everything on the ledger."""
+    """Replay a scenario: train, trade and record everything on the ledger (signed with
+    your keyring, created on first use outside any run directory)."""
+    from marketplace.errors import MarketplaceError
     from simulation.scenario.load import load_scenario
 
     _setup_logging(verbose)
@@ -124,6 +130,12 @@ def run(
     from simulation.cli.progress import RoundProgress
     from simulation.engine.runner import run_scenario
 
+    try:
+        signer = run_keyring(keyring)
+        signer.check_outside(out_dir)
+    except MarketplaceError as exc:
+        typer.echo(f"--keyring: {exc}", err=True)
+        raise typer.Exit(EXIT_SCENARIO) from None
     progress = RoundProgress(scenario.rounds, console=console(stderr=True))
     try:
         with progress:
@@ -134,6 +146,7 @@ def run(
                 force=force,
                 verbose=verbose,
                 on_round=progress.update,
+                keyring=signer,
             )
     except RunError as exc:
         typer.echo(f"run failed: {exc}", err=True)

@@ -25,6 +25,8 @@ from typing import Annotated, TypeVar
 
 import typer
 
+from simulation.cli.market import KeyringOption, load_keyring
+
 __all__ = ["mount"]
 
 T = TypeVar("T")
@@ -153,8 +155,10 @@ def import_hf_command(
         Path | None,
         typer.Option("--cache-dir", help="Look in this HF cache before asking the Hub."),
     ] = None,
+    keyring: KeyringOption = None,
 ) -> None:
-    """Register Hugging Face models (metadata and per-file SHA-256) on the run's ledger."""
+    """Register Hugging Face models (metadata and per-file SHA-256) on the run's ledger
+    (signed with the run's keyring; amends the manifest's ledger head)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -191,7 +195,7 @@ def import_hf_command(
         if not ids:
             raise _fail("give REPO_ID... or --random N", EXIT_USAGE)
         records = [resolve_record(i, client, cache_dir=cache_dir) for i in ids]
-        seqs = register_models(run_dir, records)
+        seqs = register_models(run_dir, records, keyring=load_keyring(keyring))
         table = Table(title=f"{len(records)} Hub models registered on {run_dir}")
         for col in ("entry", "repo_id", "architecture", "task", "library", "license", "sha256"):
             table.add_column(col)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from marketplace.keyring import Keyring
 from simulation.config.schema import Scenario
 from simulation.engine.env import quiet_environment
 from simulation.errors import RunError
@@ -67,6 +68,7 @@ def _run_flower(
     out_dir: Path,
     verbose: bool,
     on_round: Callable[[RoundRecord], None] | None,
+    keyring: Keyring | None,
 ) -> WorldResult:
     quiet_environment()
     from flwr.simulation import run_simulation
@@ -75,7 +77,7 @@ def _run_flower(
     from simulation.fl.client_app import app as client_app
 
     sink: list[WorldResult] = []
-    server_app = make_server_app(scenario, out_dir, sink, on_round)
+    server_app = make_server_app(scenario, out_dir, sink, on_round, keyring)
     ray_tmp = tempfile.mkdtemp(prefix="fm-ray-", dir="/tmp")
     num_cpus = scenario.resources.num_cpus or os.cpu_count() or 1
     backend_config: dict[str, Any] = {
@@ -151,8 +153,10 @@ def run_scenario(
     force: bool = False,
     verbose: bool = False,
     on_round: Callable[[RoundRecord], None] | None = None,
+    keyring: Keyring | None = None,
 ) -> RunOutcome:
-    """Run ``scenario`` and write its results into ``out_dir``.
+    """Run ``scenario`` and write its results into ``out_dir``, signing its ledger
+    with ``keyring`` (default: ``Keyring.load_or_create()``, the user's keyring).
 
     ``engine="flower"`` is the product path (ServerApp and ClientApps on the
     Simulation Engine); ``"inprocess"`` trains the same tasks in a plain loop,
@@ -176,10 +180,15 @@ def run_scenario(
     if not verbose:
         flwr_logger.setLevel(logging.WARNING)
     try:
+        if keyring is None:
+            keyring = Keyring.load_or_create()
         if engine == "flower":
-            result = _run_flower(scenario, out_dir, verbose, on_round)
+            result = _run_flower(scenario, out_dir, verbose, on_round, keyring)
         else:
-            result = World(scenario, out_dir, in_process_transport, on_round=on_round).run()
+            world = World(
+                scenario, out_dir, in_process_transport, on_round=on_round, keyring=keyring
+            )
+            result = world.run()
     finally:
         flwr_logger.setLevel(old_level)
     if scenario.output.baseline:
@@ -190,8 +199,9 @@ def run_scenario(
             engine=engine,
             force=True,
             verbose=verbose,
+            keyring=keyring,
         )
         result.baseline_accuracy = [r.test_accuracy for r in base.result.rounds]
     wall = time.perf_counter() - started
-    manifest = write_results(scenario, out_dir, result, wall_seconds=wall)
+    manifest = write_results(scenario, out_dir, result, wall_seconds=wall, keyring=keyring)
     return RunOutcome(out_dir, result, manifest, wall)

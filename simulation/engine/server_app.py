@@ -17,6 +17,7 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
+from marketplace.keyring import Keyring
 from simulation.config.schema import Scenario
 from simulation.errors import RunError
 from simulation.fl.training import ClientTask
@@ -127,10 +128,13 @@ def serve(
     scenario: Scenario,
     out_dir: Path,
     on_round: Callable[[RoundRecord], None] | None = None,
+    keyring: Keyring | None = None,
 ) -> WorldResult:
-    """The body of the ServerApp: discover nodes, then run the world."""
+    """The body of the ServerApp: discover nodes, then run the world (signing its
+    ledger with ``keyring``, default: the user's keyring)."""
     node_of = discover_nodes(grid, scenario.clients.count)
-    world = World(scenario, out_dir, grid_transport(grid, node_of), on_round=on_round)
+    transport = grid_transport(grid, node_of)
+    world = World(scenario, out_dir, transport, on_round=on_round, keyring=keyring)
     return world.run()
 
 
@@ -139,13 +143,14 @@ def make_server_app(
     out_dir: Path,
     sink: list[WorldResult],
     on_round: Callable[[RoundRecord], None] | None = None,
+    keyring: Keyring | None = None,
 ) -> ServerApp:
     """A ServerApp bound to one scenario; the result is appended to ``sink``."""
     server = ServerApp()
 
     @server.main()
     def main(grid: Grid, context: Context) -> None:
-        sink.append(serve(grid, scenario, out_dir, on_round))
+        sink.append(serve(grid, scenario, out_dir, on_round, keyring))
 
     return server
 

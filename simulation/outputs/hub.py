@@ -34,6 +34,8 @@ from simulation.outputs.plots import OutputsError
 if TYPE_CHECKING:
     from huggingface_hub.hf_api import ModelInfo
 
+    from marketplace.keyring import Keyring
+
 __all__ = [
     "EXPORT_EVENT",
     "FIXTURES_ENV",
@@ -362,16 +364,24 @@ def sample_ids(ids: Sequence[str], n: int, seed: int) -> list[str]:
     return [ids[int(i)] for i in picked]
 
 
-def register_models(run_dir: Path, records: Sequence[HubModelRecord]) -> list[int]:
-    """Append one ``hf_model_registered`` event per record; returns their sequence numbers."""
+def register_models(
+    run_dir: Path, records: Sequence[HubModelRecord], *, keyring: Keyring
+) -> list[int]:
+    """Append one ``hf_model_registered`` event per record, signed with the run's
+    ``keyring``, in a new block sealed with a signed checkpoint; the manifest's
+    ledger head is amended (the earlier head kept). Returns the sequence numbers."""
     from marketplace import Market
+    from simulation.results.write import amend_manifest
 
     seqs: list[int] = []
-    with Market.open(run_dir, readonly=False) as market:
+    with Market.open(run_dir, readonly=False, keyring=keyring) as market:
+        market.end_block()  # entries after the run's last checkpoint stay in their own block
         for record in records:
             entry = market.record(IMPORT_EVENT, record.to_json())
             seqs.append(entry.seq)
         market.end_block()
+        summary = market.summary()
+    amend_manifest(run_dir, summary, reason=f"registry import-hf ({len(seqs)} models)")
     logger.info("registered %d Hub models on %s", len(seqs), run_dir)
     return seqs
 

@@ -25,7 +25,7 @@ import numpy as np
 import simpy
 import torch
 
-from marketplace import TOKEN, Market
+from marketplace import TOKEN, Keyring, LedgerSummary, Market
 from marketplace.contribution import RoundData, coalition_utility, create_evaluator
 from marketplace.incentives import ContributionInfo, RoundOutcome, create_mechanism
 from simulation.config.schema import DPSGDPrivacy, Scenario
@@ -154,6 +154,7 @@ class WorldResult:
     final_epsilon: dict[str, float] = field(default_factory=dict)
     market: dict[str, float] = field(default_factory=dict)
     baseline_accuracy: list[float] | None = None
+    ledger: LedgerSummary | None = None
 
 
 class LedgerReputation(Mapping[str, float]):
@@ -185,8 +186,11 @@ class World:
         out_dir: Path,
         transport: Transport,
         on_round: Callable[[RoundRecord], None] | None = None,
+        keyring: Keyring | None = None,
     ) -> None:
         self.scenario = scenario
+        self.keyring = keyring
+        """Signs the ledger; ``None``: the default keyring (``Keyring.load_or_create()``)."""
         self.out_dir = out_dir
         self.transport = transport
         self.on_round = on_round
@@ -255,6 +259,7 @@ class World:
         self.rows: list[tuple[int, str, str, float]] = []
         self.version: str | None = None
         self.market: Market | None = None
+        self._enrolled: set[str] = set()
 
     # ------------------------------------------------------------------ set-up
 
@@ -277,6 +282,7 @@ class World:
         return self.dp.target_epsilon
 
     def _open_market(self) -> Market:
+        """Genesis only: clients are registered when they first take part (_enroll)."""
         sc = self.scenario
         path = self.out_dir / "ledger.db"
         market = Market.create(
@@ -290,22 +296,36 @@ class World:
                 "clients": self.n,
                 "rounds": sc.rounds,
             },
+            keyring=self.keyring if self.keyring is not None else Keyring.load_or_create(),
             clock=lambda: float(self.env.now),
         )
-        grant = round(sc.market.initial_grant * TOKEN)
-        stake = round(sc.market.stake * TOKEN)
-        for i, acct in enumerate(self.accounts):
-            market.register_participant(
-                acct,
-                role="data_owner",
-                meta={"num_examples": len(self.data.partitions[i])},
-            )
-            if grant > 0:
-                market.mint(acct, grant, reason="initial_grant")
-            if stake > 0:
-                market.stake(acct, min(stake, grant))
         market.end_block()
         return market
+
+    def _enroll(self, clients: Iterable[int]) -> None:
+        """Register, grant and stake each client on its first participation, so
+        start-up and the ledger do not grow with clients that never take part."""
+        assert self.market is not None
+        for c in clients:
+            acct = self.accounts[c]
+            if acct in self._enrolled:
+                continue
+            if acct not in self.market.state.accounts:
+                self.market.register_participant(
+                    acct, role="data_owner", meta={"num_examples": len(self.data.partitions[c])}
+                )
+            self._grant(acct)
+
+    def _grant(self, acct: str) -> None:
+        """The initial grant and stake of a newly enrolled identity."""
+        assert self.market is not None
+        self._enrolled.add(acct)
+        grant = round(self.scenario.market.initial_grant * TOKEN)
+        if grant > 0:
+            self.market.mint(acct, grant, reason="initial_grant")
+            stake = min(round(self.scenario.market.stake * TOKEN), grant)
+            if stake > 0:
+                self.market.stake(acct, stake)
 
     # ------------------------------------------------------------------- rounds
 
@@ -357,15 +377,9 @@ class World:
         self.departed.discard(c)
         if intent.account != self.accounts[c]:
             # A whitewasher rejoins under a fresh identity: it keeps its data, not its name.
-            assert self.market is not None
             self.accounts[c] = intent.account
             self.identities[c].append(intent.account)
-            grant = round(self.scenario.market.initial_grant * TOKEN)
-            if grant > 0:
-                self.market.mint(intent.account, grant, reason="initial_grant")
-                stake = min(round(self.scenario.market.stake * TOKEN), grant)
-                if stake > 0:
-                    self.market.stake(intent.account, stake)
+            self._grant(intent.account)
 
     def _attacker_identities(self) -> set[str]:
         """Every identity of every attacking client (ground truth)."""
@@ -529,6 +543,7 @@ class World:
         now = float(self.env.now)
         self._stop_exhausted(round_)
         sampled = self._sample(round_)
+        self._enroll(sampled)
         dropped = [
             c for c in sampled if self.population.drops_out(c, round_, now, self.data.num_classes)
         ]
@@ -894,6 +909,7 @@ class World:
                 raise self._failure
             head = self.market.head_hash
             market_stats = self._market_stats()
+            ledger = self.market.summary()
         finally:
             self.market.close()
         final_eps = {a: self.privacy.spent(a) for a in self.accounts} if self.dp else {}
@@ -905,6 +921,7 @@ class World:
             ground_truth=self._ground_truth(),
             final_epsilon=final_eps,
             market=market_stats,
+            ledger=ledger,
         )
 
 
