@@ -14,7 +14,7 @@ from huggingface_hub import ModelCard
 from typer.testing import CliRunner
 
 from marketplace import Market, audit_ledger
-from simulation.cli.market import registry_app
+from simulation.cli.market import ledger_app, registry_app
 from simulation.outputs.hub import (
     IMPORT_EVENT,
     RecordedHubClient,
@@ -59,6 +59,7 @@ def test_sample_is_seeded() -> None:
 
 
 def test_import_hf_ids_registers_on_ledger(cli: typer.Typer, run_dir: Path) -> None:
+    before = json.loads((run_dir / "manifest.json").read_text())["ledger"]
     args = ["registry", "import-hf", str(run_dir), BERT, GPT2]
     result = CliRunner().invoke(cli, [*args, "--offline-fixtures", str(FIXTURES_HF)])
     assert result.exit_code == 0, result.output
@@ -66,7 +67,16 @@ def test_import_hf_ids_registers_on_ledger(cli: typer.Typer, run_dir: Path) -> N
     entries = _hf_entries(run_dir)
     assert [e["repo_id"] for e in entries] == [BERT, GPT2]
     assert entries[1]["license"] == "mit" and entries[1]["task"] == "text-generation"
-    audit_ledger(run_dir)  # the new events verify like any other entry
+    report = audit_ledger(run_dir)  # the new events verify like any other entry
+    # A new block sealed with a signed checkpoint; the manifest's head amended.
+    assert report.open_block_entries == 0
+    after = json.loads((run_dir / "manifest.json").read_text())["ledger"]
+    assert (after["head"], after["size"]) == (report.head_hash, report.entries)
+    assert [(a["head"], a["size"]) for a in after["amendments"]] == [
+        (before["head"], before["size"])
+    ]
+    verify = CliRunner().invoke(ledger_app, ["verify", str(run_dir)])
+    assert verify.exit_code == 0 and "head matches manifest.json" in verify.output
 
 
 def test_import_hf_random_via_env_writes_csv_json(
