@@ -167,5 +167,6 @@ def main(grid: Grid, context: Context) -> None:
     out_dir = Path(str(context.run_config["out"]))
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    result = serve(grid, scenario, out_dir)
-    write_results(scenario, out_dir, result, wall_seconds=time.time() - started)
+    keyring = Keyring.load_or_create()  # $FEDMARKET_KEYRING or the user's keyring
+    result = serve(grid, scenario, out_dir, keyring=keyring)
+    write_results(scenario, out_dir, result, wall_seconds=time.time() - started, keyring=keyring)

@@ -21,6 +21,7 @@ from marketplace import (
     TOKEN,
     Keyring,
     LedgerIdError,
+    LedgerIntegrityError,
     Market,
     NonceError,
     audit_ledger,
@@ -333,3 +334,22 @@ def test_e_prove_and_verify_check_the_kind_column(run: Path) -> None:
         code, out = _cli("ledger", *command)
         assert code == 3, command
         assert f"entry #{late.seq}: kind column says 'checkpoint'" in out, command
+
+
+def test_per_kind_audit_hooks_fail_the_entry_they_reject(run: Path) -> None:
+    """The hook [privacy] uses to re-derive epsilon: a claim it rejects fails the
+    audit at that entry."""
+    target = _contribution(run)
+    seen: list[int] = []
+
+    def at_most_one(entry: Entry, state: object) -> None:
+        seen.append(entry.seq)
+        eps = entry.data["epsilon"]
+        if isinstance(eps, float) and eps > 1.0 and entry.seq == target.seq:
+            raise ValueError(f"epsilon {eps} is not what its mechanism gives")
+
+    with pytest.raises(LedgerIntegrityError) as err:
+        audit_ledger(run, checks={"contribution": [at_most_one]})
+    assert err.value.seq == target.seq and "not what its mechanism gives" in err.value.reason
+    contributions = [e.seq for e in _rows(run) if e.kind == "contribution"]
+    assert seen == [s for s in contributions if s <= target.seq]  # its kind only, in order

@@ -97,3 +97,25 @@ def test_constraints_pin_every_result_affecting_package() -> None:
             assert re.fullmatch(r"[0-9][0-9a-z.]*", version), line
             pins[name] = version
     assert set(pins) == set(PACKAGES) - {"fedmarket"}
+
+
+def test_verify_compares_with_the_manifest_head(run_dir: Path, tmp_path: Path) -> None:
+    """A shorter ledger that verifies on its own (a lost -wal file, deleted tail rows
+    with the head row fixed) fails against the manifest's head."""
+    import shutil
+    import sqlite3
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    size = audit_ledger(copy).entries
+    conn = sqlite3.connect(copy / "ledger.db", isolation_level=None)
+    conn.execute("DELETE FROM entries WHERE seq >= ?", (size - 2,))
+    last = conn.execute("SELECT record FROM entries WHERE seq = ?", (size - 3,)).fetchone()[0]
+    conn.execute("UPDATE head SET seq = ?, hash = ?", (size - 3, json.loads(last)["hash"]))
+    conn.close()
+    assert audit_ledger(copy).entries == size - 2
+    result = CliRunner().invoke(app, ["ledger", "verify", str(copy)])
+    assert result.exit_code == 3
+    assert f"ledger truncated: manifest.json records {size} entries" in result.output
+    ok = CliRunner().invoke(app, ["ledger", "verify", str(run_dir)])
+    assert ok.exit_code == 0 and f"head matches manifest.json ({size} entries)" in ok.output
