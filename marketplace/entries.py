@@ -240,6 +240,12 @@ def _jstr(value: str) -> str:
     return canonical_json(value)
 
 
+def _jhex(value: str) -> str:
+    """A JSON string literal of a hash, key or signature: hex needs no escaping
+    (anything else, e.g. a forged record's, is encoded in full)."""
+    return f'"{value}"' if value.isascii() and value.isalnum() else canonical_json(value)
+
+
 def json_float(value: float) -> str:
     """JSON number for a finite float, as ``json.dumps`` writes it."""
     if not math.isfinite(value):
@@ -267,15 +273,15 @@ def encode_entry(
     """
     dj = canonical_json(tx.data) if data_json is None else data_json
     kind, sender, time = _jstr(tx.kind), _jstr(tx.sender), json_float(tx.time)
-    ledger = "null" if tx.ledger is None else _jstr(tx.ledger)
-    key = "null" if tx.key is None else _jstr(tx.key)
+    ledger = "null" if tx.ledger is None else _jhex(tx.ledger)
+    key = "null" if tx.key is None else _jhex(tx.key)
     nonce = tx.nonce
     signing = _signing(dj, key, kind, ledger, nonce, sender, time)
     head = f'{{"block":{block},"data":{dj}'
     tail = (
         f',"key":{key},"kind":{kind},"ledger":{ledger},"nonce":{nonce},'
-        f'"prev_hash":{_jstr(prev_hash)},"sender":{sender},"seq":{seq},'
-        f'"signature":{_jstr(signature)},"time":{time}}}'
+        f'"prev_hash":{_jhex(prev_hash)},"sender":{sender},"seq":{seq},'
+        f'"signature":{_jhex(signature)},"time":{time}}}'
     )
     body = (head + tail).encode("utf-8")
     digest = _sha256(bytes.fromhex(prev_hash) + body).hexdigest()
@@ -301,8 +307,8 @@ def _signing(
 def signing_message(tx: Transaction, data_json: str | None = None) -> bytes:
     """The bytes ``tx``'s sender signs (= ``tx.signing_bytes()``), reusing ``data_json``."""
     dj = canonical_json(tx.data) if data_json is None else data_json
-    ledger = "null" if tx.ledger is None else _jstr(tx.ledger)
-    key = "null" if tx.key is None else _jstr(tx.key)
+    ledger = "null" if tx.ledger is None else _jhex(tx.ledger)
+    key = "null" if tx.key is None else _jhex(tx.key)
     return _signing(
         dj, key, _jstr(tx.kind), ledger, tx.nonce, _jstr(tx.sender), json_float(tx.time)
     )

@@ -31,7 +31,8 @@ hex64 = st.text("0123456789abcdef", min_size=64, max_size=64)
     data=st.dictionaries(st.sampled_from(["root", "note_signature"]) | st.text(), json_values),
     seq=st.integers(0, 2**40),
     ledger=st.none() | hex64 | st.text(),
-    key=st.none() | hex64,
+    key=st.none() | hex64 | st.text(),
+    signature=hex64 | st.text(),
 )
 def test_encode_matches_canonical(
     kind: str,
@@ -42,9 +43,10 @@ def test_encode_matches_canonical(
     seq: int,
     ledger: str | None,
     key: str | None,
+    signature: str,
 ) -> None:
     tx = Transaction(kind, sender, nonce, time, data, ledger, key)  # type: ignore[arg-type]
-    e = Entry.build(seq=seq, block=seq // 7, tx=tx, signature="ab" * 64, prev_hash="cd" * 32)
+    e = Entry.build(seq=seq, block=seq // 7, tx=tx, signature=signature, prev_hash="cd" * 32)
     enc = e.encode()
     signed = {"kind": kind, "sender": sender, "nonce": nonce, "time": time, "data": data}
     assert enc.signing == canonical_bytes({**signed, "ledger": ledger, "key": key})
