@@ -19,7 +19,7 @@ from marketplace.checkpoint import SignedCheckpoint, origin_of, verifier_key
 from marketplace.entries import Entry, signing_message
 from marketplace.errors import LedgerIntegrityError, LedgerNotFoundError, ProofError
 from marketplace.keys import verify_signature
-from marketplace.ledger import InclusionProof, read_entry, checkpoint_note, connect, ledger_path
+from marketplace.ledger import InclusionProof, checkpoint_note, connect, ledger_path, read_entry
 from marketplace.merkle import MerkleTree, leaf_hash, verify_inclusion
 
 __all__ = ["LedgerKey", "latest_signed_checkpoint", "ledger_key", "prove_inclusion"]
