@@ -80,17 +80,7 @@ class Transaction(NamedTuple):
 
     def signing_bytes(self) -> bytes:
         """The exact bytes covered by the sender's Ed25519 signature."""
-        return canonical_bytes(
-            {
-                "data": self.data,
-                "key": self.key,
-                "kind": self.kind,
-                "ledger": self.ledger,
-                "nonce": self.nonce,
-                "sender": self.sender,
-                "time": self.time,
-            }
-        )
+        return canonical_bytes({**_core(self, self.data), "key": self.key, "ledger": self.ledger})
 
     def describe(self) -> str:
         """Short identification used in error messages: ``transfer by client-001 #3``."""
@@ -131,13 +121,9 @@ class Entry(NamedTuple):
     def body(self) -> dict[str, Any]:
         """Every field except ``hash``: what the hash covers."""
         return {
+            **_core(self, self.data),
             "seq": self.seq,
             "block": self.block,
-            "kind": self.kind,
-            "sender": self.sender,
-            "nonce": self.nonce,
-            "time": self.time,
-            "data": self.data,
             "ledger": self.ledger,
             "key": self.key,
             "signature": self.signature,
@@ -152,17 +138,8 @@ class Entry(NamedTuple):
 
     def content(self) -> str:
         """Canonical JSON of the keyring-independent content (see the module doc)."""
-        return canonical_json(
-            {
-                "seq": self.seq,
-                "block": self.block,
-                "kind": self.kind,
-                "sender": self.sender,
-                "nonce": self.nonce,
-                "time": self.time,
-                "data": content_data(self.kind, self.data),
-            }
-        )
+        data = content_data(self.kind, self.data)
+        return canonical_json({**_core(self, data), "seq": self.seq, "block": self.block})
 
     @staticmethod
     def compute_hash(prev_hash: str, body: Mapping[str, Any]) -> str:
@@ -211,6 +188,11 @@ class Entry(NamedTuple):
             str(d["prev_hash"]),
             str(d["hash"]),
         )
+
+
+def _core(t: Transaction | Entry, data: Mapping[str, JSON]) -> dict[str, Any]:
+    """The fields every encoding shares (canonical JSON sorts the keys)."""
+    return {"kind": t.kind, "sender": t.sender, "nonce": t.nonce, "time": t.time, "data": data}
 
 
 @dataclass(frozen=True, slots=True)
