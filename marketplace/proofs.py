@@ -17,7 +17,12 @@ from pathlib import Path
 
 from marketplace.checkpoint import SignedCheckpoint, origin_of, verifier_key
 from marketplace.entries import Entry, signing_message
-from marketplace.errors import LedgerIntegrityError, LedgerNotFoundError, ProofError
+from marketplace.errors import (
+    LedgerIntegrityError,
+    LedgerNotFoundError,
+    MarketplaceError,
+    ProofError,
+)
 from marketplace.keys import verify_signature
 from marketplace.ledger import InclusionProof, checkpoint_note, connect, ledger_path, read_entry
 from marketplace.merkle import MerkleTree, leaf_hash, verify_inclusion
@@ -95,9 +100,10 @@ def prove_inclusion(
     """Prove entry ``seq`` is in the tree the latest signed checkpoint covers (or
     ``checkpoint``, one held elsewhere), checking that checkpoint's signature.
 
-    Raises ProofError naming the reason: no checkpoint covers the entry, the
-    checkpoint is not this ledger's or its signature fails, or the entry (or
-    any entry before the checkpoint) is not the one that was signed.
+    Raises ProofError naming the reason when the checkpoint is not this
+    ledger's or its signature fails, or the entry (or any entry before the
+    checkpoint) is not the one that was signed; IndexError for no such entry;
+    MarketplaceError for an entry of the open block (no checkpoint covers it).
     """
     conn = _open(path)
     try:
@@ -114,12 +120,13 @@ def prove_inclusion(
             checkpoint.verify(key.origin, key.treasury_key)
             note, cp_seq = checkpoint, None
         size, root = note.checkpoint.tree_size, note.checkpoint.root
-        if not 0 <= seq < size:
-            raise ProofError(
-                f"entry #{seq} is not covered by the signed checkpoint "
-                f"({size} entries): no checkpoint signs it yet"
-                if seq >= 0
-                else f"no entry #{seq}"
+        stored = conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
+        if not 0 <= seq < max(stored, size):
+            raise IndexError(f"no entry #{seq} (ledger has {stored})")
+        if seq >= size:
+            raise MarketplaceError(
+                f"entry #{seq} is in the open block: no signed checkpoint covers it yet "
+                f"(the latest covers {size} entries)"
             )
         rows = conn.execute(
             "SELECT record FROM entries WHERE seq < ? ORDER BY seq", (size,)

@@ -142,3 +142,10 @@ def test_no_torch_or_flwr_imported() -> None:
         "sys.exit(1 if bad else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_prove_an_entry_of_the_open_block(run_dir: Path) -> None:
+    """Signed but not yet covered by a checkpoint: refused (exit 1), not a forgery."""
+    size = Market.open(run_dir).size
+    result = runner.invoke(ledger_app, ["prove", str(run_dir), str(size - 1)])
+    assert result.exit_code == 1 and "open block" in result.output
