@@ -26,7 +26,7 @@ from marketplace import (
     NonceError,
     audit_ledger,
 )
-from marketplace.checkpoint import Checkpoint, origin_of
+from marketplace.checkpoint import Checkpoint, SignedCheckpoint, origin_of, parse_verifier_key
 from marketplace.entries import GENESIS_PREV, Entry
 from marketplace.keys import Signer
 from marketplace.merkle import MerkleTree, leaf_hash
@@ -268,6 +268,9 @@ def test_d_truncation_after_export_fails_verify_checkpoint(run: Path, tmp_path: 
     witness = tmp_path / "checkpoint.txt"
     code, out = _cli("ledger", "checkpoint", run, "--out", witness)
     assert code == 0 and "wrote" in out
+    code, vkey = _cli("ledger", "checkpoint", run, "--verifier-key")
+    name, public = parse_verifier_key(vkey)  # what a witness pins
+    SignedCheckpoint.parse(witness.read_text()).verify(name, public)
     size = audit_ledger(run).entries
     _forge(run, lambda e: e, lambda e: None, stop=size - 3)  # drop the tail, fix the head
     assert _cli("ledger", "verify", run)[0] == 0  # a shorter ledger that verifies
