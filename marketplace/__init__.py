@@ -13,14 +13,17 @@ from typing import TYPE_CHECKING
 from marketplace._lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from marketplace.audit import AuditReport, audit_ledger
+    from marketplace.audit import AuditReport, EntryCheck, audit_ledger
     from marketplace.canonical import JSON, canonical_bytes, canonical_json
+    from marketplace.checkpoint import Checkpoint, SignedCheckpoint
     from marketplace.entries import Entry, SignedTransaction, Transaction
     from marketplace.errors import (
         AuthorizationError,
         DuplicateAccountError,
         EmissionError,
         InsufficientFunds,
+        KeyringError,
+        LedgerIdError,
         LedgerIntegrityError,
         LedgerNotFoundError,
         LicenseError,
@@ -35,8 +38,9 @@ if TYPE_CHECKING:
         UnknownAccountError,
         VoteError,
     )
-    from marketplace.keys import derive_private_key, public_key_hex
-    from marketplace.ledger import InclusionProof, Market, ledger_path
+    from marketplace.keyring import Keyring
+    from marketplace.keys import public_key_hex
+    from marketplace.ledger import InclusionProof, LedgerSummary, Market, ledger_path
     from marketplace.merkle import MerkleTree, verify_consistency, verify_inclusion
     from marketplace.model_registry import artifact_sha256, search_versions
     from marketplace.ratings import RATING_RULES, Ballot
@@ -46,7 +50,10 @@ if TYPE_CHECKING:
 
 _EXPORTS = {
     "AuditReport": "audit",
+    "EntryCheck": "audit",
     "audit_ledger": "audit",
+    "Checkpoint": "checkpoint",
+    "SignedCheckpoint": "checkpoint",
     "JSON": "canonical",
     "canonical_bytes": "canonical",
     "canonical_json": "canonical",
@@ -57,6 +64,8 @@ _EXPORTS = {
     "DuplicateAccountError": "errors",
     "EmissionError": "errors",
     "InsufficientFunds": "errors",
+    "KeyringError": "errors",
+    "LedgerIdError": "errors",
     "LedgerIntegrityError": "errors",
     "LedgerNotFoundError": "errors",
     "LicenseError": "errors",
@@ -70,9 +79,10 @@ _EXPORTS = {
     "TransactionError": "errors",
     "UnknownAccountError": "errors",
     "VoteError": "errors",
-    "derive_private_key": "keys",
+    "Keyring": "keyring",
     "public_key_hex": "keys",
     "InclusionProof": "ledger",
+    "LedgerSummary": "ledger",
     "Market": "ledger",
     "largest_remainder": "rounding",
     "ledger_path": "ledger",
@@ -103,13 +113,19 @@ __all__ = [
     "AuditReport",
     "AuthorizationError",
     "Ballot",
+    "Checkpoint",
     "DuplicateAccountError",
     "EmissionError",
     "Entry",
+    "EntryCheck",
     "InclusionProof",
     "InsufficientFunds",
+    "Keyring",
+    "KeyringError",
+    "LedgerIdError",
     "LedgerIntegrityError",
     "LedgerNotFoundError",
+    "LedgerSummary",
     "License",
     "LicenseError",
     "Market",
@@ -124,6 +140,7 @@ __all__ = [
     "Registry",
     "RegistryError",
     "SignatureError",
+    "SignedCheckpoint",
     "SignedTransaction",
     "StakeError",
     "Transaction",
@@ -135,7 +152,6 @@ __all__ = [
     "audit_ledger",
     "canonical_bytes",
     "canonical_json",
-    "derive_private_key",
     "largest_remainder",
     "ledger_path",
     "public_key_hex",

@@ -1,12 +1,27 @@
 """Transactions and ledger entries: immutable records with one canonical encoding.
 
-A :class:`Transaction` is what a sender signs: ``kind``, ``sender``, per-account
-``nonce``, simulated ``time`` and ``data``. An :class:`Entry` is a transaction
-once the ledger accepted it: it adds the sequence number, the block, the
-signature and the previous entry's hash. The entry hash is
-``SHA-256(prev_hash || canonical(body))`` where ``body`` is every field but the
-hash itself; the stored record (and the Merkle leaf data) is
-``canonical(body + {"hash": ...})``.
+A :class:`Transaction` is what a sender signs: ``kind``, ``sender``, the
+per-signer counter ``nonce``, simulated ``time``, ``data``, the ``ledger`` id
+it is meant for (the genesis entry's hash; ``None`` only in genesis itself)
+and, on the sender's first entry only, its public ``key``. An :class:`Entry`
+is a transaction once the ledger accepted it: it adds the sequence number, the
+block, the signature and the previous entry's hash.
+
+Encodings (all canonical JSON, see :mod:`marketplace.canonical`):
+
+* signed message: ``canonical({data, key, kind, ledger, nonce, sender, time})``;
+* body: every entry field but ``hash``; ``hash = SHA-256(prev_hash || body)``;
+* record: ``canonical(body + {"hash": ...})``, what is stored and what the
+  RFC 6962 Merkle leaf covers;
+* content: ``canonical({block, data, kind, nonce, sender, seq, time})`` with
+  the keyring-dependent data fields of a kind left out (a checkpoint's root
+  and note signature, see :data:`KEYED_DATA`). It is identical under any
+  keyring; the content digest of a ledger hashes these (``content_digest``).
+
+:func:`encode_entry` is the only place that lays these texts out (the append
+and audit hot paths both call it); ``tests/marketplace/test_encoding.py``
+checks it equals ``canonical_json`` of the dicts byte for byte and
+``tests/fixtures/entries/`` holds vectors another implementation can check.
 """
 
 from __future__ import annotations
@@ -16,24 +31,32 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from json.encoder import encode_basestring
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 from marketplace.canonical import JSON, canonical_bytes, canonical_json
 
 __all__ = [
+    "CONTENT_DIGEST_EMPTY",
     "GENESIS_PREV",
+    "KEYED_DATA",
     "Encoded",
     "Entry",
     "SignedTransaction",
     "Transaction",
+    "content_data",
+    "encode_entry",
     "json_float",
-    "json_str",
-    "record_parts",
-    "signing_text",
+    "signing_message",
 ]
 
 GENESIS_PREV = "00" * 32
+
+KEYED_DATA: Mapping[str, frozenset[str]] = {"checkpoint": frozenset({"root", "note_signature"})}
+"""Data fields that depend on the keyring (via signatures), left out of the content."""
+
+CONTENT_DIGEST_EMPTY = hashlib.sha256(b"").hexdigest()
+"""Content digest of no entries."""
 
 
 # Transaction and Entry are NamedTuples rather than frozen dataclasses: just as
@@ -50,16 +73,14 @@ class Transaction(NamedTuple):
     nonce: int
     time: float
     data: Mapping[str, JSON]
+    ledger: str | None = None
+    """Hex id of the ledger this is signed for (its genesis hash); ``None`` in genesis."""
+    key: str | None = None
+    """The sender's hex Ed25519 public key, on its first (registering) entry only."""
 
-    def signing_bytes(self, data_json: str | None = None) -> bytes:
-        """The exact bytes covered by the sender's Ed25519 signature:
-        canonical JSON of ``{data, kind, nonce, sender, time}``.
-
-        ``data_json`` (the canonical JSON of ``data``, if already computed)
-        saves re-encoding it.
-        """
-        dj = canonical_json(self.data) if data_json is None else data_json
-        return _signing(self.kind, self.sender, self.nonce, self.time, dj)
+    def signing_bytes(self) -> bytes:
+        """The exact bytes covered by the sender's Ed25519 signature."""
+        return canonical_bytes({**_core(self, self.data), "key": self.key, "ledger": self.ledger})
 
     def describe(self) -> str:
         """Short identification used in error messages: ``transfer by client-001 #3``."""
@@ -84,6 +105,8 @@ class Entry(NamedTuple):
     nonce: int
     time: float
     data: Mapping[str, JSON]
+    ledger: str | None
+    key: str | None
     signature: str
     prev_hash: str
     hash: str
@@ -91,18 +114,18 @@ class Entry(NamedTuple):
     @property
     def tx(self) -> Transaction:
         """The signed transaction inside this entry."""
-        return Transaction(self.kind, self.sender, self.nonce, self.time, self.data)
+        return Transaction(
+            self.kind, self.sender, self.nonce, self.time, self.data, self.ledger, self.key
+        )
 
     def body(self) -> dict[str, Any]:
         """Every field except ``hash``: what the hash covers."""
         return {
+            **_core(self, self.data),
             "seq": self.seq,
             "block": self.block,
-            "kind": self.kind,
-            "sender": self.sender,
-            "nonce": self.nonce,
-            "time": self.time,
-            "data": self.data,
+            "ledger": self.ledger,
+            "key": self.key,
             "signature": self.signature,
             "prev_hash": self.prev_hash,
         }
@@ -112,6 +135,11 @@ class Entry(NamedTuple):
         body = self.body()
         body["hash"] = self.hash
         return canonical_json(body)
+
+    def content(self) -> str:
+        """Canonical JSON of the keyring-independent content (see the module doc)."""
+        data = content_data(self.kind, self.data)
+        return canonical_json({**_core(self, data), "seq": self.seq, "block": self.block})
 
     @staticmethod
     def compute_hash(prev_hash: str, body: Mapping[str, Any]) -> str:
@@ -123,29 +151,18 @@ class Entry(NamedTuple):
         cls, *, seq: int, block: int, tx: Transaction, signature: str, prev_hash: str
     ) -> Entry:
         """Create an entry and compute its hash."""
-        partial = cls(
-            seq, block, tx.kind, tx.sender, tx.nonce, tx.time, tx.data, signature, prev_hash, ""
-        )
-        digest = cls.compute_hash(prev_hash, partial.body())
-        return cls(
-            seq, block, tx.kind, tx.sender, tx.nonce, tx.time, tx.data, signature, prev_hash, digest
-        )
+        fields = (seq, block, tx.kind, tx.sender, tx.nonce, tx.time, tx.data, tx.ledger, tx.key)
+        partial = cls(*fields, signature, prev_hash, "")
+        return cls(*fields, signature, prev_hash, cls.compute_hash(prev_hash, partial.body()))
 
     def encode(self, data_json: str | None = None) -> Encoded:
-        """Signing bytes, body bytes and record text with a single JSON encoding of ``data``.
-
-        Equal byte for byte to ``signing_bytes()``, ``canonical(body())`` and
-        ``record()`` (a test checks this): the keys are written in sorted order
-        by construction. This is the hot path of appends and of the audit.
-        """
-        dj = canonical_json(self.data) if data_json is None else data_json
-        kind, sender, time = json_str(self.kind), json_str(self.sender), json_float(self.time)
-        head, tail = record_parts(
-            self.seq, self.block, kind, self.nonce, self.prev_hash, sender, self.signature, time, dj
+        """All encodings of this entry with a single JSON encoding of ``data``
+        (equal to ``signing_bytes()``, ``canonical(body())``, ``record()`` and
+        ``content()`` when the stored ``hash`` is right; the record and
+        ``hash`` returned carry the hash recomputed from the body)."""
+        return encode_entry(
+            self.seq, self.block, self.tx, self.signature, self.prev_hash, data_json
         )
-        record = f'{head},"hash":{json_str(self.hash)}{tail}'
-        signing = signing_text(kind, self.nonce, sender, time, dj).encode("utf-8")
-        return Encoded(signing, (head + tail).encode("utf-8"), record)
 
     @classmethod
     def from_record(cls, record: str) -> Entry:
@@ -154,6 +171,9 @@ class Entry(NamedTuple):
         if not isinstance(d, dict):
             raise ValueError("record is not a JSON object")
         data = d["data"]
+        if not isinstance(data, dict):
+            raise TypeError("data is not an object")
+        ledger, key = d["ledger"], d["key"]
         return cls(
             int(d["seq"]),
             int(d["block"]),
@@ -161,66 +181,51 @@ class Entry(NamedTuple):
             str(d["sender"]),
             int(d["nonce"]),
             float(d["time"]),
-            data.copy() if type(data) is dict else dict(data),
+            data,
+            None if ledger is None else str(ledger),
+            None if key is None else str(key),
             str(d["signature"]),
             str(d["prev_hash"]),
             str(d["hash"]),
         )
 
 
+def _core(t: Transaction | Entry, data: Mapping[str, JSON]) -> dict[str, Any]:
+    """The fields every encoding shares (canonical JSON sorts the keys)."""
+    return {"kind": t.kind, "sender": t.sender, "nonce": t.nonce, "time": t.time, "data": data}
+
+
 @dataclass(frozen=True, slots=True)
 class Encoded:
-    """The three canonical encodings of an entry."""
+    """The canonical encodings of an entry: signed message, hashed body, stored
+    record, content record (all text but the two byte strings that are hashed
+    or signed), and the entry hash."""
 
     signing: bytes
     body: bytes
     record: str
+    content: str
+    hash: str
 
 
-def _signing(kind: str, sender: str, nonce: int, time: float, data_json: str) -> bytes:
-    text = signing_text(json_str(kind), nonce, json_str(sender), json_float(time), data_json)
-    return text.encode("utf-8")
+def content_data(kind: str, data: Mapping[str, JSON]) -> Mapping[str, JSON]:
+    """``data`` without the fields of :data:`KEYED_DATA` for ``kind``."""
+    keyed = KEYED_DATA.get(kind)
+    if keyed is None:
+        return data
+    return {k: v for k, v in data.items() if k not in keyed}
 
 
-# The helpers below take *already encoded* JSON fragments (``json_str`` of the
-# strings, ``json_float`` of the time, canonical JSON of ``data``) so that the
-# append and audit hot paths encode each field exactly once. Keys are written
-# in sorted order by construction; ``test_encoding`` checks the result equals
-# ``canonical_json`` byte for byte.
+@lru_cache(maxsize=1 << 17)
+def _jstr(value: str) -> str:
+    """A JSON string literal (kinds and account ids repeat: cached)."""
+    return canonical_json(value)
 
 
-def signing_text(kind_j: str, nonce: int, sender_j: str, time_j: str, data_json: str) -> str:
-    """Canonical JSON of ``{data, kind, nonce, sender, time}`` (what is signed)."""
-    return (
-        f'{{"data":{data_json},"kind":{kind_j},"nonce":{nonce},'
-        f'"sender":{sender_j},"time":{time_j}}}'
-    )
-
-
-def record_parts(
-    seq: int,
-    block: int,
-    kind_j: str,
-    nonce: int,
-    prev_hash: str,
-    sender_j: str,
-    signature: str,
-    time_j: str,
-    data_json: str,
-) -> tuple[str, str]:
-    """``(head, tail)``: the body is ``head + tail`` and the record is
-    ``head + ',"hash":"<hash>"' + tail`` (``hash`` sorts between ``data`` and ``kind``)."""
-    head = f'{{"block":{block},"data":{data_json}'
-    tail = (
-        f',"kind":{kind_j},"nonce":{nonce},"prev_hash":{json_str(prev_hash)},'
-        f'"sender":{sender_j},"seq":{seq},"signature":{json_str(signature)},'
-        f'"time":{time_j}}}'
-    )
-    return head, tail
-
-
-json_str = encode_basestring
-"""JSON string literal, as ``json.dumps(value, ensure_ascii=False)`` writes it."""
+def _jhex(value: str) -> str:
+    """A JSON string literal of a hash, key or signature: hex needs no escaping
+    (anything else, e.g. a forged record's, is encoded in full)."""
+    return f'"{value}"' if value.isascii() and value.isalnum() else canonical_json(value)
 
 
 def json_float(value: float) -> str:
@@ -228,3 +233,64 @@ def json_float(value: float) -> str:
     if not math.isfinite(value):
         raise ValueError(f"time must be finite, got {value!r}")
     return float.__repr__(float(value))
+
+
+_sha256 = hashlib.sha256
+
+
+def encode_entry(
+    seq: int,
+    block: int,
+    tx: Transaction,
+    signature: str,
+    prev_hash: str,
+    data_json: str | None = None,
+) -> Encoded:
+    """Lay out every encoding of an entry (the one place records are assembled).
+
+    ``data_json`` is ``canonical_json(tx.data)`` if already computed. The hash
+    is computed from ``prev_hash`` and the body (the audit compares it with the
+    stored one). Keys appear in sorted order by construction, so each text
+    equals ``canonical_json`` of its dict.
+    """
+    dj = canonical_json(tx.data) if data_json is None else data_json
+    kind, sender, time = _jstr(tx.kind), _jstr(tx.sender), json_float(tx.time)
+    ledger = "null" if tx.ledger is None else _jhex(tx.ledger)
+    key = "null" if tx.key is None else _jhex(tx.key)
+    nonce = tx.nonce
+    signing = _signing(dj, key, kind, ledger, nonce, sender, time)
+    head = f'{{"block":{block},"data":{dj}'
+    tail = (
+        f',"key":{key},"kind":{kind},"ledger":{ledger},"nonce":{nonce},'
+        f'"prev_hash":{_jhex(prev_hash)},"sender":{sender},"seq":{seq},'
+        f'"signature":{_jhex(signature)},"time":{time}}}'
+    )
+    body = (head + tail).encode("utf-8")
+    digest = _sha256(bytes.fromhex(prev_hash) + body).hexdigest()
+    cdj = dj if tx.kind not in KEYED_DATA else canonical_json(content_data(tx.kind, tx.data))
+    content = (
+        f'{{"block":{block},"data":{cdj},"kind":{kind},"nonce":{nonce},'
+        f'"sender":{sender},"seq":{seq},"time":{time}}}'
+    )
+    record = f'{head},"hash":"{digest}"{tail}'
+    return Encoded(signing, body, record, content, digest)
+
+
+def _signing(
+    dj: str, key: str, kind: str, ledger: str, nonce: int, sender: str, time: str
+) -> bytes:
+    text = (
+        f'{{"data":{dj},"key":{key},"kind":{kind},"ledger":{ledger},'
+        f'"nonce":{nonce},"sender":{sender},"time":{time}}}'
+    )
+    return text.encode("utf-8")
+
+
+def signing_message(tx: Transaction, data_json: str | None = None) -> bytes:
+    """The bytes ``tx``'s sender signs (= ``tx.signing_bytes()``), reusing ``data_json``."""
+    dj = canonical_json(tx.data) if data_json is None else data_json
+    ledger = "null" if tx.ledger is None else _jhex(tx.ledger)
+    key = "null" if tx.key is None else _jhex(tx.key)
+    return _signing(
+        dj, key, _jstr(tx.kind), ledger, tx.nonce, _jstr(tx.sender), json_float(tx.time)
+    )

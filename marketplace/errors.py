@@ -4,10 +4,12 @@
     ├── LedgerIntegrityError        the audit found a bad entry (names its seq)
     ├── LedgerNotFoundError         no ledger.db where one was expected
     ├── ReadOnlyLedgerError         a write on a ledger opened read-only
-    ├── ProofError                  a Merkle inclusion/consistency proof does not verify
+    ├── KeyringError                no keyring to sign with, or not this ledger's keyring
+    ├── ProofError                  a Merkle proof or a signed checkpoint does not verify
     └── TransactionError            a transaction was refused (names account + tx)
         ├── SignatureError          signature does not verify under the account key
-        ├── NonceError              replayed or skipped per-account nonce
+        ├── LedgerIdError           signed for another ledger ("ledger-id mismatch")
+        ├── NonceError              reused or skipped per-signer nonce ("nonce reused")
         ├── UnknownAccountError     sender or recipient is not registered
         ├── DuplicateAccountError   registering an account id twice
         ├── AuthorizationError      a kind only the treasury may sign
@@ -30,6 +32,8 @@ __all__ = [
     "DuplicateAccountError",
     "EmissionError",
     "InsufficientFunds",
+    "KeyringError",
+    "LedgerIdError",
     "LedgerIntegrityError",
     "LedgerNotFoundError",
     "LicenseError",
@@ -70,8 +74,14 @@ class ReadOnlyLedgerError(MarketplaceError):
     """Raised when a ledger opened with ``readonly=True`` is asked to write."""
 
 
+class KeyringError(MarketplaceError):
+    """Raised when a ledger must be signed but no keyring was given, the keyring
+    file is missing or malformed, or the keyring does not hold this ledger's keys."""
+
+
 class ProofError(MarketplaceError):
-    """Raised when a Merkle inclusion or consistency proof does not verify."""
+    """Raised when a Merkle inclusion or consistency proof, or a signed checkpoint
+    (its format, origin or signature), does not verify."""
 
 
 class TransactionError(MarketplaceError):
@@ -92,8 +102,13 @@ class SignatureError(TransactionError):
     """Raised when a signature does not verify under the account's public key."""
 
 
+class LedgerIdError(TransactionError):
+    """Raised when a transaction was signed for another ledger (its ledger id is not
+    this ledger's genesis hash): a replay across ledgers."""
+
+
 class NonceError(TransactionError):
-    """Raised when a transaction's nonce is replayed (too low) or skipped (too high)."""
+    """Raised when a transaction's nonce is reused (a replay) or skipped (too high)."""
 
 
 class UnknownAccountError(TransactionError):

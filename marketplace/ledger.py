@@ -1,58 +1,64 @@
 """The ``Market`` facade: a signed, hash-chained, Merkle-checkpointed SQLite ledger.
 
-Storage is one SQLite database in WAL mode. Every write runs inside an explicit
-``BEGIN IMMEDIATE`` transaction, so two writers serialize (the second waits on
-the lock and then catches up with the first's entries before appending) and a
-writer killed at any point leaves either the whole transaction or none of it.
-A one-row ``head`` table, written in the same transaction, records the last
-sequence number and hash so that truncation of the log is detected.
+Storage is one SQLite database in WAL mode. Appends are staged in memory and
+written in one explicit ``BEGIN IMMEDIATE`` transaction that is committed when
+the block is sealed (:meth:`Market.end_block`, or every ``block_size``
+entries), at :meth:`Market.flush`, at the end of a :meth:`Market.batch` and at
+:meth:`Market.close`; after each sealed block the WAL is checkpointed into
+``ledger.db`` itself. A writer therefore holds the ledger for the length of
+its open block (a second writer waits), and a writer killed at any point
+leaves every committed block and nothing half-written: at most the open
+block is lost. A one-row ``head`` table, written in the same transaction,
+records the last sequence number and hash so that truncation is detected.
 
-Each entry is a :class:`~marketplace.entries.Entry` (canonical JSON). Entries
-are grouped into blocks: :meth:`Market.end_block` (or every ``block_size``
-entries) appends a treasury-signed ``checkpoint`` entry holding the RFC 6962
-root of every entry before it, the tree size and the simulated time. The final
-block may be open (unsealed) after a crash; the audit accepts that.
+Each entry is a :class:`~marketplace.entries.Entry` (canonical JSON) signed by
+its sender with a key from the :class:`~marketplace.keyring.Keyring` (never
+stored in the run directory) and bound to this ledger's id (the genesis
+entry's hash) and the sender's nonce. A sealed block ends with a
+treasury-signed ``checkpoint`` entry holding the RFC 6962 root of every entry
+before it, the tree size, and the treasury's signature of that tree head as a
+C2SP signed note (:mod:`marketplace.checkpoint`), which can be exported for a
+witness. The final block may be open (unsealed) after a crash; the audit
+accepts that.
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import hashlib
 import logging
 import os
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from glob import escape as glob_escape
-from math import isfinite
 from pathlib import Path
 from types import TracebackType
 from urllib.parse import quote
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-from marketplace.canonical import JSON, canonical_json
+from marketplace.canonical import JSON, canonical_bytes, canonical_json
+from marketplace.checkpoint import Checkpoint, NoteSignature, SignedCheckpoint, key_id, origin_of
 from marketplace.entries import (
     GENESIS_PREV,
     Entry,
     SignedTransaction,
     Transaction,
-    json_float,
-    json_str,
-    record_parts,
-    signing_text,
+    encode_entry,
+    signing_message,
 )
 from marketplace.errors import (
+    KeyringError,
     LedgerIntegrityError,
     LedgerNotFoundError,
+    ProofError,
     ReadOnlyLedgerError,
     RegistryError,
     SignatureError,
     TransactionError,
 )
-from marketplace.keys import HAVE_SODIUM, Signer, SigningPool, public_key_hex, verify_signature
-from marketplace.merkle import MerkleTree, leaf_hash, verify_inclusion
+from marketplace.keyring import Keyring, ledger_key_id
+from marketplace.keys import Signer, verify_signature
+from marketplace.merkle import MerkleTree, verify_inclusion
 from marketplace.ratings import Ballot, aggregate_rating
 from marketplace.reputation import reputation
 from marketplace.rounding import largest_remainder
@@ -69,26 +75,14 @@ from marketplace.state import (
 
 __all__ = [
     "LEDGER_FILE",
-    "BulkTx",
     "InclusionProof",
+    "LedgerSummary",
     "Market",
     "ledger_path",
 ]
 
-BulkTx = tuple[str, str, Mapping[str, JSON]] | tuple[str, str, Mapping[str, JSON], float]
-"""One transaction for :meth:`Market.append_many`: ``(kind, sender, data)`` or
-``(kind, sender, data, time)`` (without ``time``, the market's clock is read)."""
-
-_PARALLEL_MIN = 128
-"""Blocks of fewer transactions are signed in-process (helper IPC costs more)."""
-_CHUNK = 16
-"""Transactions validated, then signed (by the helper or here), at a time."""
-_HELPER_DEPTH = 128
-"""Signatures the helper may owe before chunks are signed here instead: deep
-enough that it does not run dry while this process signs a chunk itself."""
-_HELPER_SLACK = 64
-"""Signatures the helper may still owe when this process has validated the
-last transaction of a run (it inserts the staged rows meanwhile)."""
+_STAGE_ROWS = 4096
+"""Staged rows are INSERTed (not yet committed) once this many are pending."""
 
 logger = logging.getLogger("fedmarket.ledger")
 _sha256 = hashlib.sha256
@@ -200,7 +194,7 @@ class InclusionProof:
     path: tuple[str, ...]
     root: str
     checkpoint_seq: int | None
-    """The signed checkpoint entry whose root this is; ``None`` for the open block."""
+    """The signed checkpoint entry whose root this is; ``None`` for an unsigned tree."""
 
     def verify(self) -> None:
         """Raise :class:`~marketplace.errors.ProofError` if the proof is invalid."""
@@ -213,12 +207,41 @@ class InclusionProof:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class LedgerSummary:
+    """What identifies a ledger's current state (recorded in a run's manifest)."""
+
+    ledger_id: str
+    """The genesis entry's hash: the id every signature is bound to."""
+    size: int
+    head: str
+    """Hash of the last entry: byte-identical for the same scenario, seed and keyring."""
+    root: str
+    """RFC 6962 Merkle root of all entries."""
+    content_digest: str
+    """SHA-256 of the entries' content records: identical under any keyring."""
+    treasury_key: str
+    """The treasury's (log operator's) public key, hex."""
+
+    def to_json(self) -> dict[str, JSON]:
+        return {
+            "id": self.ledger_id,
+            "size": self.size,
+            "head": self.head,
+            "root": self.root,
+            "content_digest": self.content_digest,
+            "treasury_key": self.treasury_key,
+        }
+
+
 class Market:
     """All marketplace economics, as signed and nonce-checked ledger transactions.
 
     Use :meth:`create` or :meth:`open`; every mutating method appends one (or a
     few) entries and raises a :class:`~marketplace.errors.MarketplaceError`
     subclass when the transaction is refused, in which case nothing is appended.
+    Signing needs the :class:`~marketplace.keyring.Keyring` the ledger was
+    created with; a market opened without one can read but not append.
     """
 
     def __init__(
@@ -228,13 +251,17 @@ class Market:
         *,
         readonly: bool,
         clock: Callable[[], float] | None,
+        keyring: Keyring | None,
     ) -> None:
         self.path = path
         self._conn = conn
         self._readonly = readonly
         self._clock = clock
+        self._keyring = keyring
+        self._key_id = b""
         self._state = MarketState()
         self._tree = MerkleTree()
+        self._content = hashlib.sha256()
         self._head = GENESIS_PREV
         self._seed = 0
         self._block_size: int | None = None
@@ -242,10 +269,9 @@ class Market:
         self._signers: dict[str, Signer] = {}
         self._pending: list[tuple[int, str, str]] = []
         self._flushed = 0  # leading _pending rows already INSERTed (not yet committed)
+        self._in_txn = False
         self._depth = 0
         self._closed = False
-        self._pool: SigningPool | None = None
-        self._json_strs: dict[str, str] = {}
 
     # -- lifecycle ---------------------------------------------------------------
     @classmethod
@@ -255,14 +281,20 @@ class Market:
         *,
         seed: int,
         genesis: Mapping[str, JSON],
+        keyring: Keyring,
+        run_id: str | None = None,
         clock: Callable[[], float] = lambda: 0.0,
         block_size: int | None = None,
     ) -> Market:
         """Create ``ledger.db`` (``path`` is a run directory or a ``.db`` file) and
-        write the genesis entry, which registers the treasury.
+        write the genesis entry, which registers the treasury's key.
 
         ``genesis`` must hold ``scenario_hash``; ``genesis["params"]`` may
         override :class:`~marketplace.state.Params` (unknown names: ValueError).
+        ``run_id`` (default: derived from ``genesis`` and ``seed``) is recorded
+        in genesis, so two runs of one scenario can have distinct ledger ids.
+        Every key is derived from ``keyring``, which must not live in the run
+        directory.
         """
         db = ledger_path(path)
         if "scenario_hash" not in genesis:
@@ -273,8 +305,14 @@ class Market:
         if not isinstance(raw_params, Mapping):
             raise ValueError("genesis['params'] must be a mapping")
         params = Params.from_mapping(raw_params)
+        keyring.check_outside(db.parent)
         if db.exists():
             raise FileExistsError(f"ledger already exists: {db}")
+        data: dict[str, JSON] = dict(genesis)
+        if run_id is None:
+            digest = hashlib.sha256(canonical_bytes({"genesis": data, "seed": seed}))
+            run_id = digest.hexdigest()[:16]
+        data.update(seed=seed, params=params.to_json(), block_size=block_size, run_id=run_id)
         db.parent.mkdir(parents=True, exist_ok=True)
         # The schema and the genesis entry are written to a staging file that is
         # linked into place only once complete: a process killed while creating
@@ -284,19 +322,14 @@ class Market:
         staging = db.with_name(f".{db.name}.{os.getpid()}{_STAGING_SUFFIX}")
         _remove_db_files(staging)
         conn = connect(staging, readonly=False)
-        market = cls(db, conn, readonly=False, clock=clock)
+        market = cls(db, conn, readonly=False, clock=clock, keyring=keyring)
         try:
             conn.executescript(_SCHEMA)
             market._seed = seed
             market._block_size = block_size
-            data: dict[str, JSON] = dict(genesis)
-            data.update(
-                seed=seed,
-                params=params.to_json(),
-                block_size=block_size,
-                treasury_public_key=public_key_hex(market._key(TREASURY)),
-            )
+            market._key_id = ledger_key_id(data)
             market._append("genesis", TREASURY, data)
+            market._commit()
             # Closing the only connection checkpoints the WAL into the file and
             # deletes it, so the staging file alone holds the whole ledger.
             conn.close()
@@ -306,7 +339,7 @@ class Market:
             _remove_db_files(staging)
             raise
         market._conn = connect(db, readonly=False)
-        logger.info("created ledger %s (seed=%d, block_size=%s)", db, seed, block_size)
+        logger.info("created ledger %s (seed=%d, run %s, keyring %s)", db, seed, run_id, keyring.id)
         return market
 
     @classmethod
@@ -316,9 +349,15 @@ class Market:
         *,
         readonly: bool = True,
         clock: Callable[[], float] | None = None,
+        keyring: Keyring | None = None,
     ) -> Market:
         """Open an existing ledger and replay it into memory (no audit; see
-        :func:`marketplace.audit.audit_ledger` for a from-scratch verification)."""
+        :func:`marketplace.audit.audit_ledger` for a from-scratch verification).
+
+        Appending needs ``keyring``, the one the ledger was created with (a
+        KeyringError says so at the first append without one, and at once for
+        a keyring that does not hold the treasury's registered key).
+        """
         db = ledger_path(path)
         if not db.is_file():
             raise LedgerNotFoundError(f"no ledger at {db}")
@@ -326,29 +365,33 @@ class Market:
             conn = connect(db, readonly=readonly)
         except sqlite3.Error as exc:
             raise LedgerIntegrityError(0, f"cannot open the ledger database: {exc}") from None
-        market = cls(db, conn, readonly=readonly, clock=clock)
+        market = cls(db, conn, readonly=readonly, clock=clock, keyring=keyring)
         try:
             market._catch_up()
+            if keyring is not None and market.size:
+                market._signer(TREASURY)  # raises if this is not the ledger's keyring
         except sqlite3.Error as exc:
-            conn.close()
+            market.close()
             reason = f"unreadable ledger database: {exc}"
             raise LedgerIntegrityError(market._state.size, reason) from None
         except BaseException:
-            conn.close()
+            market.close()
             raise
         return market
 
     def close(self) -> None:
-        """Flush and close the database; a writer leaves it out of WAL mode."""
+        """Commit the staged entries and close the database; a writer leaves it
+        out of WAL mode."""
         if self._closed:
             return
-        self._closed = True
-        if self._pool is not None:
-            self._pool.close()
-            self._pool = None
-        if not self._readonly:
-            self._leave_wal()
-        self._conn.close()
+        try:
+            if self._in_txn:
+                self._commit()
+        finally:
+            self._closed = True
+            if not self._readonly:
+                self._leave_wal()
+            self._conn.close()
 
     def _leave_wal(self) -> None:
         """Switch a closing ledger to a rollback journal (``journal_mode=DELETE``).
@@ -376,13 +419,24 @@ class Market:
         self.close()
 
     # -- internals ---------------------------------------------------------------
-    def _key(self, account: str) -> Ed25519PrivateKey:
-        return self._signer(account).key
-
     def _signer(self, account: str) -> Signer:
+        """The keyring's signer of ``account``, checked against its registered key."""
         signer = self._signers.get(account)
-        if signer is None:
-            signer = self._signers[account] = Signer.derive(self._seed, account)
+        if signer is not None:
+            return signer
+        if self._keyring is None:
+            raise KeyringError(
+                f"{self.path} was opened without a keyring, so nothing can be signed as "
+                f"{account!r}: open it with keyring=Keyring.load(...) (the run's keyring)"
+            )
+        signer = self._keyring.signer(self._key_id, account)
+        registered = self._state.accounts.get(account)
+        if registered is not None and registered.public_key != signer.public_hex:
+            raise KeyringError(
+                f"keyring {self._keyring.id} does not hold the key registered for "
+                f"{account!r} on {self.path} (it was created with another keyring)"
+            )
+        self._signers[account] = signer
         return signer
 
     def _now(self) -> float:
@@ -390,17 +444,21 @@ class Market:
             return self._state.last_time
         return float(self._clock())
 
-    def _ingest(self, entry: Entry, record: str) -> None:
+    def _ingest(self, entry: Entry, record: str, content: str) -> None:
         """Apply an already-stored entry (trusted: written by a Market)."""
-        block = self._state.block
-        self._state.apply(entry.tx)
+        state = self._state
+        block = state.block
+        state.apply(entry.tx)
         if entry.kind == "genesis":
+            state.ledger_id = entry.hash
+            self._key_id = ledger_key_id(entry.data)
             self._seed = int(entry.data["seed"])  # type: ignore[arg-type]
             bs = entry.data.get("block_size")
             self._block_size = bs if isinstance(bs, int) else None
-        if self._state.block != block:
+        if state.block != block:
             self._block_start = entry.seq + 1
-        self._tree.append(leaf_hash(record.encode("utf-8")))
+        self._tree.append(_sha256(b"\x00" + record.encode("utf-8")).digest())
+        self._content.update(content.encode("utf-8") + b"\n")
         self._head = entry.hash
 
     def _catch_up(self) -> None:
@@ -412,28 +470,35 @@ class Market:
             seq = self._state.size
             try:
                 entry = Entry.from_record(record)
+                content = entry.encode().content
             except MALFORMED as exc:
                 reason = f"malformed record: {malformed_reason(exc)}"
                 raise LedgerIntegrityError(seq, reason) from None
             if entry.seq != seq or entry.prev_hash != self._head:
                 raise LedgerIntegrityError(seq, "does not extend the chain; run an audit")
             try:
-                self._ingest(entry, record)
+                self._ingest(entry, record, content)
             except (TransactionError, *MALFORMED) as exc:
                 reason = f"invalid transaction: {malformed_reason(exc)}"
                 raise LedgerIntegrityError(seq, reason) from None
 
     def _begin(self) -> None:
+        self._writable()
         self._conn.execute("BEGIN IMMEDIATE")
+        self._in_txn = True
         try:
             row = self._conn.execute("SELECT seq FROM head WHERE id = 0").fetchone()
             if row is not None and int(row[0]) + 1 != self._state.size:
                 self._catch_up()
         except BaseException:
             self._conn.execute("ROLLBACK")
+            self._in_txn = False
             raise
 
     def _commit(self) -> None:
+        """Write the staged entries and the head row, and commit."""
+        if not self._in_txn:
+            return
         try:
             if self._pending:
                 self._flush_pending()
@@ -446,51 +511,49 @@ class Market:
             self._rollback_and_reload()
             raise
         finally:
+            self._in_txn = False
             self._pending.clear()
             self._flushed = 0
 
     def _flush_pending(self) -> None:
-        """INSERT the staged rows not inserted yet, inside the open transaction.
-
-        Called at commit, and by bulk appends while they wait for the signing
-        helper (the rows are then written in time that would otherwise be
-        idle). Inserted rows are durable only once the transaction commits;
-        :meth:`_restore` deletes them again when a bulk append is refused.
-        """
+        """INSERT the staged rows not inserted yet, inside the open transaction
+        (at commit, when many are staged, and before reading the database, so
+        this connection's reads see every entry appended so far)."""
         rows = self._pending[self._flushed :] if self._flushed else self._pending
         if rows:
             self._conn.executemany("INSERT INTO entries (seq, kind, record) VALUES (?, ?, ?)", rows)
             self._flushed = len(self._pending)
 
+    def _visible(self) -> None:
+        if self._in_txn:
+            self._flush_pending()
+
     def _rollback_and_reload(self) -> None:
         with contextlib.suppress(sqlite3.Error):
             self._conn.execute("ROLLBACK")
+        self._in_txn = False
         self._pending.clear()
         self._flushed = 0
         self._state = MarketState()
         self._tree = MerkleTree()
+        self._content = hashlib.sha256()
         self._head = GENESIS_PREV
         self._block_start = 0
         self._catch_up()
 
+    def flush(self) -> None:
+        """Commit every staged entry now (without sealing the block)."""
+        if self._depth:
+            raise RuntimeError("flush() inside batch(): the batch commits when it ends")
+        self._commit()
+
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
-        """Group appends into one SQLite transaction (one commit, much faster).
-
-        Entries appended inside are durable once the ``with`` block exits. A
-        refused transaction inside does not undo the ones before it; an I/O
-        error rolls the whole batch back and reloads the ledger.
-        """
+        """Group appends into one SQLite transaction, committed when the ``with``
+        block exits (also when a refused transaction ends it: refusals undo
+        nothing before them). An I/O error rolls the batch back and reloads."""
         self._writable()
-        if self._depth:
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
-            return
-        self._begin()
-        self._depth = 1
+        self._depth += 1
         try:
             yield
         except sqlite3.Error:
@@ -498,11 +561,13 @@ class Market:
             self._rollback_and_reload()
             raise
         except BaseException:
-            self._depth = 0
-            self._commit()
+            self._depth -= 1
+            if not self._depth:
+                self._commit()
             raise
-        self._depth = 0
-        self._commit()
+        self._depth -= 1
+        if not self._depth:
+            self._commit()
 
     def _writable(self) -> None:
         if self._readonly:
@@ -519,55 +584,56 @@ class Market:
         signed: SignedTransaction | None = None,
         time: float | None = None,
     ) -> Entry:
-        if not self._depth:
-            with self.batch():
-                return self._append(kind, sender, data, signed=signed, time=time)
-        if self._closed:
-            self._writable()
+        """Validate, sign (or check the outside signature), hash-chain and stage one entry."""
+        if not self._in_txn:
+            self._begin()
         state = self._state
         if signed is None:
+            signer = self._signer(sender)
             when = self._now() if time is None else time
-            tx = Transaction(kind, sender, state.next_nonce(sender), when, dict(data))
+            key = signer.public_hex if kind in ("genesis", "register") else None
+            tx = Transaction(
+                kind, sender, state.next_nonce(sender), when, dict(data), state.ledger_id, key
+            )
+            data_json = canonical_json(tx.data)  # fails early on NaN / unencodable data
+            message = signing_message(tx, data_json)
+            signature = signer.sign(message).hex()
         else:
-            tx = signed.tx
-        # Every field is JSON-encoded exactly once and reused for the signed
-        # message, the hashed body and the stored record (entries.record_parts).
-        data_json = canonical_json(tx.data)  # fails early on NaN / unencodable data
-        kind_j, sender_j, time_j = json_str(tx.kind), json_str(tx.sender), json_float(tx.time)
-        message = signing_text(kind_j, tx.nonce, sender_j, time_j, data_json).encode("utf-8")
-        if signed is not None:
-            # Externally signed: never trusted, verified against the key
-            # registered on the ledger before anything is applied.
+            tx, signature = signed.tx, signed.signature
+            data_json = canonical_json(tx.data)
+            # Never trusted: bound to this ledger, and verified against the key
+            # registered on the ledger, before anything is applied.
+            state.check_ledger(tx)
             public = state.public_key_for(tx)
-            if not verify_signature(public, signed.signature, message):
+            message = signing_message(tx, data_json)
+            if not verify_signature(public, signature, message):
                 raise SignatureError(
                     "signature does not verify", account=tx.sender, tx=tx.describe()
                 )
-        seq, block = state.size, state.block
-        state.apply(tx)  # validates (account, nonce, funds, ...) before mutating
-        if signed is not None:
-            signature = signed.signature
-        else:
-            # Signed here with the key this Market derived for ``sender``: not
-            # re-verified on the hot path. Ed25519 signing is deterministic and
-            # the public key registered on the ledger for ``sender`` *is* this
-            # key's (register_participant writes it; the treasury's is in
-            # genesis), so the verification could only succeed; the audit
-            # re-verifies every signature anyway. (Markets opened on a ledger
-            # whose accounts registered foreign keys sign with the derived key
-            # too, exactly as before; the audit would flag such an entry.)
-            signature = self._signer(tx.sender).sign(message).hex()
-        prev = self._head
-        head, tail = record_parts(
-            seq, block, kind_j, tx.nonce, prev, sender_j, signature, time_j, data_json
-        )
-        digest = _sha256(bytes.fromhex(prev) + (head + tail).encode("utf-8")).hexdigest()
-        record = f'{head},"hash":"{digest}"{tail}'
-        self._tree.append(_sha256(b"\x00" + record.encode("utf-8")).digest())
-        self._head = digest
-        self._pending.append((seq, kind, record))
+        seq, block, prev = state.size, state.block, self._head
+        state.apply(tx)  # validates (ledger, account, nonce, funds, ...) before mutating
+        enc = encode_entry(seq, block, tx, signature, prev, data_json)
+        if kind == "genesis":
+            state.ledger_id = enc.hash
+        self._tree.append(_sha256(b"\x00" + enc.record.encode("utf-8")).digest())
+        self._content.update(enc.content.encode("utf-8") + b"\n")
+        self._head = enc.hash
+        self._pending.append((seq, tx.kind, enc.record))
+        if len(self._pending) - self._flushed >= _STAGE_ROWS:
+            self._flush_pending()
         entry = Entry(
-            seq, block, tx.kind, tx.sender, tx.nonce, tx.time, tx.data, signature, prev, digest
+            seq,
+            block,
+            tx.kind,
+            tx.sender,
+            tx.nonce,
+            tx.time,
+            tx.data,
+            tx.ledger,
+            tx.key,
+            signature,
+            prev,
+            enc.hash,
         )
         if state.block != block:
             self._block_start = seq + 1
@@ -579,261 +645,6 @@ class Market:
             self.end_block()
         return entry
 
-    # -- bulk appends --------------------------------------------------------------
-    def append_many(self, txs: Sequence[BulkTx], *, parallel: bool | None = None) -> list[Entry]:
-        """Append many transactions, all or nothing, in one SQLite transaction.
-
-        Each item is ``(kind, sender, data)`` or ``(kind, sender, data, time)``,
-        signed by this market's derived key of ``sender`` exactly as the single
-        methods (:meth:`transfer`, :meth:`record`, ...) would: nonces are
-        assigned in order, every transaction is validated (accounts, nonces,
-        funds, ...) against the state left by the ones before it, blocks are
-        sealed with checkpoints at the same places (stamped with the time of
-        the entry that fills the block when times are given, else the clock),
-        and the entries (hence the head hash) are byte-identical to appending
-        them one by one with the clock reading each ``time``.
-
-        If any transaction is refused, nothing of the batch is applied (entries
-        appended earlier in an enclosing :meth:`batch` stay) and the error
-        names the transaction (``kind by sender #nonce``); restoring the state
-        replays the ledger, so refusals cost O(ledger), successes do not.
-
-        ``parallel`` (default: automatic when libsodium is available, the
-        machine has several cores and a block holds at least 128 transactions)
-        has a persistent helper process sign chunks of each block while this
-        process validates the next ones, signs whatever the helper has no room
-        for and hash-chains; signatures are deterministic, so where they are
-        computed changes no byte. The helper is stopped by :meth:`close` (or
-        at interpreter exit).
-        """
-        self._writable()
-        items = list(txs)
-        for i, t in enumerate(items):
-            if len(t) not in (3, 4):
-                raise ValueError(f"transaction {i}: expected (kind, sender, data[, time])")
-            if t[0] in ("genesis", "checkpoint"):
-                raise ValueError(f"transaction {i}: {t[0]!r} entries cannot be bulk-appended")
-        if not items:
-            return []
-        if parallel is None and not (HAVE_SODIUM and (os.cpu_count() or 1) > 1):
-            parallel = False
-        out: list[Entry] = []
-        with self.batch():
-            keep = len(self._pending)
-            try:
-                i, n = 0, len(items)
-                while i < n:
-                    stop = n
-                    bs = self._block_size
-                    if bs is not None:
-                        room = bs - (self._state.size - self._block_start)
-                        stop = min(n, i + max(1, room))
-                    self._append_segment(items, i, stop, out, parallel)
-                    i = stop
-                    if bs is not None and self._state.size - self._block_start >= bs:
-                        # Sealed at the time of the last entry when times are
-                        # explicit (as a clock advanced per append would read).
-                        last = items[stop - 1]
-                        self._seal(float(last[3]) if len(last) == 4 else None)
-            except BaseException:
-                # Refused (or interrupted): undo the whole batch, in memory too.
-                self._restore(keep)
-                raise
-        return out
-
-    def _restore(self, keep: int) -> None:
-        """Forget pending entries after the first ``keep`` and rebuild the state
-        from the database plus those (inside the open write transaction)."""
-        if self._flushed:
-            # Rows inserted early (still inside the open transaction) go
-            # again; the kept ones are re-staged and inserted at commit.
-            self._conn.execute("DELETE FROM entries WHERE seq >= ?", (self._pending[0][0],))
-            self._flushed = 0
-        del self._pending[keep:]
-        records = [record for (_, _, record) in self._pending]
-        self._state = MarketState()
-        self._tree = MerkleTree()
-        self._head = GENESIS_PREV
-        self._block_start = 0
-        self._catch_up()
-        for record in records:
-            self._ingest(Entry.from_record(record), record)
-
-    def _signing_pool(self) -> SigningPool:
-        pool = self._pool
-        if pool is None or pool.owner_pid != os.getpid() or not pool.alive:
-            # (A forked child must not share its parent's helper pipes; a
-            # helper that died, e.g. killed, is replaced.)
-            if pool is not None:
-                pool.close()
-            pool = self._pool = SigningPool()
-        return pool
-
-    def _append_segment(
-        self, items: list[BulkTx], lo: int, hi: int, out: list[Entry], parallel: bool | None
-    ) -> None:
-        """Append ``items[lo:hi]``, none of which seals a block."""
-        # No load probing is needed: the helper only gets the chunks it has
-        # room for (see _append_run), so a busy core just means it signs less.
-        use = parallel is not False and hi - lo >= _PARALLEL_MIN
-        self._append_run(items, lo, hi, out, self._signing_pool() if use else None)
-
-    def _append_run(
-        self, items: list[BulkTx], lo: int, hi: int, out: list[Entry], pool: SigningPool | None
-    ) -> None:
-        """Validate, sign and hash-chain ``items[lo:hi]`` (none of which seals a block).
-
-        Streams in chunks of ``_CHUNK``: each chunk is validated and applied in
-        order, then signed either by the helper ``pool`` (when it is owed fewer
-        than ``_HELPER_DEPTH`` signatures, i.e. it has room) or here, and every
-        chunk whose signatures are in is hash-chained and staged in order. So
-        the helper takes as much of the signing as it keeps up with, whatever
-        the load on its core. Once every transaction is validated, this
-        process inserts the staged rows while it waits for the helper's last
-        chunks (the commit then has little left to write).
-        """
-        state = self._state
-        nonces = state.nonces
-        apply = state.apply
-        strs = self._json_strs
-        encode = canonical_json
-        signer_of = self._signer
-        float_repr = float.__repr__
-        block = state.block
-        seq = state.size
-        prev = self._head
-        prev_bytes = bytes.fromhex(prev)
-        tree_extend = self._tree.extend
-        pending = self._pending
-        append_out = out.append
-        # Chunks validated but not yet chained: (txs, parts, signatures or ticket).
-        queue: collections.deque[
-            tuple[list[Transaction], list[tuple[str, str, str, str]], list[bytes] | int]
-        ] = collections.deque()
-
-        def chain(
-            txs: list[Transaction], parts: list[tuple[str, str, str, str]], sigs: list[bytes]
-        ) -> None:
-            nonlocal seq, prev, prev_bytes
-            leaves = []
-            for tx, (kind_j, sender_j, time_j, data_json), raw_sig in zip(
-                txs, parts, sigs, strict=True
-            ):
-                sig = raw_sig.hex()
-                head = f'{{"block":{block},"data":{data_json}'
-                tail = (
-                    f',"kind":{kind_j},"nonce":{tx.nonce},"prev_hash":"{prev}",'
-                    f'"sender":{sender_j},"seq":{seq},"signature":"{sig}",'
-                    f'"time":{time_j}}}'
-                )
-                raw = _sha256(prev_bytes + (head + tail).encode("utf-8")).digest()
-                digest = raw.hex()
-                record = f'{head},"hash":"{digest}"{tail}'
-                leaves.append(_sha256(b"\x00" + record.encode("utf-8")).digest())
-                pending.append((seq, tx.kind, record))
-                append_out(
-                    Entry(
-                        seq,
-                        block,
-                        tx.kind,
-                        tx.sender,
-                        tx.nonce,
-                        tx.time,
-                        tx.data,
-                        sig,
-                        prev,
-                        digest,
-                    )
-                )
-                prev, prev_bytes = digest, raw
-                seq += 1
-            tree_extend(leaves)
-
-        try:
-            for start in range(lo, hi, _CHUNK):
-                stop = min(hi, start + _CHUNK)
-                # Validate + apply in order; encode each signed message once.
-                txs: list[Transaction] = []
-                parts: list[tuple[str, str, str, str]] = []
-                messages: list[bytes] = []
-                signers: list[Signer] = []
-                for j in range(start, stop):
-                    t = items[j]
-                    kind, sender, data = t[0], t[1], t[2]
-                    when = float(t[3]) if len(t) == 4 else self._now()
-                    tx = Transaction(kind, sender, nonces.get(sender, 0), when, dict(data))
-                    try:
-                        data_json = encode(tx.data)
-                        if not isfinite(when):
-                            json_float(when)  # raises the usual error
-                        time_j = float_repr(when)  # = json_float(when), inline
-                    except ValueError as exc:
-                        raise ValueError(f"{tx.describe()}: {exc}") from exc
-                    apply(tx)  # validates (account, nonce, funds, ...) before mutating
-                    kind_j = strs.get(kind)
-                    if kind_j is None:
-                        kind_j = strs[kind] = json_str(kind)
-                    sender_j = strs.get(sender)
-                    if sender_j is None:
-                        sender_j = strs[sender] = json_str(sender)
-                    messages.append(
-                        f'{{"data":{data_json},"kind":{kind_j},"nonce":{tx.nonce},'
-                        f'"sender":{sender_j},"time":{time_j}}}'.encode()
-                    )
-                    txs.append(tx)
-                    parts.append((kind_j, sender_j, time_j, data_json))
-                    signers.append(signer_of(sender))
-                # Sign: the helper if it has room, else here. Near the end of
-                # the run the helper only gets what it can finish while this
-                # process handles the rest (signing one costs this process
-                # about 1.5 helper signatures' time) and inserts the rows.
-                owed = pool.owed() + stop - start if pool is not None else 0
-                if pool is not None and owed <= min(
-                    _HELPER_DEPTH, (hi - stop) * 3 // 2 + _HELPER_SLACK
-                ):
-                    ticket = pool.submit_lists([s.secret for s in signers], messages)
-                    queue.append((txs, parts, ticket))
-                else:
-                    queue.append(
-                        (txs, parts, [s.sign(m) for s, m in zip(signers, messages, strict=True)])
-                    )
-                # Chain every chunk whose signatures are in, in order.
-                while queue:
-                    txs, parts, sigs = queue[0]
-                    if isinstance(sigs, int):
-                        assert pool is not None
-                        if not pool.ready(sigs):
-                            break
-                        sigs = pool.result(sigs)
-                    queue.popleft()
-                    chain(txs, parts, sigs)
-            while queue:
-                txs, parts, sigs = queue[0]
-                if isinstance(sigs, int):
-                    assert pool is not None
-                    if not pool.ready(sigs):
-                        # Everything is validated: insert the rows chained so
-                        # far while the helper finishes, instead of idling.
-                        self._flush_pending()
-                    sigs = pool.result(sigs)
-                queue.popleft()
-                chain(txs, parts, sigs)
-            self._head = prev
-        finally:
-            # On an error, collect what the helper still owes so its protocol
-            # stays in step; if even that fails, stop it (a new one starts).
-            tickets = [sigs for _, _, sigs in queue if isinstance(sigs, int)]
-            if tickets:
-                assert pool is not None
-                try:
-                    for ticket in tickets:
-                        pool.result(ticket)
-                except BaseException:
-                    pool.close()
-                    self._pool = None
-                    raise
-
-    # -- identities and signing --------------------------------------------------
     @property
     def head_hash(self) -> str:
         """Hash of the last entry (hex)."""
@@ -846,8 +657,22 @@ class Market:
 
     @property
     def seed(self) -> int:
-        """The scenario seed keys are derived from."""
+        """The scenario seed recorded in genesis (no key depends on it)."""
         return self._seed
+
+    @property
+    def ledger_id(self) -> str:
+        """This ledger's id: the genesis entry's hash, which every signature is bound to."""
+        lid = self._state.ledger_id
+        if lid is None:
+            raise LedgerIntegrityError(0, "ledger has no genesis entry")
+        return lid
+
+    @property
+    def content_digest(self) -> str:
+        """SHA-256 of the entries' content records, one per line (identical for the
+        same scenario and seed under any keyring; see :mod:`marketplace.entries`)."""
+        return self._content.hexdigest()
 
     @property
     def state(self) -> MarketState:
@@ -859,8 +684,19 @@ class Market:
         """Market parameters fixed at genesis."""
         return self._state.params
 
+    def summary(self) -> LedgerSummary:
+        """Id, size, head, root, content digest and treasury key, as of now."""
+        return LedgerSummary(
+            self.ledger_id,
+            self.size,
+            self._head,
+            self.root(),
+            self.content_digest,
+            self.public_key(TREASURY),
+        )
+
     def public_key(self, account: str) -> str:
-        """The registered public key of ``account`` (hex)."""
+        """The registered public key of ``account`` (hex; else the keyring's)."""
         acct = self._state.accounts.get(account)
         return acct.public_key if acct is not None else self._signer(account).public_hex
 
@@ -872,23 +708,25 @@ class Market:
         *,
         nonce: int | None = None,
         time: float | None = None,
-        key: Ed25519PrivateKey | None = None,
+        signer: Signer | None = None,
     ) -> SignedTransaction:
-        """Build and sign a transaction as ``sender`` would (for :meth:`submit`)."""
+        """Build and sign a transaction as ``sender`` would (for :meth:`submit`),
+        bound to this ledger; ``signer`` overrides the keyring's key (tests)."""
+        signer = self._signer(sender) if signer is None else signer
         tx = Transaction(
             kind,
             sender,
             self._state.next_nonce(sender) if nonce is None else nonce,
             self._now() if time is None else time,
             dict(data),
+            self._state.ledger_id,
+            signer.public_hex if kind == "register" else None,
         )
-        message = tx.signing_bytes()
-        signature = key.sign(message) if key is not None else self._signer(sender).sign(message)
-        return SignedTransaction(tx, signature.hex())
+        return SignedTransaction(tx, signer.sign(tx.signing_bytes()).hex())
 
     def submit(self, signed: SignedTransaction) -> Entry:
-        """Append an externally signed transaction after checking account, signature
-        and nonce (in that order)."""
+        """Append an externally signed transaction after checking its ledger id,
+        account, signature and nonce (in that order)."""
         self._writable()
         return self._append(signed.tx.kind, signed.tx.sender, signed.tx.data, signed=signed)
 
@@ -896,12 +734,10 @@ class Market:
     def register_participant(
         self, account: str, *, role: str, meta: Mapping[str, JSON] | None = None
     ) -> Entry:
-        """Register ``account`` with its derived public key (self-signed, nonce 0)."""
-        data: dict[str, JSON] = {
-            "role": role,
-            "public_key": self._signer(account).public_hex,
-            "meta": dict(meta or {}),
-        }
+        """Register ``account``: its first entry, self-signed (nonce 0), carrying the
+        keyring's public key for it. Called when the account first takes part, so
+        nothing at start-up grows with the population."""
+        data: dict[str, JSON] = {"role": role, "meta": dict(meta or {})}
         return self._append("register", account, data)
 
     def mint(self, to: str, amount: int, *, reason: str) -> Entry:
@@ -1130,50 +966,76 @@ class Market:
 
     # -- blocks, checkpoints and proofs ------------------------------------------
     def end_block(self) -> None:
-        """Seal the current block with a treasury-signed checkpoint (no-op if empty)."""
+        """Seal the current block with a treasury-signed checkpoint (no-op if empty),
+        commit it and checkpoint the WAL into ``ledger.db``."""
         self._seal(None)
 
     def _seal(self, time: float | None) -> None:
         if self._state.size == self._block_start:
             return
+        treasury = self._signer(TREASURY)
+        size = self._state.size
+        root = self._tree.root()
+        note = Checkpoint(origin_of(self.ledger_id), size, root)
         data: dict[str, JSON] = {
             "block": self._state.block,
-            "tree_size": self._state.size,
-            "root": self._tree.root().hex(),
+            "tree_size": size,
+            "root": root.hex(),
+            "note_signature": treasury.sign(note.body().encode("utf-8")).hex(),
         }
         self._append("checkpoint", TREASURY, data, time=time)
+        if not self._depth:
+            self._commit()
+            self._checkpoint_wal()
+
+    def _checkpoint_wal(self) -> None:
+        """Copy the WAL into ``ledger.db`` (never waiting for readers), so the file
+        alone holds every sealed block even if the ``-wal`` file is lost."""
+        row = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        if row is not None and row[1] != row[2]:
+            logger.debug("WAL checkpoint incomplete (%s of %s frames): readers", row[2], row[1])
 
     def root(self, size: int | None = None) -> str:
         """Merkle root (hex) of the first ``size`` entries."""
         return self._tree.root(size).hex()
 
     def checkpoints(self) -> list[Entry]:
-        """Every checkpoint entry, oldest first."""
+        """Every checkpoint entry, oldest first (the ``kind`` column only finds them:
+        each record must say so itself)."""
+        self._visible()
         rows = self._conn.execute(
-            "SELECT record FROM entries WHERE kind = 'checkpoint' ORDER BY seq"
+            "SELECT seq, record FROM entries WHERE kind = 'checkpoint' ORDER BY seq"
         ).fetchall()
-        return [Entry.from_record(r) for (r,) in rows]
+        return [read_entry(seq, record, "checkpoint") for seq, record in rows]
+
+    def signed_checkpoint(self, entry: Entry | None = None) -> SignedCheckpoint:
+        """The signed note of checkpoint ``entry`` (default: the latest), verified
+        under the treasury's registered key; ProofError if it does not verify."""
+        if entry is None:
+            found = self.checkpoints()
+            if not found:
+                raise ProofError(f"{self.path}: no sealed block, so no signed checkpoint yet")
+            entry = found[-1]
+        return checkpoint_note(entry, self.ledger_id, bytes.fromhex(self.public_key(TREASURY)))
 
     def inclusion_proof(self, seq: int, *, tree_size: int | None = None) -> InclusionProof:
         """O(log n) proof that entry ``seq`` is in the tree of ``tree_size`` entries.
 
-        By default the tree is the one signed by the first checkpoint after the
-        entry; for an entry of the open block, the current (unsigned) tree.
+        By default the tree is the one signed by the latest checkpoint (which
+        must cover the entry, and whose signature is checked); with
+        ``tree_size``, the current tree of that size (unsigned).
         """
         if not 0 <= seq < self.size:
             raise IndexError(f"no entry #{seq} (ledger has {self.size})")
         checkpoint: int | None = None
         if tree_size is None:
-            row = self._conn.execute(
-                "SELECT seq FROM entries WHERE kind = 'checkpoint' AND seq > ? "
-                "ORDER BY seq LIMIT 1",
-                (seq,),
-            ).fetchone()
-            if row is not None:
-                checkpoint = int(row[0])
-                tree_size = checkpoint
-            else:
-                tree_size = self.size
+            cps = self.checkpoints()
+            if not cps or int(cps[-1].data["tree_size"]) <= seq:  # type: ignore[arg-type]
+                raise ProofError(
+                    f"entry #{seq} is in the open block: no signed checkpoint covers it"
+                )
+            note = self.signed_checkpoint(cps[-1])
+            checkpoint, tree_size = cps[-1].seq, note.checkpoint.tree_size
         path = self._tree.inclusion_proof(seq, tree_size)
         return InclusionProof(
             seq,
@@ -1191,11 +1053,13 @@ class Market:
     # -- reading -----------------------------------------------------------------
     def entries(self, start: int = 0, stop: int | None = None) -> list[Entry]:
         """Entries ``start <= seq < stop`` read back from the database."""
+        self._visible()
         end = self.size if stop is None else stop
         rows = self._conn.execute(
-            "SELECT record FROM entries WHERE seq >= ? AND seq < ? ORDER BY seq", (start, end)
+            "SELECT seq, record FROM entries WHERE seq >= ? AND seq < ? ORDER BY seq",
+            (start, end),
         ).fetchall()
-        return [Entry.from_record(r) for (r,) in rows]
+        return [read_entry(seq, record, None) for seq, record in rows]
 
     def entry(self, seq: int) -> Entry:
         """One entry by sequence number."""
@@ -1203,3 +1067,34 @@ class Market:
         if not found:
             raise IndexError(f"no entry #{seq} (ledger has {self.size})")
         return found[0]
+
+
+def read_entry(seq: int, record: str, kind: str | None) -> Entry:
+    """Parse a row, checking the columns it was selected by against the record."""
+    try:
+        entry = Entry.from_record(record)
+    except MALFORMED as exc:
+        raise LedgerIntegrityError(seq, f"malformed record: {malformed_reason(exc)}") from None
+    if entry.seq != seq:
+        raise LedgerIntegrityError(seq, f"row #{seq} holds the record of entry #{entry.seq}")
+    if kind is not None and entry.kind != kind:
+        raise LedgerIntegrityError(
+            seq, f"kind column says {kind!r} but the record is a {entry.kind!r} entry"
+        )
+    return entry
+
+
+def checkpoint_note(entry: Entry, ledger_id: str, treasury_key: bytes) -> SignedCheckpoint:
+    """The signed note a checkpoint entry holds, verified under ``treasury_key``."""
+    data = entry.data
+    try:
+        size, root, sig = data["tree_size"], data["root"], data["note_signature"]
+        note = Checkpoint(origin_of(ledger_id), int(size), bytes.fromhex(str(root)))  # type: ignore[arg-type]
+        blob = NoteSignature(
+            note.origin, key_id(note.origin, treasury_key), bytes.fromhex(str(sig))
+        )
+        signed = SignedCheckpoint(note, (blob,))
+    except (KeyError, TypeError, ValueError):
+        raise ProofError(f"checkpoint entry #{entry.seq} is malformed") from None
+    signed.verify(note.origin, treasury_key)
+    return signed

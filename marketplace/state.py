@@ -26,6 +26,7 @@ from marketplace.errors import (
     DuplicateAccountError,
     EmissionError,
     InsufficientFunds,
+    LedgerIdError,
     LicenseError,
     NonceError,
     RegistryError,
@@ -52,6 +53,9 @@ __all__ = [
 TREASURY = "treasury"
 _EVENT_KIND = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _ACCOUNT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+_PUBLIC_KEY = re.compile(r"^[0-9a-f]{64}$")
+_KEYED_KINDS = ("genesis", "register")
+"""The kinds that open an account, and so carry its public key (its first entry)."""
 
 
 def pool_account(version: str) -> str:
@@ -243,6 +247,9 @@ class MarketState:
         self.block = 0
         self.size = 0
         self.last_time = 0.0
+        self.ledger_id: str | None = None
+        """The genesis entry's hash, which every later transaction must be signed for
+        (set by the ledger or the audit once genesis is hashed)."""
         self._handlers: dict[str, Callable[[Transaction], None]] = {
             "genesis": self._genesis,
             "register": self._register,
@@ -288,27 +295,51 @@ class MarketState:
     def public_key_for(self, tx: Transaction) -> str:
         """The key ``tx`` must verify under; raises for unknown/duplicate senders.
 
-        For ``genesis`` and ``register`` the key is the one the transaction
-        introduces (proof of possession); otherwise the registered key.
+        An account's first entry (``genesis`` for the treasury, ``register``
+        for everyone else) carries its public key, which the entry's own
+        signature must verify under (proof of possession); every later entry
+        verifies under that registered key and carries none.
         """
-        if tx.kind == "genesis":
-            if self.size != 0:
+        if tx.kind in _KEYED_KINDS:
+            if tx.kind == "genesis" and self.size != 0:
                 raise TransactionError(
                     "genesis must be the first entry", account=tx.sender, tx=tx.describe()
                 )
-            return _str(tx, "treasury_public_key")
-        if tx.kind == "register":
             if tx.sender in self.accounts:
                 raise DuplicateAccountError(
                     "account is already registered", account=tx.sender, tx=tx.describe()
                 )
-            return _str(tx, "public_key")
+            if tx.key is None or not _PUBLIC_KEY.match(tx.key):
+                raise TransactionError(
+                    "an account's first entry must carry its public key (64 hex digits)",
+                    account=tx.sender,
+                    tx=tx.describe(),
+                )
+            return tx.key
+        if tx.key is not None:
+            raise TransactionError(
+                "only an account's first (registering) entry carries a key",
+                account=tx.sender,
+                tx=tx.describe(),
+            )
         account = self.accounts.get(tx.sender)
         if account is None:
             raise UnknownAccountError(
                 "sender is not a registered account", account=tx.sender, tx=tx.describe()
             )
         return account.public_key
+
+    def check_ledger(self, tx: Transaction) -> None:
+        """Refuse ``tx`` unless it is signed for this ledger (genesis: for none)."""
+        want = None if tx.kind == "genesis" else self.ledger_id
+        if tx.ledger != want:
+            got = "none" if tx.ledger is None else f"{tx.ledger[:16]}…"
+            mine = "none" if want is None else f"{want[:16]}…"
+            raise LedgerIdError(
+                f"ledger-id mismatch: signed for ledger {got}, this is ledger {mine}",
+                account=tx.sender,
+                tx=tx.describe(),
+            )
 
     def total_held(self) -> int:
         """Sum of all balances, stakes and unbonding amounts (must equal supply)."""
@@ -318,14 +349,15 @@ class MarketState:
     # -- application -------------------------------------------------------------
     def apply(self, tx: Transaction) -> None:
         """Validate and apply ``tx`` (signature already checked by the caller)."""
-        kind = tx.kind
-        if kind == "genesis" or kind == "register" or tx.sender not in self.accounts:
-            self.public_key_for(tx)  # raises for unknown / duplicate senders
+        if tx.ledger != self.ledger_id or tx.kind == "genesis":
+            self.check_ledger(tx)
+        if tx.key is not None or tx.kind in _KEYED_KINDS or tx.sender not in self.accounts:
+            self.public_key_for(tx)  # raises for unknown / duplicate senders, bad keys
         expected = self.nonces.get(tx.sender, 0)
         if tx.nonce != expected:
-            what = "replayed" if tx.nonce < expected else "skipped"
+            what = "reused" if tx.nonce < expected else "skipped"
             raise NonceError(
-                f"nonce {tx.nonce} {what}; expected {expected}",
+                f"nonce {what}: {tx.nonce} (the next nonce of {tx.sender} is {expected})",
                 account=tx.sender,
                 tx=tx.describe(),
             )
@@ -370,6 +402,7 @@ class MarketState:
         self.reputation_events.setdefault(account, []).append((time, delta))
 
     def _genesis(self, tx: Transaction) -> None:
+        self._treasury_only(tx)
         raw = tx.data.get("params", {})
         if not isinstance(raw, Mapping):
             raise TransactionError("params must be a mapping", account=tx.sender, tx=tx.describe())
@@ -379,9 +412,8 @@ class MarketState:
             raise TransactionError(str(exc), account=tx.sender, tx=tx.describe()) from None
         self.params = params
         self.genesis = dict(tx.data)
-        self.accounts[TREASURY] = Account(
-            TREASURY, "treasury", _str(tx, "treasury_public_key"), {}, tx.time
-        )
+        assert tx.key is not None  # checked by public_key_for
+        self.accounts[TREASURY] = Account(TREASURY, "treasury", tx.key, {}, tx.time)
 
     def _register(self, tx: Transaction) -> None:
         if not _ACCOUNT_ID.match(tx.sender) or tx.sender.startswith("pool:"):
@@ -390,9 +422,8 @@ class MarketState:
         meta = tx.data.get("meta", {})
         if not isinstance(meta, Mapping):
             raise TransactionError("meta must be a mapping", account=tx.sender, tx=tx.describe())
-        self.accounts[tx.sender] = Account(
-            tx.sender, role, _str(tx, "public_key"), dict(meta), tx.time
-        )
+        assert tx.key is not None  # checked by public_key_for
+        self.accounts[tx.sender] = Account(tx.sender, role, tx.key, dict(meta), tx.time)
 
     def _check_supply(self, tx: Transaction, amount: int) -> None:
         cap = self.params.max_supply

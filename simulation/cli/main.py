@@ -19,6 +19,7 @@ import typer
 if TYPE_CHECKING:
     from rich.console import Console
 
+from simulation.cli.market import KeyringOption, run_keyring
 from simulation.errors import RunError, RunInterrupted, ScenarioError, problem_lines
 
 EXIT_SCENARIO = 2
@@ -49,12 +50,14 @@ def _mount_subapps() -> None:
     from simulation.cli.data import data_app
     from simulation.cli.market import ledger_app, registry_app
     from simulation.cli.outputs import mount as mount_outputs
+    from simulation.cli.reproduce import mount as mount_reproduce
 
     app.add_typer(ledger_app, name="ledger")
     app.add_typer(registry_app, name="registry")
     app.add_typer(data_app, name="data")
     mount_outputs(app, registry_app)
     mount_compare(app)
+    mount_reproduce(app)
 
 
 _mount_subapps()
@@ -110,8 +113,11 @@ def run(
         str, typer.Option(help="flower (Simulation Engine) or inprocess (plain loop).")
     ] = "flower",
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Show Flower/Ray logs.")] = False,
+    keyring: KeyringOption = None,
 ) -> None:
-    """Replay a scenario: train, trade and record everything on the ledger."""
+    """Replay a scenario: train, trade and record everything on the ledger (signed with
+    your keyring, created on first use outside any run directory)."""
+    from marketplace.errors import MarketplaceError
     from simulation.scenario.load import load_scenario
 
     _setup_logging(verbose)
@@ -126,6 +132,12 @@ def run(
     from simulation.cli.progress import RoundProgress
     from simulation.engine.runner import run_scenario
 
+    try:
+        signer = run_keyring(keyring)
+        signer.check_outside(out_dir)
+    except MarketplaceError as exc:
+        typer.echo(f"--keyring: {exc}", err=True)
+        raise typer.Exit(EXIT_SCENARIO) from None
     progress = RoundProgress(scenario.rounds, console=console(stderr=True))
     try:
         with progress:
@@ -136,6 +148,7 @@ def run(
                 force=force,
                 verbose=verbose,
                 on_round=progress.update,
+                keyring=signer,
             )
     except ScenarioError as exc:  # what only the chosen engine cannot honour
         raise _scenario_error(exc) from None

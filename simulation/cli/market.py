@@ -6,12 +6,16 @@ marketplace error becomes one line on stderr and a distinct exit code:
 
 ====  =====================================================
 0     success
-1     a refused transaction or other marketplace error
+1     a refused transaction or other marketplace error (no keyring, ...)
 2     bad usage (unknown entry, bad option)
-3     the ledger failed verification (names the first bad entry)
+3     the ledger failed verification (names the first bad entry), or a
+      proof or checkpoint does not verify (names the reason)
 4     no ledger in the run directory
 5     the artifact matches no registered version
 ====  =====================================================
+
+What each check guarantees, and against whom, is the "Threat model" section
+of docs/ARCHITECTURE.md.
 """
 
 from __future__ import annotations
@@ -20,14 +24,21 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 if TYPE_CHECKING:
-    from marketplace import Market
+    from marketplace import AuditReport, Keyring, Market, SignedCheckpoint
 
-__all__ = ["exit_code", "ledger_app", "registry_app"]
+__all__ = [
+    "KeyringOption",
+    "exit_code",
+    "ledger_app",
+    "load_keyring",
+    "registry_app",
+    "run_keyring",
+]
 
 ledger_app = typer.Typer(
     help="Inspect and verify a run's signed ledger.", no_args_is_help=True, rich_markup_mode=None
@@ -41,14 +52,42 @@ EXIT_NO_MATCH = 5
 
 T = TypeVar("T")
 RunDir = Annotated[Path, typer.Argument(help="Run directory holding ledger.db (or the .db file).")]
+KeyringOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--keyring",
+        help="Keyring file (default: $FEDMARKET_KEYRING, else ~/.config/fedmarket/keyring).",
+    ),
+]
+CheckpointOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--checkpoint", help="A signed checkpoint held elsewhere (from `ledger checkpoint`)."
+    ),
+]
+
+
+def load_keyring(path: Path | None) -> Keyring:
+    """The existing keyring at ``path`` or the default location (appending to a ledger
+    needs the keyring it was made with, so none is created)."""
+    from marketplace.keyring import Keyring, default_keyring_path
+
+    return Keyring.load(path if path is not None else default_keyring_path())
+
+
+def run_keyring(path: Path | None) -> Keyring:
+    """The keyring a new run signs with: ``path`` or the default, created on first use."""
+    from marketplace.keyring import Keyring
+
+    return Keyring.load_or_create(path)
 
 
 def exit_code(exc: Exception) -> int:
     """The exit code of a marketplace error (the ledger is imported only by the commands
     that open one, so ``fedmarket --help`` stays fast)."""
-    from marketplace.errors import LedgerIntegrityError, LedgerNotFoundError
+    from marketplace.errors import LedgerIntegrityError, LedgerNotFoundError, ProofError
 
-    if isinstance(exc, LedgerIntegrityError):
+    if isinstance(exc, LedgerIntegrityError | ProofError):
         return 3
     if isinstance(exc, LedgerNotFoundError):
         return 4
@@ -94,23 +133,127 @@ def _with_market(run_dir: Path, fn: Callable[[Market], T]) -> T:
             market.close()
 
 
+def _read_checkpoint(path: Path) -> SignedCheckpoint:
+    from marketplace import SignedCheckpoint
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise _fail(f"cannot read {path}: {exc.strerror}", EXIT_USAGE) from None
+    return SignedCheckpoint.parse(text)
+
+
+def _manifest_ledger(run_dir: Path) -> dict[str, Any] | None:
+    path = run_dir / "manifest.json"
+    if not path.is_file():
+        return None
+    try:
+        block = json.loads(path.read_text(encoding="utf-8")).get("ledger")
+    except (OSError, ValueError, AttributeError):
+        raise _fail(f"{path}: not a readable manifest", EXIT_USAGE) from None
+    return block if isinstance(block, dict) else None
+
+
+def _check_manifest(block: dict[str, Any], report: AuditReport) -> str:
+    """Compare the audited ledger with manifest.json's head (and earlier heads)."""
+    size, head = int(block["size"]), str(block["head"])
+    if report.entries < size:
+        raise _verification_failed(
+            f"ledger truncated: manifest.json records {size} entries (head {head[:16]}…), "
+            f"the ledger has {report.entries}"
+        )
+    if report.entries > size:
+        raise _verification_failed(
+            f"the ledger has {report.entries - size} entries after manifest.json's head "
+            f"(#{size - 1}) that no amendment records"
+        )
+    if report.head_hash != head:
+        raise _verification_failed(
+            f"head {report.head_hash[:16]}… differs from manifest.json's {head[:16]}…"
+        )
+    for earlier in block.get("amendments", []):
+        if report.heads_found.get(str(earlier["head"])) != int(earlier["size"]) - 1:
+            raise _verification_failed(
+                f"manifest.json's earlier head #{int(earlier['size']) - 1} "
+                f"{str(earlier['head'])[:16]}… is not in the chain"
+            )
+    return f"manifest: head matches manifest.json ({size} entries)"
+
+
+def _verification_failed(reason: str) -> typer.Exit:
+    return _fail(f"ledger verification failed: {reason}", 3)
+
+
 @ledger_app.command("verify")
 def ledger_verify(
     run_dir: RunDir,
     workers: Annotated[
         int, typer.Option(min=1, help="Processes verifying signatures (large ledgers).")
     ] = 1,
+    checkpoint: CheckpointOption = None,
+    expect_head: Annotated[
+        str | None,
+        typer.Option(help="An entry hash published earlier that the ledger must still hold."),
+    ] = None,
 ) -> None:
-    """Audit everything from scratch: hashes, signatures, nonces, balances, Merkle roots."""
+    """Audit everything from scratch (hashes, signatures, ledger ids, nonces, balances,
+    Merkle roots, signed checkpoints), then compare with manifest.json's head and
+    with any checkpoint or head held elsewhere (consistency proof)."""
     from marketplace import audit_ledger
 
     with _errors():
-        report = audit_ledger(run_dir, workers=workers)
+        witness = _read_checkpoint(checkpoint) if checkpoint is not None else None
+        block = _manifest_ledger(run_dir) if run_dir.is_dir() else None
+        heads = [str(a["head"]) for a in (block or {}).get("amendments", [])]
+        heads += [expect_head] if expect_head else []
+        report = audit_ledger(run_dir, workers=workers, witness=witness, heads=heads)
     typer.echo(
         f"ok: {report.entries} entries, {report.sealed_blocks} sealed blocks "
         f"(+{report.open_block_entries} in the open block), {report.accounts} accounts, "
         f"supply {report.supply}, root {report.root}, head {report.head_hash}"
     )
+    typer.echo(f"ledger id {report.ledger_id}, content digest {report.content_digest}")
+    if block is not None:
+        typer.echo(_check_manifest(block, report))
+    else:
+        typer.echo("manifest: none with a ledger head here (not compared)")
+    if expect_head:
+        if expect_head not in report.heads_found:
+            raise _verification_failed(
+                f"expected head {expect_head[:16]}… is not in this ledger "
+                "(truncated, or rewritten since it was published)"
+            )
+        typer.echo(f"expected head: entry #{report.heads_found[expect_head]}")
+    if witness is not None:
+        assert report.consistency is not None
+        size = witness.checkpoint.tree_size
+        typer.echo(
+            f"checkpoint: signature ok; the ledger extends its {size} entries "
+            f"(consistency proof {size} -> {report.entries}, {len(report.consistency)} hashes)"
+        )
+        for i, h in enumerate(report.consistency):
+            typer.echo(f"proof[{i}]   {h}")
+
+
+@ledger_app.command("checkpoint")
+def ledger_checkpoint(
+    run_dir: RunDir,
+    out: Annotated[Path | None, typer.Option("--out", help="Write it to this file.")] = None,
+    verifier_key: Annotated[
+        bool, typer.Option("--verifier-key", help="Print the treasury's verifier key instead.")
+    ] = False,
+) -> None:
+    """Export the latest signed checkpoint (C2SP signed note) for a witness to keep."""
+    from marketplace.proofs import latest_signed_checkpoint
+
+    with _errors():
+        _, note, key = latest_signed_checkpoint(run_dir)
+    text = key.verifier_key() + "\n" if verifier_key else note.text()
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {out} ({note.checkpoint.tree_size} entries)")
 
 
 @ledger_app.command("show")
@@ -145,29 +288,27 @@ def ledger_show(
 def ledger_prove(
     run_dir: RunDir,
     entry: Annotated[int, typer.Argument(help="Sequence number of the entry.")],
-    tree_size: Annotated[
-        int | None, typer.Option(help="Prove against this tree size (default: its checkpoint).")
-    ] = None,
+    checkpoint: CheckpointOption = None,
 ) -> None:
-    """Print an RFC 9162 inclusion proof of ENTRY and check it."""
+    """Print an RFC 9162 inclusion proof of ENTRY and check it against the latest
+    signed checkpoint that covers it (or --checkpoint), its signature included."""
+    from marketplace.proofs import prove_inclusion
 
-    def prove(market: Market) -> None:
-        proof = market.inclusion_proof(entry, tree_size=tree_size)
-        proof.verify()
-        signed = (
-            f"checkpoint entry #{proof.checkpoint_seq}"
-            if proof.checkpoint_seq is not None
-            else "open block (unsigned)"
-        )
-        typer.echo(f"entry      #{proof.seq}")
-        typer.echo(f"leaf hash  {proof.leaf_hash}")
-        typer.echo(f"tree size  {proof.tree_size}  ({signed})")
-        typer.echo(f"root       {proof.root}")
-        for i, h in enumerate(proof.path):
-            typer.echo(f"path[{i}]    {h}")
-        typer.echo("verified: ok")
-
-    _with_market(run_dir, prove)
+    with _errors():
+        witness = _read_checkpoint(checkpoint) if checkpoint is not None else None
+        proof = prove_inclusion(run_dir, entry, checkpoint=witness)
+    signed = (
+        f"signed checkpoint entry #{proof.checkpoint_seq}"
+        if proof.checkpoint_seq is not None
+        else f"signed checkpoint {checkpoint}"
+    )
+    typer.echo(f"entry      #{proof.seq}")
+    typer.echo(f"leaf hash  {proof.leaf_hash}")
+    typer.echo(f"tree size  {proof.tree_size}  ({signed})")
+    typer.echo(f"root       {proof.root}")
+    for i, h in enumerate(proof.path):
+        typer.echo(f"path[{i}]    {h}")
+    typer.echo("verified: ok (against the signed root)")
 
 
 def _version_line(v: object) -> str:

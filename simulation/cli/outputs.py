@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
+from simulation.cli.market import KeyringOption, load_keyring
+
 if TYPE_CHECKING:
     from simulation.outputs.hub import Registered
 
@@ -177,9 +179,11 @@ def import_hf_command(
         Path | None,
         typer.Option("--cache-dir", help="Look in this HF cache before asking the Hub."),
     ] = None,
+    keyring: KeyringOption = None,
 ) -> None:
     """Register Hugging Face models as registry versions (metadata, per-file SHA-256),
-    print the PoC's final table and write it as CSV and JSON."""
+    signed with the run's keyring (the manifest's ledger head is amended); print the
+    PoC's final table and write it as CSV and JSON."""
     from simulation.outputs.hub import (
         HfApiHubClient,
         HubClient,
@@ -213,7 +217,7 @@ def import_hf_command(
         if not ids:
             raise _fail("give REPO_ID... or --random N", EXIT_USAGE)
         records = [resolve_record(i, client, cache_dir=cache_dir) for i in ids]
-        registered = register_models(run_dir, records)
+        registered = register_models(run_dir, records, keyring=load_keyring(keyring))
         _print_table(registered, run_dir)
         csv_path, json_path = write_records(registered, out if out is not None else run_dir)
         typer.echo(f"wrote {csv_path} and {json_path}")

@@ -7,13 +7,16 @@ one directory of the run's temporary folder:
     scenario.json     the resolved scenario (written by the driver)
     rounds.jsonl      one RoundRecord per line, as each round ends
     log.jsonl         the ServerApp's ``fedmarket`` log records
+    keyring           a copy of the run's keyring (mode 0600), when it has no file
     stop              present once the driver asks for a clean stop
-    result.json       the WorldResult (weights aside), written last, atomically
-    weights.safetensors
+    result.pickle     the WorldResult, written last, atomically
     failure.json      why the ServerApp did not finish: {"kind", "message"}
 
-JSON keeps ints and floats apart and round-trips every float exactly, so the
-result is the one the world computed, bit for bit.
+The result is pickled: it is a tree of typed records (metric rows, ground truth,
+market statistics, the federated data, version weights), and pickle round-trips
+every one of them, floats and arrays bit for bit, with no second schema to keep
+in step. Both ends are this user's processes and the directory is a private
+``mkdtemp`` folder (mode 0700) deleted after the run, never the run directory.
 """
 
 from __future__ import annotations
@@ -22,17 +25,18 @@ import dataclasses
 import json
 import logging
 import os
+import pickle
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
-
-import numpy as np
 
 from simulation.errors import RunError, RunInterrupted
 
 if TYPE_CHECKING:
+    from marketplace.keyring import Keyring
     from simulation.world.records import RoundRecord, WorldResult
 
 FailureKind = Literal["interrupted", "error"]
+RESULT = "result.pickle"
 
 
 class RunChannel:
@@ -82,19 +86,22 @@ class RunChannel:
             data = json.loads(failure.read_text(encoding="utf-8"))
             cls = RunInterrupted if data["kind"] == "interrupted" else RunError
             raise cls(str(data["message"]))
-        result = self.path / "result.json"
+        result = self.path / RESULT
         if not result.exists():
             raise RunError("the ServerApp finished without a result (see the log above)")
-        from safetensors.numpy import load_file
+        outcome: WorldResult = pickle.loads(result.read_bytes())
+        return outcome
 
-        from simulation.world.records import RoundRecord, WorldResult
+    @property
+    def keyring(self) -> Path:
+        return self.path / "keyring"
 
-        data = json.loads(result.read_text(encoding="utf-8"))
-        loaded = load_file(str(self.path / "weights.safetensors"))
-        weights = {k: loaded[k] for k in data.pop("weight_order")}
-        data["rounds"] = [RoundRecord(**r) for r in data["rounds"]]
-        data["client_rows"] = [tuple(r) for r in data["client_rows"]]
-        return WorldResult(final_weights=weights, **data)
+    def hand_keyring(self, keyring: Keyring) -> Path:
+        """The keyring file the ServerApp signs with: the user's own file, or a
+        private copy in this directory for an in-memory keyring."""
+        if keyring.path is not None:
+            return keyring.path
+        return keyring.save(self.keyring).path or self.keyring
 
     # ------------------------------------------------------------ ServerApp side
 
@@ -105,14 +112,7 @@ class RunChannel:
         _append_line(self.path / "rounds.jsonl", dataclasses.asdict(record))
 
     def write_result(self, result: WorldResult) -> None:
-        from safetensors.numpy import save_file
-
-        weights = {k: np.ascontiguousarray(v) for k, v in result.final_weights.items()}
-        save_file(weights, str(self.path / "weights.safetensors"))
-        data = dataclasses.asdict(dataclasses.replace(result, final_weights={}))
-        del data["final_weights"]
-        data["weight_order"] = list(weights)
-        _atomic_write(self.path / "result.json", json.dumps(data))
+        _atomic_write_bytes(self.path / RESULT, pickle.dumps(result, protocol=5))
 
     def write_failure(self, kind: FailureKind, message: str) -> None:
         _atomic_write(self.path / "failure.json", json.dumps({"kind": kind, "message": message}))
@@ -145,6 +145,10 @@ def _append_line(path: Path, data: dict[str, Any]) -> None:
 
 
 def _atomic_write(path: Path, text: str) -> None:
+    _atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
+    tmp.write_bytes(data)
     os.replace(tmp, path)

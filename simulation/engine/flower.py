@@ -31,6 +31,7 @@ from simulation.engine.superlink import LocalSuperLink, RayHead, child_environme
 from simulation.errors import Problem, RunError, RunInterrupted, ScenarioError
 
 if TYPE_CHECKING:
+    from marketplace.keyring import Keyring
     from simulation.world.records import RoundRecord, WorldResult
 
 log = logging.getLogger("fedmarket.runner")
@@ -84,8 +85,10 @@ def run_flower(
     verbose: bool,
     on_round: Callable[[RoundRecord], None] | None,
     stop: StopRequest,
+    keyring: Keyring,
 ) -> WorldResult:
-    """Run ``scenario`` on its own SuperLink; the world's result."""
+    """Run ``scenario`` on its own SuperLink, its ledger signed with ``keyring`` (the
+    ServerApp is handed the keyring's file); the world's result."""
     quiet_environment()
     federation = _federation(scenario, verbose)
     workdir = Path(tempfile.mkdtemp(prefix="fm-", dir="/tmp"))  # short: Ray's sockets live here
@@ -105,6 +108,7 @@ def run_flower(
                 "scenario": str(channel.scenario),
                 "out": str(out_dir.resolve()),
                 "channel": str(channel.path),
+                "keyring": str(channel.hand_keyring(keyring)),
             }
             run_id = link.submit(run_config, federation)
             log.debug("submitted run %d to the SuperLink on port %d", run_id, link.port)

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from marketplace.keyring import Keyring
 from simulation.config.schema import Scenario
 from simulation.engine.env import quiet_environment
 from simulation.engine.stop import StopRequest, stop_on_signals
@@ -173,6 +174,7 @@ def _run_world(
     engine: Engine,
     verbose: bool,
     on_round: Callable[[RoundRecord], None] | None,
+    keyring: Keyring,
 ) -> WorldResult:
     """Run the world on ``engine``; a stop on SIGTERM/SIGINT says where the partial results are."""
     done: list[int] = [0]
@@ -187,11 +189,18 @@ def _run_world(
             if engine == "flower":
                 from simulation.engine.flower import run_flower
 
-                return run_flower(scenario, out_dir, verbose=verbose, on_round=finished, stop=stop)
+                return run_flower(
+                    scenario,
+                    out_dir,
+                    verbose=verbose,
+                    on_round=finished,
+                    stop=stop,
+                    keyring=keyring,
+                )
             from simulation.world.core import World
 
             transport = _in_process(stop)
-            return World(scenario, out_dir, transport, on_round=finished).run()
+            return World(scenario, out_dir, transport, on_round=finished, keyring=keyring).run()
         except RunInterrupted as exc:
             raise RunInterrupted(
                 f"stopped by {stop.reason} after round {done[0]} of {scenario.rounds}: the "
@@ -247,8 +256,10 @@ def run_scenario(
     force: bool = False,
     verbose: bool = False,
     on_round: Callable[[RoundRecord], None] | None = None,
+    keyring: Keyring | None = None,
 ) -> RunOutcome:
-    """Run ``scenario`` and write its results into ``out_dir``.
+    """Run ``scenario`` and write its results into ``out_dir``, signing its ledger
+    with ``keyring`` (default: ``Keyring.load_or_create()``, the user's keyring).
 
     ``engine="flower"`` is the product path (ServerApp and ClientApps on a
     SuperLink's simulation runtime); ``"inprocess"`` trains the same tasks in
@@ -261,7 +272,8 @@ def run_scenario(
     try:
         with owned_out_dir(out_dir):
             prepare_out_dir(out_dir, force)
-            return _run_owned(scenario, out_dir, engine, verbose, on_round)
+            signer = keyring if keyring is not None else Keyring.load_or_create()
+            return _run_owned(scenario, out_dir, engine, verbose, on_round, signer)
     except (OSError, sqlite3.Error) as exc:
         log.debug("I/O failure in %s", out_dir, exc_info=True)
         raise RunError(io_failure(exc, out_dir)) from exc
@@ -273,6 +285,7 @@ def _run_owned(
     engine: Engine,
     verbose: bool,
     on_round: Callable[[RoundRecord], None] | None,
+    keyring: Keyring,
 ) -> RunOutcome:
     from simulation.results.write import write_results
 
@@ -291,7 +304,7 @@ def _run_owned(
     if not verbose:
         flwr_logger.setLevel(logging.WARNING)
     try:
-        result = _run_world(scenario, out_dir, engine, verbose, on_round)
+        result = _run_world(scenario, out_dir, engine, verbose, on_round, keyring)
     finally:
         flwr_logger.setLevel(old_level)
     if scenario.output.baseline:
@@ -302,8 +315,9 @@ def _run_owned(
             engine=engine,
             force=True,
             verbose=verbose,
+            keyring=keyring,
         )
         result.baseline_accuracy = [r.test_accuracy for r in base.result.rounds]
     wall = time.perf_counter() - started
-    manifest = write_results(scenario, out_dir, result, wall_seconds=wall)
+    manifest = write_results(scenario, out_dir, result, wall_seconds=wall, keyring=keyring)
     return RunOutcome(out_dir, result, manifest, wall)

@@ -22,6 +22,7 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
+from marketplace.keyring import Keyring
 from simulation.config.schema import Scenario
 from simulation.engine.channel import RunChannel
 from simulation.engine.replies import (
@@ -178,15 +179,16 @@ def serve(
     out_dir: Path,
     on_round: Callable[[RoundRecord], None] | None = None,
     should_stop: StopCheck = never,
+    keyring: Keyring | None = None,
 ) -> WorldResult:
     """The body of the ServerApp: query the nodes, build the world while they start
-    up, then run it."""
+    up, then run it (signing its ledger with ``keyring``, default: the user's)."""
     discovery = NodeDiscovery.start(grid, scenario.clients.count, should_stop=should_stop)
     log.debug("queried %d nodes", scenario.clients.count)
     from simulation.world.core import World  # the clients import torch meanwhile
 
     transport = GridTransport(grid, scenario.resources.round_timeout_s, should_stop)
-    world = World(scenario, out_dir, transport, on_round=on_round)
+    world = World(scenario, out_dir, transport, on_round=on_round, keyring=keyring)
     log.debug("world built; waiting for the nodes to answer")
     transport.node_of = discovery.finish(should_stop)
     log.debug("every node answered")
@@ -202,19 +204,21 @@ def main(grid: Grid, context: Context) -> None:
     out_dir = Path(str(context.run_config["out"])).expanduser()
     channel = str(context.run_config.get("channel", ""))
     if channel:
-        _serve_channel(grid, RunChannel(Path(channel)), out_dir)
+        keyring = Path(str(context.run_config.get("keyring", "")))
+        _serve_channel(grid, RunChannel(Path(channel)), out_dir, keyring)
         return
     from simulation.results.write import write_results
 
     scenario = load_scenario(Path(str(context.run_config["scenario"])).expanduser())
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    result = serve(grid, scenario, out_dir)
-    write_results(scenario, out_dir, result, wall_seconds=time.time() - started)
+    keyring = Keyring.load_or_create()  # $FEDMARKET_KEYRING or the user's keyring
+    result = serve(grid, scenario, out_dir, keyring=keyring)
+    write_results(scenario, out_dir, result, wall_seconds=time.time() - started, keyring=keyring)
     log.info("results written to %s", out_dir.resolve())
 
 
-def _serve_channel(grid: Grid, channel: RunChannel, out_dir: Path) -> None:
+def _serve_channel(grid: Grid, channel: RunChannel, out_dir: Path, keyring: Path) -> None:
     """Run for ``fedmarket run``: scenario in, rounds, logs and the result out, as files."""
     logger = logging.getLogger("fedmarket")
     handler = channel.log_handler()
@@ -223,7 +227,10 @@ def _serve_channel(grid: Grid, channel: RunChannel, out_dir: Path) -> None:
     logger.propagate = False
     try:
         scenario = load_scenario(channel.scenario)
-        result = serve(grid, scenario, out_dir, channel.write_round, channel.stop_requested)
+        signer = Keyring.load(keyring)
+        result = serve(
+            grid, scenario, out_dir, channel.write_round, channel.stop_requested, keyring=signer
+        )
     except RunInterrupted as exc:
         channel.write_failure("interrupted", str(exc))
         return

@@ -70,6 +70,7 @@ clientapp = "{CLIENT_APP}"
 scenario = ""
 out = ""
 channel = ""
+keyring = ""
 """
 """The submitted app: components only (the code comes from this environment)."""
 

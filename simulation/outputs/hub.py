@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from huggingface_hub.hf_api import ModelInfo
 
     from marketplace import PriceTerms
+    from marketplace.keyring import Keyring
 
 __all__ = [
     "FIXTURES_ENV",
@@ -552,15 +553,19 @@ def _registry_metrics(record: HubModelRecord) -> dict[str, float]:
     return out
 
 
-def register_models(run_dir: Path, records: Sequence[HubModelRecord]) -> list[Registered]:
+def register_models(
+    run_dir: Path, records: Sequence[HubModelRecord], *, keyring: Keyring
+) -> list[Registered]:
     """Register each record as a model version of the run's registry (priced with the
-    run's price list; no contributors, so licence revenue goes to the treasury), in
-    a block of their own sealed with a signed checkpoint."""
+    run's price list; no contributors, so licence revenue goes to the treasury), signed
+    with the run's ``keyring``, in a block of their own sealed with a signed checkpoint;
+    the manifest's ledger head is amended (the earlier head kept)."""
     from marketplace import Market
+    from simulation.results.write import amend_manifest
 
-    prices = run_prices(run_dir)
     out: list[Registered] = []
-    with Market.open(run_dir, readonly=False) as market:
+    with Market.open(run_dir, readonly=False, keyring=keyring) as market:
+        prices = run_prices(run_dir)  # after the keyring is known to be the ledger's
         market.end_block()  # anything the run left open is not sealed with the imports
         for record in records:
             digest, what = record.artifact()
@@ -576,6 +581,8 @@ def register_models(run_dir: Path, records: Sequence[HubModelRecord]) -> list[Re
             )
             out.append(Registered(record, version, market.version(version).seq, digest))
         market.end_block()
+        summary = market.summary()
+    amend_manifest(run_dir, summary, reason=f"registry import-hf ({len(out)} models)")
     logger.info("registered %d Hub models on %s", len(out), run_dir)
     return out
 

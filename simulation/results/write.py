@@ -22,6 +22,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from marketplace.keyring import Keyring
+from marketplace.ledger import LedgerSummary
 from simulation import names
 from simulation.config.schema import VERSIONS_DIR, Scenario
 from simulation.fl.federated import FederatedData
@@ -35,13 +37,17 @@ PACKAGES = (
     "fedmarket",
     "flwr",
     "flwr-datasets",
+    "datasets",
     "opacus",
     "torch",
     "numpy",
+    "scipy",
     "simpy",
     "pydantic",
+    "pyyaml",
     "ray",
     "cryptography",
+    "pynacl",
     "pandas",
     "pyarrow",
     "scikit-learn",
@@ -49,6 +55,7 @@ PACKAGES = (
     "datasets",
     "huggingface_hub",
 )
+"""Packages whose versions can change a result; pinned in ``constraints.txt``."""
 
 LABEL_COUNTS = "label_counts.parquet"
 
@@ -125,8 +132,54 @@ def rounds_frame(result: WorldResult) -> pd.DataFrame:
     return df.drop(columns=["wall_seconds"])
 
 
+MANIFEST = "manifest.json"
+
+
+def ledger_manifest(summary: LedgerSummary, keyring: Keyring | None) -> dict[str, Any]:
+    """The manifest's ``ledger`` block: id, size, head, root and both digests.
+
+    ``head`` is byte-identical for the same scenario, seed and keyring;
+    ``content_digest`` for the same scenario and seed under any keyring (what
+    ``fedmarket reproduce`` compares). ``amendments`` keeps earlier heads when
+    entries are appended after the run (``registry import-hf``)."""
+    block: dict[str, Any] = dict(summary.to_json())
+    block["keyring_id"] = keyring.id if keyring is not None else None
+    block["amendments"] = []
+    return block
+
+
+def amend_manifest(run_dir: Path, summary: LedgerSummary, *, reason: str) -> dict[str, Any] | None:
+    """Record a post-run append: the manifest's ledger head becomes ``summary``'s and
+    the previous one moves to ``ledger.amendments`` (so ``ledger verify`` still
+    compares against the manifest). ``None`` when the run has no manifest."""
+    path = run_dir / MANIFEST
+    if not path.is_file():
+        return None
+    manifest: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    ledger = manifest.get("ledger")
+    if not isinstance(ledger, dict):
+        return manifest
+    previous = {k: ledger[k] for k in ("size", "head", "root", "content_digest") if k in ledger}
+    ledger["amendments"] = [*ledger.get("amendments", []), {**previous, "superseded_by": reason}]
+    ledger.update({k: v for k, v in summary.to_json().items() if k != "treasury_key"})
+    manifest["ledger_head"] = summary.head
+    _write_manifest(path, manifest)
+    return manifest
+
+
+def _write_manifest(path: Path, manifest: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
 def write_results(
-    scenario: Scenario, out_dir: Path, result: WorldResult, *, wall_seconds: float
+    scenario: Scenario,
+    out_dir: Path,
+    result: WorldResult,
+    *,
+    wall_seconds: float,
+    keyring: Keyring | None = None,
 ) -> dict[str, Any]:
     """Write every result file into ``out_dir``; return the manifest."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -157,6 +210,7 @@ def write_results(
         "scenario_hash": scenario.sha256(),
         "seed": scenario.seed,
         "ledger_head": result.head_hash,
+        "ledger": ledger_manifest(result.ledger, keyring) if result.ledger is not None else None,
         "final": {
             "round": final.round,
             "test_accuracy": final.test_accuracy,
@@ -180,7 +234,7 @@ def write_results(
         "platform": platform.platform(),
         "git_commit": git_commit(Path(__file__).resolve().parent.parent),
     }
-    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    _write_manifest(out_dir / MANIFEST, manifest)
     # The attack metrics are computed from the files just written (one definition,
     # shared with `fedmarket compare`), then added to the manifest.
     from simulation.results.metrics import run_metrics
@@ -191,6 +245,6 @@ def write_results(
         for k, v in metrics_now.items()
         if k not in ("test_accuracy", "test_loss", "epsilon_max", "wall_seconds")
     }
-    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    _write_manifest(out_dir / MANIFEST, manifest)
     log.info("results written to %s", out_dir)
     return manifest

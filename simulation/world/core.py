@@ -18,6 +18,7 @@ from typing import Any
 
 import simpy
 
+from marketplace import Keyring, LedgerSummary
 from simulation.config.schema import Scenario
 from simulation.errors import RunInterrupted
 from simulation.rng import SeedTree
@@ -44,8 +45,11 @@ class World:
         transport: Transport,
         on_round: Callable[[RoundRecord], None] | None = None,
         stages: StageFactory = default_stages,
+        keyring: Keyring | None = None,
     ) -> None:
         self.scenario = scenario
+        self.keyring = keyring
+        """Signs the ledger; ``None``: the default keyring (``Keyring.load_or_create()``)."""
         self.out_dir = out_dir
         self.transport = transport
         self.on_round = on_round
@@ -75,7 +79,10 @@ class World:
         import torch
 
         torch.set_num_threads(1)
-        parts = build_parts(self.scenario, self.out_dir, self.tree, self.now, self.transport)
+        keyring = self.keyring if self.keyring is not None else Keyring.load_or_create()
+        parts = build_parts(
+            self.scenario, self.out_dir, self.tree, self.now, self.transport, keyring
+        )
         try:
             parts.rec.rounds.append(initial_record(parts))
             costs = CostModel(
@@ -99,13 +106,14 @@ class World:
                 raise self._failure
             head = parts.market.head_hash
             stats = market_stats(parts.market, parts.applier, self.scenario.market)
+            ledger = parts.market.summary()
         except RunInterrupted:
             # A clean stop (SIGTERM, SIGINT): seal what the open round wrote.
             parts.market.end_block()
             raise
         finally:
             parts.market.close()
-        return result_of(parts, head, stats)
+        return result_of(parts, head, stats, ledger)
 
 
 def initial_record(parts: Parts) -> RoundRecord:
@@ -138,7 +146,7 @@ def ground_truth(parts: Parts) -> GroundTruth:
     )
 
 
-def result_of(parts: Parts, head: str, stats: Any) -> WorldResult:
+def result_of(parts: Parts, head: str, stats: Any, ledger: LedgerSummary) -> WorldResult:
     privacy = parts.privacy
     accounts = parts.fed.identities.currents()
     return WorldResult(
@@ -153,4 +161,5 @@ def result_of(parts: Parts, head: str, stats: Any) -> WorldResult:
         device=parts.server.device,
         version_weights=parts.rec.version_weights,
         latency=parts.server.measured_latency(parts.fed.weights),
+        ledger=ledger,
     )

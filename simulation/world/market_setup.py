@@ -4,20 +4,21 @@ market's statistics at the end."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import simpy
 
-from marketplace import TOKEN, Market
+from marketplace import TOKEN, Keyring, Market
 from simulation.config.schema import MarketConfig, Scenario
 from simulation.rng import SeedTree
 from simulation.world.context import Federation
 from simulation.world.records import MarketStats
 
 __all__ = [
+    "Enrolment",
     "LedgerReputation",
     "MembershipEvents",
     "market_stats",
@@ -29,11 +30,13 @@ __all__ = [
 def open_market(
     scenario: Scenario,
     out_dir: Path,
-    accounts: Sequence[str],
-    examples: Sequence[int],
+    keyring: Keyring,
+    clients: int,
     clock: Callable[[], float],
 ) -> Market:
-    """Create the ledger: genesis, then every client registered, granted and staked."""
+    """Create the ledger, signed with ``keyring``: genesis only. Clients are
+    registered when they first take part (:class:`Enrolment`), so start-up and the
+    ledger do not grow with clients that never do."""
     market = Market.create(
         out_dir / "ledger.db",
         seed=scenario.seed,
@@ -42,16 +45,44 @@ def open_market(
             "scenario_hash": scenario.sha256(),
             "seed": scenario.seed,
             "schema_version": scenario.schema_version,
-            "clients": len(accounts),
+            "clients": clients,
             "rounds": scenario.rounds,
         },
+        keyring=keyring,
         clock=clock,
     )
-    for account, n in zip(accounts, examples, strict=True):
-        market.register_participant(account, role="data_owner", meta={"num_examples": int(n)})
-        grant_and_stake(market, scenario.market, account)
     market.end_block()
     return market
+
+
+class Enrolment:
+    """Each client's registration, initial grant and stake, on its first
+    participation (and a whitewasher's fresh identity's grant when it rejoins)."""
+
+    def __init__(
+        self, market: Market, cfg: MarketConfig, fed: Federation, examples: Sequence[int]
+    ) -> None:
+        self.market = market
+        self.cfg = cfg
+        self.fed = fed
+        self.examples = examples
+        self.enrolled: set[str] = set()
+
+    def __call__(self, clients: Iterable[int]) -> None:
+        """Enrol every client of ``clients`` not enrolled yet, in order."""
+        for c in clients:
+            account = self.fed.account(c)
+            if account in self.enrolled:
+                continue
+            if account not in self.market.state.accounts:
+                meta = {"num_examples": int(self.examples[c])}
+                self.market.register_participant(account, role="data_owner", meta=meta)
+            self.grant(account)
+
+    def grant(self, account: str) -> None:
+        """A newly enrolled identity's grant and stake."""
+        self.enrolled.add(account)
+        grant_and_stake(self.market, self.cfg, account)
 
 
 def grant_and_stake(market: Market, cfg: MarketConfig, account: str) -> None:
@@ -72,10 +103,9 @@ class MembershipEvents:
     and gets a new grant and stake.
     """
 
-    def __init__(self, fed: Federation, market: Market, cfg: MarketConfig) -> None:
+    def __init__(self, fed: Federation, enrolment: Enrolment) -> None:
         self.fed = fed
-        self.market = market
-        self.cfg = cfg
+        self.enrolment = enrolment
 
     def __call__(self, outcome: Any) -> None:
         from agents.intents import Join, Leave
@@ -93,7 +123,7 @@ class MembershipEvents:
         self.fed.departed.discard(c)
         if intent.account != self.fed.account(c):
             self.fed.identities.rename(c, intent.account)
-            grant_and_stake(self.market, self.cfg, intent.account)
+            self.enrolment.grant(intent.account)
 
 
 def start_market_processes_for(

@@ -14,6 +14,7 @@ import numpy as np
 from simulation.fl.messages import ReplyMetrics
 
 if TYPE_CHECKING:
+    from marketplace.ledger import LedgerSummary
     from simulation.fl.device import DeviceChoice
     from simulation.fl.evaluation import LatencyMeasurement
     from simulation.fl.federated import FederatedData
@@ -168,6 +169,8 @@ class WorldResult:
     """Safetensors bytes per version id (``output.keep_versions``; else empty)."""
     latency: LatencyMeasurement | None = None
     """Timed inference of the final model (machine-dependent; never signed)."""
+    ledger: LedgerSummary | None = None
+    """The closed ledger's id, size, head, root and content digest (for the manifest)."""
 
     @property
     def final(self) -> RoundRecord:

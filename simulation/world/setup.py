@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from agents.market import Availability
-from marketplace import Market
+from marketplace import Keyring, Market
 from marketplace.contribution import ContributionEvaluator, create_evaluator
 from marketplace.incentives import IncentiveMechanism, create_mechanism
 from simulation.config.schema import DPSGDPrivacy, Scenario
@@ -29,7 +29,12 @@ from simulation.fl.training import DataSpec, choose_grad_sample_mode
 from simulation.rng import SeedTree
 from simulation.world.accounting import ClientPrivacy
 from simulation.world.context import Federation, Recorder
-from simulation.world.market_setup import LedgerReputation, MembershipEvents, open_market
+from simulation.world.market_setup import (
+    Enrolment,
+    LedgerReputation,
+    MembershipEvents,
+    open_market,
+)
 from simulation.world.population import Population
 from simulation.world.records import RoundRecord, Transport
 from simulation.world.server_model import ServerModel
@@ -84,6 +89,7 @@ class Parts:
     privacy: ClientPrivacy | None
     tasks: TaskBuilder
     market: Market
+    enrolment: Enrolment
     membership: MembershipEvents
     applier: Any = field(default=None)
 
@@ -94,8 +100,9 @@ def build_parts(
     tree: SeedTree,
     clock: Callable[[], float],
     transport: Transport,
+    keyring: Keyring,
 ) -> Parts:
-    """Build every component of a run and open its ledger."""
+    """Build every component of a run and open its ledger (signed with ``keyring``)."""
     n = scenario.clients.count
     accounts = [account_name(i) for i in range(n)]
     spec = DataSpec.of(scenario)
@@ -118,13 +125,14 @@ def build_parts(
     tasks = TaskBuilder(
         scenario, spec, data, population, privacy, grad_mode, tree, server.device.used
     )
-    market = open_market(scenario, out_dir, accounts, [len(p) for p in data.partitions], clock)
+    market = open_market(scenario, out_dir, keyring, n, clock)
     try:
         mechanism = _mechanism(scenario, fed, market)
     except Exception:
         market.close()
         raise
-    membership = MembershipEvents(fed, market, scenario.market)
+    enrolment = Enrolment(market, scenario.market, fed, [len(p) for p in data.partitions])
+    membership = MembershipEvents(fed, enrolment)
     return Parts(
         scenario=scenario,
         tree=tree,
@@ -142,6 +150,7 @@ def build_parts(
         privacy=privacy,
         tasks=tasks,
         market=market,
+        enrolment=enrolment,
         membership=membership,
     )
 
@@ -210,7 +219,14 @@ def default_stages(
     return [
         StopExhausted(p.privacy, pop, fed, market, epochs),
         SampleClients(
-            sc.clients, p.tree, pop, fed, market, p.data.num_classes, churn_availability(sc, fed)
+            sc.clients,
+            p.tree,
+            pop,
+            fed,
+            market,
+            p.data.num_classes,
+            churn_availability(sc, fed),
+            enrol=p.enrolment,
         ),
         Dispatch(p.tasks, p.transport, fed),
         ApplyCoalitions(pop, fed),

@@ -18,6 +18,7 @@ from simulation.world.market_process import (
     MarketViewImpl,
     start_market_processes,
 )
+from tests.keyring import KEYRING
 
 PRICES = {
     "perpetual": PriceTerms(price=20 * TOKEN),
@@ -86,7 +87,11 @@ class World:
 def world(tmp_path: Path) -> Iterator[World]:
     env = simpy.Environment()
     market = Market.create(
-        tmp_path / "ledger.db", seed=1, genesis={"scenario_hash": "x"}, clock=lambda: env.now
+        tmp_path / "ledger.db",
+        keyring=KEYRING,
+        seed=1,
+        genesis={"scenario_hash": "x"},
+        clock=lambda: env.now,
     )
     outcomes: list[IntentOutcome] = []
     applier = IntentApplier(market, on_event=outcomes.append, clock=lambda: float(env.now))

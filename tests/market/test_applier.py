@@ -27,6 +27,7 @@ from simulation.world.market_process import (
     MarketViewImpl,
     start_market_processes,
 )
+from tests.keyring import KEYRING
 from tests.market.conftest import World, rng_for
 
 HOUR = 3600.0
@@ -135,7 +136,9 @@ def _run(
     path: Path, seed: int
 ) -> tuple[list[tuple[float, str, object, bool]], str, dict[str, float]]:
     env = simpy.Environment()
-    market = Market.create(path, seed=1, genesis={"scenario_hash": "x"}, clock=lambda: env.now)
+    market = Market.create(
+        path, keyring=KEYRING, seed=1, genesis={"scenario_hash": "x"}, clock=lambda: env.now
+    )
     with market:
         for acct in ("client-000", "client-001", "client-002"):
             market.register_participant(acct, role="data_owner")

@@ -12,6 +12,7 @@ import simpy
 from agents.market import create_market_behaviour
 from marketplace import Market
 from simulation.world.market_process import IntentApplier, MarketViewImpl, start_market_processes
+from tests.keyring import KEYRING
 
 HOUR = 3600.0
 
@@ -24,7 +25,7 @@ def _cabal_and_honest_reputation(
     always in unison. Mean reputation of each side."""
     env = simpy.Environment()
     market = Market.create(tmp_path / f"s{seed}", seed=seed, genesis={"scenario_hash": "r"},
-                           clock=lambda: float(env.now))  # fmt: skip
+                           clock=lambda: float(env.now), keyring=KEYRING)  # fmt: skip
     rng = np.random.default_rng(seed)
     cabal = [f"client-{i:03d}" for i in range(3)]
     owners = [*cabal, *(f"client-{i:03d}" for i in range(3, 10))]
@@ -75,7 +76,7 @@ def test_voters_register_explicitly_and_an_unregistered_voter_is_refused(tmp_pat
     from agents.intents import Vote
 
     env = simpy.Environment()
-    market = Market.create(tmp_path, seed=1, genesis={"scenario_hash": "r"})
+    market = Market.create(tmp_path, seed=1, genesis={"scenario_hash": "r"}, keyring=KEYRING)
     market.register_model_version(
         round=1, parent=None, artifact_sha256="1" * 64, metrics={"accuracy": 0.5}, contributors={}
     )

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from marketplace import TOKEN, Market
+from tests.keyring import KEYRING
 
 
 class Clock:
@@ -55,6 +56,8 @@ def populate(market: Market, clock: Callable[[], float] | None = None) -> None:
 
 @pytest.fixture
 def market(tmp_path: Path, clock: Clock) -> Iterator[Market]:
-    m = Market.create(tmp_path, seed=42, genesis={"scenario_hash": "abc"}, clock=clock)
+    m = Market.create(
+        tmp_path, keyring=KEYRING, seed=42, genesis={"scenario_hash": "abc"}, clock=clock
+    )
     yield m
     m.close()

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from marketplace import Market, audit_ledger
 from simulation.cli.market import ledger_app
 from tests.fsfaults import remount_read_only, tmpfs
+from tests.keyring import KEYRING
 from tests.marketplace.conftest import populate
 
 runner = CliRunner()
@@ -23,7 +24,7 @@ COMMANDS = (["verify"], ["show"], ["prove", "--", "1"])
 
 
 def _ledger(run: Path) -> Path:
-    m = Market.create(run, seed=3, genesis={"scenario_hash": "hostile"})
+    m = Market.create(run, seed=3, genesis={"scenario_hash": "hostile"}, keyring=KEYRING)
     populate(m)
     m.close()
     return run
@@ -122,7 +123,7 @@ def _corrupt_page(db: Path) -> None:
 )
 def test_damaged_database_file(tmp_path: Path, damage: str) -> None:
     run = tmp_path / "run"
-    m = Market.create(run, seed=3, genesis={"scenario_hash": "hostile"})
+    m = Market.create(run, seed=3, genesis={"scenario_hash": "hostile"}, keyring=KEYRING)
     with m.batch():
         for i in range(300):  # several 16 KiB pages of entries
             m.record("round_started", {"round": i, "pad": "x" * 200})
@@ -166,7 +167,7 @@ def test_a_closed_ledger_leaves_wal_mode(tmp_path: Path) -> None:
     conn = sqlite3.connect(f"file:{run / 'ledger.db'}?mode=ro", uri=True)
     assert conn.execute("PRAGMA journal_mode").fetchone() == ("delete",)
     conn.close()
-    m = Market.open(run, readonly=False)  # a writer re-enters WAL while it is open
+    m = Market.open(run, readonly=False, keyring=KEYRING)  # a writer re-enters WAL while it is open
     assert m._conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     m.close()
 

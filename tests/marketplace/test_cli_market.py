@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from marketplace import Market, PriceTerms
 from simulation.cli.market import ledger_app, registry_app
+from tests.keyring import KEYRING
 from tests.marketplace.conftest import populate
 
 runner = CliRunner()
@@ -22,7 +23,7 @@ runner = CliRunner()
 @pytest.fixture
 def run_dir(tmp_path: Path) -> Path:
     run = tmp_path / "run"
-    m = Market.create(run, seed=3, genesis={"scenario_hash": "cli"})
+    m = Market.create(run, keyring=KEYRING, seed=3, genesis={"scenario_hash": "cli"})
     populate(m)
     weights = b"fake safetensors bytes" * 10
     (run / "model.safetensors").write_bytes(weights)
@@ -208,3 +209,10 @@ def test_no_torch_or_flwr_imported() -> None:
         "sys.exit(1 if bad else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_prove_an_entry_of_the_open_block(run_dir: Path) -> None:
+    """Signed but not yet covered by a checkpoint: refused (exit 1), not a forgery."""
+    size = Market.open(run_dir).size
+    result = runner.invoke(ledger_app, ["prove", str(run_dir), str(size - 1)])
+    assert result.exit_code == 1 and "open block" in result.output

@@ -1,4 +1,8 @@
-"""Durability: SIGKILLed writers and concurrent writers leave a verifying ledger."""
+"""Durability: SIGKILLed writers and concurrent writers leave a verifying ledger.
+
+Appends are committed at each sealed block, at ``flush()``, at the end of a
+``batch()`` and at ``close()``: an entry acknowledged after one of those
+survives a SIGKILL; the open block may be lost, never half-written."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from marketplace import Market, audit_ledger
+from tests.keyring import KEYRING
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -20,15 +25,18 @@ WRITER = r"""
 import sys
 import time
 from pathlib import Path
-from marketplace import Market
+from marketplace import Keyring, Market
 
+KEYRING = Keyring.for_tests()
 path, name, count = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 if (path / "ledger.db").exists():
-    market = Market.open(path, readonly=False)
+    market = Market.open(path, readonly=False, keyring=KEYRING)
 else:
-    market = Market.create(path, seed=5, genesis={"scenario_hash": "kill"}, block_size=16)
+    genesis = {"scenario_hash": "kill"}
+    market = Market.create(path, keyring=KEYRING, seed=5, genesis=genesis, block_size=16)
 if name not in market.state.accounts:
     market.register_participant(name, role="data_owner")
+market.flush()
 print("ready", flush=True)
 i = 0
 while count < 0 or i < count:
@@ -39,6 +47,7 @@ while count < 0 or i < count:
             print(e.seq, e.hash, flush=True)
     else:
         e = market.mint(name, 1, reason="single")
+        market.flush()  # acknowledged once committed (a sealed block commits too)
         print(e.seq, e.hash, flush=True)
     i += 1
     if count < 0:
@@ -84,7 +93,9 @@ def test_sigkill_at_random_points(tmp_path: Path) -> None:
 
 
 def test_two_writer_processes_serialize(tmp_path: Path) -> None:
-    market = Market.create(tmp_path / "run", seed=5, genesis={"scenario_hash": "two"})
+    market = Market.create(
+        tmp_path / "run", keyring=KEYRING, seed=5, genesis={"scenario_hash": "two"}
+    )
     market.close()
     procs = [_writer(tmp_path, f"client-{i:03d}", 40) for i in range(2)]
     outputs = [p.communicate()[0] for p in procs]
@@ -97,7 +108,9 @@ def test_two_writer_processes_serialize(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("block_size", [None, 3])
 def test_killed_open_block_is_accepted(tmp_path: Path, block_size: int | None) -> None:
-    m = Market.create(tmp_path, seed=1, genesis={"scenario_hash": "o"}, block_size=block_size)
+    m = Market.create(
+        tmp_path, keyring=KEYRING, seed=1, genesis={"scenario_hash": "o"}, block_size=block_size
+    )
     m.register_participant("a", role="data_owner")
     m.mint("a", 1, reason="x")
     m.mint("a", 1, reason="y")
@@ -113,6 +126,7 @@ import sys
 from pathlib import Path
 
 import marketplace.ledger as ledger
+from marketplace import Keyring
 
 path, kill_at = Path(sys.argv[1]), int(sys.argv[2])
 statements = 0
@@ -143,7 +157,8 @@ def publish(staging, db):
 
 
 ledger.connect, ledger._publish = connect, publish
-ledger.Market.create(path, seed=3, genesis={"scenario_hash": "c"}).close()
+keyring = Keyring.for_tests()
+ledger.Market.create(path, keyring=keyring, seed=3, genesis={"scenario_hash": "c"}).close()
 print("created", statements, flush=True)
 """
 
@@ -175,7 +190,7 @@ def test_killed_while_creating_leaves_no_ledger_or_one_that_verifies(tmp_path: P
             outcomes.append("none")
             # The killed creator's staging file is cleaned up and creation succeeds.
             assert list(run.glob(".ledger.db.*.creating")) or kill_at == 0
-            Market.create(run, seed=3, genesis={"scenario_hash": "c"}).close()
+            Market.create(run, keyring=KEYRING, seed=3, genesis={"scenario_hash": "c"}).close()
             assert not list(run.glob(".ledger.db.*"))
             assert audit_ledger(run).entries == 1
     else:

@@ -1,12 +1,12 @@
-"""The fast entry encoder equals canonical JSON byte for byte."""
+"""The one entry encoder equals canonical JSON of each dict byte for byte."""
 
 from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from marketplace.canonical import canonical_bytes
-from marketplace.entries import Entry, Transaction
+from marketplace.canonical import canonical_bytes, canonical_json
+from marketplace.entries import Entry, Transaction, content_data
 
 json_values = st.recursive(
     st.none()
@@ -19,26 +19,46 @@ json_values = st.recursive(
     ),
     max_leaves=10,
 )
+hex64 = st.text("0123456789abcdef", min_size=64, max_size=64)
 
 
 @settings(max_examples=200, deadline=None)
 @given(
-    kind=st.text(min_size=1),
+    kind=st.sampled_from(["transfer", "checkpoint", "contribution"]) | st.text(min_size=1),
     sender=st.text(min_size=1),
     nonce=st.integers(0, 2**40),
     time=st.floats(min_value=0, max_value=1e12, allow_nan=False),
-    data=st.dictionaries(st.text(), json_values, max_size=4),
+    data=st.dictionaries(st.sampled_from(["root", "note_signature"]) | st.text(), json_values),
     seq=st.integers(0, 2**40),
+    ledger=st.none() | hex64 | st.text(),
+    key=st.none() | hex64 | st.text(),
+    signature=hex64 | st.text(),
 )
 def test_encode_matches_canonical(
-    kind: str, sender: str, nonce: int, time: float, data: dict[str, object], seq: int
+    kind: str,
+    sender: str,
+    nonce: int,
+    time: float,
+    data: dict[str, object],
+    seq: int,
+    ledger: str | None,
+    key: str | None,
+    signature: str,
 ) -> None:
-    tx = Transaction(kind, sender, nonce, time, data)  # type: ignore[arg-type]
-    e = Entry.build(seq=seq, block=seq // 7, tx=tx, signature="ab" * 64, prev_hash="cd" * 32)
+    tx = Transaction(kind, sender, nonce, time, data, ledger, key)  # type: ignore[arg-type]
+    e = Entry.build(seq=seq, block=seq // 7, tx=tx, signature=signature, prev_hash="cd" * 32)
     enc = e.encode()
-    assert enc.signing == canonical_bytes(
-        {"kind": kind, "sender": sender, "nonce": nonce, "time": time, "data": data}
-    )
+    signed = {"kind": kind, "sender": sender, "nonce": nonce, "time": time, "data": data}
+    assert enc.signing == canonical_bytes({**signed, "ledger": ledger, "key": key})
+    assert enc.signing == tx.signing_bytes()
     assert enc.body == canonical_bytes(e.body())
-    assert enc.record == e.record()
+    assert enc.record == e.record() and enc.hash == e.hash
+    assert enc.content == e.content()
+    keyed = {"root", "note_signature"} if kind == "checkpoint" else set()
+    content = {k: v for k, v in data.items() if k not in keyed}
+    assert enc.content == canonical_json(
+        {"seq": seq, "block": seq // 7, "kind": kind, "sender": sender, "nonce": nonce}
+        | {"time": time, "data": content}
+    )
+    assert content_data(kind, data) == content
     assert Entry.from_record(enc.record) == e

@@ -15,6 +15,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -30,17 +31,23 @@ from marketplace import (
     canonical_json,
 )
 from marketplace.entries import Entry
-from marketplace.keys import Signer, derive_private_key, verify_signature, verify_signature_raw
+from marketplace.keys import Signer, verify_signature, verify_signature_raw
+from tests.keyring import KEYRING
 
 GOLDEN_SIZE = 169
-GOLDEN_HEAD = "d1858b564701b6d32bc66c3c79417005aab76b47432771e822cd77c8ea0bbee6"
-GOLDEN_ROOT = "4260647e268af401bf787f622cf9f8141e13ff9ff5df2346c9a159b634ecf1f3"
+# Recorded when entries became keyring-signed and ledger-bound (test keyring),
+# with the genesis params that include vote_earn_min_stake; a later change of
+# any of them changes the signed bytes of every ledger.
+GOLDEN_HEAD = "6ec2b70a9e0e1fef25cab8dd886f5827623459b3344bbd2c5232abe1309feba4"
+GOLDEN_ROOT = "cbca7963234d80ac4560e3ab0c97c98ed2492b35cf9f5f6c3e9dfcf281c5b673"
+GOLDEN_CONTENT = "8e5032baecc1177f749225fab7cd5c071fa1760e4a32b647435c74fd5b05a8cb"
 
 
 def _golden(path: Path) -> Market:
     t = [0.0]
     m = Market.create(
         path,
+        keyring=KEYRING,
         seed=7,
         genesis={"scenario_hash": "golden", "params": {"platform_fee_bps": 300}},
         clock=lambda: t[0],
@@ -65,14 +72,16 @@ def _golden(path: Path) -> Market:
 
 
 def test_golden_head_hash_unchanged(tmp_path: Path) -> None:
-    """Recorded with the code before the fast paths (commit 1a91597)."""
+    """Pinned bytes: head, root and content digest of a fixed history."""
     with _golden(tmp_path) as m:
         assert (m.size, m.head_hash, m.root()) == (GOLDEN_SIZE, GOLDEN_HEAD, GOLDEN_ROOT)
+        assert m.content_digest == GOLDEN_CONTENT
         for e in m.entries():
             assert e.record() == e.encode().record
             assert Entry.compute_hash(e.prev_hash, e.body()) == e.hash
     report = audit_ledger(tmp_path, workers=2)
     assert report.head_hash == GOLDEN_HEAD and report.root == GOLDEN_ROOT
+    assert report.content_digest == GOLDEN_CONTENT
 
 
 def test_returned_entries_equal_stored(tmp_path: Path) -> None:
@@ -83,16 +92,13 @@ def test_returned_entries_equal_stored(tmp_path: Path) -> None:
 
 
 @settings(max_examples=30, deadline=None)
-@given(
-    account=st.text(min_size=1, max_size=20),
-    seed=st.integers(0, 2**32),
-    message=st.binary(max_size=300),
-)
-def test_backends_sign_byte_identically(account: str, seed: int, message: bytes) -> None:
-    key = derive_private_key(seed, account)
-    signer = Signer(key)
+@given(seed=st.binary(min_size=32, max_size=32), message=st.binary(max_size=300))
+def test_backends_sign_byte_identically(seed: bytes, message: bytes) -> None:
+    key = Ed25519PrivateKey.from_private_bytes(seed)
+    signer = Signer(seed)
     sig = signer.sign(message)
     assert sig == key.sign(message)  # Ed25519 is deterministic: same bytes from both backends
+    assert Signer(seed, backend="cryptography").sign(message) == sig
     public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
     assert signer.public_hex == public.hex()
     assert verify_signature_raw(public, sig, message)
@@ -100,12 +106,12 @@ def test_backends_sign_byte_identically(account: str, seed: int, message: bytes)
     flipped = bytes([sig[0] ^ 1]) + sig[1:]
     assert not verify_signature_raw(public, flipped, message)
     assert not verify_signature_raw(public, sig, message + b"x")
-    other = Signer.derive(seed + 1, account)
+    other = Signer(bytes([seed[0] ^ 1]) + seed[1:])
     assert not verify_signature_raw(bytes.fromhex(other.public_hex), sig, message)
 
 
 def test_verify_never_raises_on_junk() -> None:
-    signer = Signer.derive(1, "a")
+    signer = Signer(b"\x01" * 32)
     sig = signer.sign(b"m").hex()
     assert verify_signature(signer.public_hex, sig, b"m")
     for public, signature in [
@@ -156,7 +162,7 @@ def test_canonical_json_refuses_cycles_and_unencodable_values_and_recovers() -> 
 
 
 def _two_accounts(tmp_path: Path) -> Market:
-    m = Market.create(tmp_path, seed=42, genesis={"scenario_hash": "x"})
+    m = Market.create(tmp_path, keyring=KEYRING, seed=42, genesis={"scenario_hash": "x"})
     m.register_participant("client-000", role="data_owner")
     m.register_participant("client-001", role="data_owner")
     m.mint("client-000", 100, reason="x")

@@ -16,16 +16,16 @@ from marketplace import (
     LedgerNotFoundError,
     Market,
     NonceError,
+    ProofError,
     ReadOnlyLedgerError,
     SignatureError,
     StakeError,
     UnknownAccountError,
     audit_ledger,
-    derive_private_key,
-    public_key_hex,
 )
-from marketplace.keys import verify_signature
+from marketplace.keys import Signer, verify_signature
 from marketplace.merkle import verify_consistency
+from tests.keyring import KEYRING
 from tests.marketplace.conftest import Clock, populate
 
 
@@ -33,15 +33,9 @@ def test_genesis_and_treasury(market: Market) -> None:
     g = market.entry(0)
     assert g.kind == "genesis" and g.seq == 0 and g.prev_hash == "00" * 32
     assert g.data["scenario_hash"] == "abc" and g.data["seed"] == 42
-    assert g.data["treasury_public_key"] == public_key_hex(derive_private_key(42, "treasury"))
-    assert market.size == 1 and market.head_hash == g.hash
-
-
-def test_keys_are_deterministic_and_distinct() -> None:
-    a = public_key_hex(derive_private_key(1, "client-000"))
-    assert a == public_key_hex(derive_private_key(1, "client-000"))
-    assert a != public_key_hex(derive_private_key(2, "client-000"))
-    assert a != public_key_hex(derive_private_key(1, "client-001"))
+    assert g.ledger is None and g.key == market.public_key("treasury")
+    assert "treasury_public_key" not in g.data
+    assert market.size == 1 and market.head_hash == g.hash == market.ledger_id
 
 
 def test_entries_are_signed_by_sender(market: Market) -> None:
@@ -93,18 +87,18 @@ def test_signature_and_nonce_checks(market: Market) -> None:
         "transfer",
         "client-000",
         {"to": "client-001", "amount": 10, "memo": ""},
-        key=derive_private_key(42, "client-001"),
+        signer=Signer(b"\x07" * 32),
     )
     with pytest.raises(SignatureError) as err:
         market.submit(forged)
     assert err.value.account == "client-000"
     market.submit(good)
-    with pytest.raises(NonceError, match="replayed"):
+    with pytest.raises(NonceError, match="nonce reused"):
         market.submit(good)
     skipped = market.sign(
         "transfer", "client-000", {"to": "client-001", "amount": 1, "memo": ""}, nonce=5
     )
-    with pytest.raises(NonceError, match="skipped"):
+    with pytest.raises(NonceError, match="nonce skipped"):
         market.submit(skipped)
     assert market.balance("client-001") == 10
     audit_ledger(market.path)
@@ -154,7 +148,12 @@ def test_slash_beyond_the_stake_takes_what_remains_and_records_the_shortfall(
 
 
 def test_min_stake_to_contribute(tmp_path: Path) -> None:
-    m = Market.create(tmp_path, seed=1, genesis={"scenario_hash": "s", "params": {"min_stake": 5}})
+    m = Market.create(
+        tmp_path,
+        keyring=KEYRING,
+        seed=1,
+        genesis={"scenario_hash": "s", "params": {"min_stake": 5}},
+    )
     m.register_participant("client-000", role="data_owner")
     with pytest.raises(StakeError):
         m.record_contribution(
@@ -170,7 +169,9 @@ def test_min_stake_to_contribute(tmp_path: Path) -> None:
 
 def test_emission_schedule(tmp_path: Path) -> None:
     params = {"emission_per_round": 100, "halving_rounds": 2, "max_supply": 1000}
-    m = Market.create(tmp_path, seed=1, genesis={"scenario_hash": "s", "params": params})
+    m = Market.create(
+        tmp_path, keyring=KEYRING, seed=1, genesis={"scenario_hash": "s", "params": params}
+    )
     m.register_participant("a", role="data_owner")
     m.register_participant("b", role="data_owner")
     m.reward(round=0, allocations={"a": 60, "b": 40}, mechanism="m")
@@ -186,7 +187,12 @@ def test_emission_schedule(tmp_path: Path) -> None:
 
 def test_unknown_params_listed(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unstake_delay"):
-        Market.create(tmp_path, seed=1, genesis={"scenario_hash": "s", "params": {"unstak": 1}})
+        Market.create(
+            tmp_path,
+            keyring=KEYRING,
+            seed=1,
+            genesis={"scenario_hash": "s", "params": {"unstak": 1}},
+        )
 
 
 def test_reserved_event_kind(market: Market) -> None:
@@ -204,11 +210,13 @@ def test_blocks_checkpoints_and_proofs(market: Market) -> None:
         assert cp.data["tree_size"] == cp.seq
         assert cp.data["root"] == market.root(cp.seq)
     assert [e.block for e in market.entries()][:3] == [0, 0, 0]
-    proof = market.inclusion_proof(3)
-    assert proof.checkpoint_seq == cps[0].seq and proof.root == cps[0].data["root"]
+    proof = market.inclusion_proof(3)  # against the latest signed checkpoint
+    assert proof.checkpoint_seq == cps[-1].seq and proof.root == cps[-1].data["root"]
     proof.verify()
     last = market.size - 1
-    open_proof = market.inclusion_proof(last)
+    with pytest.raises(ProofError, match="open block"):
+        market.inclusion_proof(last)
+    open_proof = market.inclusion_proof(last, tree_size=market.size)
     assert open_proof.checkpoint_seq is None
     open_proof.verify()
     s1, s2 = cps[0].seq, cps[1].seq
@@ -222,7 +230,9 @@ def test_blocks_checkpoints_and_proofs(market: Market) -> None:
 
 
 def test_block_size_auto_seals(tmp_path: Path) -> None:
-    m = Market.create(tmp_path, seed=3, genesis={"scenario_hash": "s"}, block_size=4)
+    m = Market.create(
+        tmp_path, keyring=KEYRING, seed=3, genesis={"scenario_hash": "s"}, block_size=4
+    )
     for i in range(10):
         m.register_participant(f"client-{i:03d}", role="data_owner")
     cps = m.checkpoints()
@@ -235,21 +245,25 @@ def test_same_seed_same_head(tmp_path: Path) -> None:
     heads = []
     for name in ("a", "b"):
         clock = Clock()
-        m = Market.create(tmp_path / name, seed=9, genesis={"scenario_hash": "h"}, clock=clock)
+        m = Market.create(
+            tmp_path / name, keyring=KEYRING, seed=9, genesis={"scenario_hash": "h"}, clock=clock
+        )
         clock.t = 1.5
         populate(m)
         heads.append(m.head_hash)
         m.close()
     assert heads[0] == heads[1]
     assert (tmp_path / "a" / "ledger.db").is_file()
-    other = Market.create(tmp_path / "c", seed=10, genesis={"scenario_hash": "h"})
+    other = Market.create(tmp_path / "c", keyring=KEYRING, seed=10, genesis={"scenario_hash": "h"})
     populate(other)
     assert other.head_hash != heads[0]
     other.close()
 
 
 def test_reopen_and_continue(tmp_path: Path, clock: Clock) -> None:
-    m = Market.create(tmp_path, seed=5, genesis={"scenario_hash": "s"}, clock=clock)
+    m = Market.create(
+        tmp_path, keyring=KEYRING, seed=5, genesis={"scenario_hash": "s"}, clock=clock
+    )
     populate(m)
     head, bal = m.head_hash, m.balance("client-000")
     m.close()
@@ -258,7 +272,7 @@ def test_reopen_and_continue(tmp_path: Path, clock: Clock) -> None:
     with pytest.raises(ReadOnlyLedgerError):
         ro.mint("client-000", 1, reason="x")
     ro.close()
-    rw = Market.open(tmp_path, readonly=False, clock=clock)
+    rw = Market.open(tmp_path, readonly=False, clock=clock, keyring=KEYRING)
     rw.transfer("client-000", "client-001", 1)
     rw.close()
     assert audit_ledger(tmp_path).entries == Market.open(tmp_path).size
@@ -272,11 +286,14 @@ def test_open_missing(tmp_path: Path) -> None:
 
 
 def test_two_writers_serialize(tmp_path: Path) -> None:
-    a = Market.create(tmp_path, seed=5, genesis={"scenario_hash": "s"})
+    a = Market.create(tmp_path, keyring=KEYRING, seed=5, genesis={"scenario_hash": "s"})
     a.register_participant("client-000", role="data_owner")
-    b = Market.open(tmp_path, readonly=False)
+    a.flush()  # a writer holds the ledger until it commits its open block
+    b = Market.open(tmp_path, readonly=False, keyring=KEYRING)
     b.register_participant("client-001", role="data_owner")
+    b.flush()
     a.mint("client-001", 7, reason="x")  # a catches up with b's entry first
+    a.flush()
     b.transfer("client-001", "client-000", 3)
     assert a.size == b.size - 1
     a.close()
@@ -287,6 +304,7 @@ def test_two_writers_serialize(tmp_path: Path) -> None:
 
 def test_batch_commits_once(market: Market) -> None:
     market.register_participant("client-000", role="data_owner")
+    market.flush()
     with market.batch():
         for _ in range(5):
             market.mint("client-000", 1, reason="x")

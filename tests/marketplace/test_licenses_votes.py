@@ -20,6 +20,7 @@ from marketplace import (
     largest_remainder,
 )
 from marketplace.ratings import make_rating_rule, yuma_consensus
+from tests.keyring import KEYRING
 from tests.marketplace.conftest import Clock
 
 PRICES = {
@@ -32,7 +33,11 @@ PRICES = {
 def market(tmp_path: Path, clock: Clock) -> Market:
     params = {"platform_fee_bps": 1000, "vote_min_stake": 10, "reputation_half_life": 100.0}
     m = Market.create(
-        tmp_path, seed=1, genesis={"scenario_hash": "l", "params": params}, clock=clock
+        tmp_path,
+        keyring=KEYRING,
+        seed=1,
+        genesis={"scenario_hash": "l", "params": params},
+        clock=clock,
     )
     for a in ("client-000", "client-001", "client-002", "buyer-000", "buyer-001"):
         m.register_participant(a, role="buyer" if a.startswith("buyer") else "data_owner")
@@ -169,7 +174,7 @@ def test_reputation_rewards_vote_agreement(market: Market) -> None:
 
 
 def test_voting_alone_earns_nothing_and_voting_often_is_bounded(tmp_path: Path) -> None:
-    m = Market.create(tmp_path, seed=3, genesis={"scenario_hash": "r"})
+    m = Market.create(tmp_path, seed=3, genesis={"scenario_hash": "r"}, keyring=KEYRING)
     for v in ("a", "b"):
         m.register_participant(v, role="voter")
     for i in range(1, 21):
@@ -187,7 +192,7 @@ def test_voting_alone_earns_nothing_and_voting_often_is_bounded(tmp_path: Path) 
 
 def test_votes_of_accounts_without_the_earning_stake_earn_nothing(tmp_path: Path) -> None:
     genesis = {"scenario_hash": "r", "params": {"vote_earn_min_stake": 5}}
-    m = Market.create(tmp_path, seed=4, genesis=genesis)
+    m = Market.create(tmp_path, seed=4, genesis=genesis, keyring=KEYRING)
     for v in ("staked", "unstaked", "other"):
         m.register_participant(v, role="voter")
     m.mint("staked", 5, reason="grant")
@@ -203,7 +208,10 @@ def test_votes_of_accounts_without_the_earning_stake_earn_nothing(tmp_path: Path
 
 def test_min_reputation_to_vote(tmp_path: Path) -> None:
     m = Market.create(
-        tmp_path, seed=2, genesis={"scenario_hash": "r", "params": {"vote_min_reputation": 0.5}}
+        tmp_path,
+        keyring=KEYRING,
+        seed=2,
+        genesis={"scenario_hash": "r", "params": {"vote_min_reputation": 0.5}},
     )
     m.register_participant("v", role="validator")
     m.register_model_version(
@@ -264,7 +272,7 @@ def test_imported_version_keeps_its_metadata_and_can_be_sold(tmp_path: Path) -> 
     version: priced, licensed and its revenue paid out (to the treasury: no
     contributors); the metadata is signed and survives replay and audit."""
     run = tmp_path / "imp"
-    m = Market.create(run, seed=4, genesis={"scenario_hash": "imp"})
+    m = Market.create(run, seed=4, genesis={"scenario_hash": "imp"}, keyring=KEYRING)
     m.register_participant("buyer-000", role="buyer")
     m.mint("buyer-000", 500, reason="airdrop")
     meta = {"name": "acme/tiny", "task": "fill-mask", "files": [{"path": "a", "size": 1}]}

@@ -15,13 +15,19 @@ EXPECTED = [
     "AuditReport",
     "AuthorizationError",
     "Ballot",
+    "Checkpoint",
     "DuplicateAccountError",
     "EmissionError",
     "Entry",
+    "EntryCheck",
     "InclusionProof",
     "InsufficientFunds",
+    "Keyring",
+    "KeyringError",
+    "LedgerIdError",
     "LedgerIntegrityError",
     "LedgerNotFoundError",
+    "LedgerSummary",
     "License",
     "LicenseError",
     "Market",
@@ -36,6 +42,7 @@ EXPECTED = [
     "Registry",
     "RegistryError",
     "SignatureError",
+    "SignedCheckpoint",
     "SignedTransaction",
     "StakeError",
     "Transaction",
@@ -47,7 +54,6 @@ EXPECTED = [
     "audit_ledger",
     "canonical_bytes",
     "canonical_json",
-    "derive_private_key",
     "largest_remainder",
     "ledger_path",
     "public_key_hex",
@@ -84,8 +90,16 @@ def test_error_tree() -> None:
 def test_facade_contract_signatures() -> None:
     """The signatures promised in docs/ARCHITECTURE.md."""
     sig = inspect.signature
-    assert list(sig(Market.create).parameters) == ["path", "seed", "genesis", "clock", "block_size"]
-    assert list(sig(Market.open).parameters)[:2] == ["path", "readonly"]
+    assert list(sig(Market.create).parameters) == [
+        "path",
+        "seed",
+        "genesis",
+        "keyring",
+        "run_id",
+        "clock",
+        "block_size",
+    ]
+    assert list(sig(Market.open).parameters) == ["path", "readonly", "clock", "keyring"]
     assert list(sig(Market.register_participant).parameters) == ["self", "account", "role", "meta"]
     assert list(sig(Market.mint).parameters) == ["self", "to", "amount", "reason"]
     assert list(sig(Market.transfer).parameters) == ["self", "sender", "to", "amount", "memo"]

@@ -21,6 +21,7 @@ from marketplace import (
     VoteError,
     audit_ledger,
 )
+from tests.keyring import KEYRING
 
 ACCOUNTS = ["client-000", "client-001", "client-002", "buyer-000"]
 PRICE, MAX_USES, DURATION = 7, 2, 5.0
@@ -36,6 +37,7 @@ class LedgerMachine(RuleBasedStateMachine):
         params = {"vote_min_stake": 1, "platform_fee_bps": 0}
         self.market = Market.create(
             self.dir,
+            keyring=KEYRING,
             seed=123,
             genesis={"scenario_hash": "stateful", "params": params},
             clock=lambda: self.t,
@@ -60,6 +62,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.sent: list[SignedTransaction] = []
 
     def teardown(self) -> None:
+        self.market.flush()
         report = audit_ledger(self.dir)
         assert report.supply == self.minted - self.burned
         assert report.head_hash == self.market.head_hash

@@ -14,14 +14,16 @@ from marketplace import (
     LedgerIntegrityError,
     Market,
     audit_ledger,
-    derive_private_key,
 )
+from marketplace.keyring import ledger_key_id
+from marketplace.keys import Signer
+from tests.keyring import KEYRING
 from tests.marketplace.conftest import populate
 
 
 @pytest.fixture
 def run_dir(tmp_path: Path) -> Path:
-    m = Market.create(tmp_path, seed=11, genesis={"scenario_hash": "t"})
+    m = Market.create(tmp_path, keyring=KEYRING, seed=11, genesis={"scenario_hash": "t"})
     populate(m)
     m.close()
     audit_ledger(tmp_path)
@@ -60,6 +62,14 @@ def _rechain(conn: sqlite3.Connection, start: int, mutate: Callable[[Entry], Ent
         conn.execute("UPDATE entries SET record = ? WHERE seq = ?", (e.record(), seq))
         prev = e.hash
     conn.execute("UPDATE head SET hash = ? WHERE id = 0", (prev,))
+
+
+def true_key(conn: sqlite3.Connection, account: str) -> Signer:
+    """``account``'s real key, from the keyring (which a forger does not hold)."""
+    genesis = Entry.from_record(
+        conn.execute("SELECT record FROM entries WHERE seq = 0").fetchone()[0]
+    )
+    return KEYRING.signer(ledger_key_id(genesis.data), account)
 
 
 def _first_bad(run_dir: Path) -> LedgerIntegrityError:
@@ -110,13 +120,13 @@ def test_edit_body_and_rechain(run_dir: Path) -> None:
 
 
 def test_resigned_overdraft_is_caught_by_balance_rederivation(run_dir: Path) -> None:
-    """Even with the sender's key, an overdraft written into the file fails the replay."""
+    """Even with the sender's true key, an overdraft written into the file fails the replay."""
     conn = _db(run_dir)
     seq = _find(conn, "transfer")
 
     def forge(e: Entry) -> Entry:
         tx = e.tx._replace(data={**e.data, "amount": 10**15})
-        sig = derive_private_key(11, e.sender).sign(tx.signing_bytes()).hex()
+        sig = true_key(conn, e.sender).sign(tx.signing_bytes()).hex()
         return e._replace(data=tx.data, signature=sig)
 
     _rechain(conn, seq, forge)
@@ -130,7 +140,7 @@ def test_checkpoint_root_forged(run_dir: Path) -> None:
 
     def forge(e: Entry) -> Entry:
         tx = e.tx._replace(data={**e.data, "root": "11" * 32})
-        sig = derive_private_key(11, "treasury").sign(tx.signing_bytes()).hex()
+        sig = true_key(conn, "treasury").sign(tx.signing_bytes()).hex()
         return e._replace(data=tx.data, signature=sig)
 
     _rechain(conn, seq, forge)

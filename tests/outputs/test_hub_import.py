@@ -18,7 +18,7 @@ import typer
 from typer.testing import CliRunner
 
 from marketplace import Market, PriceTerms, audit_ledger
-from simulation.cli.market import registry_app
+from simulation.cli.market import ledger_app, registry_app
 from simulation.outputs.hf_metadata import category_of, infer_task, labels_of, special_tokens
 from simulation.outputs.hub import (
     HubError,
@@ -32,6 +32,7 @@ from simulation.outputs.hub import (
 )
 from tests.fixtures.hf import build as fixtures
 from tests.fixtures.hf.make_fixtures import git_blob_id, render
+from tests.keyring import KEYRING
 from tests.outputs.conftest import FIXTURES_HF
 
 BERT, GPT2 = "fedmarket-fixtures/tiny-bert", "fedmarket-fixtures/tiny-gpt2"
@@ -263,13 +264,22 @@ def test_import_registers_versions_sealed_by_a_signed_checkpoint(
 ) -> None:
     with Market.open(run_dir) as market:
         before, run_versions = market.size, len(market.versions())
+    manifest_before = json.loads((run_dir / "manifest.json").read_text())["ledger"]
     args = ["registry", "import-hf", str(run_dir), BERT, GPT2]
     result = runner.invoke(cli, [*args, "--offline-fixtures", str(FIXTURES_HF)])
     assert result.exit_code == 0, result.output
     assert "2 Hub models registered" in result.stdout
     for header in ("Model Name", "Vocabulary Size", "Special Tokens", "Model Category"):
         assert header in result.stdout
-    audit_ledger(run_dir)
+    report = audit_ledger(run_dir)
+    # The manifest's head is amended to the new one, the run's own head kept.
+    after = json.loads((run_dir / "manifest.json").read_text())["ledger"]
+    assert (after["head"], after["size"]) == (report.head_hash, report.entries)
+    assert [(a["head"], a["size"]) for a in after["amendments"]] == [
+        (manifest_before["head"], manifest_before["size"])
+    ]
+    verify = runner.invoke(ledger_app, ["verify", str(run_dir)])
+    assert verify.exit_code == 0 and "head matches manifest.json" in verify.output
     with Market.open(run_dir) as market:
         entries = market.entries(before)
         versions = market.versions()[run_versions:]
@@ -304,7 +314,7 @@ def test_imported_version_can_be_licensed_voted_on_and_searched(
     folder = fixtures.build(GPT2, tmp_path)
     result = runner.invoke(cli, ["registry", "import-hf", str(run_dir), str(folder)])
     assert result.exit_code == 0, result.output
-    with Market.open(run_dir, readonly=False) as market:
+    with Market.open(run_dir, readonly=False, keyring=KEYRING) as market:
         (version,) = [v.version for v in market.versions() if v.imported is not None]
         market.register_participant("buyer-900", role="buyer")
         market.mint("buyer-900", 50_000_000, reason="test grant")

@@ -23,6 +23,7 @@ from simulation.outputs.plots import (
     run_figures,
     study_figures,
 )
+from tests.keyring import KEYRING
 from tests.outputs.conftest import LRS, SEEDS
 
 
@@ -120,7 +121,7 @@ def test_attack_heatmap_when_columns_present(study_dir: Path) -> None:
 
 
 def test_votes_and_license_revenue(run_dir: Path) -> None:
-    with Market.open(run_dir, readonly=False) as market:
+    with Market.open(run_dir, readonly=False, keyring=KEYRING) as market:
         version = market.versions()[-1].version
         market.register_participant("buyer-000", role="buyer")
         market.mint("buyer-000", 50 * TOKEN, reason="test")

@@ -1,9 +1,10 @@
 """Compute and check behaviour pins.
 
 A pin is what a run of a shipped scenario at test size produced: its ledger head
-and the SHA-256 of its metric rows, sorted and canonically encoded (not the
-Parquet bytes, which carry the pyarrow version). Regenerate on purpose only,
-in a commit that says why the signed bytes or metrics changed::
+(signed with the fixed test keyring) and the SHA-256 of its metric rows, sorted
+and canonically encoded (not the Parquet bytes, which carry the pyarrow
+version). Regenerate on purpose only, in a commit that says why the signed
+bytes or metrics changed::
 
     .venv/bin/python -m tests.pins.pins --update
 """
@@ -66,9 +67,12 @@ def load_pins() -> dict[str, dict[str, str]]:
 def _compute(path: Path) -> dict[str, str]:
     from simulation.engine.runner import run_scenario
     from simulation.scenario.load import load_scenario
+    from tests.keyring import KEYRING
 
     with tempfile.TemporaryDirectory(prefix="fm-pin-") as tmp:
-        outcome = run_scenario(load_scenario(path, reduced(path)), Path(tmp), engine="inprocess")
+        scenario = load_scenario(path, reduced(path))
+        # Heads depend on the keyring: pins are of the fixed test keyring.
+        outcome = run_scenario(scenario, Path(tmp), engine="inprocess", keyring=KEYRING)
         return pin_of_run(Path(tmp), outcome.result.head_hash)
 
 

@@ -120,7 +120,7 @@ def _partial_ledger_verifies(out: Path) -> int:
 
 
 def test_disk_full_mid_run(tmp_path: Path) -> None:
-    with tmpfs(tmp_path / "small", size="640k") as disk:
+    with tmpfs(tmp_path / "small", size="192k") as disk:  # the run needs ~250k
         code, line = cli_run(disk / "run")
         assert code == 3
         assert line in (
@@ -132,14 +132,15 @@ def test_disk_full_mid_run(tmp_path: Path) -> None:
 
 def _file_size_limit() -> None:
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG
-    resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (120_000, 120_000))
 
 
 @pytest.mark.slow
 def test_file_size_limit_mid_run(tmp_path: Path) -> None:
-    """The disk-full case where no tmpfs can be mounted: writes fail past 300 kB."""
+    """The disk-full case where no tmpfs can be mounted: writes fail past 120 kB (an
+    empty ledger takes ~90 kB with its WAL; these 10 rounds ~200 kB)."""
     out = tmp_path / "run"
-    sets = [a for s in SMALL for a in ("--set", s)]
+    sets = [a for s in [*SMALL, "rounds=10"] for a in ("--set", s)]
     cli = [sys.executable, "-m", "simulation.cli.main", "run", str(QUICKSTART)]
     proc = subprocess.run(
         [*cli, "--out", str(out), "--engine", "inprocess", *sets],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -75,6 +75,9 @@ class SampleClients:
     num_classes: int
     availability: Mapping[int, Availability] = field(default_factory=dict)
     """Churn members' per-round dropout and straggler rates (``churn`` market behaviour)."""
+    enrol: Callable[[Sequence[int]], None] | None = None
+    """Registers, grants and stakes clients on their first sampling (the run's
+    :class:`~simulation.world.market_setup.Enrolment`)."""
 
     def eligible(self, ctx: RoundContext) -> list[int]:
         return sorted(
@@ -89,6 +92,8 @@ class SampleClients:
             k = self.cfg.per_round(len(eligible))
             rng = self.tree.numpy("sample", ctx.round)
             ctx.sampled = sorted(int(c) for c in rng.choice(eligible, size=k, replace=False))
+        if self.enrol is not None:
+            self.enrol(ctx.sampled)
         ctx.dropped = [c for c in ctx.sampled if self._drops(ctx, c)]
         self.market.record(
             "round_started",
