@@ -69,6 +69,26 @@ def test_clipped_unweighted_mean_over_the_sampled_hand_computed() -> None:
     np.testing.assert_allclose(as_numpy(arrays), glob + np.array([0.225, 0.1]), atol=1e-9)
 
 
+def test_full_participation_equals_flowers_clipped_fedavg_with_equal_weights() -> None:
+    # When all m sampled reply with equal example counts, Flower's own
+    # DifferentialPrivacyServerSideFixedClipping around FedAvg (noise 0) computes the
+    # same clipped mean: an independent implementation of steps 1-2.
+    from flwr.serverapp.strategy import DifferentialPrivacyServerSideFixedClipping, FedAvg
+
+    from simulation.fl.strategies import FLOWER_BASE
+
+    glob = np.array([0.5, -1.0, 2.0])
+    updates = {0: [3.0, 0.0, 4.0], 1: [0.1, 0.2, -0.2], 2: [-6.0, 8.0, 0.0]}
+    flower = DifferentialPrivacyServerSideFixedClipping(FedAvg(**FLOWER_BASE), 0.0, 1.5, 3)
+    flower.current_arrays = record(glob)
+    want, _ = flower.aggregate_train(1, replies(1, updates, glob))
+    dp = _dp(1e-12, 1.5)
+    dp.set_cohort(population=3, sampled=3)
+    dp.set_global(record(glob))
+    got, _ = dp.aggregate_train(1, replies(1, updates, glob))
+    np.testing.assert_allclose(as_numpy(got), as_numpy(want), atol=1e-9)
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     update=st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=8),
