@@ -95,6 +95,10 @@ def write_versions(directory: Path, weights: dict[str, bytes]) -> None:
         (directory / f"{version}.safetensors").write_bytes(data)
 
 
+_CLIENT_DP_ONLY = frozenset({names.CLIENT_EPSILON, names.CLIENT_EPSILON_ROUND})
+"""Round fields that exist only under client-level DP (NaN otherwise)."""
+
+
 def metrics_frame(result: WorldResult) -> pd.DataFrame:
     """Long form: ``round, client, metric, value`` (global metrics use client ``global``)."""
     rows: list[MetricRow] = list(result.rows)
@@ -103,6 +107,8 @@ def metrics_frame(result: WorldResult) -> pd.DataFrame:
         for key, value in dataclasses.asdict(rec).items():
             if key in ("round", "model_version", "wall_seconds"):
                 continue
+            if key in _CLIENT_DP_ONLY and math.isnan(value):
+                continue  # no client-level DP this round (or run): no row
             rows.append(MetricRow(rec.round, g, key, float(value)))
     if result.baseline_accuracy is not None:
         for rec, base in zip(result.rounds, result.baseline_accuracy, strict=False):

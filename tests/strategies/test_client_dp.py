@@ -229,6 +229,9 @@ def test_reduced_run_records_client_level_epsilon(tmp_path: Path) -> None:
     want = _reference_epsilons(1.2, [(8, 4)] * 3, 1e-5)
     np.testing.assert_allclose(rounds[names.CLIENT_EPSILON_ROUND].iloc[1:], want[0], rtol=1e-9)
     np.testing.assert_allclose(rounds[names.CLIENT_EPSILON].iloc[1:], want, rtol=1e-9)
+    metrics = pd.read_parquet(tmp_path / "metrics.parquet")
+    rows = metrics[(metrics.client == names.GLOBAL) & (metrics.metric == names.CLIENT_EPSILON)]
+    assert rows["round"].tolist() == [1, 2, 3]
     manifest = json.loads((tmp_path / "manifest.json").read_text())["client_dp"]
     assert manifest[names.CLIENT_EPSILON] == pytest.approx(want[-1], rel=1e-9)
     assert manifest["rounds_released"] == 3 and manifest["noise_multiplier"] == 1.2
