@@ -33,5 +33,11 @@ HONEST_PROFIT: Final = "honest_profit"
 BASELINE_ACCURACY: Final = "baseline_accuracy"
 ACCURACY_DROP: Final = "accuracy_drop"
 
+# Columns of ``rounds.parquet`` (fields of ``simulation.world.records.RoundRecord``).
+CLIENT_EPSILON: Final = "client_epsilon"
+"""Client-level DP (``aggregation.client_dp``): cumulative ε over the rounds released."""
+CLIENT_EPSILON_ROUND: Final = "client_epsilon_round"
+"""Client-level DP: the ε of this round's release alone."""
+
 TOKEN_METRICS: Final = (REWARD_TOKENS, ROYALTY_TOKENS)
 """Metrics whose values are tokens an account earned."""

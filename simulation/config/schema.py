@@ -428,8 +428,9 @@ class AggregationConfig(StrictModel):
     )
     client_dp: dict[str, float | int | str] | None = Field(
         None,
-        description="client-level DP with Flower's wrappers: {mode: server-fixed|server-adaptive,"
-        " noise_multiplier, clipping_norm | initial_clipping_norm, ...}",
+        description="user-level DP-FedAvg (McMahan et al. 2018): {mode: dp-fedavg,"
+        " noise_multiplier σ, clipping_norm C, delta}; replaces the server step of fedavg or"
+        " fedprox with the unweighted mean over the m sampled clients plus N(0, (σC/m)²)",
     )
     flag_below: float = Field(
         0.05, ge=0.0, le=1.0, description="a robust aggregator's weight below this flags a client"

@@ -25,8 +25,11 @@ from simulation.registry import Registry
 __all__ = [
     "AGGREGATORS",
     "CLIENT_DP_MODES",
+    "CLIENT_DP_STRATEGIES",
     "AggregatorSpec",
+    "DPFedAvgParams",
     "StrategyParams",
+    "client_dp_problem",
     "create_strategy",
 ]
 
@@ -65,26 +68,58 @@ class FLTrustParams(StrategyParams):
     server_lr: float = Field(1.0, gt=0.0, description="server learning rate")
 
 
-class ServerFixedDPParams(StrategyParams):
-    noise_multiplier: float = Field(ge=0.0)
-    clipping_norm: float = Field(gt=0.0)
-    num_sampled_clients: int = Field(ge=1)
+class DPFedAvgParams(StrategyParams):
+    """User-level DP-FedAvg (``simulation.fl.client_dp``): the world's sampled count is ``m``."""
+
+    noise_multiplier: float = Field(gt=0.0, description="σ: noise std is σ·C/m on the average")
+    clipping_norm: float = Field(gt=0.0, description="C: each update's L2 norm bound")
+    delta: float = Field(1e-5, gt=0.0, lt=1.0, description="δ of the client-level (ε, δ)")
 
 
-class ServerAdaptiveDPParams(StrategyParams):
-    noise_multiplier: float = Field(ge=0.0)
-    num_sampled_clients: int = Field(ge=1)
-    initial_clipping_norm: float = Field(0.1, gt=0.0)
-    target_clipped_quantile: float = Field(0.5, ge=0.0, le=1.0)
-    clip_norm_lr: float = Field(0.2, gt=0.0)
-    clipped_count_stddev: float | None = Field(None, ge=0.0)
+CLIENT_DP_MODES: dict[str, type[StrategyParams]] = {"dp-fedavg": DPFedAvgParams}
+"""Client-level DP (``aggregation.client_dp.mode``) and its parameters."""
 
+CLIENT_DP_STRATEGIES = frozenset({"fedavg", "fedprox"})
+"""Strategies whose server step DP-FedAvg replaces with its sensitivity-bounded mean
+(FedProx differs from FedAvg only on the clients, where the proximal term lives)."""
 
-CLIENT_DP_MODES: dict[str, type[StrategyParams]] = {
-    "server-fixed": ServerFixedDPParams,
-    "server-adaptive": ServerAdaptiveDPParams,
+WITHOUT_CLIENT_DP_GUARANTEE: dict[str, str] = {
+    "fedmedian": "the coordinate-wise median is not bounded by the C/m sensitivity the noise"
+    " is calibrated to",
+    "fedtrimmedavg": "the trimmed mean's surviving set depends on every update, so one client"
+    " moves it by more than C/m",
+    "krum": "Krum selects one client's update: one client changes the output by up to 2C",
+    "multikrum": "Multi-Krum's selection depends on every update: sensitivity is not C/m",
+    "bulyan": "Bulyan's selection and trimming depend on every update: sensitivity is not C/m",
+    "foolsgold": "FoolsGold's weights depend on every client's history: sensitivity is not C/m",
+    "fltrust": "FLTrust rescales every update to the root update's norm, undoing the clipping",
 }
-"""Client-level DP wrappers (``aggregation.client_dp.mode``) and their parameters."""
+"""Why each other strategy has no client-level guarantee under ``aggregation.client_dp``."""
+
+FLOWER_DP_WRAPPERS: dict[str, str] = {
+    "server-fixed": "Flower's server-side fixed clipping calibrates noise to C/m but the wrapped"
+    " strategy weights by example count (sensitivity C·n_i/Σn) and no ε is computed",
+    "server-adaptive": "Flower's adaptive clipping spends privacy on the clipped count as well,"
+    " which no accountant here composes, and the wrapped strategy weights by example count",
+}
+"""Modes earlier versions offered, and why they are refused (use ``dp-fedavg``)."""
+
+
+def client_dp_problem(strategy: str, client_dp: Mapping[str, Any]) -> tuple[str, str] | None:
+    """``(field, reason)`` when ``client_dp`` around ``strategy`` has no valid guarantee."""
+    mode = client_dp.get("mode")
+    if isinstance(mode, str) and mode in FLOWER_DP_WRAPPERS:
+        return "aggregation.client_dp.mode", (
+            f"{mode!r} has no valid client-level guarantee: {FLOWER_DP_WRAPPERS[mode]}; "
+            "use mode dp-fedavg"
+        )
+    if strategy in CLIENT_DP_STRATEGIES:
+        return None
+    why = WITHOUT_CLIENT_DP_GUARANTEE.get(strategy, "its sensitivity is not bounded by C/m")
+    return "aggregation.strategy", (
+        f"aggregation.client_dp cannot wrap {strategy!r}: {why} "
+        f"(client-level DP needs one of: {', '.join(sorted(CLIENT_DP_STRATEGIES))})"
+    )
 
 
 @dataclass(frozen=True)
@@ -160,19 +195,28 @@ def create_strategy(
     client_dp: Mapping[str, Any] | None = None,
     rng: Any = None,
 ) -> Any:
-    """Instantiate the aggregator ``name`` with ``params``, optionally wrapped in one of
-    Flower's client-level DP wrappers (``client_dp = {"mode": ..., **params}``).
+    """Instantiate the aggregator ``name`` with ``params``; with ``client_dp``
+    (``{"mode": "dp-fedavg", **params}``) the server step is user-level DP-FedAvg
+    (:class:`simulation.fl.client_dp.DPFedAvg`, noise drawn from ``rng``) instead.
 
-    Raises ``ValueError`` for an unknown name or invalid parameters (the scenario
-    loader reports those before a run starts, naming the field).
+    Raises ``ValueError`` for an unknown name, invalid parameters, or a
+    combination without a valid client-level guarantee (the scenario loader
+    reports those before a run starts, naming the field).
     """
     spec = AGGREGATORS.get(name)
     validated = params if isinstance(params, StrategyParams) else spec.params(**dict(params))
-    strategy = spec.build(validated)
-    if client_dp:
-        from simulation.fl.strategies import wrap_client_dp
+    if not client_dp:
+        return spec.build(validated)
+    problem = client_dp_problem(name, client_dp)
+    if problem is not None:
+        raise ValueError(f"{problem[0]}: {problem[1]}")
+    dp = dict(client_dp)
+    mode = str(dp.pop("mode"))
+    if mode not in CLIENT_DP_MODES:
+        raise ValueError(
+            f"unknown client-level DP mode {mode!r} (valid: {', '.join(CLIENT_DP_MODES)})"
+        )
+    dp_params = DPFedAvgParams(**dp)
+    from simulation.fl.client_dp import DPFedAvg
 
-        dp = dict(client_dp)
-        mode = str(dp.pop("mode"))
-        strategy = wrap_client_dp(strategy, mode, dp, rng=rng)
-    return strategy
+    return DPFedAvg(**dp_params.model_dump(), rng=rng)

@@ -11,9 +11,12 @@ model* to turn the clients' weights into updates, so they implement the
 * :class:`FLTrust` — Cao, Fang, Liu & Gong, "FLTrust: Byzantine-robust
   Federated Learning via Trust Bootstrapping", NDSS 2021 (Algorithm 1).
 
-Client-level differential privacy reuses Flower's own server-side wrappers
-(McMahan et al. 2018, https://arxiv.org/abs/1710.06963; Andrew et al. 2021,
-https://arxiv.org/abs/1905.03871) through :func:`wrap_client_dp`.
+Flower's server-side client-level DP wrappers (McMahan et al. 2018,
+https://arxiv.org/abs/1710.06963; Andrew et al. 2021,
+https://arxiv.org/abs/1905.03871) are adapted here through :func:`wrap_client_dp`,
+but no scenario can name them: they calibrate noise to ``C/m`` while the wrapped
+strategy weights by example count, and compute no ε. ``aggregation.client_dp`` is
+user-level DP-FedAvg with its accountant (:mod:`simulation.fl.client_dp`).
 
 How the world drives any strategy from this module, each round::
 

@@ -24,6 +24,7 @@ import csv
 import hashlib
 import json
 import logging
+import math
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -33,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from simulation.config.schema import DEFAULT_LICENSE, VERSIONS_DIR
+from simulation.names import CLIENT_EPSILON
 from simulation.outputs.hf_metadata import (
     category_of,
     infer_task,
@@ -653,7 +655,7 @@ class PrivacyClaim:
     """The differential-privacy guarantee an exported version may claim.
 
     ``epsilon`` is the largest per-client ε after the version's round (DP-SGD's
-    accountant); ``None`` for client-level DP, which FedMarket does not account.
+    accountant), or the client-level ε of user-level DP-FedAvg after that round.
     """
 
     mechanism: str
@@ -673,18 +675,18 @@ class PrivacyClaim:
         }
 
 
-def _epsilon_at(rounds: Any, round_: int) -> float | None:
-    """``epsilon_max`` of ``rounds.parquet``'s row for ``round_`` (``None`` if absent)."""
-    if rounds is None or "epsilon_max" not in getattr(rounds, "columns", ()):
+def _epsilon_at(rounds: Any, round_: int, column: str = "epsilon_max") -> float | None:
+    """``column`` of ``rounds.parquet``'s row for ``round_`` (``None`` if absent)."""
+    if rounds is None or column not in getattr(rounds, "columns", ()):
         return None
     rows = rounds[rounds["round"] == round_]
-    return float(rows["epsilon_max"].iloc[0]) if len(rows) else None
+    return float(rows[column].iloc[0]) if len(rows) else None
 
 
 def privacy_claim(scenario: Mapping[str, Any], rounds: Any, round_: int) -> PrivacyClaim | None:
     """What the run's privacy settings let a card claim for the version of ``round_``:
-    nothing without DP; (ε, δ) at that round for DP-SGD; the mechanism's settings,
-    without an ε, for client-level DP."""
+    nothing without DP; (ε, δ) at that round for DP-SGD, or for client-level DP
+    (``rounds.parquet``'s ``client_epsilon``)."""
     privacy = scenario.get("privacy", {}) or {}
     client_dp = (scenario.get("aggregation", {}) or {}).get("client_dp")
     if privacy.get("mode") == "dp_sgd":
@@ -701,13 +703,18 @@ def privacy_claim(scenario: Mapping[str, Any], rounds: Any, round_: int) -> Priv
         return PrivacyClaim("dp_sgd", eps, delta, round_, section)
     if client_dp:
         mode = str(client_dp.get("mode"))
-        settings = ", ".join(f"{k} {v}" for k, v in sorted(client_dp.items()) if k != "mode")
+        eps = _epsilon_at(rounds, round_, CLIENT_EPSILON)
+        if eps is None or math.isnan(eps):
+            raise HubError(f"rounds.parquet has no {CLIENT_EPSILON} for round {round_}")
+        delta = client_dp.get("delta", 1e-5)
         section = (
-            f"The server aggregated with client-level DP (Flower's `{mode}` wrapper: "
-            f"{settings}). FedMarket does not account ε for this mechanism, so this card "
-            "claims no (ε, δ)."
+            f"The server aggregated with user-level DP-FedAvg (`{mode}`: noise multiplier "
+            f"{client_dp.get('noise_multiplier')}, clipping norm {client_dp.get('clipping_norm')}),"
+            f" so every client's whole contribution is protected by **(ε = {eps:.4f}, "
+            f"δ = {delta})**-DP after round {round_}, the round this version was registered "
+            "in. The ledger's per-client entries are outside this guarantee."
         )
-        return PrivacyClaim(mode, None, None, round_, section)
+        return PrivacyClaim(mode, eps, delta, round_, section)
     return None
 
 

@@ -95,6 +95,10 @@ def write_versions(directory: Path, weights: dict[str, bytes]) -> None:
         (directory / f"{version}.safetensors").write_bytes(data)
 
 
+_CLIENT_DP_ONLY = frozenset({names.CLIENT_EPSILON, names.CLIENT_EPSILON_ROUND})
+"""Round fields that exist only under client-level DP (NaN otherwise)."""
+
+
 def metrics_frame(result: WorldResult) -> pd.DataFrame:
     """Long form: ``round, client, metric, value`` (global metrics use client ``global``)."""
     rows: list[MetricRow] = list(result.rows)
@@ -103,6 +107,8 @@ def metrics_frame(result: WorldResult) -> pd.DataFrame:
         for key, value in dataclasses.asdict(rec).items():
             if key in ("round", "model_version", "wall_seconds"):
                 continue
+            if key in _CLIENT_DP_ONLY and math.isnan(value):
+                continue  # no client-level DP this round (or run): no row
             rows.append(MetricRow(rec.round, g, key, float(value)))
     if result.baseline_accuracy is not None:
         for rec, base in zip(result.rounds, result.baseline_accuracy, strict=False):
@@ -173,6 +179,31 @@ def _write_manifest(path: Path, manifest: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
+def client_dp_manifest(scenario: Scenario, result: WorldResult) -> dict[str, Any] | None:
+    """The manifest's ``client_dp`` block: the mechanism, the accountant and the final
+    client-level ε (``None`` without ``aggregation.client_dp``)."""
+    dp = scenario.aggregation.client_dp
+    if not dp:
+        return None
+    from simulation.fl.aggregation import DPFedAvgParams
+    from simulation.fl.client_dp import ACCOUNTANT
+
+    params = DPFedAvgParams(**{k: v for k, v in dp.items() if k != "mode"})
+    released = [r for r in result.rounds if r.round > 0 and r.client_epsilon_round > 0]
+    final = result.rounds[-1].client_epsilon
+    return {
+        "mode": dp["mode"],
+        "noise_multiplier": params.noise_multiplier,
+        "clipping_norm": params.clipping_norm,
+        "delta": params.delta,
+        "accountant": ACCOUNTANT,
+        "rounds_released": len(released),
+        names.CLIENT_EPSILON: None if math.isnan(final) else final,
+        "covers": "the global models released each round (not the ledger's per-client"
+        " entries, scores, rewards or metrics; see docs/client_dp.md)",
+    }
+
+
 def write_results(
     scenario: Scenario,
     out_dir: Path,
@@ -222,6 +253,7 @@ def write_results(
             ),
         },
         "epsilon": result.final_epsilon,
+        "client_dp": client_dp_manifest(scenario, result),
         "market": result.market.as_dict(),
         "baseline_accuracy": (result.baseline_accuracy[-1] if result.baseline_accuracy else None),
         "data": ({"name": scenario.dataset.name, **result.data.summary()} if result.data else None),

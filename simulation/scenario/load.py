@@ -235,6 +235,7 @@ def validate_data(data: Mapping[str, Any], source: str) -> Scenario:
     problems += [Problem(source, f, r) for f, r in scenario.semantic_problems()]
     problems += _check_components(scenario, source, named_badly)
     problems += _check_aggregation_feasible(scenario, source)
+    problems += _check_client_dp(scenario, source, named_badly)
     problems += _check_staked_voters(scenario, source)
     reported = {p.field for p in problems}
     problems += [p for p in _check_machine(scenario, source) if p.field not in reported]
@@ -296,6 +297,7 @@ def _check_names(data: Mapping[str, Any], source: str) -> list[Problem]:
 
     Checked on the raw data, so they are reported alongside schema errors.
     """
+    from simulation.fl.aggregation import FLOWER_DP_WRAPPERS
     from simulation.scenario.components import RUNTIME_PARAMS, param_problems, params_model
 
     problems = []
@@ -305,6 +307,8 @@ def _check_names(data: Mapping[str, Any], source: str) -> list[Problem]:
             name_field = "market.rating_rule.name"
         if not isinstance(name, str):
             continue  # the schema reports a missing or mistyped name
+        if kind == "client_dp" and name in FLOWER_DP_WRAPPERS:
+            continue  # refused with its reason by _check_client_dp
         try:
             model = params_model(kind, name)
         except ValueError as exc:
@@ -505,6 +509,32 @@ def _check_aggregation_feasible(scenario: Scenario, source: str) -> list[Problem
                 source,
                 "aggregation.params.num_nodes_to_select",
                 f"multikrum cannot select {select} updates: {sampled}",
+            )
+        )
+    return problems
+
+
+def _check_client_dp(scenario: Scenario, source: str, named_badly: set[str]) -> list[Problem]:
+    """Client-level DP must have a valid guarantee: a sensitivity-bounded server step
+    (``simulation.fl.aggregation.client_dp_problem``) and ``δ < 1/N``."""
+    from simulation.fl.aggregation import client_dp_problem
+
+    agg = scenario.aggregation
+    if not agg.client_dp or "aggregation.strategy" in named_badly:
+        return []
+    problems = []
+    found = client_dp_problem(agg.strategy, agg.client_dp)
+    if found is not None:
+        problems.append(Problem(source, *found))
+    delta = agg.client_dp.get("delta", 1e-5)
+    n = scenario.clients.count
+    if isinstance(delta, float) and delta * n >= 1.0:
+        problems.append(
+            Problem(
+                source,
+                "aggregation.client_dp.delta",
+                f"δ={delta} must be below 1/clients.count = 1/{n}: with δ ≥ 1/N a mechanism"
+                " that publishes one client's update whole is (0, δ)-DP",
             )
         )
     return problems

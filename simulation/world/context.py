@@ -67,6 +67,8 @@ class RoundContext:
     start: float
     """Simulated time at the start of the round."""
     wall_start: float
+    eligible: int = 0
+    """Clients the round sampled from (client-level DP accounts with ``sampled / eligible``)."""
     sampled: list[int] = field(default_factory=list)
     dropped: list[int] = field(default_factory=list)
     slowdowns: dict[int, float] = field(default_factory=dict)
@@ -85,6 +87,8 @@ class RoundContext:
     registry_metrics: dict[str, float] = field(default_factory=dict)
     """What the version is registered with (``simulation.fl.evaluation.registry_metrics``)."""
     backdoor_success: float = float("nan")
+    client_epsilon: tuple[float, float] | None = None
+    """Client-level DP: this round's ε alone and the run's cumulative ε (``None`` without)."""
     issued: int = 0
     royalties: float = 0.0
 

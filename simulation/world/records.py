@@ -96,6 +96,10 @@ class RoundRecord:
     royalties_paid: float = 0.0
     backdoor_success: float = float("nan")
     model_version: str | None = None
+    client_epsilon_round: float = float("nan")
+    """Client-level DP (``aggregation.client_dp``): this round's ε alone (NaN without)."""
+    client_epsilon: float = float("nan")
+    """Client-level DP: the cumulative ε over the rounds released so far (NaN without)."""
     wall_seconds: float = 0.0
 
 

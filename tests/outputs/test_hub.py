@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from marketplace import Market
 from simulation.cli.market import registry_app
-from simulation.outputs.hub import privacy_claim
+from simulation.outputs.hub import HubError, privacy_claim
 
 
 def _export(cli: typer.Typer, run: Path, version: str, out: Path) -> None:
@@ -143,14 +143,15 @@ def test_mlp_config_has_only_mlp_fields(cli: typer.Typer, run_dir: Path, tmp_pat
     }
 
 
-def test_client_level_dp_claims_no_epsilon() -> None:
-    scenario = {
-        "privacy": {"mode": "none"},
-        "aggregation": {"client_dp": {"mode": "server-fixed", "noise_multiplier": 0.8}},
-    }
-    claim = privacy_claim(scenario, None, 3)
-    assert claim is not None and claim.epsilon is None and claim.delta is None
-    assert "server-fixed" in claim.section and "claims no (ε, δ)" in claim.section
+def test_client_level_dp_claims_the_recorded_client_epsilon() -> None:
+    dp = {"mode": "dp-fedavg", "noise_multiplier": 0.8, "clipping_norm": 1.0, "delta": 1e-6}
+    scenario = {"privacy": {"mode": "none"}, "aggregation": {"client_dp": dp}}
+    rounds = pd.DataFrame({"round": [0, 1, 2, 3], "client_epsilon": [float("nan"), 1.0, 1.5, 2.0]})
+    claim = privacy_claim(scenario, rounds, 2)
+    assert claim is not None and claim.epsilon == 1.5 and claim.delta == 1e-6
+    assert "DP-FedAvg" in claim.section and "(ε = 1.5000, δ = 1e-06)" in claim.section
+    with pytest.raises(HubError, match="no client_epsilon for round 0"):
+        privacy_claim(scenario, rounds, 0)
     assert privacy_claim({"privacy": {"mode": "none"}}, None, 3) is None
 
 

@@ -56,11 +56,8 @@ def test_declared_parameters_exist_in_flowers_constructor(name: str) -> None:
 
 
 @pytest.mark.parametrize("mode", sorted(CLIENT_DP_MODES))
-def test_client_dp_parameters_exist_in_the_wrappers(mode: str) -> None:
-    from simulation.fl import strategies
+def test_client_dp_parameters_exist_in_the_aggregator(mode: str) -> None:
+    from simulation.fl.client_dp import DPFedAvg
 
-    cls = {"server-fixed": strategies.ServerSideFixedClippingDP}.get(
-        mode, strategies.ServerSideAdaptiveClippingDP
-    )
-    sig = inspect.signature(cls.__init__).parameters
+    sig = inspect.signature(DPFedAvg.__init__).parameters
     assert set(CLIENT_DP_MODES[mode].model_fields) <= set(sig)

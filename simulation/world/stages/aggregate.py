@@ -32,7 +32,15 @@ class Aggregate:
     flag_below: float
 
     def run(self, ctx: RoundContext) -> None:
-        if not ctx.accepted:
+        from simulation.fl.client_dp import DPFedAvg
+
+        dp = self.strategy if isinstance(self.strategy, DPFedAvg) else None
+        if dp is not None:
+            # Client-level DP releases every round that sampled anyone, even with no
+            # accepted reply: whether a round is released must not depend on the updates.
+            dp.set_cohort(ctx.eligible, len(ctx.sampled))
+        if not ctx.accepted and (dp is None or not ctx.sampled):
+            self._client_epsilon(ctx, dp)
             return
         from flwr.app import Array, ArrayRecord
 
@@ -46,6 +54,7 @@ class Aggregate:
             current = {k: Array(np.ascontiguousarray(v)) for k, v in self.fed.weights.items()}
             self.strategy.set_global(ArrayRecord(current))
         arrays, _ = self.strategy.aggregate_train(ctx.round, msgs)
+        self._client_epsilon(ctx, dp)
         self._flags(ctx)
         if arrays is None:
             log.warning("round %d: the strategy returned no model; keeping the last one", ctx.round)
@@ -53,6 +62,15 @@ class Aggregate:
         out = {k: np.asarray(v.numpy()) for k, v in arrays.items()}
         self.fed.weights = self._like_global(out)
         ctx.aggregated = True
+
+    @staticmethod
+    def _client_epsilon(ctx: RoundContext, dp: Any) -> None:
+        if dp is None:
+            return
+        last = dp.last_epsilon
+        ctx.client_epsilon = (
+            (last.round, last.cumulative) if last is not None else (0.0, dp.accountant.cumulative)
+        )
 
     def _flags(self, ctx: RoundContext) -> None:
         weights = getattr(self.strategy, "last_weights", None)

@@ -100,8 +100,16 @@ class CloseRound:
             backdoor_success=ctx.backdoor_success,
             royalties_paid=ctx.royalties,
             model_version=self.fed.version,
+            **self._client_epsilon(ctx),
             wall_seconds=time.perf_counter() - ctx.wall_start,
         )
         self.rec.rounds.append(record)
         if self.on_round is not None:
             self.on_round(record)
+
+    @staticmethod
+    def _client_epsilon(ctx: RoundContext) -> dict[str, float]:
+        if ctx.client_epsilon is None:
+            return {}
+        one, cumulative = ctx.client_epsilon
+        return {names.CLIENT_EPSILON_ROUND: one, names.CLIENT_EPSILON: cumulative}

@@ -88,6 +88,7 @@ class SampleClients:
 
     def run(self, ctx: RoundContext) -> None:
         eligible = self.eligible(ctx)
+        ctx.eligible = len(eligible)
         if eligible:
             k = self.cfg.per_round(len(eligible))
             rng = self.tree.numpy("sample", ctx.round)
