@@ -98,6 +98,7 @@ class World:
                 self.tree,
                 parts.membership,
                 costs.expected_cost,
+                groups=parts.population.group_accounts(),
             )
             federation = self.env.process(self._federation(self.make_stages(parts, self.on_round)))
             # Market processes run forever; the run ends with the federation.
@@ -105,7 +106,8 @@ class World:
             if self._failure is not None:
                 raise self._failure
             head = parts.market.head_hash
-            stats = market_stats(parts.market, parts.applier, self.scenario.market)
+            groups = parts.population.group_accounts()
+            stats = market_stats(parts.market, parts.applier, self.scenario.market, groups)
             ledger = parts.market.summary()
         except RunInterrupted:
             # A clean stop (SIGTERM, SIGINT): seal what the open round wrote.

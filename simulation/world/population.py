@@ -158,15 +158,22 @@ class Population:
             "market_attackers": self.market_attackers(),
         }
 
+    def group_accounts(self) -> dict[str, tuple[str, ...]]:
+        """Population group → its members' first identities: what a market behaviour
+        naming ``group`` acts as."""
+        book = self.identities
+        return {g: tuple(book.of_slot(i)[0] for i in idx) for g, idx in self.members.items()}
+
     def market_attackers(self) -> dict[str, list[str]]:
         """Ground truth of the market: members of cabals, whitewashers, license abusers."""
         from agents.market import attacking_market_behaviours, create_market_behaviour
 
         attacking = attacking_market_behaviours()
+        groups = self.group_accounts()
         out: dict[str, list[str]] = {}
         for b in self.scenario.market.behaviours:
             if b.behaviour in attacking:
-                params = create_market_behaviour(b.behaviour, b.params).params
+                params = create_market_behaviour(b.behaviour, b.params, groups).params
                 members = getattr(params, "members", None)
                 accounts = (
                     list(members()) if callable(members) else list(getattr(params, "accounts", ()))
