@@ -599,7 +599,8 @@ def _fig_votes_licenses(run: RunData) -> Figure | None:
         ax_rev.step(t, paid, where="post", label="paid to contributors")
     ax_rev.set(xlabel="simulated time (s)", ylabel="tokens (cumulative)")
     ax_rev.set_title("License revenue")
-    ax_rev.legend()
+    if ax_rev.get_legend_handles_labels()[0]:
+        ax_rev.legend()
     fig.tight_layout()
     return fig
 
