@@ -182,3 +182,21 @@ def test_run_metrics_count_data_owners_not_identities(tmp_path: Path) -> None:
     (att,) = groups[(groups["set"] == "total") & (groups["name"] == "attackers")].to_dict("records")
     assert att["token_share"] == pytest.approx(m["attacker_token_share"])
     assert att["contribution_share"] == pytest.approx(m["attacker_contribution_share"])
+
+
+def test_the_study_summary_carries_group_outcomes() -> None:
+    from simulation.study.compare import summarize
+
+    table = pd.DataFrame(
+        {
+            "design": ["d", "d", "e"],
+            "status": ["ok", "ok", "ok"],
+            "group:sybils:token_share": [0.2, 0.4, 0.1],
+            "total:attackers:any_f1": [1.0, 0.5, NAN],
+        }
+    )
+    summary = summarize(table, []).set_index("design")
+    assert summary.loc["d", "group:sybils:token_share_mean"] == pytest.approx(0.3)
+    assert summary.loc["d", "total:attackers:any_f1_mean"] == pytest.approx(0.75)
+    assert summary.loc["e", "group:sybils:token_share_mean"] == pytest.approx(0.1)
+    assert math.isnan(summary.loc["e", "total:attackers:any_f1_mean"])
