@@ -66,3 +66,23 @@ def test_naming_a_group_that_does_not_exist_is_a_scenario_error() -> None:
     ]
     ok = ["market.behaviours=[{behaviour: whitewashers, params: {group: sybils}}]"]
     assert load_scenario(SYBIL, ok).market.behaviours[0].params == {"group": "sybils"}
+
+
+def test_ground_truth_labels_every_sybil_identity_an_attacker() -> None:
+    from types import SimpleNamespace
+
+    from simulation.world.core import ground_truth
+
+    # Sybils that train honestly still attack (one owner farming through 4 names).
+    honest_sybils = "population=[{group: sybils, count: 4, behaviour: honest, sybil: duplicate}]"
+    cabal = "market.behaviours=[{behaviour: colluding_cabal, params: {group: sybils}}]"
+    scenario = load_scenario(SYBIL, [honest_sybils, cabal], seed=2)
+    pop = _population(scenario)
+    gt = ground_truth(SimpleNamespace(population=pop))  # type: ignore[arg-type]
+    sybils = [client_account(i) for i in sorted(SYBIL_DRAW[2])]
+    assert list(gt.attackers) == sybils
+    # the owner (first of the group) and all its identities
+    assert gt.identities == {sybils[0]: sybils}
+    assert {a: gt.owners[a] for a in sybils} == dict.fromkeys(sybils, sybils[0])
+    assert {a: gt.roles[a] for a in sybils} == dict.fromkeys(sybils, "sybil+colluding_cabal")
+    assert set(gt.roles.values()) == {"honest", "sybil+colluding_cabal"}
