@@ -34,10 +34,10 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field, PrivateAttr, model_validator
 
 from agents._params import BaseParams, validate_params
 from agents._registry import Registry
@@ -313,25 +313,49 @@ class MarketBehaviour(ABC):
 
 
 class _Members(BaseParams):
-    """Who the behaviour acts for: explicit ``accounts`` or ``count`` ids ``{prefix}{i:03d}``."""
+    """Who the behaviour acts for: explicit ``accounts``, ``count`` ids ``{prefix}{i:03d}``,
+    or the identities of a population ``group``.
+
+    A group's members are a seeded draw, known only when the run starts, so a behaviour
+    naming one is bound to them with :meth:`for_groups` before it runs (the world does
+    this); until then :meth:`members` refuses rather than guess.
+    """
 
     accounts: tuple[str, ...] = ()
     count: int = Field(default=0, ge=0)
     prefix: str = "client-"
+    group: str | None = Field(
+        None, min_length=1, description="a population group whose identities are the members"
+    )
+    _bound: bool = PrivateAttr(default=False)
 
     @model_validator(mode="after")
     def _one_source(self) -> _Members:
-        if self.accounts and self.count:
-            raise ValueError("give either accounts or count, not both")
+        if sum((bool(self.accounts), bool(self.count), self.group is not None)) > 1:
+            raise ValueError("give one of accounts, count or group")
         if len(set(self.accounts)) != len(self.accounts):
             raise ValueError("accounts must be distinct")
         return self
 
     def members(self) -> tuple[str, ...]:
         """The member account ids."""
-        if self.accounts:
+        if self.group is not None and not self._bound:
+            raise ValueError(f"the members of group {self.group!r} are known only at run start")
+        if self.accounts or self.group is not None:
             return self.accounts
         return tuple(f"{self.prefix}{i:03d}" for i in range(self.count))
+
+    def for_groups(self, groups: Mapping[str, Sequence[str]]) -> Self:
+        """These parameters with a named ``group`` bound to its identities in ``groups``
+        (population group → identities); unchanged when no group is named."""
+        if self.group is None:
+            return self
+        if self.group not in groups:
+            known = ", ".join(sorted(groups)) or "none"
+            raise ValueError(f"group: no population group {self.group!r} (groups: {known})")
+        bound = self.model_copy(update={"accounts": tuple(groups[self.group])})
+        bound._bound = True
+        return bound
 
 
 def _exp(rng: np.random.Generator, mean: float) -> float:
@@ -888,14 +912,21 @@ def attacking_market_behaviours() -> tuple[str, ...]:
 
 
 def create_market_behaviour(
-    name: str, params: Mapping[str, object] | BaseParams | None = None
+    name: str,
+    params: Mapping[str, object] | BaseParams | None = None,
+    groups: Mapping[str, Sequence[str]] | None = None,
 ) -> MarketBehaviour:
     """Build the market behaviour registered as ``name`` from JSON-able ``params``.
 
+    ``groups`` (population group → its identities) binds a ``group`` the params name
+    to its members; without it such a behaviour is built, but cannot list them.
+
     Raises:
-        ValueError: unknown ``name`` (the message lists valid names), or invalid ``params``
-            (the message names the offending field).
+        ValueError: unknown ``name`` (the message lists valid names), invalid ``params``
+            (the message names the offending field), or a ``group`` not in ``groups``.
     """
     cls = MARKET_BEHAVIOURS.get_or_raise(name)
     validated = validate_params(cls.Params, params, what=f"market behaviour {name!r}")
+    if groups is not None and isinstance(validated, _Members):
+        validated = validated.for_groups(groups)
     return cls(validated)

@@ -604,8 +604,11 @@ class GroupConfig(StrictModel):
 
     @property
     def is_attacker(self) -> bool:
-        """Ground truth: does this group attack?"""
-        return self.attacker if self.attacker is not None else self.behaviour != "honest"
+        """Ground truth: does this group attack? A Sybil group does (one owner farming
+        rewards and votes through several identities), whatever its training behaviour."""
+        if self.attacker is not None:
+            return self.attacker
+        return self.behaviour != "honest" or self.sybil is not None
 
 
 class _Window(StrictModel):

@@ -33,6 +33,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from simulation import names
+from simulation.results.groups import Truth
 
 __all__ = [
     "FIGURE_FORMATS",
@@ -146,6 +147,19 @@ class RunData:
         raw = self.ground_truth.get("behaviours", {})
         return {str(k): str(v) for k, v in raw.items()} if isinstance(raw, Mapping) else {}
 
+    def truth(self) -> Truth:
+        """Ground truth for grouping: each identity's data owner and attack role."""
+        return Truth.from_json(self.ground_truth)
+
+    def owner_earnings(self) -> pd.DataFrame:
+        """:meth:`earnings` with one column per data owner (its identities summed): a
+        whitewasher's fresh names and a Sybil group's identities are one participant."""
+        table = self.earnings()
+        if table.empty:
+            return table
+        truth = self.truth()
+        return table.T.groupby(lambda c: truth.owner(str(c))).sum().T
+
     def earnings(self) -> pd.DataFrame:
         """Per-round reward tokens, one column per participant (rows: rounds, filled 0)."""
         m = self.metrics
@@ -156,13 +170,22 @@ class RunData:
         return table.sort_index().fillna(0.0)
 
     def final_earnings(self) -> pd.Series:
-        """Total reward tokens per participant over the run (0 for those never paid)."""
-        table = self.earnings()
+        """Total reward tokens per data owner over the run (0 for those never paid)."""
+        table = self.owner_earnings()
         totals = table.sum(axis=0) if not table.empty else pd.Series(dtype=float)
+        truth = self.truth()
         for account in self.behaviours():
-            if account not in totals.index:
-                totals[account] = 0.0
+            if truth.owner(account) not in totals.index:
+                totals[truth.owner(account)] = 0.0
         return totals.sort_index()
+
+    def rating_rule(self) -> tuple[str, dict[str, float]]:
+        """The scenario's rating rule and its parameters (``mean`` if it names none)."""
+        market = self.scenario.get("market", {})
+        rule = market.get("rating_rule", "mean") if isinstance(market, Mapping) else "mean"
+        if isinstance(rule, Mapping):
+            return str(rule.get("name", "mean")), dict(rule.get("params") or {})
+        return str(rule), {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +255,42 @@ def read_ledger(path: Path) -> tuple[LedgerRecord, ...]:
             LedgerRecord(e.seq, e.kind, e.sender, float(e.time), dict(e.data))
             for e in market.entries()
         )
+
+
+def rating_history(
+    path: Path, rule: str, params: Mapping[str, float] | None = None
+) -> dict[str, list[tuple[float, float]]]:
+    """Per version, ``(time, rating)`` after each of its votes under ``rule``: the ledger
+    replayed entry by entry, so each rating uses the stakes and reputations of that
+    moment, as ``Market.rating`` computes it then. A vote that leaves the rule no
+    defined rating (``yuma`` with no staked voter) adds no point."""
+    if not (path / "ledger.db").is_file():
+        return {}
+    from marketplace import Market
+    from marketplace.ratings import Ballot, aggregate_rating
+    from marketplace.reputation import reputation
+    from marketplace.state import MarketState
+
+    state = MarketState()
+    out: dict[str, list[tuple[float, float]]] = {}
+    with Market.open(path, readonly=True) as market:
+        for entry in market.entries():
+            state.apply(entry.tx)
+            if entry.kind == "genesis":
+                state.ledger_id = entry.hash
+            if entry.kind != "vote":
+                continue
+            version = str(entry.data["version"])
+            ballots = [
+                Ballot(v.voter, v.score, state.staked(v.voter), reputation(state, v.voter))
+                for v in sorted(state.votes.get(version, {}).values(), key=lambda v: v.voter)
+            ]
+            try:
+                rating = aggregate_rating(rule, ballots, params)
+            except ValueError:
+                continue
+            out.setdefault(version, []).append((float(entry.time), float(rating)))
+    return out
 
 
 def load_run(path: Path | str, *, ledger: bool = True) -> RunData:
@@ -407,8 +466,8 @@ def _fig_reward_share(run: RunData) -> Figure | None:
     if table.empty:
         logger.info("%s: no reward_tokens rows; reward-share figure skipped", run.path)
         return None
-    behaviours = run.behaviours()
-    by_type = table.T.groupby(lambda c: behaviours.get(str(c), "unknown")).sum().T
+    truth = run.truth()
+    by_type = table.T.groupby(lambda c: truth.role(str(c))).sum().T
     totals = by_type.sum(axis=1).replace(0.0, np.nan)
     share = by_type.div(totals, axis=0).fillna(0.0)
     fig, (ax,) = _figure()
@@ -420,32 +479,32 @@ def _fig_reward_share(run: RunData) -> Figure | None:
         alpha=0.85,
     )
     ax.set(xlabel="round", ylabel="share of round rewards", ylim=(0, 1))
-    ax.set_title("Reward share by agent type")
+    ax.set_title("Reward share by attack role")
     ax.legend(loc="lower right")
     fig.tight_layout()
     return fig
 
 
 def _fig_earnings(run: RunData) -> Figure | None:
-    table = run.earnings()
+    table = run.owner_earnings()
     if table.empty:
         logger.info("%s: no reward_tokens rows; earnings figure skipped", run.path)
         return None
     cumulative = table.cumsum()
-    behaviours = run.behaviours()
-    types = sorted(set(behaviours.values()) | {"unknown"})
+    truth = run.truth()
+    types = sorted({truth.role(str(c)) for c in cumulative.columns} | {"honest"})
     colour = {t: OKABE_ITO[i % len(OKABE_ITO)] for i, t in enumerate(types)}
     fig, (ax,) = _figure()
-    for client in cumulative.columns:
-        kind = behaviours.get(str(client), "unknown")
+    for owner in cumulative.columns:
+        kind = truth.role(str(owner))
         ax.plot(
-            cumulative.index, cumulative[client].to_numpy(), lw=1, color=colour[kind], label=kind
+            cumulative.index, cumulative[owner].to_numpy(), lw=1, color=colour[kind], label=kind
         )
     handles, labels = ax.get_legend_handles_labels()
     unique = dict(zip(labels, handles, strict=True))
-    ax.legend(unique.values(), unique.keys(), title="agent type")
+    ax.legend(unique.values(), unique.keys(), title="attack role")
     ax.set(xlabel="round", ylabel="cumulative reward (tokens)")
-    ax.set_title("Cumulative earnings per participant")
+    ax.set_title("Cumulative earnings per data owner")
     fig.tight_layout()
     return fig
 
@@ -459,7 +518,7 @@ def _fig_lorenz(run: RunData) -> Figure | None:
     fig, (ax,) = _figure(width=4.2, height=4.0)
     ax.plot([0, 1], [0, 1], ls="--", color="0.5", lw=1, label="equality")
     ax.plot(pop, cum, marker="o", ms=3, label=f"earnings (Gini {gini(final.to_numpy()):.3f})")
-    ax.set(xlabel="share of participants", ylabel="share of earnings", xlim=(0, 1), ylim=(0, 1))
+    ax.set(xlabel="share of data owners", ylabel="share of earnings", xlim=(0, 1), ylim=(0, 1))
     ax.set_title("Lorenz curve of final earnings")
     ax.legend(loc="upper left")
     fig.tight_layout()
@@ -502,7 +561,8 @@ def _fig_epsilon(run: RunData) -> Figure | None:
 def _fig_votes_licenses(run: RunData) -> Figure | None:
     votes = [r for r in run.ledger if r.kind == "vote"]
     purchases = [r for r in run.ledger if r.kind == "license_purchase"]
-    payouts = [r for r in run.ledger if r.kind == "revenue_payout"]
+    # The platform fee goes to the treasury, not to contributors.
+    payouts = [r for r in run.ledger if r.kind == "revenue_payout" and not r.data.get("fee")]
     if not votes and not purchases:
         logger.info("%s: no vote or license_purchase entries; market figure skipped", run.path)
         return None
@@ -515,18 +575,13 @@ def _fig_votes_licenses(run: RunData) -> Figure | None:
                 if isinstance(terms, Mapping) and "price" in terms:
                     prices[(version, str(lic_type))] = float(terms["price"]) / TOKEN
     fig, (ax_votes, ax_rev) = _figure(2)
-    by_version: dict[str, list[tuple[float, float]]] = {}
-    for r in votes:
-        by_version.setdefault(str(r.data.get("version")), []).append(
-            (r.time, float(r.data.get("score", 0.0)))
-        )
+    rule, params = run.rating_rule()
+    by_version = rating_history(run.path, rule, params) if votes else {}
     for version, points in sorted(by_version.items()):
         t = np.array([p[0] for p in points])
-        s = np.array([p[1] for p in points])
-        running = np.cumsum(s) / np.arange(1, len(s) + 1)
-        ax_votes.plot(t, running, marker="o", ms=3, label=version)
-    ax_votes.set(xlabel="simulated time (s)", ylabel="mean rating (0-5)", ylim=(0, 5))
-    ax_votes.set_title("Vote ratings over time")
+        ax_votes.plot(t, [p[1] for p in points], marker="o", ms=3, label=version)
+    ax_votes.set(xlabel="simulated time (s)", ylabel=f"{rule} rating (0-5)", ylim=(0, 5))
+    ax_votes.set_title(f"Ratings over time ({rule})")
     if by_version:
         ax_votes.legend()
     if purchases:
@@ -544,7 +599,8 @@ def _fig_votes_licenses(run: RunData) -> Figure | None:
         ax_rev.step(t, paid, where="post", label="paid to contributors")
     ax_rev.set(xlabel="simulated time (s)", ylabel="tokens (cumulative)")
     ax_rev.set_title("License revenue")
-    ax_rev.legend()
+    if ax_rev.get_legend_handles_labels()[0]:
+        ax_rev.legend()
     fig.tight_layout()
     return fig
 

@@ -126,19 +126,20 @@ def _run_headline(run: RunData) -> dict[str, Any]:
     scenario = run.scenario
     privacy = scenario.get("privacy", {}) if isinstance(scenario.get("privacy"), Mapping) else {}
     earnings = run.final_earnings()
+    truth = run.truth()
     tokens = float(run.rounds["tokens_issued"].sum()) if "tokens_issued" in run.rounds else None
     return {
         "scenario": scenario.get("name"),
         "seed": run.seed,
         "rounds": final.get("round", scenario.get("rounds")),
-        "clients": len(run.behaviours()) or None,
+        "data owners": len({truth.owner(a) for a in run.behaviours()}) or None,
         "final test accuracy": final.get("test_accuracy"),
         "final test loss": final.get("test_loss"),
         "ε max": final.get("epsilon_max"),
         "δ": privacy.get("delta"),
         "tokens issued": tokens,
         "Gini of earnings": gini(earnings.to_numpy()) if not earnings.empty else None,
-        "attackers": len(run.ground_truth.get("attackers", []) or []),
+        "attacking owners": len({truth.owner(a) for a in truth.attackers}),
         "wall seconds": run.manifest.get("wall_seconds"),
     }
 

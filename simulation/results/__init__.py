@@ -12,6 +12,9 @@ _EXPORTS = {
     "METRICS": "metrics",
     "gini": "metrics",
     "run_metrics": "metrics",
+    "group_outcomes": "groups",
+    "run_group_outcomes": "groups",
+    "Truth": "groups",
 }
 
 __all__ = sorted(_EXPORTS)

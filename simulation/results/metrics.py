@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 
 from simulation import names
+from simulation.results.groups import Truth
+from simulation.results.tables import read_table
 
 __all__ = ["METRICS", "gini", "run_metrics"]
 
@@ -60,10 +62,11 @@ def gini(values: Sequence[float]) -> float:
     return float(diffs / (2.0 * x.size**2 * x.mean()))
 
 
-def _per_account(metrics: pd.DataFrame, name: str) -> pd.Series:
-    """Sum of a long-form metric over rounds, per account (``global`` rows excluded)."""
+def _per_account(metrics: pd.DataFrame, name: str, truth: Truth) -> pd.Series:
+    """Sum of a long-form metric over rounds, per data owner (``global`` rows excluded)."""
     rows = metrics[(metrics["metric"] == name) & (metrics["client"] != names.GLOBAL)]
-    return rows.groupby("client")["value"].sum().astype(float)
+    owners = rows["client"].astype(str).map(truth.owner)
+    return rows["value"].astype(float).groupby(owners).sum()
 
 
 def _spearman(a: Sequence[float], b: Sequence[float]) -> float:
@@ -75,15 +78,6 @@ def _spearman(a: Sequence[float], b: Sequence[float]) -> float:
         warnings.simplefilter("ignore")
         rho = spearmanr(a, b).statistic
     return float(rho)
-
-
-def _read_table(path: Path) -> pd.DataFrame:
-    if path.is_file():
-        return pd.read_parquet(path)
-    csv = path.with_suffix(".csv")
-    if csv.is_file():
-        return pd.read_csv(csv)
-    raise FileNotFoundError(f"{path}: missing (no {csv.name} either)")
 
 
 def _attack_success(manifest: Mapping[str, Any], final: Mapping[str, Any]) -> float:
@@ -102,9 +96,12 @@ def run_metrics(run_dir: Path | str) -> dict[str, float]:
 
     * ``test_accuracy``, ``test_loss``, ``epsilon_max``, ``wall_seconds``:
       ``manifest.json`` (its ``final`` block).
-    * tokens per account: the sum over rounds of ``metrics.parquet`` rows with
-      ``metric == "reward_tokens"`` or ``"royalty_tokens"`` (license revenue);
-      accounts are those rows' clients plus every account in
+    * accounts are data owners: every identity's rows count for its owner
+      (``ground_truth.json`` ``owners``; a whitewasher's fresh names and a Sybil
+      group's identities are one owner), so every count, share and Gini is over
+      owners. Tokens per owner: the sum over rounds of ``metrics.parquet`` rows
+      with ``metric == "reward_tokens"`` or ``"royalty_tokens"`` (license
+      revenue); owners are those rows' clients' plus every identity's in
       ``ground_truth.json`` ``behaviours`` (zero tokens).
     * ``attacker_token_share``: tokens to ``ground_truth["attackers"]`` / all
       tokens (NaN when no tokens were paid).
@@ -114,9 +111,10 @@ def run_metrics(run_dir: Path | str) -> dict[str, float]:
     * ``reward_spearman``: Spearman's rho between tokens and the sum of
       ``metric == "true_contribution"`` rows per account (NaN without such
       rows or when either side is constant).
-    * ``attacker_contribution_share``: the attackers' share of the positive
-      reference contribution (``true_contribution``), to set against their
-      token share.
+    * ``attacker_contribution_share``: the attackers' signed share of the
+      reference contribution: their summed ``true_contribution`` over everyone's
+      (negative when they harmed the model; NaN when the total is not
+      positive), to set against their token share.
     * ``accuracy_drop``: the no-attack baseline's final accuracy (same seed,
       ``output.baseline``) minus this run's; ``backdoor_success``,
       ``fraud_tokens`` and ``rating_shift`` from the manifest.
@@ -131,33 +129,35 @@ def run_metrics(run_dir: Path | str) -> dict[str, float]:
     p = Path(run_dir)
     manifest = json.loads((p / "manifest.json").read_text(encoding="utf-8"))
     final = manifest.get("final", {})
-    metrics = _read_table(p / "metrics.parquet")
+    metrics = read_table(p / "metrics.parquet")
     gt_path = p / "ground_truth.json"
-    truth = json.loads(gt_path.read_text(encoding="utf-8")) if gt_path.is_file() else {}
-    attackers = set(truth.get("attackers", []))
+    raw = json.loads(gt_path.read_text(encoding="utf-8")) if gt_path.is_file() else {}
+    truth = Truth.from_json(raw)
+    attackers = {truth.owner(a) for a in truth.attackers}
 
-    tokens = _per_account(metrics, names.REWARD_TOKENS).add(
-        _per_account(metrics, names.ROYALTY_TOKENS), fill_value=0.0
+    tokens = _per_account(metrics, names.REWARD_TOKENS, truth).add(
+        _per_account(metrics, names.ROYALTY_TOKENS, truth), fill_value=0.0
     )
-    accounts = sorted(set(tokens.index) | set(truth.get("behaviours", {})) | attackers)
+    known = {truth.owner(str(a)) for a in raw.get("behaviours", {})}
+    accounts = sorted(set(tokens.index) | known | attackers)
     tokens = tokens.reindex(accounts, fill_value=0.0)
     total = float(tokens.sum())
     share = float(tokens[tokens.index.isin(attackers)].sum()) / total if total > 0 else NAN
 
     honest = [a for a in accounts if a not in attackers]
-    costs = _per_account(metrics, names.COST).reindex(accounts, fill_value=0.0)
+    costs = _per_account(metrics, names.COST, truth).reindex(accounts, fill_value=0.0)
     profit = float((tokens[honest] - costs[honest]).mean()) if honest else NAN
 
-    contribution = _per_account(metrics, names.TRUE_CONTRIBUTION)
+    contribution = _per_account(metrics, names.TRUE_CONTRIBUTION, truth)
     if contribution.empty:
         rho = contribution_share = NAN
     else:
         common = [a for a in accounts if a in contribution.index]
         rho = _spearman(tokens[common].tolist(), contribution[common].tolist())
-        positive = contribution.clip(lower=0.0)
+        total_contribution = float(contribution.sum())
         contribution_share = (
-            float(positive[positive.index.isin(attackers)].sum()) / float(positive.sum())
-            if float(positive.sum()) > 0
+            float(contribution[contribution.index.isin(attackers)].sum()) / total_contribution
+            if total_contribution > 0
             else NAN
         )
 
@@ -165,7 +165,7 @@ def run_metrics(run_dir: Path | str) -> dict[str, float]:
     if flags.empty:
         precision = recall = NAN
     else:
-        flagged = set(flags.loc[flags["value"] >= 0.5, "client"])
+        flagged = {truth.owner(str(a)) for a in flags.loc[flags["value"] >= 0.5, "client"]}
         hits = len(flagged & attackers)
         precision = hits / len(flagged) if flagged else NAN
         recall = hits / len(attackers) if attackers else NAN

@@ -269,8 +269,10 @@ def write_results(
     _write_manifest(out_dir / MANIFEST, manifest)
     # The attack metrics are computed from the files just written (one definition,
     # shared with `fedmarket compare`), then added to the manifest.
+    from simulation.results.groups import GROUPS_FILE, run_group_outcomes
     from simulation.results.metrics import run_metrics
 
+    run_group_outcomes(out_dir).to_parquet(out_dir / GROUPS_FILE, index=False)
     metrics_now = run_metrics(out_dir)
     manifest["attack"] = {
         k: (None if v != v else v)  # NaN is not JSON

@@ -417,6 +417,14 @@ def _member_problems(
     members = getattr(built.params, "members", None)
     if not callable(members):
         return []
+    group = getattr(built.params, "group", None)
+    if group is not None:
+        known = [g.group for g in scenario.population]
+        if group in known:
+            return []  # a group's members are clients, drawn when the run starts
+        shown = ", ".join(known) or "none"
+        reason = f"no population group {group!r} (population groups: {shown})"
+        return [Problem(source, f"market.behaviours.{i}.params.group", reason)]
     field = f"market.behaviours.{i}.params." + ("accounts" if built.params.accounts else "count")
     need_client = name in _CLIENT_MARKET_BEHAVIOURS
     n = scenario.clients.count
@@ -562,10 +570,14 @@ def _check_staked_voters(scenario: Scenario, source: str) -> list[Problem]:
         if b.behaviour not in _VOTERS:
             continue
         try:
-            members = create_market_behaviour(b.behaviour, b.params).params.members()
+            params = create_market_behaviour(b.behaviour, b.params).params
+            group = getattr(params, "group", None)
+            members = () if group is not None else params.members()  # type: ignore[attr-defined]
         except (ValueError, TypeError):
             continue  # reported by _check_components
         unstaked = [m for m in members if not staking or m not in clients]
+        if group is not None and not staking:
+            unstaked = [f"group {group}"]  # a group's members are clients: they stake if any do
         if unstaked:
             shown = ", ".join(unstaked[:3]) + (", ..." if len(unstaked) > 3 else "")
             problems.append(

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from simulation.results.groups import run_group_outcomes, study_columns
 from simulation.results.metrics import METRICS, gini, run_metrics
 from simulation.scenario.sweep import Engine, Study, Variant
 
@@ -84,7 +85,9 @@ def summarize(table: pd.DataFrame, design_columns: Sequence[str]) -> pd.DataFram
             row[col] = group[col].iloc[0]
         row["runs"] = len(group)
         row["failed"] = int((group["status"] != "ok").sum())
-        for metric in METRICS:
+        # The study metrics, then the per-group outcomes (``<set>:<name>:<column>``).
+        grouped = [c for c in table.columns if c.count(":") == 2]
+        for metric in (*METRICS, *grouped):
             if metric not in ok.columns:  # a table written before the metric existed
                 continue
             mean, half = mean_ci(ok[metric].astype(float).tolist())
@@ -211,7 +214,7 @@ def _row(variant: Variant, status: RunStatus, reused: bool, run_dir: Path) -> di
     values = dict.fromkeys(METRICS, NAN)
     if status.status == "ok":
         try:
-            values = run_metrics(run_dir)
+            values = run_metrics(run_dir) | study_columns(run_group_outcomes(run_dir))
         except (OSError, ValueError, KeyError) as exc:
             row["status"], row["error"] = "failed", f"unreadable results: {exc}"
     if math.isnan(values["wall_seconds"]):

@@ -98,6 +98,7 @@ class World:
                 self.tree,
                 parts.membership,
                 costs.expected_cost,
+                groups=parts.population.group_accounts(),
             )
             federation = self.env.process(self._federation(self.make_stages(parts, self.on_round)))
             # Market processes run forever; the run ends with the federation.
@@ -105,7 +106,8 @@ class World:
             if self._failure is not None:
                 raise self._failure
             head = parts.market.head_hash
-            stats = market_stats(parts.market, parts.applier, self.scenario.market)
+            groups = parts.population.group_accounts()
+            stats = market_stats(parts.market, parts.applier, self.scenario.market, groups)
             ledger = parts.market.summary()
         except RunInterrupted:
             # A clean stop (SIGTERM, SIGINT): seal what the open round wrote.
@@ -132,9 +134,14 @@ def ground_truth(parts: Parts) -> GroundTruth:
     pop, book = parts.population, parts.population.identities
     gt = pop.ground_truth()
     behaviours: dict[str, str] = gt["behaviours"]
+    roles: dict[str, str] = gt["roles"]
+    by_owner: dict[str, list[str]] = {}
     for ident in book.all():
         behaviours.setdefault(ident.account, behaviours.get(book.current(ident.client), "honest"))
-    multi = {ids[0]: ids for c in range(len(book)) if len(ids := book.of_slot(c)) > 1}
+        roles.setdefault(ident.account, roles.get(book.of_slot(ident.client)[0], "honest"))
+        by_owner.setdefault(ident.owner, []).append(ident.account)
+    # An owner's identities: a whitewasher's fresh names, a Sybil group's identities.
+    multi = {owner: ids for owner, ids in sorted(by_owner.items()) if len(ids) > 1}
     return GroundTruth(
         attackers=tuple(sorted(attacker_identities(pop))),
         behaviours=behaviours,
@@ -143,6 +150,7 @@ def ground_truth(parts: Parts) -> GroundTruth:
         market_attackers=gt["market_attackers"],
         identities=multi,
         owners=book.owners(),
+        roles=dict(sorted(roles.items())),
     )
 
 

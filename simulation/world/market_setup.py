@@ -133,8 +133,11 @@ def start_market_processes_for(
     tree: SeedTree,
     on_event: Callable[[Any], None],
     expected_cost: Callable[[str], float] | None = None,
+    groups: Mapping[str, Sequence[str]] | None = None,
 ) -> Any:
-    """Start the scenario's market processes; return their intent applier (or ``None``)."""
+    """Start the scenario's market processes; return their intent applier (or ``None``).
+
+    ``groups`` (population group → identities) binds behaviours that name a group."""
     if not cfg.behaviours:
         return None
     from agents.market import create_market_behaviour
@@ -144,7 +147,7 @@ def start_market_processes_for(
         start_market_processes,
     )
 
-    behaviours = [create_market_behaviour(b.behaviour, b.params) for b in cfg.behaviours]
+    behaviours = [create_market_behaviour(b.behaviour, b.params, groups) for b in cfg.behaviours]
     clock = lambda: float(env.now)  # noqa: E731
     applier = IntentApplier(
         market, on_event=on_event, buyer_budget=round(cfg.buyer_budget * TOKEN), clock=clock
@@ -164,13 +167,18 @@ def start_market_processes_for(
     return applier
 
 
-def market_stats(market: Market, applier: Any, cfg: MarketConfig) -> MarketStats:
+def market_stats(
+    market: Market,
+    applier: Any,
+    cfg: MarketConfig,
+    groups: Mapping[str, Sequence[str]] | None = None,
+) -> MarketStats:
     """Licences, revenue, fraud and the rating shift colluding voters caused: the
     aggregated rating against the version's true quality (5 × its test accuracy),
     the yardstick honest voters aim at."""
     counters = applier.counters.as_dict() if applier is not None else {}
     voted = sorted({str(e.data["version"]) for e in market.entries() if e.kind == "vote"})
-    owned = _cabal_owned(market, cfg, voted)
+    owned = _cabal_owned(market, cfg, voted, groups)
     shifts: dict[str, float] = {}
     for v in voted:
         rating = market.rating(v, rule=cfg.rating_rule_name, params=cfg.rating_rule_params)
@@ -191,13 +199,18 @@ def market_stats(market: Market, applier: Any, cfg: MarketConfig) -> MarketStats
     )
 
 
-def _cabal_owned(market: Market, cfg: MarketConfig, versions: list[str]) -> set[str] | None:
+def _cabal_owned(
+    market: Market,
+    cfg: MarketConfig,
+    versions: list[str],
+    groups: Mapping[str, Sequence[str]] | None,
+) -> set[str] | None:
     """The versions any colluding cabal counts as its own (``None``: no cabal)."""
     from agents.market import ColludingCabalBehaviour, create_market_behaviour
 
     cabals = [
         b
-        for b in (create_market_behaviour(c.behaviour, c.params) for c in cfg.behaviours)
+        for b in (create_market_behaviour(c.behaviour, c.params, groups) for c in cfg.behaviours)
         if isinstance(b, ColludingCabalBehaviour)
     ]
     if not cabals:

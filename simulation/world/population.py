@@ -156,17 +156,54 @@ class Population:
             },
             "coalitions": [{"attack": e.attack, "group": e.group} for e, _ in self.coalitions],
             "market_attackers": self.market_attackers(),
+            "roles": self.roles(),
         }
+
+    def group_accounts(self) -> dict[str, tuple[str, ...]]:
+        """Population group → its members' first identities: what a market behaviour
+        naming ``group`` acts as."""
+        book = self.identities
+        return {g: tuple(book.of_slot(i)[0] for i in idx) for g, idx in self.members.items()}
+
+    def roles(self) -> dict[str, str]:
+        """Ground truth: each client's first identity (and each other market attacker)
+        → its attack role, ``"honest"`` if none. A role joins with ``+``: ``sybil`` for a
+        Sybil group, its coalition attack (else its training behaviour when that
+        attacks), then each attacking market behaviour it is a member of."""
+        coalition = {e.group: e.attack for e, _ in self.coalitions}
+        attacking = set(self.attackers())
+        parts: dict[str, list[str]] = {a: [] for a in self.first_identities()}
+        for g in self.scenario.population:
+            for i in self.members[g.group]:
+                first = self.identities.of_slot(i)[0]
+                if self.account(i) not in attacking:
+                    continue
+                own = parts[first]
+                if g.sybil is not None:
+                    own.append("sybil")
+                if g.group in coalition:
+                    own.append(coalition[g.group])
+                elif g.behaviour != "honest":
+                    own.append(g.behaviour)
+        for behaviour, members in self.market_attackers().items():
+            for account in members:
+                parts.setdefault(account, []).append(behaviour)
+        return {a: "+".join(p) or "honest" for a, p in sorted(parts.items())}
+
+    def first_identities(self) -> list[str]:
+        """Every client slot's first identity, by slot."""
+        return [self.identities.of_slot(c)[0] for c in range(len(self.identities))]
 
     def market_attackers(self) -> dict[str, list[str]]:
         """Ground truth of the market: members of cabals, whitewashers, license abusers."""
         from agents.market import attacking_market_behaviours, create_market_behaviour
 
         attacking = attacking_market_behaviours()
+        groups = self.group_accounts()
         out: dict[str, list[str]] = {}
         for b in self.scenario.market.behaviours:
             if b.behaviour in attacking:
-                params = create_market_behaviour(b.behaviour, b.params).params
+                params = create_market_behaviour(b.behaviour, b.params, groups).params
                 members = getattr(params, "members", None)
                 accounts = (
                     list(members()) if callable(members) else list(getattr(params, "accounts", ()))

@@ -110,7 +110,11 @@ class GroundTruth:
     ``attackers`` lists every identity an attacking data owner used;
     ``behaviours`` maps each identity to its training behaviour; ``groups`` the
     population groups' members; ``identities`` an owner's identities when it has
-    more than one; ``owners`` every identity's data owner.
+    more than one (a whitewasher's fresh names, a Sybil group's identities);
+    ``owners`` every identity's data owner; ``roles`` every identity's attack role
+    (``"honest"``, or ``+``-joined parts: ``sybil``, its coalition attack or
+    attacking training behaviour, the attacking market behaviours it belongs to),
+    what figures colour by and outcomes group by.
     """
 
     attackers: tuple[str, ...]
@@ -120,6 +124,7 @@ class GroundTruth:
     market_attackers: dict[str, list[str]]
     identities: dict[str, list[str]] = field(default_factory=dict)
     owners: dict[str, str] = field(default_factory=dict)
+    roles: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> str:
         data = asdict(self)

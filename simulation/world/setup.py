@@ -9,7 +9,7 @@ and that order.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -186,13 +186,15 @@ def _privacy(
     return privacy, mode
 
 
-def churn_availability(scenario: Scenario, fed: Federation) -> dict[int, Availability]:
+def churn_availability(
+    scenario: Scenario, fed: Federation, groups: Mapping[str, Sequence[str]]
+) -> dict[int, Availability]:
     """Client slot → availability of every member of a ``churn`` market behaviour."""
     from agents.market import create_market_behaviour
 
     out: dict[int, Availability] = {}
     for b in scenario.market.behaviours:
-        behaviour = create_market_behaviour(b.behaviour, b.params)
+        behaviour = create_market_behaviour(b.behaviour, b.params, groups)
         avail = getattr(behaviour, "availability", None)
         if not isinstance(avail, Availability):
             continue
@@ -225,7 +227,7 @@ def default_stages(
             fed,
             market,
             p.data.num_classes,
-            churn_availability(sc, fed),
+            churn_availability(sc, fed, pop.group_accounts()),
             enrol=p.enrolment,
         ),
         Dispatch(p.tasks, p.transport, fed),

@@ -61,7 +61,7 @@ def test_bad_params_name_the_field() -> None:
         create_market_behaviour("buyers", {"rate_per_hour": -1})
     with pytest.raises(ValueError, match="Extra inputs"):
         create_market_behaviour("honest_voters", {"noise": 1})
-    with pytest.raises(ValueError, match="either accounts or count"):
+    with pytest.raises(ValueError, match="one of accounts, count or group"):
         create_market_behaviour("colluding_cabal", {"accounts": ["a"], "count": 2})
 
 

@@ -48,6 +48,7 @@ def test_run_writes_every_result_file(tmp_path: Path) -> None:
         "model.safetensors",
         "scenario.yaml",
         "ground_truth.json",
+        "groups.parquet",
     ):
         assert (tmp_path / name).exists(), name
     manifest = json.loads((tmp_path / "manifest.json").read_text())
