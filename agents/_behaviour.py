@@ -122,6 +122,11 @@ class TrainingBehaviour(ABC):
         _check_xy(x, y)
         return x, y
 
+    def train_rows(self, num_examples: int) -> int:
+        """How many rows :meth:`prepare_data` keeps of ``num_examples`` (what the server's
+        privacy accountant predicts a round's sample rate from). Default: all of them."""
+        return num_examples
+
     @property
     def trains(self) -> bool:
         """Whether the client runs local training at all (``False`` for free-riders)."""

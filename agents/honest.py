@@ -49,6 +49,12 @@ class HonestBehaviour(TrainingBehaviour):
             dropout_prob=p.dropout_prob,
         )
 
+    def train_rows(self, num_examples: int) -> int:
+        """``ceil(data_fraction × n)`` rows (at least one), or all of them."""
+        if self.params.data_fraction >= 1.0 or num_examples == 0:
+            return num_examples
+        return max(1, math.ceil(self.params.data_fraction * num_examples - 1e-9))
+
     def prepare_data(
         self, x: np.ndarray, y: np.ndarray, ctx: RoundContext
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -61,6 +67,6 @@ class HonestBehaviour(TrainingBehaviour):
         n = y.shape[0]
         if self.params.data_fraction >= 1.0 or n == 0:
             return x, y
-        keep = max(1, math.ceil(self.params.data_fraction * n - 1e-9))
+        keep = self.train_rows(n)
         idx = np.sort(ctx.rng.choice(n, size=keep, replace=False))
         return x[idx], y[idx]

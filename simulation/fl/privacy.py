@@ -22,12 +22,20 @@ Step = tuple[float, float, int]  # (noise multiplier σ, sample rate q, number o
 
 
 def poisson_schedule(num_examples: int, batch_size: int) -> tuple[float, int]:
-    """Sample rate and steps per epoch exactly as Opacus' ``DPDataLoader`` derives them:
-    q = 1 / ⌈n / B⌉ and ⌈n / B⌉ steps."""
+    """Sample rate and steps per epoch exactly as Opacus' ``DPDataLoader`` derives them.
+
+    ``DPDataLoader.from_data_loader`` sets q = 1 / len(loader) = 1 / ⌈n / B⌉ (the
+    plain loader :func:`~simulation.fl.training.local_train` builds, ``drop_last``
+    off), and its ``UniformWithReplacementSampler`` then takes ``int(1 / q)`` steps
+    per epoch, which is one fewer than ⌈n / B⌉ when 1 / (1 / k) rounds below k in
+    floating point (k = 93, 99, 105, ...). ``num_examples`` is the rows the client
+    actually trains on (after its behaviour's ``data_fraction``). Training and the
+    server's budget check and noise calibration all call this one function.
+    """
     if num_examples < 1:
         raise ValueError("a client needs at least one example")
-    steps = math.ceil(num_examples / batch_size)
-    return 1.0 / steps, steps
+    q = 1.0 / math.ceil(num_examples / batch_size)
+    return q, int(1 / q)
 
 
 def compress(history: tuple[Step, ...]) -> tuple[Step, ...]:

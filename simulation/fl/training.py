@@ -226,42 +226,27 @@ def local_train(
     criterion: Any = nn.CrossEntropyLoss()
     sample_rate = 1.0 / max(len(loader), 1)
     if dp is not None:
-        from opacus import PrivacyEngine
-
-        with warnings.catch_warnings():
-            # "Secure RNG turned off": deliberate, reproducibility needs seeded noise.
-            warnings.simplefilter("ignore")
-            engine = PrivacyEngine(accountant="rdp", secure_mode=False)
-            made = engine.make_private(
-                module=model,
-                optimizer=optimizer,
-                criterion=criterion,
-                data_loader=loader,
-                noise_multiplier=dp.noise_multiplier,
-                max_grad_norm=dp.max_grad_norm,
-                poisson_sampling=True,
-                noise_generator=_noise_generator(generator, device),
-                grad_sample_mode=dp.grad_sample_mode,
-            )
-        if dp.grad_sample_mode == "ghost":
-            train_model, optimizer, criterion, loader = made
-        else:
-            train_model, optimizer, loader = made
+        train_model, optimizer, criterion, loader = _make_private(
+            model, optimizer, criterion, loader, dp, generator
+        )
+        sample_rate = loader.sample_rate
     else:
         train_model = model
     train_model.train()
     steps, seen, correct, loss_sum = 0, 0, 0, 0.0
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        # Opacus' per-sample hooks are full backward hooks on every layer; on the
+        # first layer no input requires grad, so torch notes that the hook sees only
+        # output gradients — exactly what Opacus' grad samplers use.
+        warnings.filterwarnings("ignore", message="Full backward hook is firing when gradients")
         for _ in range(cfg.epochs):
             for xb, yb in loader:
                 steps += 1
-                if len(yb) == 0:
-                    # Poisson sampling can draw an empty batch: the noise step still happens.
-                    optimizer.zero_grad()
-                    continue
                 optimizer.zero_grad()
                 xb, yb = xb.to(device), yb.to(device)
+                # An empty Poisson batch still takes the full step: Opacus clips no
+                # per-sample gradient, adds the Gaussian noise and counts the step,
+                # the subsampled Gaussian mechanism the accountant composes.
                 out = train_model(xb)
                 loss = criterion(out, yb)
                 loss.backward()
@@ -269,10 +254,54 @@ def local_train(
                     optimizer.step()
                 else:
                     proximal.step(optimizer, private=dp is not None)
+                if len(yb) == 0:
+                    continue  # the mean loss of no examples is NaN: nothing to report
                 seen += len(yb)
                 loss_sum += float(loss.detach()) * len(yb)
                 correct += int((out.argmax(dim=1) == yb).sum())
     return loss_sum / max(seen, 1), correct / max(seen, 1), steps, sample_rate
+
+
+def _make_private(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    criterion: Any,
+    loader: DataLoader[Any],
+    dp: DPSpec,
+    generator: torch.Generator,
+) -> tuple[nn.Module, Any, Any, Any]:
+    """Opacus' ``make_private`` (Poisson sampling), checked against the schedule the
+    server's accountant and budget check predict (:func:`poisson_schedule`)."""
+    from opacus import PrivacyEngine
+
+    from simulation.fl.privacy import poisson_schedule
+
+    q, per_epoch = poisson_schedule(len(loader.dataset), loader.batch_size or 1)  # type: ignore[arg-type]
+    with warnings.catch_warnings():
+        # "Secure RNG turned off": deliberate, reproducibility needs seeded noise.
+        warnings.filterwarnings("ignore", message="Secure RNG turned off")
+        engine = PrivacyEngine(accountant="rdp", secure_mode=False)
+    made = engine.make_private(
+        module=model,
+        optimizer=optimizer,
+        criterion=criterion,
+        data_loader=loader,
+        noise_multiplier=dp.noise_multiplier,
+        max_grad_norm=dp.max_grad_norm,
+        poisson_sampling=True,
+        noise_generator=_noise_generator(generator, _device_of(model)),
+        grad_sample_mode=dp.grad_sample_mode,
+    )
+    if dp.grad_sample_mode == "ghost":
+        train_model, dp_optimizer, criterion, dp_loader = made
+    else:
+        train_model, dp_optimizer, dp_loader = made
+    if dp_loader.sample_rate != q or len(dp_loader) != per_epoch:
+        raise RuntimeError(
+            f"Opacus samples at q={dp_loader.sample_rate} for {len(dp_loader)} steps per "
+            f"epoch, the accountant predicts q={q} for {per_epoch}"
+        )
+    return train_model, dp_optimizer, criterion, dp_loader
 
 
 def _device_of(model: nn.Module) -> torch.device:

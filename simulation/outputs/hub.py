@@ -654,7 +654,7 @@ class ExportResult:
 class PrivacyClaim:
     """The differential-privacy guarantee an exported version may claim.
 
-    ``epsilon`` is the largest per-client ε after the version's round (DP-SGD's
+    ``epsilon`` is the largest per-data-owner ε after the version's round (DP-SGD's
     accountant), or the client-level ε of user-level DP-FedAvg after that round.
     """
 

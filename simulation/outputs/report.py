@@ -60,7 +60,7 @@ _CAPTIONS = {
     "reward_share": "Share of each round's rewards by agent type (ground truth).",
     "earnings": "Cumulative reward tokens of each participant.",
     "lorenz": "Lorenz curve and Gini coefficient of final earnings.",
-    "epsilon": "Differential-privacy loss ε per round: max, mean and per client.",
+    "epsilon": "Differential-privacy loss ε per round: max and mean over owners, per identity.",
     "votes_licenses": "Vote ratings over time and cumulative license revenue.",
     "token_flows": "Token supply over time and total tokens moved by entry kind.",
     "gini": "Gini coefficient of final earnings per design.",

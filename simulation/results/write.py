@@ -252,7 +252,15 @@ def write_results(
                 None if math.isnan(final.backdoor_success) else final.backdoor_success
             ),
         },
-        "epsilon": result.final_epsilon,
+        # ε is about data: the budget, final.epsilon_max and rounds.parquet's
+        # epsilon_max/epsilon_mean are over data owners (every identity that trained
+        # on an owner's rows composes into it); the ledger records per-identity ε.
+        "epsilon": {
+            "epsilon_max_over": "data_owner",
+            "per_owner": result.owner_epsilon,
+            "per_identity": result.final_epsilon,
+        },
+        "grad_sample_mode": result.grad_sample_mode,
         "client_dp": client_dp_manifest(scenario, result),
         "market": result.market.as_dict(),
         "baseline_accuracy": (result.baseline_accuracy[-1] if result.baseline_accuracy else None),

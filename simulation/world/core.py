@@ -22,6 +22,7 @@ from marketplace import Keyring, LedgerSummary
 from simulation.config.schema import Scenario
 from simulation.errors import RunInterrupted
 from simulation.rng import SeedTree
+from simulation.world.accounting import identity_epsilon, owner_epsilon
 from simulation.world.context import RoundContext
 from simulation.world.costs import CostModel
 from simulation.world.market_setup import market_stats, start_market_processes_for
@@ -156,14 +157,16 @@ def ground_truth(parts: Parts) -> GroundTruth:
 
 def result_of(parts: Parts, head: str, stats: Any, ledger: LedgerSummary) -> WorldResult:
     privacy = parts.privacy
-    accounts = parts.fed.identities.currents()
+    identities = parts.fed.identities
     return WorldResult(
         rounds=parts.rec.rounds,
         rows=parts.rec.rows,
         final_weights=parts.fed.weights,
         head_hash=head,
         ground_truth=ground_truth(parts),
-        final_epsilon={a: privacy.spent(a) for a in accounts} if privacy is not None else {},
+        final_epsilon=identity_epsilon(privacy, identities),
+        owner_epsilon=owner_epsilon(privacy, identities),
+        grad_sample_mode=parts.tasks.grad_sample_mode if privacy is not None else None,
         market=stats,
         data=parts.data,
         device=parts.server.device,

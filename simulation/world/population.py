@@ -263,6 +263,28 @@ class Population:
         b = self.behaviour(client, round_, now)
         return b.local_epochs(base) if b is not None else base
 
+    def planned_behaviour(
+        self, client: int, round_: int | None = None, now: float = 0.0
+    ) -> TrainingBehaviour | None:
+        """The behaviour of ``round_`` (:meth:`behaviour`), or with ``round_`` ``None``
+        the client's group's own behaviour (what DP noise is calibrated for)."""
+        if round_ is not None:
+            return self.behaviour(client, round_, now)
+        name = self.group_of.get(client)
+        return self.behaviours[name] if name is not None else None
+
+    def train_rows(
+        self, client: int, rows: int, round_: int | None = None, now: float = 0.0
+    ) -> int:
+        """How many of its ``rows`` the client trains on (its behaviour's data fraction)."""
+        b = self.planned_behaviour(client, round_, now)
+        return b.train_rows(rows) if b is not None else rows
+
+    def planned_epochs(self, client: int, base: int) -> int:
+        """Local epochs under the client's group's own behaviour."""
+        b = self.planned_behaviour(client)
+        return b.local_epochs(base) if b is not None else base
+
     def speed_factor(self, client: int, round_: int, now: float) -> float:
         """Compute-speed factor for the time model."""
         b = self.behaviour(client, round_, now)

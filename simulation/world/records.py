@@ -170,6 +170,11 @@ class WorldResult:
     head_hash: str
     ground_truth: GroundTruth
     final_epsilon: dict[str, float] = field(default_factory=dict)
+    """Each identity's own cumulative ε (what the ledger records; empty without DP)."""
+    owner_epsilon: dict[str, float] = field(default_factory=dict)
+    """Each data owner's cumulative ε over all its identities (ground truth)."""
+    grad_sample_mode: str | None = None
+    """The per-sample clipping implementation DP-SGD ran with (``auto`` resolved)."""
     market: MarketStats = field(default_factory=MarketStats)
     baseline_accuracy: list[float] | None = None
     data: FederatedData | None = None

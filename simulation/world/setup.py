@@ -58,7 +58,7 @@ from simulation.world.stages import (
     Stage,
     StopExhausted,
 )
-from simulation.world.tasks import TaskBuilder, client_size
+from simulation.world.tasks import TaskBuilder, trained_rows
 from simulation.world.timing import TimeModel
 
 __all__ = ["Parts", "build_parts", "default_stages"]
@@ -181,7 +181,12 @@ def _privacy(
         server.model, priv.grad_sample_mode, scenario.training.batch_size
     )
     privacy = ClientPrivacy(
-        priv, scenario.training, scenario.rounds, partial(client_size, population, data)
+        priv,
+        scenario.training,
+        scenario.rounds,
+        partial(trained_rows, population, data),
+        owner_of=population.identities.owner,
+        epochs_of=partial(population.planned_epochs, base=scenario.training.epochs),
     )
     return privacy, mode
 

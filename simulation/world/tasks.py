@@ -16,13 +16,25 @@ from simulation.world.accounting import ClientPrivacy
 from simulation.world.context import Federation
 from simulation.world.population import Population
 
-__all__ = ["TaskBuilder", "client_size"]
+__all__ = ["TaskBuilder", "client_size", "trained_rows"]
 
 
 def client_size(population: Population, data: FederatedData, client: int) -> int:
     """How many rows ``client`` trains on (a Sybil identity's share of its owner's)."""
     indices = population.data_indices(client, data.partitions)
     return len(indices) if indices is not None else len(data.partitions[client])
+
+
+def trained_rows(
+    population: Population,
+    data: FederatedData,
+    client: int,
+    round_: int | None = None,
+    now: float = 0.0,
+) -> int:
+    """How many rows ``client``'s task trains on in ``round_`` (its behaviour's
+    ``data_fraction`` applied; ``None``: under its group's own behaviour)."""
+    return population.train_rows(client, client_size(population, data, client), round_, now)
 
 
 @dataclass

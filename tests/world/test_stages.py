@@ -111,7 +111,7 @@ def test_stop_exhausted_stops_a_client_whose_next_round_exceeds_the_budget() -> 
     step = (1.0, 0.1, 10)  # σ, q = B/n = 10/100, ⌈n/B⌉ = 10 steps per epoch
     one, eleven = epsilon((step,), 1e-5), epsilon((step,) * 11, 1e-5)
     dp = DPSGDPrivacy(noise_multiplier=1.0, budget=(one + eleven) / 2)
-    privacy = ClientPrivacy(dp, TrainingConfig(batch_size=10), 5, lambda c: 100)
+    privacy = ClientPrivacy(dp, TrainingConfig(batch_size=10), 5, lambda c, *_: 100)
     fed = federation(2)
     # Client 0 has trained 10 rounds: an 11th exceeds the budget; client 1's first fits.
     assert privacy.planned_step(0, 1) == step
@@ -197,7 +197,7 @@ def test_a_client_that_did_not_train_takes_network_time_only_and_pays_no_compute
 
 def test_account_privacy_composes_every_replys_steps_into_its_identity() -> None:
     dp = DPSGDPrivacy(noise_multiplier=1.3)
-    privacy = ClientPrivacy(dp, TrainingConfig(batch_size=10), 5, lambda c: 100)
+    privacy = ClientPrivacy(dp, TrainingConfig(batch_size=10), 5, lambda c, *_: 100)
     fed, rec = federation(2), Recorder()
     c = ctx()
     c.replies = [reply(0, 1.0, steps=20, sample_rate=0.1), Reply(1, None, None, "crash")]

@@ -11,7 +11,7 @@ import numpy as np
 
 from marketplace import TOKEN, Market
 from simulation import names
-from simulation.world.accounting import ClientPrivacy
+from simulation.world.accounting import ClientPrivacy, owner_epsilon
 from simulation.world.context import Federation, Recorder, RoundContext
 from simulation.world.population import Population
 from simulation.world.records import RoundRecord
@@ -80,8 +80,8 @@ class CloseRound:
 
     def run(self, ctx: RoundContext) -> None:
         self.market.end_block()
-        accounts = self.fed.identities.currents()
-        eps = [self.privacy.spent(a) for a in accounts] if self.privacy is not None else [0.0]
+        # ε is per data owner (ground truth): every identity that trained on its rows.
+        eps = list(owner_epsilon(self.privacy, self.fed.identities).values()) or [0.0]
         record = RoundRecord(
             round=ctx.round,
             time=self.clock(),

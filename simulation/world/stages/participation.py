@@ -10,6 +10,7 @@ from typing import ClassVar
 from agents.market import Availability
 from marketplace import Market
 from simulation.config.schema import ClientsConfig
+from simulation.fl.privacy import Step
 from simulation.rng import SeedTree
 from simulation.world.accounting import ClientPrivacy
 from simulation.world.context import Federation, RoundContext
@@ -22,8 +23,14 @@ log = logging.getLogger("fedmarket.world")
 
 @dataclass
 class StopExhausted:
-    """Clients whose next round would exceed their ε budget stop contributing (recorded
-    on the ledger as ``privacy_budget_exhausted``)."""
+    """Clients whose next round would take their *data owner* past the ε budget stop
+    contributing (recorded on the ledger as ``privacy_budget_exhausted``).
+
+    The check predicts each task's exact (σ, q, steps) (:meth:`ClientPrivacy.planned_step`)
+    and composes it into the owner's accountant. Identities of one owner (Sybils) are
+    admitted in slot order, each on top of the steps of those already admitted this
+    round, since all of them may be sampled and train on the owner's rows. The ledger
+    entry carries the identity's own ε (the owner link is ground truth)."""
 
     name: ClassVar[str] = "stop_exhausted"
 
@@ -38,26 +45,35 @@ class StopExhausted:
         if privacy is None or privacy.budget is None:
             return
         budget = privacy.budget
+        admitted: dict[str, tuple[Step, ...]] = {}
         for c in sorted(self.fed.active):
             epochs = self.population.epochs(c, ctx.round, ctx.start, self.base_epochs)
             account = self.fed.account(c)
-            nxt = privacy.would_spend(account, privacy.planned_step(c, epochs))
-            if nxt <= budget:
+            owner = privacy.owner_of(account)
+            step = privacy.planned_step(c, epochs, ctx.round, ctx.start)
+            planned = (*admitted.get(owner, ()), step)
+            owner_next = privacy.owner_would_spend(account, planned)
+            if owner_next <= budget:
+                admitted[owner] = planned
                 continue
             self.fed.active.discard(c)
             self.fed.stopped.add(c)
-            spent = privacy.spent(account)
             self.market.record(
                 "privacy_budget_exhausted",
                 {
                     "round": ctx.round,
                     "client": account,
-                    "epsilon_spent": spent,
-                    "epsilon_next": nxt,
+                    "epsilon_spent": privacy.spent(account),
+                    "epsilon_next": privacy.would_spend(account, step),
                     "budget": budget,
                 },
             )
-            log.info("%s stops: next round would reach ε=%.3f > budget %.3f", account, nxt, budget)
+            log.info(
+                "%s stops: its owner's next round would reach ε=%.3f > budget %.3f",
+                account,
+                owner_next,
+                budget,
+            )
 
 
 @dataclass
