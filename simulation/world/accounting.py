@@ -29,7 +29,7 @@ class ClientPrivacy:
         self.training = training
         self.rounds = rounds
         self.size_of = size_of
-        self.ledger = PrivacyLedger(dp.delta)
+        self.ledger = PrivacyLedger(dp.delta, dp.accountant)
 
     @property
     def budget(self) -> float | None:
