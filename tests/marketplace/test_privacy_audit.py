@@ -4,7 +4,6 @@ dp-accounting in a scratch venv), and names the entry whose ε does not follow."
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -13,33 +12,12 @@ from typer.testing import CliRunner
 from marketplace import LedgerIntegrityError, Market, PrivacyAudit, audit_ledger
 from marketplace.privacy_audit import RDP_ORDERS, Mechanism, rdp_epsilon
 from simulation.cli.market import ledger_app
+from tests.fixtures.references.dp_vectors import VECTORS, golden, mechanism
 from tests.keyring import KEYRING
-
-VECTORS = json.loads(
-    (Path(__file__).parents[1] / "fixtures" / "references" / "dp_accounting.json").read_text()
-)
-
-
-def golden(sigma: float, q: float, steps: int, delta: float) -> float:
-    (row,) = [
-        r
-        for r in VECTORS["rdp"]
-        if (r["sigma"], r["q"], r["steps"], r["delta"]) == (sigma, q, steps, delta)
-    ]
-    return float(row["epsilon"])
 
 
 def mech(steps: int, **over: object) -> dict[str, object]:
-    return {
-        "mechanism": "poisson_gaussian",
-        "noise_multiplier": 1.1,
-        "sample_rate": 0.01,
-        "steps": steps,
-        "delta": 1e-5,
-        "accountant": "rdp",
-        "rdp_orders": "int-2-63",
-        **over,
-    }
+    return mechanism(steps, **over)
 
 
 def ledger(path: Path, second_epsilon: float) -> Path:

@@ -3,9 +3,7 @@ library, tests/fixtures/references/dp_accounting.json), and composition over rou
 
 from __future__ import annotations
 
-import json
 import warnings
-from pathlib import Path
 
 import pytest
 from opacus.accountants import RDPAccountant
@@ -18,7 +16,7 @@ from simulation.fl.privacy import (
     epsilon,
     poisson_schedule,
 )
-from tests.marketplace.test_privacy_audit import golden
+from tests.fixtures.references.dp_vectors import VECTORS, golden
 
 
 def test_poisson_schedule_matches_opacus_dataloader() -> None:
@@ -86,11 +84,6 @@ def test_calibration_does_not_warn_about_its_own_probes() -> None:
         sigma = calibrate_noise(3.0, 1e-5, 16 / 126, 20)
         eps = epsilon(((sigma, 16 / 126, 20),), 1e-5)
     assert 2.95 < eps <= 3.0
-
-
-VECTORS = json.loads(
-    (Path(__file__).parents[1] / "fixtures" / "references" / "dp_accounting.json").read_text()
-)
 
 
 # The grid's corners (σ = 4 with one step, σ = 0.9 with q = 1) have their best order
