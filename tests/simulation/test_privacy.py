@@ -112,3 +112,9 @@ def test_pld_accountant_within_its_discretisation_and_below_rdp(row: dict[str, f
     ledger = PrivacyLedger(row["delta"], "pld")
     ledger.record("c", history[0])
     assert ledger.spent("c") == got
+
+
+def test_full_batch_gaussian_matches_the_hand_derivation() -> None:
+    """q = 1: RDP(α) = steps·α/(2σ²); ε = min_α RDP + ln((α−1)/α) − (ln δ + ln α)/(α−1).
+    σ = 4, 100 steps, δ = 1e-5: α = 3, ε = 9.375 − 0.405465 + 5.207156 (docs/privacy.md)."""
+    assert epsilon(((4.0, 1.0, 100),), 1e-5) == pytest.approx(14.176691480042896, rel=1e-12)
