@@ -41,3 +41,17 @@ def test_train_metrics_are_published_only_when_asked(publish: bool, tmp_path: Pa
     audit = PrivacyAudit()
     audit_ledger(tmp_path, checks=audit.checks())
     assert audit.checked == len(contributions) == 4
+
+
+def test_pld_accountant_is_recorded_audited_and_reported(tmp_path: Path) -> None:
+    sc = load_scenario(ROOT / "scenarios" / "quickstart.yaml", [*TINY, "privacy.accountant=pld"])
+    out = run_scenario(sc, tmp_path, engine="inprocess")
+    with Market.open(tmp_path) as m:
+        contributions = [dict(e.data) for e in m.entries() if e.kind == "contribution"]
+    assert {c["privacy"]["accountant"] for c in contributions} == {"pld"}
+    audit = PrivacyAudit()
+    audit_ledger(tmp_path, checks=audit.checks())
+    assert audit.checked == 4
+    block = json.loads((tmp_path / "manifest.json").read_text())["privacy"]
+    worst = block["epsilon_max"]
+    assert worst["pld"] == max(out.result.final_epsilon.values()) < worst["rdp"]
