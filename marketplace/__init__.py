@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from marketplace.ledger import InclusionProof, LedgerSummary, Market, ledger_path
     from marketplace.merkle import MerkleTree, verify_consistency, verify_inclusion
     from marketplace.model_registry import artifact_sha256, search_versions
+    from marketplace.privacy_audit import PrivacyAudit
     from marketplace.ratings import RATING_RULES, Ballot
     from marketplace.registry_base import Registry
     from marketplace.rounding import largest_remainder
@@ -52,6 +53,7 @@ _EXPORTS = {
     "AuditReport": "audit",
     "EntryCheck": "audit",
     "audit_ledger": "audit",
+    "PrivacyAudit": "privacy_audit",
     "Checkpoint": "checkpoint",
     "SignedCheckpoint": "checkpoint",
     "JSON": "canonical",
@@ -135,6 +137,7 @@ __all__ = [
     "NonceError",
     "Params",
     "PriceTerms",
+    "PrivacyAudit",
     "ProofError",
     "ReadOnlyLedgerError",
     "Registry",

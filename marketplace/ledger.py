@@ -798,8 +798,13 @@ class Market:
         num_examples: int,
         epsilon: float | None,
         metrics: Mapping[str, float],
+        privacy: Mapping[str, JSON] | None = None,
     ) -> Entry:
-        """The client signs its update's hash, size, privacy cost and local metrics."""
+        """The client signs its update's hash, size, privacy cost and local metrics.
+
+        ``privacy`` is the mechanism behind ``epsilon`` (σ, q, this round's steps,
+        δ, accountant; see :mod:`marketplace.privacy_audit`), so an auditor can
+        re-derive the cumulative ε; it is left out of non-DP entries."""
         data: dict[str, JSON] = {
             "round": round,
             "update_hash": update_hash,
@@ -807,11 +812,26 @@ class Market:
             "epsilon": epsilon,
             "metrics": dict(metrics),
         }
+        if privacy is not None:
+            data["privacy"] = dict(privacy)
         return self._append("contribution", client, data)
 
-    def reject_contribution(self, *, round: int, client: str, reason: str) -> Entry:
-        """The platform records that it refused ``client``'s update."""
+    def reject_contribution(
+        self,
+        *,
+        round: int,
+        client: str,
+        reason: str,
+        epsilon: float | None = None,
+        privacy: Mapping[str, JSON] | None = None,
+    ) -> Entry:
+        """The platform records that it refused ``client``'s update; in a DP run
+        also what the client's training cost (it trained on its data either way),
+        so the audit's per-identity composition has every step."""
         data: dict[str, JSON] = {"round": round, "client": client, "reason": reason}
+        if privacy is not None:
+            data["epsilon"] = epsilon
+            data["privacy"] = dict(privacy)
         return self._append("contribution_rejected", TREASURY, data)
 
     def record_quality(self, *, round: int, client: str, score: float) -> Entry:

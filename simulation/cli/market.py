@@ -197,22 +197,31 @@ def ledger_verify(
     ] = None,
 ) -> None:
     """Audit everything from scratch (hashes, signatures, ledger ids, nonces, balances,
-    Merkle roots, signed checkpoints), then compare with manifest.json's head and
-    with any checkpoint or head held elsewhere (consistency proof)."""
-    from marketplace import audit_ledger
+    Merkle roots, signed checkpoints, every contribution's ε re-derived with
+    dp-accounting from its recorded mechanism), then compare with manifest.json's
+    head and with any checkpoint or head held elsewhere (consistency proof)."""
+    from marketplace import PrivacyAudit, audit_ledger
 
     with _errors():
         witness = _read_checkpoint(checkpoint) if checkpoint is not None else None
         block = _manifest_ledger(run_dir) if run_dir.is_dir() else None
         heads = [str(a["head"]) for a in (block or {}).get("amendments", [])]
         heads += [expect_head] if expect_head else []
-        report = audit_ledger(run_dir, workers=workers, witness=witness, heads=heads)
+        privacy = PrivacyAudit()
+        report = audit_ledger(
+            run_dir, workers=workers, witness=witness, heads=heads, checks=privacy.checks()
+        )
     typer.echo(
         f"ok: {report.entries} entries, {report.sealed_blocks} sealed blocks "
         f"(+{report.open_block_entries} in the open block), {report.accounts} accounts, "
         f"supply {report.supply}, root {report.root}, head {report.head_hash}"
     )
     typer.echo(f"ledger id {report.ledger_id}, content digest {report.content_digest}")
+    typer.echo(
+        f"privacy: {privacy.checked} recorded ε re-derived with dp-accounting "
+        f"({len(privacy.histories)} identities, max relative difference "
+        f"{privacy.max_rel_error:.2g})"
+    )
     if block is not None:
         typer.echo(_check_manifest(block, report))
     else:

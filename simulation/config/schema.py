@@ -408,6 +408,16 @@ class DPSGDPrivacy(StrictModel):
         None, gt=0.0, description="per-client ε budget; a client stops before exceeding it"
     )
     grad_sample_mode: Literal["auto", "ghost", "hooks"] = "auto"
+    accountant: Literal["rdp", "pld"] = Field(
+        "rdp",
+        description="accountant of the recorded ε and the budget check: rdp (Opacus' RDP, "
+        "re-derived by dp-accounting) or pld (dp-accounting's PLD, tighter); see docs/privacy.md",
+    )
+    publish_train_metrics: bool = Field(
+        False,
+        description="send and publish clients' unnoised train loss/accuracy on their private "
+        "batches; they are then outside the DP guarantee (listed in the manifest)",
+    )
 
     @model_validator(mode="after")
     def _one_noise_source(self) -> DPSGDPrivacy:

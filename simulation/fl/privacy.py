@@ -18,6 +18,13 @@ from dataclasses import dataclass, field
 from opacus.accountants import RDPAccountant
 from opacus.accountants.utils import get_noise_multiplier
 
+from marketplace.privacy_audit import RDP_ORDERS, pld_epsilon
+
+ALPHAS = list(RDP_ORDERS)
+"""RDP orders for Opacus: the integers 2..63, which the ledger names and the audit
+re-derives with (Opacus' own default adds fractional orders, where dp-accounting
+computes a looser bound; see marketplace.privacy_audit)."""
+
 Step = tuple[float, float, int]  # (noise multiplier σ, sample rate q, number of steps)
 
 
@@ -50,13 +57,16 @@ def compress(history: tuple[Step, ...]) -> tuple[Step, ...]:
 
 
 @functools.lru_cache(maxsize=4096)
-def epsilon(history: tuple[Step, ...], delta: float) -> float:
-    """ε(δ) of the composition of every step in ``history`` (RDP accountant)."""
+def epsilon(history: tuple[Step, ...], delta: float, accountant: str = "rdp") -> float:
+    """ε(δ) of the composition of every step in ``history``: Opacus' RDP accountant
+    at :data:`ALPHAS`, or dp-accounting's PLD accountant (Opacus has none)."""
     if not history:
         return 0.0
+    if accountant == "pld":
+        return pld_epsilon(history, delta)
     acc = RDPAccountant()
     acc.history = list(compress(history))
-    return float(acc.get_epsilon(delta=delta))
+    return float(acc.get_epsilon(delta=delta, alphas=ALPHAS))
 
 
 @functools.lru_cache(maxsize=1024)
@@ -73,6 +83,7 @@ def calibrate_noise(target_epsilon: float, delta: float, sample_rate: float, ste
             sample_rate=sample_rate,
             steps=steps,
             accountant="rdp",
+            alphas=ALPHAS,
         )
     return float(sigma)
 
@@ -82,15 +93,17 @@ class PrivacyLedger:
     """Per-client DP-SGD step histories and the ε they imply."""
 
     delta: float
+    accountant: str = "rdp"
     histories: dict[str, tuple[Step, ...]] = field(default_factory=dict)
 
     def spent(self, client: str) -> float:
         """Cumulative ε of ``client`` so far."""
-        return epsilon(compress(self.histories.get(client, ())), self.delta)
+        return epsilon(compress(self.histories.get(client, ())), self.delta, self.accountant)
 
     def would_spend(self, client: str, step: Step) -> float:
         """Cumulative ε of ``client`` if it trained one more round of ``step``."""
-        return epsilon(compress((*self.histories.get(client, ()), step)), self.delta)
+        history = compress((*self.histories.get(client, ()), step))
+        return epsilon(history, self.delta, self.accountant)
 
     def record(self, client: str, step: Step) -> float:
         """Add a round's steps to ``client``'s history; return its new cumulative ε."""

@@ -76,6 +76,7 @@ class DPSpec(BaseModel):
     noise_multiplier: float
     max_grad_norm: float
     grad_sample_mode: Literal["ghost", "hooks"]
+    publish_train_metrics: bool = False
 
 
 class ClientTask(BaseModel):
@@ -385,6 +386,10 @@ def run_client_task(task: ClientTask, global_weights: dict[str, np.ndarray]) -> 
         loss, acc, steps, q = local_train(
             model, x, y, data.input_shape, task.training, task.dp, gen, task.proximal_mu
         )
+    if task.dp is not None and not task.dp.publish_train_metrics:
+        # Loss and accuracy on the private batches are unnoised functions of the
+        # data that the DP guarantee does not cover: not sent (docs/privacy.md).
+        loss, acc = float("nan"), float("nan")
     weights = state_to_numpy(model)
     if behaviour is not None and ctx is not None:
         keys = list(global_weights)

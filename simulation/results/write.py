@@ -28,6 +28,7 @@ from simulation import names
 from simulation.config.schema import VERSIONS_DIR, Scenario
 from simulation.fl.federated import FederatedData
 from simulation.fl.weights import safetensors_bytes
+from simulation.results.privacy import privacy_manifest
 from simulation.world.records import MetricRow, WorldResult
 from simulation.world.setup import account_name
 
@@ -262,6 +263,7 @@ def write_results(
         },
         "grad_sample_mode": result.grad_sample_mode,
         "client_dp": client_dp_manifest(scenario, result),
+        "privacy": privacy_manifest(scenario, out_dir) if result.ledger is not None else None,
         "market": result.market.as_dict(),
         "baseline_accuracy": (result.baseline_accuracy[-1] if result.baseline_accuracy else None),
         "data": ({"name": scenario.dataset.name, **result.data.summary()} if result.data else None),

@@ -53,9 +53,9 @@ class ClientPrivacy:
         """identity → data owner (ground truth; never on the ledger)."""
         self.epochs_of = epochs_of or (lambda _client: training.epochs)
         """A client slot's local epochs under its group's behaviour (for calibration)."""
-        self.ledger = PrivacyLedger(dp.delta)
+        self.ledger = PrivacyLedger(dp.delta, dp.accountant)
         """Per identity: the ε the ledger records."""
-        self.owners = PrivacyLedger(dp.delta)
+        self.owners = PrivacyLedger(dp.delta, dp.accountant)
         """Per data owner: the ε the budget applies to and the run reports."""
 
     @property

@@ -248,7 +248,7 @@ def default_stages(
             deadline=sc.timing.deadline_s,
         ),
         ChargeCosts(sc.market, rec),
-        RecordContributions(market, rec),
+        RecordContributions(market, rec, p.privacy),
         AdvanceClock(p.time_model),
         ScoreContributions(sc.contribution, p.evaluator, utility, p.tree, fed, market, rec),
         Aggregate(p.strategy, fed, rec, sc.aggregation.flag_below),

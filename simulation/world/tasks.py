@@ -64,6 +64,7 @@ class TaskBuilder:
                     noise_multiplier=self.privacy.noise_for(c),
                     max_grad_norm=self.privacy.dp.max_grad_norm,
                     grad_sample_mode=self.grad_sample_mode,  # type: ignore[arg-type]
+                    publish_train_metrics=self.privacy.dp.publish_train_metrics,
                 )
             epochs = self.population.epochs(c, round_, now, sc.training.epochs)
             indices = self.population.data_indices(c, self.data.partitions)

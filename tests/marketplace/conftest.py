@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from marketplace import TOKEN, Market
+from tests.fixtures.references.dp_vectors import DP_EPSILON, mechanism
 from tests.keyring import KEYRING
 
 
@@ -44,8 +45,9 @@ def populate(market: Market, clock: Callable[[], float] | None = None) -> None:
             client=f"client-{i:03d}",
             update_hash=f"{i:064x}",
             num_examples=100 + i,
-            epsilon=1.5,
+            epsilon=DP_EPSILON,  # what dp-accounting derives from the record below
             metrics={"loss": 0.5},
+            privacy=mechanism(1000),
         )
     market.transfer("client-001", "client-002", TOKEN, memo="gift")
     market.reward(

@@ -31,6 +31,7 @@ from marketplace.entries import GENESIS_PREV, Entry
 from marketplace.keys import Signer
 from marketplace.merkle import MerkleTree, leaf_hash
 from simulation.cli.main import app
+from tests.fixtures.references.dp_vectors import DP_EPSILON, mechanism
 from tests.keyring import KEYRING
 from tests.marketplace.conftest import populate
 
@@ -45,16 +46,17 @@ def seed_key(seed: int, account: str) -> Signer:
     return Signer(hashlib.sha256(material).digest())
 
 
-def _build(run: Path, keyring: Keyring = KEYRING, epsilon: float = 1.5) -> Path:
+def _build(run: Path, keyring: Keyring = KEYRING, num_examples: int = 10) -> Path:
     m = Market.create(run, keyring=keyring, seed=11, genesis={"scenario_hash": "forge"})
     populate(m)
     m.record_contribution(
         round=2,
         client="client-001",
         update_hash="ab" * 32,
-        num_examples=10,
-        epsilon=epsilon,
+        num_examples=num_examples,
+        epsilon=DP_EPSILON,  # no steps this round: ε stays what round 1 cost
         metrics={},
+        privacy=mechanism(0),
     )
     m.end_block()
     m.close()
@@ -173,7 +175,7 @@ def test_a_whole_history_rewritten_with_another_keyring_fails_against_a_witness(
     witness = tmp_path / "checkpoint.txt"
     witness.write_text(note)
     head = audit_ledger(run).head_hash
-    forged = _build(tmp_path / "forged", FOREIGN, epsilon=0.1)
+    forged = _build(tmp_path / "forged", FOREIGN, num_examples=11)
     shutil.copy(forged / "ledger.db", run / "ledger.db")
     assert _cli("ledger", "verify", run)[0] == 0  # the file alone is consistent
     code, out = _cli("ledger", "verify", run, "--checkpoint", witness)

@@ -37,6 +37,7 @@ EXPECTED = [
     "NonceError",
     "Params",
     "PriceTerms",
+    "PrivacyAudit",
     "ProofError",
     "ReadOnlyLedgerError",
     "Registry",
@@ -113,8 +114,16 @@ def test_facade_contract_signatures() -> None:
         "num_examples",
         "epsilon",
         "metrics",
+        "privacy",
     ]
-    assert list(sig(Market.reject_contribution).parameters) == ["self", "round", "client", "reason"]
+    assert list(sig(Market.reject_contribution).parameters) == [
+        "self",
+        "round",
+        "client",
+        "reason",
+        "epsilon",
+        "privacy",
+    ]
     assert list(sig(Market.record).parameters) == ["self", "kind", "data"]
     assert list(sig(Market.reward).parameters) == ["self", "round", "allocations", "mechanism"]
     assert list(sig(Market.register_model_version).parameters)[:6] == [

@@ -8,6 +8,8 @@ from dataclasses import KW_ONLY, dataclass
 from typing import ClassVar
 
 from marketplace import Market
+from marketplace.canonical import JSON
+from marketplace.privacy_audit import PLD_DISCRETIZATION, RDP_ORDERS_NAME
 from simulation import names
 from simulation.config.schema import MarketConfig
 from simulation.fl.protocol import reason as rejection
@@ -124,12 +126,36 @@ class ChargeCosts:
 @dataclass
 class RecordContributions:
     """Sign each screened reply onto the ledger: ``contribution`` (update hash,
-    examples, cumulative ε, local metrics) or ``contribution_rejected`` (reason)."""
+    examples, cumulative ε, local metrics) or ``contribution_rejected`` (reason).
+
+    In a DP run both carry the round's mechanism (σ, q, steps, δ, accountant) so
+    ``fedmarket ledger verify`` re-derives each identity's ε with dp-accounting."""
 
     name: ClassVar[str] = "record_contributions"
 
     market: Market
     rec: Recorder
+    privacy: ClientPrivacy | None = None
+
+    def mechanism(self, entry: Screened) -> dict[str, JSON] | None:
+        """The privacy record of ``entry``'s round: what AccountPrivacy composed."""
+        if self.privacy is None:
+            return None
+        reply, dp = entry.reply, self.privacy.dp
+        trained = reply.steps > 0 and reply.metrics is not None
+        record: dict[str, JSON] = {
+            "mechanism": "poisson_gaussian",
+            "noise_multiplier": self.privacy.noise_for(reply.client),
+            "sample_rate": reply.metrics.sample_rate if trained and reply.metrics else 0.0,
+            "steps": reply.steps if trained else 0,
+            "delta": dp.delta,
+            "accountant": dp.accountant,
+        }
+        if dp.accountant == "pld":
+            record["pld_discretization"] = PLD_DISCRETIZATION
+        else:
+            record["rdp_orders"] = RDP_ORDERS_NAME
+        return record
 
     def run(self, ctx: RoundContext) -> None:
         for entry in ctx.screened:
@@ -137,7 +163,11 @@ class RecordContributions:
             if entry.reason is not None:
                 ctx.rejected.append(account)
                 self.market.reject_contribution(
-                    round=ctx.round, client=account, reason=entry.reason
+                    round=ctx.round,
+                    client=account,
+                    reason=entry.reason,
+                    epsilon=entry.epsilon,
+                    privacy=self.mechanism(entry),
                 )
                 self.rec.add(ctx.round, account, names.REJECTED, 1.0)
                 log.info("round %d: rejected %s: %s", ctx.round, account, entry.reason)
@@ -157,6 +187,7 @@ class RecordContributions:
                 num_examples=reply.num_examples,
                 epsilon=entry.epsilon,
                 metrics=metrics,
+                privacy=self.mechanism(entry),
             )
             ctx.accepted.append(reply)
             self.rec.add(ctx.round, account, names.NUM_EXAMPLES, reply.num_examples)
