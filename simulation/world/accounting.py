@@ -97,7 +97,7 @@ class ClientPrivacy:
         """The owner's cumulative ε after ``steps`` more (one per identity that trains)."""
         owner = self.owner_of(account)
         history = (*self.owners.histories.get(owner, ()), *steps)
-        return PrivacyLedger(self.dp.delta, {owner: history}).spent(owner)
+        return PrivacyLedger(self.dp.delta, self.dp.accountant, {owner: history}).spent(owner)
 
     def record(self, account: str, step: Step) -> float:
         """Compose a round's steps into the identity's and its owner's accountants;
