@@ -41,7 +41,8 @@ def test_the_app_fedmarket_submits_is_the_one_pyproject_declares() -> None:
     submitted = tomllib.loads(FAB_PYPROJECT)["tool"]["flwr"]
     assert declared["app"]["components"] == {"serverapp": SERVER_APP, "clientapp": CLIENT_APP}
     assert submitted["app"]["components"] == declared["app"]["components"]
-    assert set(submitted["app"]["config"]) == {"scenario", "out", "channel"}
+    # The keyring's file (never its secret) is handed to the ServerApp by path.
+    assert set(submitted["app"]["config"]) == {"scenario", "out", "channel", "keyring"}
     # A [tool.flwr.federations] table makes `flwr run .` rewrite pyproject.toml.
     assert "federations" not in declared
 

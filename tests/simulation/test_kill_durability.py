@@ -25,7 +25,7 @@ from marketplace import audit_ledger
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIO = ROOT / "scenarios" / "ballot_stuffing.yaml"
-OVERRIDES = ["rounds=3", "training.epochs=1", "output.baseline=false"]
+OVERRIDES = ["rounds=5", "training.epochs=1", "output.baseline=false"]
 TRIALS = 30
 MID_RUN = 20  # kills that must land before the run's last entry
 
@@ -164,6 +164,7 @@ def test_random_sigkills_leave_verifying_prefixes_of_the_uninterrupted_run(
         zygote.close()
     cut = [n for n in lengths if 0 < n < len(reference)]
     assert len(cut) >= MID_RUN, f"too few kills landed mid-run: {lengths}"
-    # Entries are committed a batch at a time (about a dozen commits in this run), so a
-    # kill can only leave one of those prefixes; it must have left several of them.
-    assert len(set(cut)) >= 6, f"the kills hit too few distinct points: {lengths}"
+    # Entries are committed a sealed block at a time (genesis, then one block per round:
+    # 7 possible prefixes with none at all), so a kill can only leave one of those; it
+    # must have left most of them.
+    assert len(set(cut)) >= 5, f"the kills hit too few distinct points: {lengths}"
