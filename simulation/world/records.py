@@ -97,6 +97,8 @@ class RoundRecord:
     backdoor_success: float = float("nan")
     model_version: str | None = None
     wall_seconds: float = 0.0
+    aggregation_failed: bool = False
+    """Aggregation produced no model: no version was registered, no emission paid."""
 
 
 @dataclass(frozen=True)

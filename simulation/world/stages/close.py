@@ -101,6 +101,7 @@ class CloseRound:
             royalties_paid=ctx.royalties,
             model_version=self.fed.version,
             wall_seconds=time.perf_counter() - ctx.wall_start,
+            aggregation_failed=ctx.failure is not None,
         )
         self.rec.rounds.append(record)
         if self.on_round is not None:

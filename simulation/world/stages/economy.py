@@ -21,7 +21,8 @@ __all__ = ["Reward", "SettleRevenue"]
 
 class Reward:
     """The mechanism scores, allocates and settles the round's emission (and slashes).
-    Revenue-funded mechanisms (royalties) pay nothing here."""
+    Revenue-funded mechanisms (royalties) pay nothing here. A round whose aggregation
+    failed built no model, so its emission is 0: nothing is minted, slashes still apply."""
 
     name: ClassVar[str] = "reward"
 
@@ -51,7 +52,7 @@ class Reward:
         ] + [ContributionInfo(account=a, num_examples=0, accepted=False) for a in ctx.rejected]
         return RoundOutcome(
             round=ctx.round,
-            emission=self.emission,
+            emission=0 if ctx.failure is not None else self.emission,
             contributions=tuple(sorted(infos, key=lambda i: i.account)),
         )
 

@@ -44,7 +44,8 @@ class RegisterVersion:
     """Register the global model as a version (artifact hash, registry metrics,
     contributors by example share) with the scenario's price list. With ``keep``,
     the version's safetensors bytes (the ones hashed) are kept under its id, for
-    ``output.keep_versions``."""
+    ``output.keep_versions``. A round whose aggregation failed registers nothing and
+    signs an ``aggregation_failed`` entry with the reason instead."""
 
     name: ClassVar[str] = "register_version"
 
@@ -61,6 +62,9 @@ class RegisterVersion:
         self.keep = keep
 
     def run(self, ctx: RoundContext) -> None:
+        if ctx.failure is not None:
+            self.market.record("aggregation_failed", {"round": ctx.round, "reason": ctx.failure})
+            return
         total = sum(r.num_examples for r in ctx.accepted)
         shares = {self.fed.account(r.client): r.num_examples / total for r in ctx.accepted}
         artifact = safetensors_bytes(self.fed.weights)
