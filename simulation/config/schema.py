@@ -475,8 +475,44 @@ class RatingRuleConfig(StrictModel):
     params: dict[str, float] = Field(default_factory=dict)
 
 
+class MarketParamsConfig(StrictModel):
+    """The ledger's own rules, fixed at genesis and signed in its first entry
+    (``marketplace.state.Params``), so the ledger states the rules it ran under.
+    Money is in tokens, like every money field; the ledger stores base units.
+    The defaults are the ledger's."""
+
+    unstake_delay: float = Field(
+        3600.0, ge=0.0, description="simulated seconds from unstake to the earliest withdraw"
+    )
+    min_stake: float = Field(
+        0.0, ge=0.0, description="tokens a contributor must have staked to record a contribution"
+    )
+    platform_fee_bps: int = Field(
+        500, ge=0, le=10_000, description="platform fee on licence revenue, basis points"
+    )
+    vote_min_stake: float = Field(0.0, ge=0.0, description="tokens a voter must have staked")
+    vote_min_reputation: float = Field(0.0, ge=0.0, description="reputation a voter must have")
+    vote_earn_min_stake: float = Field(
+        0.0, ge=0.0, description="tokens a voter must have staked for its votes to earn reputation"
+    )
+    max_supply: float | None = Field(
+        None, gt=0.0, description="cap on minted minus burned tokens; null: uncapped"
+    )
+    emission_per_round: float | None = Field(
+        None, ge=0.0, description="the ledger's cap on one round's reward emission, tokens"
+    )
+    halving_rounds: int | None = Field(
+        None, ge=1, description="emission halves every this many rounds; null: flat"
+    )
+    reputation_half_life: float = Field(
+        86400.0, gt=0.0, description="simulated seconds for a reputation gain to decay by half"
+    )
+
+
 class MarketConfig(StrictModel):
     """Participation economics on the ledger, and the market's own processes."""
+
+    hashed_when_set: ClassVar[frozenset[str]] = frozenset({"params"})
 
     behaviours: tuple[MarketBehaviourConfig, ...] = ()
     prices: dict[str, LicenseTermsConfig] = Field(default_factory=_default_prices)
@@ -496,6 +532,10 @@ class MarketConfig(StrictModel):
         0.0, ge=0.0, description="a participant's cost (tokens) per unit of ε spent"
     )
     block: Literal["round"] = "round"
+    params: MarketParamsConfig = Field(
+        default_factory=MarketParamsConfig,
+        description="the ledger's rules, signed into its genesis entry",
+    )
 
     @property
     def rating_rule_name(self) -> str:
@@ -898,6 +938,7 @@ def _combination_problems(sc: Scenario) -> list[tuple[str, str]]:
         except ValueError as exc:  # "field: reason"
             field, _, reason = str(exc).partition(": ")
             out.append((field, reason))
+    out += _emission_problems(sc)
     if sc.clients.min_per_round > sc.clients.count:
         out.append(
             (
@@ -906,6 +947,41 @@ def _combination_problems(sc: Scenario) -> list[tuple[str, str]]:
             )
         )
     return out
+
+
+def _emission_problems(sc: Scenario) -> list[tuple[str, str]]:
+    """The rewards' emission must fit the ledger's rules, or every reward would be refused."""
+    p, emission = sc.market.params, sc.rewards.emission_per_round
+    out: list[tuple[str, str]] = []
+    if p.emission_per_round is not None and emission > p.emission_per_round:
+        out.append(
+            (
+                "rewards.emission_per_round",
+                f"{emission:g} tokens a round exceeds the ledger's cap "
+                f"market.params.emission_per_round ({p.emission_per_round:g} tokens)",
+            )
+        )
+    if p.max_supply is not None:
+        grants = sc.clients.count * sc.market.initial_grant
+        minted = grants + sum(emission_schedule(emission, p.halving_rounds, sc.rounds))
+        if minted > p.max_supply:
+            out.append(
+                (
+                    "market.params.max_supply",
+                    f"{p.max_supply:g} tokens is less than the run mints: {grants:g} in "
+                    f"initial grants and {minted - grants:g} in emission over {sc.rounds} rounds",
+                )
+            )
+    return out
+
+
+def emission_schedule(per_round: float, halving_rounds: int | None, rounds: int) -> list[float]:
+    """Tokens emitted in rounds 1..``rounds``: ``per_round``, halved every
+    ``halving_rounds`` rounds (the ledger's schedule, ``Params.emission``)."""
+    return [
+        per_round / 2 ** (r // halving_rounds if halving_rounds else 0)
+        for r in range(1, rounds + 1)
+    ]
 
 
 def _fault_problems(sc: Scenario) -> list[tuple[str, str]]:

@@ -249,7 +249,14 @@ def default_stages(
         RegisterVersion(
             market, fed, sc.market.prices, rec.version_weights if sc.output.keep_versions else None
         ),
-        Reward(p.mechanism, sc.rewards.emission_per_round, market, fed, rec),
+        Reward(
+            p.mechanism,
+            sc.rewards.emission_per_round,
+            market,
+            fed,
+            rec,
+            sc.market.params.halving_rounds,
+        ),
         SettleRevenue(market, fed, rec),
         AttackMetrics(pop, fed, rec),
         CloseRound(market, fed, rec, p.privacy, p.clock, on_round),

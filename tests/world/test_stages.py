@@ -304,6 +304,17 @@ def test_a_failed_round_registers_no_version_and_says_why_on_the_ledger() -> Non
     assert fed.version == "v0001"
 
 
+def test_reward_halves_the_emission_on_the_ledgers_schedule() -> None:
+    fed = federation(2)
+    minted = []
+    for r in (1, 2, 3, 4):
+        c = ctx(r)
+        c.accepted = [reply(0, 1.0), reply(1, 1.0)]
+        Reward(create_mechanism("equal"), 100.0, FakeMarket(), fed, Recorder(), 2).run(c)  # type: ignore[arg-type]
+        minted.append(c.issued / TOKEN)
+    assert minted == [100.0, 50.0, 50.0, 25.0]  # 100 tokens >> (round // 2)
+
+
 def test_a_failed_round_mints_nothing_but_still_slashes() -> None:
     market, fed, rec = FakeMarket(), federation(3), Recorder()
     c = ctx()

@@ -21,8 +21,11 @@ __all__ = ["Reward", "SettleRevenue"]
 
 class Reward:
     """The mechanism scores, allocates and settles the round's emission (and slashes).
-    Revenue-funded mechanisms (royalties) pay nothing here. A round whose aggregation
-    failed built no model, so its emission is 0: nothing is minted, slashes still apply."""
+    The emission halves every ``halving_rounds`` rounds when the ledger's schedule
+    says so (``market.params``), exactly as the ledger caps it: base units >> (round //
+    halving_rounds). Revenue-funded mechanisms (royalties) pay nothing here. A round
+    whose aggregation failed built no model, so its emission is 0: nothing is minted,
+    slashes still apply."""
 
     name: ClassVar[str] = "reward"
 
@@ -33,12 +36,22 @@ class Reward:
         market: Market,
         fed: Federation,
         rec: Recorder,
+        halving_rounds: int | None = None,
     ) -> None:
         self.mechanism = mechanism
         self.emission = round(emission_per_round * TOKEN)
+        self.halving_rounds = halving_rounds
         self.market = market
         self.fed = fed
         self.rec = rec
+
+    def emission_of(self, round_: int) -> int:
+        """Base units this round emits under the schedule."""
+        return (
+            self.emission >> (round_ // self.halving_rounds)
+            if self.halving_rounds
+            else self.emission
+        )
 
     def outcome(self, ctx: RoundContext) -> RoundOutcome:
         infos = [
@@ -52,7 +65,7 @@ class Reward:
         ] + [ContributionInfo(account=a, num_examples=0, accepted=False) for a in ctx.rejected]
         return RoundOutcome(
             round=ctx.round,
-            emission=0 if ctx.failure is not None else self.emission,
+            emission=0 if ctx.failure is not None else self.emission_of(ctx.round),
             contributions=tuple(sorted(infos, key=lambda i: i.account)),
         )
 
