@@ -440,9 +440,16 @@ class AggregationConfig(StrictModel):
 class RewardsConfig(StrictModel):
     """Token emission and the incentive mechanism that splits it."""
 
+    hashed_when_set: ClassVar[frozenset[str]] = frozenset({"revenue_share"})
+
     mechanism: str = "data_size"
     emission_per_round: float = Field(100.0, ge=0.0, description="tokens minted per round")
     params: dict[str, float | int | str | bool] = Field(default_factory=dict)
+    revenue_share: Literal["equal", "data_size", "score", "reputation"] | None = Field(
+        None,
+        description="the rule whose weights set a version's contributor shares, which split "
+        "its licence revenue; null: the rewards mechanism's own rule (required for royalties)",
+    )
 
 
 class LicenseTermsConfig(StrictModel):
@@ -939,6 +946,7 @@ def _combination_problems(sc: Scenario) -> list[tuple[str, str]]:
             field, _, reason = str(exc).partition(": ")
             out.append((field, reason))
     out += _emission_problems(sc)
+    out += _revenue_problems(sc)
     if sc.clients.min_per_round > sc.clients.count:
         out.append(
             (
@@ -972,6 +980,34 @@ def _emission_problems(sc: Scenario) -> list[tuple[str, str]]:
                     f"initial grants and {minted - grants:g} in emission over {sc.rounds} rounds",
                 )
             )
+    return out
+
+
+def _revenue_problems(sc: Scenario) -> list[tuple[str, str]]:
+    """Licence revenue needs a share rule, and royalties' fee is the ledger's."""
+    rewards, fee = sc.rewards, sc.market.params.platform_fee_bps
+    if rewards.mechanism != "royalties":
+        return []
+    out: list[tuple[str, str]] = []
+    if rewards.revenue_share is None:
+        out.append(
+            (
+                "rewards.revenue_share",
+                "royalties pay licence revenue by a version's contributor shares; name the "
+                "rule that sets them (equal, data_size, score or reputation)",
+            )
+        )
+    own = rewards.params.get("platform_fee_bps", fee)
+    if own != fee:
+        out.append(
+            (
+                "rewards.params.platform_fee_bps",
+                f"{own} differs from the ledger's fee market.params.platform_fee_bps ({fee}); "
+                "set the fee there, where the genesis entry states it",
+            )
+        )
+    if rewards.params.get("treasury", "treasury") != "treasury":
+        out.append(("rewards.params.treasury", "the ledger's fee account is 'treasury'"))
     return out
 
 

@@ -77,3 +77,17 @@ def test_a_max_supply_the_run_would_exceed_is_a_scenario_error(tmp_path: Path) -
         "market.params.max_supply -> 300 tokens is less than the run mints: 100 in "
         "initial grants and 225 in emission over 4 rounds"
     ]
+
+
+def test_royalties_need_a_share_rule_and_take_the_ledgers_fee(tmp_path: Path) -> None:
+    text = (
+        "rewards: {mechanism: royalties, params: {platform_fee_bps: 1000}}\n"
+        "market: {params: {platform_fee_bps: 500}}\n"
+    )
+    assert _problems(tmp_path, text) == [
+        "rewards.revenue_share -> royalties pay licence revenue by a version's contributor "
+        "shares; name the rule that sets them (equal, data_size, score or reputation)",
+        "rewards.params.platform_fee_bps -> 1000 differs from the ledger's fee "
+        "market.params.platform_fee_bps (500); set the fee there, where the genesis entry "
+        "states it",
+    ]

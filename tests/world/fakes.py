@@ -60,8 +60,8 @@ class FakeMarket:
     def balance(self, account: str) -> int:
         return self.balances.get(account, 0)
 
-    def distribute_revenue(self, version: str) -> list[Any]:
-        self._log("distribute_revenue", version=version)
+    def distribute_revenue(self, version: str, payouts: Any = None) -> list[Any]:
+        self._log("distribute_revenue", version=version, payouts=payouts)
         return []
 
     def kinds(self) -> list[str]:

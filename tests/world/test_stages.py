@@ -296,7 +296,7 @@ def test_a_failed_round_registers_no_version_and_says_why_on_the_ledger() -> Non
     fed.version = "v0001"
     c = ctx(2)
     c.accepted, c.failure = [reply(0, 1.0)], "the strategy returned no model"
-    RegisterVersion(market, fed, MarketConfig().prices).run(c)  # type: ignore[arg-type]
+    RegisterVersion(market, fed, MarketConfig().prices, rule=create_mechanism("equal")).run(c)  # type: ignore[arg-type]
     assert market.calls == [
         ("record", {"kind": "aggregation_failed",
                     "data": {"round": 2, "reason": "the strategy returned no model"}})
@@ -332,7 +332,7 @@ def test_register_version_records_example_shares_and_prices() -> None:
     market, fed = FakeMarket(), federation(2)
     c = ctx()
     c.accepted, c.registry_metrics = [reply(0, 1.0, n=1), reply(1, 1.0, n=3)], {"accuracy": 0.5}
-    RegisterVersion(market, fed, MarketConfig().prices).run(c)  # type: ignore[arg-type]
+    RegisterVersion(market, fed, MarketConfig().prices, rule=create_mechanism("data_size")).run(c)  # type: ignore[arg-type]
     call = market.calls[0][1]
     assert call["contributors"] == {"client-000": 0.25, "client-001": 0.75}
     assert call["metrics"] == {"accuracy": 0.5}
@@ -345,7 +345,7 @@ def test_register_version_keeps_the_hashed_bytes_when_asked() -> None:
     market, fed, kept = FakeMarket(), federation(2), dict[str, bytes]()
     c = ctx()
     c.accepted = [reply(0, 1.0)]
-    RegisterVersion(market, fed, {}, kept).run(c)  # type: ignore[arg-type]
+    RegisterVersion(market, fed, {}, kept, rule=create_mechanism("equal")).run(c)  # type: ignore[arg-type]
     call = market.calls[0][1]
     assert list(kept) == ["v0001"]
     assert hashlib.sha256(kept["v0001"]).hexdigest() == call["artifact_sha256"]

@@ -16,7 +16,26 @@ from marketplace.state import pool_account
 from simulation import names
 from simulation.world.context import Federation, Recorder, RoundContext
 
-__all__ = ["Reward", "SettleRevenue"]
+__all__ = ["Reward", "SettleRevenue", "round_outcome"]
+
+
+def round_outcome(ctx: RoundContext, fed: Federation, emission: int) -> RoundOutcome:
+    """What a mechanism is told about the round: accepted contributions with their
+    claimed sizes and scores, rejected ones, and the budget ``emission``."""
+    infos = [
+        ContributionInfo(
+            account=fed.account(r.client),
+            num_examples=r.num_examples,
+            accepted=True,
+            score=ctx.scores.get(fed.account(r.client)),
+        )
+        for r in ctx.accepted
+    ] + [ContributionInfo(account=a, num_examples=0, accepted=False) for a in ctx.rejected]
+    return RoundOutcome(
+        round=ctx.round,
+        emission=emission,
+        contributions=tuple(sorted(infos, key=lambda i: i.account)),
+    )
 
 
 class Reward:
@@ -53,27 +72,12 @@ class Reward:
             else self.emission
         )
 
-    def outcome(self, ctx: RoundContext) -> RoundOutcome:
-        infos = [
-            ContributionInfo(
-                account=self.fed.account(r.client),
-                num_examples=r.num_examples,
-                accepted=True,
-                score=ctx.scores.get(self.fed.account(r.client)),
-            )
-            for r in ctx.accepted
-        ] + [ContributionInfo(account=a, num_examples=0, accepted=False) for a in ctx.rejected]
-        return RoundOutcome(
-            round=ctx.round,
-            emission=0 if ctx.failure is not None else self.emission_of(ctx.round),
-            contributions=tuple(sorted(infos, key=lambda i: i.account)),
-        )
-
     def run(self, ctx: RoundContext) -> None:
         if self.mechanism.funding == "revenue":
             allocation = Allocation(ctx.round, {}, (), self.mechanism.label, "revenue")
         else:
-            allocation = self.mechanism.run(self.outcome(ctx), self.market)
+            emission = 0 if ctx.failure is not None else self.emission_of(ctx.round)
+            allocation = self.mechanism.run(round_outcome(ctx, self.fed, emission), self.market)
         ctx.issued = sum(allocation.amounts.values())
         for account, amount in sorted(allocation.amounts.items()):
             self.rec.add(ctx.round, account, names.REWARD_TOKENS, amount / TOKEN)
@@ -84,13 +88,18 @@ class Reward:
 
 @dataclass
 class SettleRevenue:
-    """Pay every version's license revenue to its contributors (after the platform fee)."""
+    """Pay every version's licence revenue through the royalties mechanism: the
+    platform fee to the treasury, the rest by the shares the version recorded (its
+    ``revenue_share`` rule's weights, see :class:`RegisterVersion`). ``royalties`` is
+    the scenario's own when it names ``royalties`` (its wrappers included), else one
+    with the ledger's fee."""
 
     name: ClassVar[str] = "settle_revenue"
 
     market: Market
     fed: Federation
     rec: Recorder
+    royalties: IncentiveMechanism
 
     def run(self, ctx: RoundContext) -> None:
         paid = 0
@@ -99,7 +108,11 @@ class SettleRevenue:
             pool = self.market.balance(pool_account(v.version))
             if pool <= 0:
                 continue
-            for entry in self.market.distribute_revenue(v.version):
+            sale = RoundOutcome.license_sale(
+                round=ctx.round, revenue=pool, contributors=v.contributors
+            )
+            split = self.royalties.run(sale).amounts
+            for entry in self.market.distribute_revenue(v.version, split):
                 account = str(entry.data["to"])
                 if account in current:
                     amount = int(entry.data["amount"]) / TOKEN  # type: ignore[arg-type]
