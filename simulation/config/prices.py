@@ -5,12 +5,27 @@ ledger's genesis rules."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from marketplace import TOKEN
 from marketplace.state import Params, PriceTerms
 from simulation.config.schema import LicenseTermsConfig, MarketParamsConfig
 
-__all__ = ["ledger_params", "price_list"]
+__all__ = ["TOKEN_PARAMS", "ledger_params", "mechanism_params", "price_list"]
+
+TOKEN_PARAMS: Mapping[str, tuple[str, ...]] = {"stake_slash": ("slash_amount",)}
+"""Mechanism parameters that are money: tokens in a scenario, base units in the
+``marketplace`` constructor (schema version 2; version 1 had ``slash_amount`` in base units)."""
+
+
+def mechanism_params(mechanism: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """``rewards.params`` for ``create_mechanism``: token amounts in base units (rounded)."""
+    out = dict(params)
+    for key in TOKEN_PARAMS.get(mechanism, ()):
+        value = out.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            out[key] = round(value * TOKEN)
+    return out
 
 
 def _units(tokens: float | None) -> int | None:

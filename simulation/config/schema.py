@@ -29,7 +29,15 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from simulation.config.catalog import DATASETS, HUB_DATASETS, facts
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+MIGRATE_FROM_1 = (
+    "this is a version-1 file; version 2 gives every money field in tokens, and the one "
+    "that was not, rewards.params.slash_amount (stake_slash), was in base units "
+    "(1 token = 1,000,000): divide it by 1,000,000 (2000000 -> 2) and set schema_version: 2; "
+    "nothing else changes"
+)
+"""How to migrate a version-1 scenario file (what ``fedmarket validate`` says)."""
 
 STRUCTURE_ONLY: dict[str, Any] = {"semantic": False}
 """Validation context that skips :meth:`Scenario.semantic_problems`: the loader
@@ -787,7 +795,7 @@ class OutputConfig(StrictModel):
 class Scenario(StrictModel):
     """A whole experiment: the root of a scenario file."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[2] = SCHEMA_VERSION
     name: str = Field("scenario", min_length=1, max_length=200)
     description: str = ""
     seed: int = Field(0, ge=0, le=2**63 - 1)
@@ -827,6 +835,13 @@ class Scenario(StrictModel):
                 ],
             )
         return self
+
+    @field_validator("schema_version", mode="before")
+    @classmethod
+    def _migrate(cls, value: Any) -> Any:
+        if value == 1 and not isinstance(value, bool):
+            raise PydanticCustomError("schema_version", MIGRATE_FROM_1)
+        return value
 
     def semantic_problems(self) -> list[tuple[str, str]]:
         """Every cross-field problem as ``(dotted field, reason)``, all of them at once:

@@ -21,6 +21,7 @@ from agents.market import Availability
 from marketplace import Keyring, Market
 from marketplace.contribution import ContributionEvaluator, create_evaluator
 from marketplace.incentives import IncentiveMechanism, create_mechanism
+from simulation.config.prices import mechanism_params
 from simulation.config.schema import DPSGDPrivacy, Scenario
 from simulation.fl.aggregation import create_strategy
 from simulation.fl.data import FederatedData
@@ -165,7 +166,7 @@ def _strategy(scenario: Scenario, tree: SeedTree, server: ServerModel) -> Any:
 
 
 def _mechanism(scenario: Scenario, fed: Federation, market: Market) -> IncentiveMechanism:
-    params: dict[str, Any] = dict(scenario.rewards.params)
+    params = mechanism_params(scenario.rewards.mechanism, scenario.rewards.params)
     if scenario.rewards.mechanism == "reputation":
         params.setdefault("reputation", LedgerReputation(fed, market))
     return create_mechanism(scenario.rewards.mechanism, **params)

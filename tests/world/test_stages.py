@@ -404,6 +404,19 @@ def test_reward_pays_the_emission_by_the_mechanism_and_records_it() -> None:
     assert tokens == {"client-000": 50.0, "client-001": 50.0}
 
 
+def test_slashed_tokens_is_what_the_stake_could_cover() -> None:
+    market, fed, rec = FakeMarket(), federation(3), Recorder()
+    market.state.stakes = {"client-001": 3 * TOKEN, "client-002": 10 * TOKEN}
+    c = ctx()
+    c.accepted, c.rejected = [reply(0, 1.0)], ["client-001", "client-002"]
+    mech = create_mechanism("stake_slash", slash_amount=5 * TOKEN, base="equal")
+    Reward(mech, 100.0, market, fed, rec).run(c)  # type: ignore[arg-type]
+    slashed = {r.client: r.value for r in rec.rows if r.metric == names.SLASHED_TOKENS}
+    # Asked 5 each: client-001 had 3 staked (shortfall 2), client-002 had 10.
+    assert slashed == {"client-001": 3.0, "client-002": 5.0}
+    assert market.state.shortfalls == {"client-001": 2 * TOKEN, "client-002": 0}
+
+
 def test_attack_metrics_share_and_honest_profit() -> None:
     fed, rec = federation(3), Recorder()
     pop = FakePopulation(fed.identities, attacking=["client-002"])

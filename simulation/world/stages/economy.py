@@ -77,13 +77,21 @@ class Reward:
             allocation = Allocation(ctx.round, {}, (), self.mechanism.label, "revenue")
         else:
             emission = 0 if ctx.failure is not None else self.emission_of(ctx.round)
-            allocation = self.mechanism.run(round_outcome(ctx, self.fed, emission), self.market)
+            allocation = self.mechanism.run(round_outcome(ctx, self.fed, emission))
+        shortfall = self.market.state.slash_shortfall
+        before = {d.account: shortfall(d.account) for d in allocation.slashes}
+        self.mechanism.settle(allocation, self.market)
         ctx.issued = sum(allocation.amounts.values())
         for account, amount in sorted(allocation.amounts.items()):
             self.rec.add(ctx.round, account, names.REWARD_TOKENS, amount / TOKEN)
-        for slash in allocation.slashes:
-            self.rec.add(ctx.round, slash.account, names.FLAGGED, 1.0)
-            self.rec.add(ctx.round, slash.account, names.SLASHED_TOKENS, slash.amount / TOKEN)
+        asked = {d.account: 0 for d in allocation.slashes}
+        for d in allocation.slashes:
+            asked[d.account] += d.amount
+        for account, amount in asked.items():
+            # What was burned: the slash less what the stake could not cover.
+            burned = amount - (shortfall(account) - before[account])
+            self.rec.add(ctx.round, account, names.FLAGGED, 1.0)
+            self.rec.add(ctx.round, account, names.SLASHED_TOKENS, burned / TOKEN)
 
 
 @dataclass
