@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from marketplace import Market
 from marketplace.state import Params
 from simulation.config.prices import ledger_params
 from simulation.config.schema import MarketParamsConfig
-from simulation.errors import ScenarioError
 from simulation.scenario.load import load_scenario
 from simulation.world.market_setup import open_market
 from tests.keyring import KEYRING
+from tests.simulation.test_scenario_feasible import problems
 
 
 def test_ledger_params_are_the_scenarios_in_base_units() -> None:
@@ -51,11 +49,8 @@ def test_the_genesis_entry_states_the_scenarios_rules(tmp_path: Path) -> None:
 
 
 def _problems(tmp_path: Path, text: str) -> list[str]:
-    path = tmp_path / "s.yaml"
-    path.write_text(text)
-    with pytest.raises(ScenarioError) as exc:
-        load_scenario(path)
-    return [f"{p.field} -> {p.reason}" for p in exc.value.problems]
+    prefix = "s.yaml: "
+    return [p.removeprefix(prefix) for p in problems(tmp_path, text)]
 
 
 def test_an_emission_above_the_ledgers_cap_is_a_scenario_error(tmp_path: Path) -> None:
