@@ -917,28 +917,44 @@ class Market:
             raise KeyError(license_id)
         return lic
 
-    def distribute_revenue(self, version: str) -> list[Entry]:
+    def distribute_revenue(
+        self, version: str, payouts: Mapping[str, int] | None = None
+    ) -> list[Entry]:
         """Pay out the version's revenue pool: the platform fee to the treasury,
-        the rest to contributors by recorded share (largest remainder)."""
-        mv = self.version(version)
+        the rest to contributors by recorded share (largest remainder).
+
+        ``payouts`` (base units per account, at most the pool in all) is a split a
+        mechanism decided instead (``RoyaltiesMechanism``, fee line included); what
+        it leaves to nobody goes to the treasury like the fee."""
+        self.version(version)
         pool = self._state.balance(pool_account(version))
-        fee = pool * self.params.platform_fee_bps // 10_000
-        shares = {a: x for a, x in largest_remainder(pool - fee, mv.contributors).items() if x > 0}
-        payouts: dict[str, int] = dict(shares)
-        rest = pool - sum(shares.values())
+        split = self.revenue_split(version) if payouts is None else payouts
+        if any(x < 0 for x in split.values()) or sum(split.values()) > pool:
+            raise ValueError(f"payouts of {version} must be >= 0 and sum to at most {pool}")
+        paid = {a: x for a, x in split.items() if x > 0}
+        rest = pool - sum(paid.values())
         if rest:
-            payouts[TREASURY] = payouts.get(TREASURY, 0) + rest
+            paid[TREASURY] = paid.get(TREASURY, 0) + rest
         out: list[Entry] = []
         with self.batch():
-            for account in sorted(payouts):
+            for account in sorted(paid):
                 data: dict[str, JSON] = {
                     "version": version,
                     "to": account,
-                    "amount": payouts[account],
+                    "amount": paid[account],
                     "fee": account == TREASURY,
                 }
                 out.append(self._append("revenue_payout", TREASURY, data))
         return out
+
+    def revenue_split(self, version: str) -> dict[str, int]:
+        """The default split of ``version``'s pool: the platform fee
+        (``params.platform_fee_bps``, rounded down) to the treasury, the rest by the
+        recorded contributor shares (largest remainder)."""
+        mv = self.version(version)
+        pool = self._state.balance(pool_account(version))
+        fee = pool * self.params.platform_fee_bps // 10_000
+        return {a: x for a, x in largest_remainder(pool - fee, mv.contributors).items() if x > 0}
 
     def version(self, version: str) -> ModelVersion:
         """A registered model version."""

@@ -35,6 +35,7 @@ _EXPORTS = {
     "LicenseTermsConfig": "schema",
     "MarketBehaviourConfig": "schema",
     "MarketConfig": "schema",
+    "MarketParamsConfig": "schema",
     "TimingConfig": "schema",
     "ResourcesConfig": "schema",
     "FaultConfig": "schema",

@@ -29,7 +29,15 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from simulation.config.catalog import DATASETS, HUB_DATASETS, facts
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+MIGRATE_FROM_1 = (
+    "this is a version-1 file; version 2 gives every money field in tokens, and the one "
+    "that was not, rewards.params.slash_amount (stake_slash), was in base units "
+    "(1 token = 1,000,000): divide it by 1,000,000 (2000000 -> 2) and set schema_version: 2; "
+    "nothing else changes"
+)
+"""How to migrate a version-1 scenario file (what ``fedmarket validate`` says)."""
 
 STRUCTURE_ONLY: dict[str, Any] = {"semantic": False}
 """Validation context that skips :meth:`Scenario.semantic_problems`: the loader
@@ -451,9 +459,16 @@ class AggregationConfig(StrictModel):
 class RewardsConfig(StrictModel):
     """Token emission and the incentive mechanism that splits it."""
 
+    hashed_when_set: ClassVar[frozenset[str]] = frozenset({"revenue_share"})
+
     mechanism: str = "data_size"
     emission_per_round: float = Field(100.0, ge=0.0, description="tokens minted per round")
     params: dict[str, float | int | str | bool] = Field(default_factory=dict)
+    revenue_share: Literal["equal", "data_size", "score", "reputation"] | None = Field(
+        None,
+        description="the rule whose weights set a version's contributor shares, which split "
+        "its licence revenue; null: the rewards mechanism's own rule (required for royalties)",
+    )
 
 
 class LicenseTermsConfig(StrictModel):
@@ -486,8 +501,44 @@ class RatingRuleConfig(StrictModel):
     params: dict[str, float] = Field(default_factory=dict)
 
 
+class MarketParamsConfig(StrictModel):
+    """The ledger's own rules, fixed at genesis and signed in its first entry
+    (``marketplace.state.Params``), so the ledger states the rules it ran under.
+    Money is in tokens, like every money field; the ledger stores base units.
+    The defaults are the ledger's."""
+
+    unstake_delay: float = Field(
+        3600.0, ge=0.0, description="simulated seconds from unstake to the earliest withdraw"
+    )
+    min_stake: float = Field(
+        0.0, ge=0.0, description="tokens a contributor must have staked to record a contribution"
+    )
+    platform_fee_bps: int = Field(
+        500, ge=0, le=10_000, description="platform fee on licence revenue, basis points"
+    )
+    vote_min_stake: float = Field(0.0, ge=0.0, description="tokens a voter must have staked")
+    vote_min_reputation: float = Field(0.0, ge=0.0, description="reputation a voter must have")
+    vote_earn_min_stake: float = Field(
+        0.0, ge=0.0, description="tokens a voter must have staked for its votes to earn reputation"
+    )
+    max_supply: float | None = Field(
+        None, gt=0.0, description="cap on minted minus burned tokens; null: uncapped"
+    )
+    emission_per_round: float | None = Field(
+        None, ge=0.0, description="the ledger's cap on one round's reward emission, tokens"
+    )
+    halving_rounds: int | None = Field(
+        None, ge=1, description="emission halves every this many rounds; null: flat"
+    )
+    reputation_half_life: float = Field(
+        86400.0, gt=0.0, description="simulated seconds for a reputation gain to decay by half"
+    )
+
+
 class MarketConfig(StrictModel):
     """Participation economics on the ledger, and the market's own processes."""
+
+    hashed_when_set: ClassVar[frozenset[str]] = frozenset({"params"})
 
     behaviours: tuple[MarketBehaviourConfig, ...] = ()
     prices: dict[str, LicenseTermsConfig] = Field(default_factory=_default_prices)
@@ -507,6 +558,10 @@ class MarketConfig(StrictModel):
         0.0, ge=0.0, description="a participant's cost (tokens) per unit of ε spent"
     )
     block: Literal["round"] = "round"
+    params: MarketParamsConfig = Field(
+        default_factory=MarketParamsConfig,
+        description="the ledger's rules, signed into its genesis entry",
+    )
 
     @property
     def rating_rule_name(self) -> str:
@@ -754,7 +809,7 @@ class OutputConfig(StrictModel):
 class Scenario(StrictModel):
     """A whole experiment: the root of a scenario file."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[2] = SCHEMA_VERSION
     name: str = Field("scenario", min_length=1, max_length=200)
     description: str = ""
     seed: int = Field(0, ge=0, le=2**63 - 1)
@@ -794,6 +849,13 @@ class Scenario(StrictModel):
                 ],
             )
         return self
+
+    @field_validator("schema_version", mode="before")
+    @classmethod
+    def _migrate(cls, value: Any) -> Any:
+        if value == 1 and not isinstance(value, bool):
+            raise PydanticCustomError("schema_version", MIGRATE_FROM_1)
+        return value
 
     def semantic_problems(self) -> list[tuple[str, str]]:
         """Every cross-field problem as ``(dotted field, reason)``, all of them at once:
@@ -912,6 +974,8 @@ def _combination_problems(sc: Scenario) -> list[tuple[str, str]]:
         except ValueError as exc:  # "field: reason"
             field, _, reason = str(exc).partition(": ")
             out.append((field, reason))
+    out += _emission_problems(sc)
+    out += _revenue_problems(sc)
     if sc.clients.min_per_round > sc.clients.count:
         out.append(
             (
@@ -920,6 +984,69 @@ def _combination_problems(sc: Scenario) -> list[tuple[str, str]]:
             )
         )
     return out
+
+
+def _emission_problems(sc: Scenario) -> list[tuple[str, str]]:
+    """The rewards' emission must fit the ledger's rules, or every reward would be refused."""
+    p, emission = sc.market.params, sc.rewards.emission_per_round
+    out: list[tuple[str, str]] = []
+    if p.emission_per_round is not None and emission > p.emission_per_round:
+        out.append(
+            (
+                "rewards.emission_per_round",
+                f"{emission:g} tokens a round exceeds the ledger's cap "
+                f"market.params.emission_per_round ({p.emission_per_round:g} tokens)",
+            )
+        )
+    if p.max_supply is not None:
+        grants = sc.clients.count * sc.market.initial_grant
+        minted = grants + sum(emission_schedule(emission, p.halving_rounds, sc.rounds))
+        if minted > p.max_supply:
+            out.append(
+                (
+                    "market.params.max_supply",
+                    f"{p.max_supply:g} tokens is less than the run mints: {grants:g} in "
+                    f"initial grants and {minted - grants:g} in emission over {sc.rounds} rounds",
+                )
+            )
+    return out
+
+
+def _revenue_problems(sc: Scenario) -> list[tuple[str, str]]:
+    """Licence revenue needs a share rule, and royalties' fee is the ledger's."""
+    rewards, fee = sc.rewards, sc.market.params.platform_fee_bps
+    if rewards.mechanism != "royalties":
+        return []
+    out: list[tuple[str, str]] = []
+    if rewards.revenue_share is None:
+        out.append(
+            (
+                "rewards.revenue_share",
+                "royalties pay licence revenue by a version's contributor shares; name the "
+                "rule that sets them (equal, data_size, score or reputation)",
+            )
+        )
+    own = rewards.params.get("platform_fee_bps", fee)
+    if own != fee:
+        out.append(
+            (
+                "rewards.params.platform_fee_bps",
+                f"{own} differs from the ledger's fee market.params.platform_fee_bps ({fee}); "
+                "set the fee there, where the genesis entry states it",
+            )
+        )
+    if rewards.params.get("treasury", "treasury") != "treasury":
+        out.append(("rewards.params.treasury", "the ledger's fee account is 'treasury'"))
+    return out
+
+
+def emission_schedule(per_round: float, halving_rounds: int | None, rounds: int) -> list[float]:
+    """Tokens emitted in rounds 1..``rounds``: ``per_round``, halved every
+    ``halving_rounds`` rounds (the ledger's schedule, ``Params.emission``)."""
+    return [
+        per_round / 2 ** (r // halving_rounds if halving_rounds else 0)
+        for r in range(1, rounds + 1)
+    ]
 
 
 def _fault_problems(sc: Scenario) -> list[tuple[str, str]]:

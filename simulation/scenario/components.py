@@ -121,10 +121,17 @@ def _mechanism_names() -> list[str]:
 @cache
 def _mechanism_model(name: str) -> type[BaseModel]:
     from marketplace.incentives import MECHANISMS
+    from simulation.config.prices import TOKEN_PARAMS
 
     cls = MECHANISMS.get(name)
     runtime = tuple(getattr(cls, "runtime_params", ()))
-    return derived_model(cls, skip=runtime, base=MechanismOptions)  # type: ignore[no-any-return]
+    model = derived_model(cls, skip=runtime, base=MechanismOptions)
+    money = {
+        k: (float, Field(..., gt=0.0, description="tokens")) for k in TOKEN_PARAMS.get(name, ())
+    }
+    if money:  # a scenario gives money in tokens; the constructor takes base units
+        model = create_model(model.__name__, __base__=model, **money)
+    return model  # type: ignore[no-any-return]
 
 
 def _evaluator_names() -> list[str]:

@@ -23,6 +23,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import ValidationError
 
+from simulation.config.prices import mechanism_params as token_params
 from simulation.config.schema import (
     STRUCTURE_ONLY,
     CoalitionEvent,
@@ -377,7 +378,7 @@ def _check_components(scenario: Scenario, source: str, named_badly: set[str]) ->
 
     problems: list[Problem] = []
     rewards = scenario.rewards
-    mechanism_params: dict[str, Any] = dict(rewards.params)
+    mechanism_params = token_params(rewards.mechanism, rewards.params)
     if rewards.mechanism == "reputation":
         mechanism_params.setdefault("reputation", {})  # the run passes the ledger's live view
     if fine("rewards"):

@@ -82,6 +82,8 @@ class RoundContext:
     duration: float = 0.0
     scores: dict[str, float] = field(default_factory=dict)
     aggregated: bool = False
+    failure: str | None = None
+    """Why aggregation produced no model (``None`` when it did, or has not run)."""
     test: dict[str, float] = field(default_factory=dict)
     """The new global model's test-split metrics (``accuracy``, ``loss``, ...)."""
     registry_metrics: dict[str, float] = field(default_factory=dict)

@@ -12,6 +12,7 @@ import numpy as np
 import simpy
 
 from marketplace import TOKEN, Keyring, Market
+from simulation.config.prices import ledger_params
 from simulation.config.schema import MarketConfig, Scenario
 from simulation.rng import SeedTree
 from simulation.world.context import Federation
@@ -34,7 +35,8 @@ def open_market(
     clients: int,
     clock: Callable[[], float],
 ) -> Market:
-    """Create the ledger, signed with ``keyring``: genesis only. Clients are
+    """Create the ledger, signed with ``keyring``: genesis only, whose params are the
+    scenario's ``market.params`` (the rules the run's ledger enforces). Clients are
     registered when they first take part (:class:`Enrolment`), so start-up and the
     ledger do not grow with clients that never do."""
     market = Market.create(
@@ -47,6 +49,7 @@ def open_market(
             "schema_version": scenario.schema_version,
             "clients": clients,
             "rounds": scenario.rounds,
+            "params": ledger_params(scenario.market.params).to_json(),
         },
         keyring=keyring,
         clock=clock,

@@ -101,6 +101,8 @@ class RoundRecord:
     client_epsilon: float = float("nan")
     """Client-level DP: the cumulative ε over the rounds released so far (NaN without)."""
     wall_seconds: float = 0.0
+    aggregation_failed: bool = False
+    """Aggregation produced no model: no version was registered, no emission paid."""
 
 
 @dataclass(frozen=True)

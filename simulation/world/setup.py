@@ -21,6 +21,7 @@ from agents.market import Availability
 from marketplace import Keyring, Market
 from marketplace.contribution import ContributionEvaluator, create_evaluator
 from marketplace.incentives import IncentiveMechanism, create_mechanism
+from simulation.config.prices import mechanism_params
 from simulation.config.schema import DPSGDPrivacy, Scenario
 from simulation.fl.aggregation import create_strategy
 from simulation.fl.data import FederatedData
@@ -165,10 +166,32 @@ def _strategy(scenario: Scenario, tree: SeedTree, server: ServerModel) -> Any:
 
 
 def _mechanism(scenario: Scenario, fed: Federation, market: Market) -> IncentiveMechanism:
-    params: dict[str, Any] = dict(scenario.rewards.params)
+    params = mechanism_params(scenario.rewards.mechanism, scenario.rewards.params)
     if scenario.rewards.mechanism == "reputation":
         params.setdefault("reputation", LedgerReputation(fed, market))
     return create_mechanism(scenario.rewards.mechanism, **params)
+
+
+def revenue_share(
+    scenario: Scenario, mechanism: IncentiveMechanism, fed: Federation, market: Market
+) -> IncentiveMechanism:
+    """The rule whose weights set a version's contributor shares: ``rewards.revenue_share``
+    when named, else the rewards mechanism itself."""
+    name = scenario.rewards.revenue_share
+    if name is None:
+        return mechanism
+    params: dict[str, Any] = (
+        {"reputation": LedgerReputation(fed, market)} if name == "reputation" else {}
+    )
+    return create_mechanism(name, **params)
+
+
+def royalties_of(scenario: Scenario, mechanism: IncentiveMechanism) -> IncentiveMechanism:
+    """What splits licence revenue: the scenario's ``royalties`` mechanism, or one with
+    the ledger's platform fee."""
+    if scenario.rewards.mechanism == "royalties":
+        return mechanism
+    return create_mechanism("royalties", platform_fee_bps=scenario.market.params.platform_fee_bps)
 
 
 def _privacy(
@@ -254,10 +277,21 @@ def default_stages(
         Aggregate(p.strategy, fed, rec, sc.aggregation.flag_below),
         EvaluateModel(p.server, pop, fed),
         RegisterVersion(
-            market, fed, sc.market.prices, rec.version_weights if sc.output.keep_versions else None
+            market,
+            fed,
+            sc.market.prices,
+            rec.version_weights if sc.output.keep_versions else None,
+            rule=revenue_share(sc, p.mechanism, fed, market),
         ),
-        Reward(p.mechanism, sc.rewards.emission_per_round, market, fed, rec),
-        SettleRevenue(market, fed, rec),
+        Reward(
+            p.mechanism,
+            sc.rewards.emission_per_round,
+            market,
+            fed,
+            rec,
+            sc.market.params.halving_rounds,
+        ),
+        SettleRevenue(market, fed, rec, royalties_of(sc, p.mechanism)),
         AttackMetrics(pop, fed, rec),
         CloseRound(market, fed, rec, p.privacy, p.clock, on_round),
     ]

@@ -78,7 +78,7 @@ def test_quickstart_loads_with_dp() -> None:
             "partition: {kind: dirichlet, alpha: 0}\n",
             "s.yaml: partition.alpha -> Input should be greater than 0 (got 0)",
         ),
-        ("schema_version: 2\n", "s.yaml: schema_version -> Input should be 1 (got 2)"),
+        ("schema_version: 3\n", "s.yaml: schema_version -> Input should be 2 (got 3)"),
         ("- a\n- b\n", "s.yaml -> the top level must be a mapping"),
     ],
 )
@@ -121,6 +121,40 @@ def test_seed_override_changes_hash() -> None:
     assert a.seed == 1 and b.seed == 2
     assert a.sha256() != b.sha256()
     assert a.sha256() == load_scenario(QUICKSTART, seed=1).sha256()
+
+
+def test_cli_validate_explains_how_to_migrate_a_version_1_file(tmp_path: Path) -> None:
+    old = write(
+        tmp_path,
+        "schema_version: 1\nrewards: {mechanism: stake_slash, params: {slash_amount: 2000000}}\n",
+    )
+    res = runner.invoke(app, ["validate", str(old)])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    flat = " ".join(res.output.split())
+    assert (
+        f"{old}: schema_version -> this is a version-1 file; version 2 gives every money " in flat
+    )
+    assert "divide it by 1,000,000 (2000000 -> 2) and set schema_version: 2" in flat
+    migrated = write(
+        tmp_path,
+        "schema_version: 2\nrewards: {mechanism: stake_slash, params: {slash_amount: 2}}\n",
+    )
+    assert runner.invoke(app, ["validate", str(migrated)]).exit_code == 0
+
+
+def test_slash_amount_is_in_tokens(tmp_path: Path) -> None:
+    from simulation.config.prices import mechanism_params
+
+    # 2.5 tokens = 2_500_000 base units; other mechanisms' params pass through.
+    assert mechanism_params("stake_slash", {"slash_amount": 2.5, "base": "equal"}) == {
+        "slash_amount": 2_500_000, "base": "equal",
+    }  # fmt: skip
+    assert mechanism_params("equal", {"max_share": 0.5}) == {"max_share": 0.5}
+    text = "rewards: {mechanism: stake_slash, params: {slash_amount: 0.5}}\n"
+    scenario = load_scenario(write(tmp_path, text))
+    from simulation.world.setup import _mechanism
+
+    assert _mechanism(scenario, None, None).slash_amount == 500_000  # type: ignore[arg-type,attr-defined]
 
 
 def test_cli_validate_exit_codes_and_no_traceback(tmp_path: Path) -> None:

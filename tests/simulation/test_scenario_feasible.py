@@ -52,7 +52,8 @@ def problems(tmp_path: Path, text: str) -> list[str]:
             "(valid: max_share, min_score)",
         ),
         (
-            "rewards: {mechanism: royalties, params: {platform_fee: 5}}\n",
+            "rewards: {mechanism: royalties, revenue_share: data_size,"
+            " params: {platform_fee: 5}}\n",
             "s.yaml: rewards.params.platform_fee -> unknown parameter "
             "(valid: max_share, min_score, platform_fee_bps, treasury)",
         ),

@@ -67,6 +67,50 @@ def test_run_writes_every_result_file(tmp_path: Path) -> None:
     assert audit_ledger(tmp_path).head_hash == out.result.head_hash
 
 
+def test_a_round_whose_aggregation_fails_registers_no_version_and_pays_no_emission(
+    tmp_path: Path,
+) -> None:
+    # Every update is farther than 1e-9 from the global model: all are rejected.
+    run_scenario(small("rounds=2", "aggregation.max_update_norm=1e-9"), tmp_path,
+                 engine="inprocess")  # fmt: skip
+    rounds = pd.read_parquet(tmp_path / "rounds.parquet")
+    assert rounds["aggregation_failed"].tolist() == [False, True, True]
+    assert rounds["tokens_issued"].tolist() == [0.0, 0.0, 0.0]
+    assert rounds["model_version"].isna().all()
+    k = kinds(tmp_path)
+    assert "model_version" not in k and "reward" not in k
+    failed = entries_of(tmp_path, "aggregation_failed")
+    assert failed == [{"round": 1, "reason": "no accepted update"},
+                      {"round": 2, "reason": "no accepted update"}]  # fmt: skip
+    metrics = pd.read_parquet(tmp_path / "metrics.parquet")
+    flag = metrics[metrics.metric == "aggregation_failed"]
+    assert flag["value"].tolist() == [0.0, 1.0, 1.0]
+
+
+def test_royalties_run_their_own_mechanism_and_pay_by_the_named_share_rule(
+    tmp_path: Path,
+) -> None:
+    scenario = small("rounds=2", "rewards.mechanism=royalties", "rewards.revenue_share=equal",
+                     "market.params.platform_fee_bps=1000", "timing.round_interval_s=3600",
+                     "market.behaviours=[{behaviour: buyers, params: {rate_per_hour: 6}}]",
+                     "market.prices={perpetual: {price: 0.5}}")  # fmt: skip
+    run_scenario(scenario, tmp_path, engine="inprocess")
+    rounds = pd.read_parquet(tmp_path / "rounds.parquet")
+    assert rounds["tokens_issued"].tolist() == [0.0, 0.0, 0.0]  # revenue-funded: no emission
+    versions = entries_of(tmp_path, "model_version")
+    # Equal shares over the 4 accepted clients, whatever their example counts.
+    assert [v["contributors"] for v in versions] == [
+        {f"client-{i:03d}": 0.25 for i in range(4)}
+    ] * 2
+    payouts = entries_of(tmp_path, "revenue_payout")
+    assert payouts
+    for version in {p["version"] for p in payouts}:
+        mine = [p for p in payouts if p["version"] == version]
+        pool = sum(p["amount"] for p in mine)
+        fee = sum(p["amount"] for p in mine if p["fee"])
+        assert fee == pool * 1000 // 10_000  # the ledger's fee, stated in genesis
+
+
 def test_ledger_records_the_economy(tmp_path: Path) -> None:
     run_scenario(small(), tmp_path, engine="inprocess")
     k = kinds(tmp_path)

@@ -12,6 +12,17 @@ from simulation.world.context import Federation
 from simulation.world.identities import IdentityBook
 
 
+class FakeState:
+    """Stakes a slash burns, and the shortfalls of slashes larger than a stake."""
+
+    def __init__(self) -> None:
+        self.stakes: dict[str, int] = {}
+        self.shortfalls: dict[str, int] = {}
+
+    def slash_shortfall(self, account: str) -> int:
+        return self.shortfalls.get(account, 0)
+
+
 class FakeMarket:
     """Records every call; returns what the stages need."""
 
@@ -19,6 +30,7 @@ class FakeMarket:
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.versions_: list[Any] = []
         self.balances: dict[str, int] = {}
+        self.state = FakeState()
 
     def _log(self, name: str, **kw: Any) -> None:
         self.calls.append((name, kw))
@@ -47,6 +59,11 @@ class FakeMarket:
 
     def slash(self, account: str, amount: int, *, reason: str) -> None:
         self._log("slash", account=account, amount=amount, reason=reason)
+        if account in self.state.stakes:  # stakes the test set: burn, note the shortfall
+            taken = min(amount, self.state.stakes[account])
+            self.state.stakes[account] -= taken
+            short = self.state.shortfalls.get(account, 0) + amount - taken
+            self.state.shortfalls[account] = short
 
     def transfer(self, sender: str, to: str, amount: int, *, memo: str = "") -> None:
         self._log("transfer", sender=sender, to=to, amount=amount)
@@ -60,8 +77,8 @@ class FakeMarket:
     def balance(self, account: str) -> int:
         return self.balances.get(account, 0)
 
-    def distribute_revenue(self, version: str) -> list[Any]:
-        self._log("distribute_revenue", version=version)
+    def distribute_revenue(self, version: str, payouts: Any = None) -> list[Any]:
+        self._log("distribute_revenue", version=version, payouts=payouts)
         return []
 
     def kinds(self) -> list[str]:

@@ -275,18 +275,64 @@ def test_aggregate_flags_clients_a_robust_rule_weighs_below_the_threshold() -> N
     before = fed.weights
     Aggregate(Rule(), fed, rec, 0.05).run(c)
     assert not c.aggregated and fed.weights is before
+    assert c.failure == "the strategy returned no model"
     assert (1, "client-001", names.FLAGGED, 1.0) in rec.rows
     assert not any(r.metric == names.FLAGGED and r.client == "client-000" for r in rec.rows)
 
 
+def test_aggregate_without_accepted_updates_fails_the_round() -> None:
+    fed, rec = federation(2), Recorder()
+    c = ctx()
+    before = fed.weights
+    Aggregate(create_strategy("fedavg", {}), fed, rec, 0.05).run(c)
+    assert c.failure == "no accepted update" and not c.aggregated and fed.weights is before
+
+
 # ------------------------------------------------------------------ registry and economy
+
+
+def test_a_failed_round_registers_no_version_and_says_why_on_the_ledger() -> None:
+    market, fed = FakeMarket(), federation(2)
+    fed.version = "v0001"
+    c = ctx(2)
+    c.accepted, c.failure = [reply(0, 1.0)], "the strategy returned no model"
+    RegisterVersion(market, fed, MarketConfig().prices, rule=create_mechanism("equal")).run(c)  # type: ignore[arg-type]
+    assert market.calls == [
+        ("record", {"kind": "aggregation_failed",
+                    "data": {"round": 2, "reason": "the strategy returned no model"}})
+    ]  # fmt: skip
+    assert fed.version == "v0001"
+
+
+def test_reward_halves_the_emission_on_the_ledgers_schedule() -> None:
+    fed = federation(2)
+    minted = []
+    for r in (1, 2, 3, 4):
+        c = ctx(r)
+        c.accepted = [reply(0, 1.0), reply(1, 1.0)]
+        Reward(create_mechanism("equal"), 100.0, FakeMarket(), fed, Recorder(), 2).run(c)  # type: ignore[arg-type]
+        minted.append(c.issued / TOKEN)
+    assert minted == [100.0, 50.0, 50.0, 25.0]  # 100 tokens >> (round // 2)
+
+
+def test_a_failed_round_mints_nothing_but_still_slashes() -> None:
+    market, fed, rec = FakeMarket(), federation(3), Recorder()
+    c = ctx()
+    c.accepted, c.rejected = [reply(0, 1.0), reply(1, 1.0)], ["client-002"]
+    c.failure = "the strategy returned no model"
+    mech = create_mechanism("stake_slash", slash_amount=7, base="equal")
+    Reward(mech, 100.0, market, fed, rec).run(c)  # type: ignore[arg-type]
+    assert c.issued == 0 and "reward" not in market.kinds()
+    slash = [kw for name, kw in market.calls if name == "slash"]
+    assert [(s["account"], s["amount"]) for s in slash] == [("client-002", 7)]
+    assert not any(r.metric == names.REWARD_TOKENS and r.value for r in rec.rows)
 
 
 def test_register_version_records_example_shares_and_prices() -> None:
     market, fed = FakeMarket(), federation(2)
     c = ctx()
     c.accepted, c.registry_metrics = [reply(0, 1.0, n=1), reply(1, 1.0, n=3)], {"accuracy": 0.5}
-    RegisterVersion(market, fed, MarketConfig().prices).run(c)  # type: ignore[arg-type]
+    RegisterVersion(market, fed, MarketConfig().prices, rule=create_mechanism("data_size")).run(c)  # type: ignore[arg-type]
     call = market.calls[0][1]
     assert call["contributors"] == {"client-000": 0.25, "client-001": 0.75}
     assert call["metrics"] == {"accuracy": 0.5}
@@ -299,7 +345,7 @@ def test_register_version_keeps_the_hashed_bytes_when_asked() -> None:
     market, fed, kept = FakeMarket(), federation(2), dict[str, bytes]()
     c = ctx()
     c.accepted = [reply(0, 1.0)]
-    RegisterVersion(market, fed, {}, kept).run(c)  # type: ignore[arg-type]
+    RegisterVersion(market, fed, {}, kept, rule=create_mechanism("equal")).run(c)  # type: ignore[arg-type]
     call = market.calls[0][1]
     assert list(kept) == ["v0001"]
     assert hashlib.sha256(kept["v0001"]).hexdigest() == call["artifact_sha256"]
@@ -358,6 +404,19 @@ def test_reward_pays_the_emission_by_the_mechanism_and_records_it() -> None:
     assert tokens == {"client-000": 50.0, "client-001": 50.0}
 
 
+def test_slashed_tokens_is_what_the_stake_could_cover() -> None:
+    market, fed, rec = FakeMarket(), federation(3), Recorder()
+    market.state.stakes = {"client-001": 3 * TOKEN, "client-002": 10 * TOKEN}
+    c = ctx()
+    c.accepted, c.rejected = [reply(0, 1.0)], ["client-001", "client-002"]
+    mech = create_mechanism("stake_slash", slash_amount=5 * TOKEN, base="equal")
+    Reward(mech, 100.0, market, fed, rec).run(c)  # type: ignore[arg-type]
+    slashed = {r.client: r.value for r in rec.rows if r.metric == names.SLASHED_TOKENS}
+    # Asked 5 each: client-001 had 3 staked (shortfall 2), client-002 had 10.
+    assert slashed == {"client-001": 3.0, "client-002": 5.0}
+    assert market.state.shortfalls == {"client-001": 2 * TOKEN, "client-002": 0}
+
+
 def test_attack_metrics_share_and_honest_profit() -> None:
     fed, rec = federation(3), Recorder()
     pop = FakePopulation(fed.identities, attacking=["client-002"])
@@ -384,6 +443,15 @@ def test_close_round_seals_the_block_and_records_the_round() -> None:
     (record,) = rec.rounds
     assert (record.round, record.time, record.sampled, record.accepted) == (3, 12.0, 2, 1)
     assert record.tokens_issued == 5.0 and seen == [record]
+    assert record.aggregation_failed is False
+
+
+def test_close_round_counts_a_failed_aggregation() -> None:
+    rec = Recorder()
+    c = ctx()
+    c.test, c.failure = {"accuracy": 0.9, "loss": 0.1}, "no accepted update"
+    CloseRound(FakeMarket(), federation(1), rec, None, lambda: 1.0).run(c)  # type: ignore[arg-type]
+    assert rec.rounds[0].aggregation_failed is True
 
 
 def test_stages_satisfy_the_protocol() -> None:

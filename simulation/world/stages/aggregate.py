@@ -22,7 +22,9 @@ log = logging.getLogger("fedmarket.world")
 class Aggregate:
     """Replies (sorted by client) go to the strategy's ``aggregate_train``; robust
     strategies get the global model first and report per-client weights, and a
-    weight below ``flag_below`` flags the client."""
+    weight below ``flag_below`` flags the client. A round with no accepted update,
+    or whose strategy returns no model, fails: ``ctx.failure`` says why and the
+    global model stays as it was (no version, no emission: see the later stages)."""
 
     name: ClassVar[str] = "aggregate"
 
@@ -41,6 +43,7 @@ class Aggregate:
             dp.set_cohort(ctx.eligible, len(ctx.sampled))
         if not ctx.accepted and (dp is None or not ctx.sampled):
             self._client_epsilon(ctx, dp)
+            ctx.failure = "no accepted update"
             return
         from flwr.app import Array, ArrayRecord
 
@@ -57,7 +60,8 @@ class Aggregate:
         self._client_epsilon(ctx, dp)
         self._flags(ctx)
         if arrays is None:
-            log.warning("round %d: the strategy returned no model; keeping the last one", ctx.round)
+            ctx.failure = "the strategy returned no model"
+            log.warning("round %d: aggregation failed: %s", ctx.round, ctx.failure)
             return
         out = {k: np.asarray(v.numpy()) for k, v in arrays.items()}
         self.fed.weights = self._like_global(out)

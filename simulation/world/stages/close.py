@@ -102,6 +102,7 @@ class CloseRound:
             model_version=self.fed.version,
             **self._client_epsilon(ctx),
             wall_seconds=time.perf_counter() - ctx.wall_start,
+            aggregation_failed=ctx.failure is not None,
         )
         self.rec.rounds.append(record)
         if self.on_round is not None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from marketplace import Market
+from marketplace.incentives import IncentiveMechanism
 from simulation.config.prices import price_list
 from simulation.config.schema import LicenseTermsConfig
 from simulation.fl.evaluation import registry_metrics
@@ -15,6 +16,7 @@ from simulation.fl.weights import safetensors_bytes
 from simulation.world.context import Federation, RoundContext
 from simulation.world.population import Population
 from simulation.world.server_model import ServerModel
+from simulation.world.stages.economy import round_outcome
 
 __all__ = ["EvaluateModel", "RegisterVersion", "price_list"]
 
@@ -42,9 +44,14 @@ class EvaluateModel:
 
 class RegisterVersion:
     """Register the global model as a version (artifact hash, registry metrics,
-    contributors by example share) with the scenario's price list. With ``keep``,
+    contributor shares) with the scenario's price list. The shares, which split the
+    version's licence revenue, are ``rule``'s weights for the round normalised to 1
+    (the ``revenue_share`` rule, else the rewards mechanism: ``data_size`` by claimed
+    examples, ``score`` by contribution score, ...; a cap on one round's emission
+    does not apply to them). With ``keep``,
     the version's safetensors bytes (the ones hashed) are kept under its id, for
-    ``output.keep_versions``."""
+    ``output.keep_versions``. A round whose aggregation failed registers nothing and
+    signs an ``aggregation_failed`` entry with the reason instead."""
 
     name: ClassVar[str] = "register_version"
 
@@ -54,15 +61,22 @@ class RegisterVersion:
         fed: Federation,
         prices: Mapping[str, LicenseTermsConfig],
         keep: dict[str, bytes] | None = None,
+        *,
+        rule: IncentiveMechanism,
     ) -> None:
         self.market = market
+        self.rule = rule
         self.fed = fed
         self.prices = price_list(prices)
         self.keep = keep
 
     def run(self, ctx: RoundContext) -> None:
-        total = sum(r.num_examples for r in ctx.accepted)
-        shares = {self.fed.account(r.client): r.num_examples / total for r in ctx.accepted}
+        if ctx.failure is not None:
+            self.market.record("aggregation_failed", {"round": ctx.round, "reason": ctx.failure})
+            return
+        weights = self.rule.score(round_outcome(ctx, self.fed, 0))
+        total = sum(weights.values())
+        shares = {a: w / total for a, w in sorted(weights.items()) if w > 0}
         artifact = safetensors_bytes(self.fed.weights)
         self.fed.version = self.market.register_model_version(
             round=ctx.round,
