@@ -18,7 +18,7 @@ import pandas as pd
 
 from simulation import names
 
-__all__ = ["METRICS", "gini", "run_metrics"]
+__all__ = ["METRICS", "METRIC_RANGES", "gini", "metric_range", "run_metrics"]
 
 #: The per-run metrics of the study table, in column order (see ``docs/compare.md``).
 METRICS = (
@@ -42,6 +42,33 @@ METRICS = (
 )
 
 NAN = float("nan")
+_INF = float("inf")
+
+#: Each metric's natural range, to which a study's intervals are clipped (a metric
+#: not listed is unbounded). ``attacker_contribution_share`` is left unbounded: a
+#: signed share of the reference contribution can leave [0, 1].
+METRIC_RANGES: dict[str, tuple[float, float]] = {
+    "test_accuracy": (0.0, 1.0),
+    "test_loss": (0.0, _INF),
+    "epsilon_max": (0.0, _INF),
+    "attacker_token_share": (0.0, 1.0),
+    "reward_gini": (0.0, 1.0),
+    "reward_spearman": (-1.0, 1.0),
+    "detection_precision": (0.0, 1.0),
+    "detection_recall": (0.0, 1.0),
+    "accuracy_drop": (-1.0, 1.0),
+    "backdoor_success": (0.0, 1.0),
+    "attacker_fraction": (0.0, 1.0),
+    "attack_success": (-1.0, 1.0),
+    "fraud_tokens": (0.0, _INF),
+    "rating_shift": (-5.0, 5.0),
+    "wall_seconds": (0.0, _INF),
+}
+
+
+def metric_range(metric: str) -> tuple[float, float]:
+    """The natural ``(low, high)`` of ``metric``; unbounded when not in :data:`METRIC_RANGES`."""
+    return METRIC_RANGES.get(metric, (-_INF, _INF))
 
 
 # ----------------------------------------------------------------------- metrics

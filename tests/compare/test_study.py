@@ -124,6 +124,11 @@ def test_invalid_study_exits_2_and_runs_nothing(tmp_path: Path) -> None:
         _app(), ["compare", str(sweep), "--out", str(out), "--engine", "ray"]
     )
     assert bad_engine.exit_code == 2
+    bad_interval = CliRunner().invoke(
+        _app(), ["compare", str(sweep), "--out", str(out), "--interval", "normal"]
+    )
+    assert bad_interval.exit_code == 2
+    assert "--interval: unknown 'normal' (valid: bootstrap, t)" in bad_interval.output
 
 
 def test_cli_scenario_with_comma_sweep_in_worker_processes(tmp_path: Path) -> None:
@@ -138,7 +143,10 @@ def test_cli_scenario_with_comma_sweep_in_worker_processes(tmp_path: Path) -> No
     assert sorted(table["seed"]) == [1, 2] and (table["design"] == "base").all()
     summary = pd.read_parquet(out / "summary.parquet")
     assert len(summary) == 1 and summary["runs"].iloc[0] == 2
-    assert not math.isnan(summary["test_accuracy_ci95"].iloc[0])
+    # two seeds: no interval (fewer than 5), the two per-seed values instead
+    assert math.isnan(summary["test_accuracy_ci95"].iloc[0])
+    assert len(summary["test_accuracy_points"].iloc[0].split(";")) == 2
+    assert "95% bootstrap interval" in result.output
 
 
 @pytest.mark.slow
