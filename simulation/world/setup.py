@@ -21,6 +21,7 @@ from agents.market import Availability
 from marketplace import Keyring, Market
 from marketplace.contribution import ContributionEvaluator, create_evaluator
 from marketplace.incentives import IncentiveMechanism, create_mechanism
+from simulation.config.prices import pricing_for
 from simulation.config.schema import DPSGDPrivacy, Scenario
 from simulation.fl.aggregation import create_strategy
 from simulation.fl.data import FederatedData
@@ -247,7 +248,10 @@ def default_stages(
         Aggregate(p.strategy, fed, rec, sc.aggregation.flag_below),
         EvaluateModel(p.server, pop, fed),
         RegisterVersion(
-            market, fed, sc.market.prices, rec.version_weights if sc.output.keep_versions else None
+            market,
+            fed,
+            pricing_for(sc.market),
+            rec.version_weights if sc.output.keep_versions else None,
         ),
         Reward(p.mechanism, sc.rewards.emission_per_round, market, fed, rec),
         SettleRevenue(market, fed, rec),

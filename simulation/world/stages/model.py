@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
 from marketplace import Market
-from simulation.config.prices import price_list
-from simulation.config.schema import LicenseTermsConfig
+from simulation.config.prices import Pricing, price_list
 from simulation.fl.evaluation import registry_metrics
 from simulation.fl.weights import safetensors_bytes
 from simulation.world.context import Federation, RoundContext
@@ -42,7 +40,8 @@ class EvaluateModel:
 
 class RegisterVersion:
     """Register the global model as a version (artifact hash, registry metrics,
-    contributors by example share) with the scenario's price list. With ``keep``,
+    contributors by example share) with the scenario's price list for its measured
+    metrics (:func:`simulation.config.prices.pricing_for`). With ``keep``,
     the version's safetensors bytes (the ones hashed) are kept under its id, for
     ``output.keep_versions``."""
 
@@ -52,12 +51,12 @@ class RegisterVersion:
         self,
         market: Market,
         fed: Federation,
-        prices: Mapping[str, LicenseTermsConfig],
+        pricing: Pricing,
         keep: dict[str, bytes] | None = None,
     ) -> None:
         self.market = market
         self.fed = fed
-        self.prices = price_list(prices)
+        self.pricing = pricing
         self.keep = keep
 
     def run(self, ctx: RoundContext) -> None:
@@ -73,5 +72,6 @@ class RegisterVersion:
         )
         if self.keep is not None:
             self.keep[self.fed.version] = artifact
-        if self.prices:
-            self.market.set_price_list(self.fed.version, self.prices)
+        prices = self.pricing(ctx.registry_metrics)
+        if prices:
+            self.market.set_price_list(self.fed.version, prices)
