@@ -63,7 +63,7 @@ def _fmt(row: object, metric: str) -> str:
     import pandas as pd
 
     assert isinstance(row, pd.Series)
-    mean = float(row[f"{metric}_mean"])
+    mean = float(row.get(f"{metric}_mean", math.nan))
     if math.isnan(mean):
         return "n/a"
     lo, hi = float(row.get(f"{metric}_lo", math.nan)), float(row.get(f"{metric}_hi", math.nan))
@@ -93,6 +93,33 @@ def _print_summary(console: Console, summary: object, title: str) -> None:
         runs = f"{row['runs']}" + (f" ({row['failed']} failed)" if row["failed"] else "")
         cells = [_fmt(row, m) for m in _SHOWN]
         table.add_row(str(row["design"]), runs, *cells)
+    console.print(table)
+    if len(summary) > 1 and "paired_reference" in summary:
+        _print_paired(console, summary)
+
+
+def _print_paired(console: Console, summary: object) -> None:
+    """Each design minus the first on the same seeds: mean difference and the paired p."""
+    import pandas as pd
+
+    assert isinstance(summary, pd.DataFrame)
+    from rich.table import Table
+
+    first = summary.iloc[0]
+    table = Table(
+        title=f"minus {first['design']} on the same seeds: mean difference "
+        f"(p, two-sided {first['paired_test']})"
+    )
+    table.add_column("design", no_wrap=True)
+    for header in _SHOWN.values():
+        table.add_column(header, justify="right")
+    for _, row in summary.iloc[1:].iterrows():
+        cells = []
+        for m in _SHOWN:
+            diff, p = float(row.get(f"{m}_diff", math.nan)), float(row.get(f"{m}_p", math.nan))
+            p_text = "n/a" if math.isnan(p) else f"{p:.3g}"
+            cells.append("n/a" if math.isnan(diff) else f"{diff:+.3f} (p {p_text})")
+        table.add_row(str(row["design"]), *cells)
     console.print(table)
 
 

@@ -148,3 +148,29 @@ def test_summary_pairs_designs_on_shared_seeds() -> None:
     assert s.loc["m=a", "test_accuracy_n"] == 6
     assert 0.60 <= s.loc["m=a", "test_accuracy_lo"] <= s.loc["m=a", "test_accuracy_hi"] <= 0.65
     assert s.loc["m=a", "reward_spearman_n"] == 0  # undefined on every seed
+
+
+def test_printed_summary_shows_points_and_paired_differences() -> None:
+    import io
+
+    from rich.console import Console
+
+    from simulation.cli.compare import _print_summary
+
+    seeds = list(range(1, 7))
+    table = pd.DataFrame(
+        {
+            "design": ["m=a"] * 6 + ["m=b"] * 6 + ["m=c"] * 3,
+            "seed": seeds * 2 + [1, 2, 3],
+            "status": ["ok"] * 15,
+            "test_accuracy": [0.6] * 6 + [0.61, 0.62, 0.63, 0.64, 0.65, 0.66] + [0.5, 0.6, 0.7],
+        }
+    )
+    out = io.StringIO()
+    _print_summary(Console(file=out, width=250), summarize(table, ()), "s")
+    text = out.getvalue()
+    assert "0.600 [0.600, 0.600]" in text  # constant: a degenerate interval, inside [0, 1]
+    assert "0.600 (0.500, 0.600, 0.700)" in text  # 3 seeds: the points
+    assert "minus m=a" in text
+    assert "+0.035 (p 0.0312)" in text  # 6 positive distinct differences: 2/64
+    assert "+0.000 (p 1)" in text  # m=c - m=a on seeds 1..3: 0.5-0.6, 0, 0.7-0.6 -> sum 0

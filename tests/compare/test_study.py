@@ -58,6 +58,10 @@ def test_study_writes_tables_and_resumes(tmp_path: Path) -> None:
     summary = pd.read_parquet(out / "summary.parquet")
     assert len(summary) == 2 and (summary["runs"] == 1).all()
     assert summary["test_accuracy_ci95"].isna().all()  # one seed: no CI
+    # the reward design does not touch training: paired on the one seed, no difference
+    data_size = summary.set_index("design").iloc[1]
+    assert data_size["test_accuracy_diff"] == 0.0 and data_size["test_accuracy_diff_n"] == 1
+    assert math.isnan(data_size["test_accuracy_p"])  # one pair: no test
 
     before = _manifest_mtimes(out)
     second = run_study(study, out, workers=1)
