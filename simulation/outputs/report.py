@@ -63,7 +63,7 @@ _CAPTIONS = {
     "epsilon": "Differential-privacy loss ε per round: max, mean and per client.",
     "votes_licenses": "Vote ratings over time and cumulative license revenue.",
     "token_flows": "Token supply over time and total tokens moved by entry kind.",
-    "gini": "Gini coefficient of final earnings per design.",
+    "gini": "Gini coefficient of reward and royalty tokens per design (as in summary.csv).",
     "attack_heatmap": "Attack success against attacker fraction.",
 }
 
