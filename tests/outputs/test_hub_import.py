@@ -320,6 +320,14 @@ def bert_weights_size() -> int:
 def test_imported_version_can_be_licensed_voted_on_and_searched(
     cli: typer.Typer, run_dir: Path, tmp_path: Path
 ) -> None:
+    import yaml
+
+    # Imports are sold under a fixed price list only (demand prices need a measured
+    # accuracy): give the run one, as a scenario with market.prices would have.
+    scenario_file = run_dir / "scenario.yaml"
+    scenario = yaml.safe_load(scenario_file.read_text())
+    scenario.setdefault("market", {})["prices"] = {"perpetual": {"price": 20.0}}
+    scenario_file.write_text(yaml.safe_dump(scenario))
     folder = fixtures.build(GPT2, tmp_path)
     result = runner.invoke(cli, ["registry", "import-hf", str(run_dir), str(folder)])
     assert result.exit_code == 0, result.output
