@@ -414,10 +414,17 @@ class BuyersBehaviour(MarketBehaviour):
 
     def value(self, version: VersionInfo, license_type: str) -> float:
         """Willingness to pay for ``license_type`` on ``version``, in tokens."""
+        return self.worth(license_type, version.accuracy, version.rating)
+
+    def worth(self, license_type: str, accuracy: float, rating: float | None = None) -> float:
+        """Willingness to pay for ``license_type`` on a version of this accuracy and
+        rating (``prior_rating`` when unrated), in tokens; at most ``base_value[type]``
+        (accuracy 1, rating 5), which is what the scenario check of ``market.prices``
+        and the default (demand) prices use."""
         p = self.params
-        rating = p.prior_rating if version.rating is None else version.rating
+        rating = p.prior_rating if rating is None else rating
         base = p.base_value.get(license_type, 0.0)  # type: ignore[call-overload]
-        acc = min(max(version.accuracy, 0.0), 1.0)
+        acc = min(max(accuracy, 0.0), 1.0)
         return float(base * acc**p.accuracy_exponent * (rating / 5.0) ** p.rating_exponent)
 
     def choose(self, versions: Sequence[VersionInfo], license_type: str) -> str | None:

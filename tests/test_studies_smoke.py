@@ -47,3 +47,14 @@ def test_free_riders_earn_less_under_score_and_reputation(tmp_path: Path) -> Non
     assert share["equal"] == pytest.approx(0.3)
     assert share["score"] < share["equal"]
     assert share["reputation"] < share["equal"]
+
+
+@pytest.mark.parametrize("path", sorted(ROOT.glob("scenarios/studies/**/*.yaml")), ids=str)
+def test_shipped_studies_have_seeds_enough_for_a_paired_test(path: Path) -> None:
+    """Each shipped study claims a difference between designs; with n seeds the exact
+    two-sided Wilcoxon p is at least 2 / 2^n (0.25 for 3), so n >= 6 (p can reach 1/32)."""
+    import yaml
+
+    seeds = yaml.safe_load(path.read_text())["seeds"]
+    n = len(seeds) if isinstance(seeds, list) else seeds["count"]
+    assert n >= 6

@@ -58,12 +58,20 @@ def _setup_logging(verbose: bool) -> None:
         quiet_flower()
 
 
-def _fmt(mean: float, half: float) -> str:
+def _fmt(row: object, metric: str) -> str:
+    """``mean [lo, hi]``; below the seeds an interval needs, the per-seed values."""
+    import pandas as pd
+
+    assert isinstance(row, pd.Series)
+    mean = float(row.get(f"{metric}_mean", math.nan))
     if math.isnan(mean):
-        return "–"
-    if math.isnan(half):
-        return f"{mean:.3f}"
-    return f"{mean:.3f} ± {half:.3f}"
+        return "n/a"
+    lo, hi = float(row.get(f"{metric}_lo", math.nan)), float(row.get(f"{metric}_hi", math.nan))
+    if not (math.isnan(lo) or math.isnan(hi)):
+        return f"{mean:.3f} [{lo:.3f}, {hi:.3f}]"
+    points = str(row.get(f"{metric}_points", "") or "")
+    values = ", ".join(f"{float(v):.3f}" for v in points.split(";") if v)
+    return f"{mean:.3f} ({values})" if values else f"{mean:.3f}"
 
 
 def _print_summary(console: Console, summary: object, title: str) -> None:
@@ -72,15 +80,46 @@ def _print_summary(console: Console, summary: object, title: str) -> None:
     assert isinstance(summary, pd.DataFrame)
     from rich.table import Table
 
-    table = Table(title=f"{title}: mean ± 95% CI over seeds")
+    method = str(summary["interval"].iloc[0]) if "interval" in summary and len(summary) else ""
+    table = Table(
+        title=f"{title}: mean [95% {method} interval] over seeds; "
+        "under 5 seeds, the per-seed values"
+    )
     table.add_column("design", no_wrap=True)
     table.add_column("runs", justify="right")
     for header in _SHOWN.values():
         table.add_column(header, justify="right")
     for _, row in summary.iterrows():
         runs = f"{row['runs']}" + (f" ({row['failed']} failed)" if row["failed"] else "")
-        cells = [_fmt(row[f"{m}_mean"], row[f"{m}_ci95"]) for m in _SHOWN]
+        cells = [_fmt(row, m) for m in _SHOWN]
         table.add_row(str(row["design"]), runs, *cells)
+    console.print(table)
+    if len(summary) > 1 and "paired_reference" in summary:
+        _print_paired(console, summary)
+
+
+def _print_paired(console: Console, summary: object) -> None:
+    """Each design minus the first on the same seeds: mean difference and the paired p."""
+    import pandas as pd
+
+    assert isinstance(summary, pd.DataFrame)
+    from rich.table import Table
+
+    first = summary.iloc[0]
+    table = Table(
+        title=f"minus {first['design']} on the same seeds: mean difference "
+        f"(p, two-sided {first['paired_test']})"
+    )
+    table.add_column("design", no_wrap=True)
+    for header in _SHOWN.values():
+        table.add_column(header, justify="right")
+    for _, row in summary.iloc[1:].iterrows():
+        cells = []
+        for m in _SHOWN:
+            diff, p = float(row.get(f"{m}_diff", math.nan)), float(row.get(f"{m}_p", math.nan))
+            p_text = "n/a" if math.isnan(p) else f"{p:.3g}"
+            cells.append("n/a" if math.isnan(diff) else f"{diff:+.3f} (p {p_text})")
+        table.add_row(str(row["design"]), *cells)
     console.print(table)
 
 
@@ -106,6 +145,14 @@ def compare(
         typer.Option(help="flower or inprocess (default: the sweep file's, else flower)."),
     ] = None,
     force: Annotated[bool, typer.Option(help="Re-run runs that are already complete.")] = False,
+    interval: Annotated[
+        str,
+        typer.Option(help="bootstrap (percentile, over seeds) or t: the summary's 95% intervals."),
+    ] = "bootstrap",
+    test: Annotated[
+        str,
+        typer.Option(help="wilcoxon (signed-rank, exact) or t: the paired test between designs."),
+    ] = "wilcoxon",
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Debug logging.")] = False,
 ) -> None:
     """Run a study: scenario variants x seeds, each run isolated; tabulate and summarise."""
@@ -117,13 +164,27 @@ def compare(
     if engine not in (None, "flower", "inprocess"):
         typer.echo(f"--engine: unknown engine {engine!r} (valid: flower, inprocess)", err=True)
         raise typer.Exit(EXIT_SCENARIO)
+    for flag, value, valid in (
+        ("--interval", interval, ("bootstrap", "t")),
+        ("--test", test, ("wilcoxon", "t")),
+    ):
+        if value not in valid:
+            typer.echo(f"{flag}: unknown {value!r} (valid: {', '.join(valid)})", err=True)
+            raise typer.Exit(EXIT_SCENARIO)
     try:
         study = resolve_study(target, overrides or (), engine=engine)  # type: ignore[arg-type]
     except ScenarioError as exc:
         for line in problem_lines(exc.problems):
             typer.echo(line, err=True)
         raise typer.Exit(EXIT_SCENARIO) from None
-    outcome = run_study(study, out_dir, workers=workers, force=force)
+    outcome = run_study(
+        study,
+        out_dir,
+        workers=workers,
+        force=force,
+        interval=interval,  # type: ignore[arg-type]
+        test=test,  # type: ignore[arg-type]
+    )
     from rich.console import Console
 
     console = Console() if sys.stdout.isatty() else Console(width=200)

@@ -176,6 +176,10 @@ def _summary(manifest: dict[str, object], wall: float, out_dir: Path) -> None:
     table.add_row("test accuracy", f"{final['test_accuracy']:.4f}")
     table.add_row("test loss", f"{final['test_loss']:.4f}")
     table.add_row("ε max (cumulative)", f"{final['epsilon_max']:.3f}")
+    market = manifest.get("market")
+    market = market if isinstance(market, dict) else {}
+    table.add_row("licences sold", f"{int(market.get('licenses_sold', 0))}")
+    table.add_row("licence revenue (tokens)", f"{float(market.get('revenue_tokens', 0.0)):.2f}")
     table.add_row("simulated time (s)", f"{final['simulated_seconds']:.2f}")
     table.add_row("wall time (s)", f"{wall:.1f}")
     table.add_row("ledger head", str(manifest["ledger_head"])[:16] + "…")

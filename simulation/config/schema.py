@@ -479,14 +479,6 @@ class LicenseTermsConfig(StrictModel):
     max_uses: int | None = Field(None, ge=1)
 
 
-def _default_prices() -> dict[str, LicenseTermsConfig]:
-    return {
-        "perpetual": LicenseTermsConfig(price=20.0),
-        "subscription": LicenseTermsConfig(price=5.0, duration_s=86_400.0),
-        "per_use": LicenseTermsConfig(price=2.0, max_uses=20),
-    }
-
-
 class MarketBehaviourConfig(StrictModel):
     """A market process on the simpy clock (buyers, voters, cabals, ...)."""
 
@@ -541,7 +533,22 @@ class MarketConfig(StrictModel):
     hashed_when_set: ClassVar[frozenset[str]] = frozenset({"params"})
 
     behaviours: tuple[MarketBehaviourConfig, ...] = ()
-    prices: dict[str, LicenseTermsConfig] = Field(default_factory=_default_prices)
+    prices: dict[str, LicenseTermsConfig] | None = Field(
+        None,
+        description="fixed price list of every version; unset: each version is priced at "
+        "demand_price_share of the buyers' willingness to pay for its measured accuracy "
+        "(simulation.config.prices.DemandPricing)",
+    )
+    demand_price_share: float = Field(
+        0.8,
+        gt=0.0,
+        le=1.0,
+        description="share of the buyers' willingness to pay the default prices ask",
+    )
+    allow_no_sales: bool = Field(
+        False,
+        description="accept a price list no buyer can ever afford (otherwise a scenario error)",
+    )
     buyer_budget: float = Field(100.0, ge=0.0, description="tokens each new buyer brings")
     rating_rule: str | RatingRuleConfig = Field(
         "mean",

@@ -529,11 +529,13 @@ class Registered:
 
 
 def run_prices(run_dir: Path) -> dict[str, PriceTerms]:
-    """The run's licence price list (``market.prices`` of its ``scenario.yaml``), the
-    terms its own versions are sold under."""
+    """The run's licence price list for imported models: ``market.prices`` of its
+    ``scenario.yaml``, the terms its own versions are sold under; none (not for sale)
+    when the run prices from demand, since an imported model has no measured accuracy
+    to price (:class:`simulation.config.prices.DemandPricing`)."""
     import yaml
 
-    from simulation.config.prices import price_list
+    from simulation.config.prices import pricing_for
     from simulation.config.schema import MarketConfig
 
     path = run_dir / "scenario.yaml"
@@ -541,7 +543,10 @@ def run_prices(run_dir: Path) -> dict[str, PriceTerms]:
         raise HubError(f"{run_dir}: no scenario.yaml, so no price list for imported models")
     scenario = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     market = MarketConfig.model_validate(scenario.get("market", {}))
-    return price_list(market.prices)
+    prices = pricing_for(market)({})
+    if not prices:
+        logger.info("%s: no market.prices; imported models are not for sale", run_dir)
+    return prices
 
 
 def _registry_metrics(record: HubModelRecord) -> dict[str, float]:

@@ -786,15 +786,18 @@ def _study_epsilon(study: StudyData) -> Figure:
 
 
 def _study_gini(study: StudyData) -> Figure | None:
-    labels, means, halves = [], [], []
+    """``reward_gini`` per design (rewards + royalties, as in ``summary.csv``): the mean
+    with its interval from :func:`simulation.study.stats.estimate`, and every seed's
+    value as a dot (the only spread shown below the seeds an interval needs)."""
+    from simulation.results.metrics import run_metrics
+    from simulation.study.stats import estimate
+
+    labels, estimates = [], []
     for design, runs in study.designs.items():
-        values = [gini(r.final_earnings().to_numpy()) for r in runs if not r.earnings().empty]
-        if not values:
-            continue
-        mean, half = mean_ci(np.array(values)[:, None])
-        labels.append(design)
-        means.append(float(mean[0]))
-        halves.append(float(half[0]))
+        values = [run_metrics(r.path)["reward_gini"] for r in runs if not r.earnings().empty]
+        if values:
+            labels.append(design)
+            estimates.append(estimate(values, "reward_gini", key=(design,)))
     if not labels:
         logger.info("%s: no earnings in any run; Gini figure skipped", study.path)
         return None
@@ -802,8 +805,19 @@ def _study_gini(study: StudyData) -> Figure | None:
     labels = [textwrap.fill(label, 40) for label in labels]
     lines = sum(label.count("\n") + 1 for label in labels)
     fig, (ax,) = _figure(height=max(2.5, 0.3 * lines + 0.2 * len(labels) + 1.5))
-    ax.barh(labels, means, xerr=halves, color=OKABE_ITO[: len(labels)], capsize=3)
-    ax.set(xlabel="Gini of final earnings", title="Earnings inequality (mean ± 95% CI)")
+    means = [e.mean for e in estimates]
+    err = np.array(
+        [[e.mean - e.lo, e.hi - e.mean] if e.has_interval else [0.0, 0.0] for e in estimates]
+    ).T
+    rows = np.arange(len(labels))
+    ax.barh(rows, means, xerr=err, color=OKABE_ITO[: len(labels)], capsize=3, alpha=0.8)
+    ax.set_yticks(rows, labels)
+    for i, e in enumerate(estimates):
+        ax.plot(e.points, [i] * len(e.points), "o", color="black", markersize=3)
+    ax.set(
+        xlabel="Gini of tokens (rewards + royalties)",
+        title="Token inequality (mean; 95% interval from 5 seeds; dots: seeds)",
+    )
     ax.xaxis.set_major_locator(MaxNLocator(5))  # small Ginis have long tick labels
     fig.tight_layout()
     return fig

@@ -14,12 +14,13 @@ import html
 import io
 import json
 import logging
+import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+import pandas as pd
 from matplotlib.figure import Figure
 
 from simulation.outputs.plots import (
@@ -27,16 +28,15 @@ from simulation.outputs.plots import (
     RunData,
     StudyData,
     figure_style,
-    gini,
     is_run_dir,
     is_study_dir,
     load_run,
     load_study,
-    mean_ci,
     run_figures,
     save_figures,
     study_figures,
 )
+from simulation.study.stats import MIN_SEEDS, Estimate
 
 __all__ = ["LedgerSummary", "ReportPaths", "ledger_summary", "write_report"]
 
@@ -63,7 +63,7 @@ _CAPTIONS = {
     "epsilon": "Differential-privacy loss ε per round: max and mean over owners, per identity.",
     "votes_licenses": "Vote ratings over time and cumulative license revenue.",
     "token_flows": "Token supply over time and total tokens moved by entry kind.",
-    "gini": "Gini coefficient of final earnings per design.",
+    "gini": "Gini coefficient of reward and royalty tokens per design (as in summary.csv).",
     "attack_heatmap": "Attack success against attacker fraction.",
 }
 
@@ -111,10 +111,24 @@ def ledger_summary(run_dir: Path) -> LedgerSummary | None:
 
 # -- headline numbers ----------------------------------------------------------------------
 
+#: One definition of the Gini everywhere (``reward_gini`` of the study table).
+_GINI = "Gini of tokens (rewards + royalties)"
+
+
+def _run_gini(run: RunData) -> float | None:
+    """``reward_gini`` of :func:`~simulation.results.metrics.run_metrics`: every account's
+    reward and royalty tokens, as in ``summary.csv``."""
+    from simulation.results.metrics import run_metrics
+
+    try:
+        return run_metrics(run.path)["reward_gini"]
+    except (OSError, ValueError, KeyError):
+        return None
+
 
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return "n/a" if math.isnan(value) else f"{value:.4g}"
     if value is None:
         return "–"
     return str(value)
@@ -125,7 +139,6 @@ def _run_headline(run: RunData) -> dict[str, Any]:
     final = final if isinstance(final, Mapping) else {}
     scenario = run.scenario
     privacy = scenario.get("privacy", {}) if isinstance(scenario.get("privacy"), Mapping) else {}
-    earnings = run.final_earnings()
     truth = run.truth()
     tokens = float(run.rounds["tokens_issued"].sum()) if "tokens_issued" in run.rounds else None
     return {
@@ -138,24 +151,116 @@ def _run_headline(run: RunData) -> dict[str, Any]:
         "ε max": final.get("epsilon_max"),
         "δ": privacy.get("delta"),
         "tokens issued": tokens,
-        "Gini of earnings": gini(earnings.to_numpy()) if not earnings.empty else None,
+        _GINI: _run_gini(run),
         "attacking owners": len({truth.owner(a) for a in truth.attackers}),
         "wall seconds": run.manifest.get("wall_seconds"),
     }
 
 
-def _study_headline(study: StudyData) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
+#: The study headline's metrics (summary.csv names) and their column headers.
+_STUDY_SHOWN = {
+    "test_accuracy": "final test accuracy",
+    "test_loss": "final test loss",
+    "epsilon_max": "ε max",
+    "reward_gini": _GINI,
+    "attacker_token_share": "attackers' token share",
+    "honest_profit": "honest profit",
+    "reward_spearman": "Spearman (tokens, contribution)",
+}
+
+
+def _study_summary(study: StudyData) -> pd.DataFrame:
+    """The study's ``summary.parquet``/``.csv`` as ``fedmarket compare`` wrote it; for a
+    plain directory of runs (or an older summary) the same summary rebuilt from the runs'
+    files with :func:`~simulation.study.compare.summarize`, so the two never disagree."""
+    for name in ("summary.parquet", "summary.csv"):
+        f = study.path / name
+        if f.is_file():
+            table = pd.read_parquet(f) if name.endswith("parquet") else pd.read_csv(f)
+            if "test_accuracy_points" in table.columns:
+                return table
+    from simulation.results.metrics import run_metrics
+    from simulation.study.compare import summarize
+
+    rows = []
     for design, runs in study.designs.items():
-        heads = [_run_headline(r) for r in runs]
-        row: dict[str, Any] = {"design": design, "seeds": len(runs)}
-        for key in ("final test accuracy", "final test loss", "ε max", "Gini of earnings"):
-            values = [h[key] for h in heads if isinstance(h[key], int | float)]
-            if values:
-                mean, half = mean_ci(np.array(values)[:, None])
-                row[key] = f"{mean[0]:.4g} ± {half[0]:.2g}"
+        for run in runs:
+            try:
+                values: dict[str, Any] = dict(run_metrics(run.path))
+                status = "ok"
+            except (OSError, ValueError, KeyError) as exc:
+                logger.warning("%s: unreadable results (%s); left out", run.path, exc)
+                values, status = {}, "failed"
+            rows.append({"design": design, "seed": run.seed, "status": status, **values})
+    return summarize(pd.DataFrame(rows), ())
+
+
+def _estimate(row: Mapping[str, Any], metric: str) -> Estimate:
+    points = str(row.get(f"{metric}_points", "") or "")
+    n = row.get(f"{metric}_n", 0)
+    return Estimate(
+        int(n) if isinstance(n, int | float) and n == n else 0,
+        float(row.get(f"{metric}_mean", math.nan)),
+        float(row.get(f"{metric}_lo", math.nan)),
+        float(row.get(f"{metric}_hi", math.nan)),
+        tuple(float(v) for v in points.split(";") if v),
+    )
+
+
+def _study_headline(summary: pd.DataFrame) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for _, r in summary.iterrows():
+        row: dict[str, Any] = {"design": r["design"], "seeds": r["runs"] - r["failed"]}
+        for metric, header in _STUDY_SHOWN.items():
+            if f"{metric}_mean" in r:
+                row[header] = _estimate(r.to_dict(), metric).text()
+        rows.append(row)
+    return rows
+
+
+def _statistics_note(summary: pd.DataFrame) -> str:
+    method = str(summary["interval"].iloc[0]) if "interval" in summary and len(summary) else "?"
+    test = str(summary["paired_test"].iloc[0]) if "paired_test" in summary and len(summary) else ""
+    name = {"bootstrap": "percentile bootstrap over seeds", "t": "Student t over seeds"}
+    tests = {"wilcoxon": "exact two-sided Wilcoxon signed-rank", "t": "two-sided paired t"}
+    return (
+        f"Mean [95% interval: {name.get(method, method)}, clipped to the metric's range]; "
+        f"with fewer than {MIN_SEEDS} seeds the per-seed values instead. n/a: undefined on "
+        "every seed (e.g. Spearman of a constant vector). Paired differences: design minus "
+        f"the first design on the same seeds, p of the {tests.get(test, test)} test. "
+        "Values as in summary.csv."
+    )
+
+
+def _p_text(p: float) -> str:
+    return "n/a" if math.isnan(p) else f"{p:.4g}"
+
+
+def _paired_rows(summary: pd.DataFrame) -> list[dict[str, Any]]:
+    """Each design minus the reference design on shared seeds, with the paired test's p."""
+    rows: list[dict[str, Any]] = []
+    for _, r in summary.iloc[1:].iterrows():
+        row: dict[str, Any] = {
+            "design": r["design"],
+            "minus": r.get("paired_reference"),
+            "test": r.get("paired_test"),
+        }
+        for metric, header in _STUDY_SHOWN.items():
+            if f"{metric}_diff" not in r:
+                continue
+            d = _estimate(
+                {
+                    f"{metric}_{k}": r.get(f"{metric}_diff{s}", math.nan)
+                    for k, s in (("mean", ""), ("lo", "_lo"), ("hi", "_hi"), ("n", "_n"))
+                },
+                metric,
+            )
+            if d.n == 0:
+                row[header] = "n/a"
+            elif d.has_interval:
+                row[header] = f"{d.text()}, p = {_p_text(float(r[f'{metric}_p']))}"
             else:
-                row[key] = None
+                row[header] = f"{d.mean:.4g} (n = {d.n}), p = {_p_text(float(r[f'{metric}_p']))}"
         rows.append(row)
     return rows
 
@@ -233,6 +338,8 @@ class _Content:
     manifest: list[dict[str, Any]]
     ledger: list[dict[str, Any]]
     figures: dict[str, Figure]
+    statistics: str = ""
+    paired: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _run_content(run: RunData) -> _Content:
@@ -255,14 +362,24 @@ def _run_content(run: RunData) -> _Content:
 def _study_content(study: StudyData) -> _Content:
     design = {"design fields": ", ".join(study.design_keys) or "(none vary)"}
     design["runs"] = ", ".join(r.path.name for r in study.runs)
+    summary = _study_summary(study)
     return _Content(
         title=f"FedMarket study report: {study.path.name}",
-        headline=_study_headline(study),
+        headline=_study_headline(summary),
+        statistics=_statistics_note(summary),
+        paired=_paired_rows(summary),
         scenario_yaml=json.dumps(dict(study.runs[0].scenario), indent=2, sort_keys=True),
         manifest=_kv_rows(design),
         ledger=_ledger_rows([(r.path.name, ledger_summary(r.path)) for r in study.runs]),
         figures=study_figures(study),
     )
+
+
+def _html_statistics(content: _Content) -> str:
+    out = f"<p>{html.escape(content.statistics)}</p>" if content.statistics else ""
+    if content.paired:
+        out += f"<h2>Paired differences</h2>{_html_table(content.paired, 'paired')}"
+    return out
 
 
 def _render_html(content: _Content) -> str:
@@ -281,6 +398,7 @@ def _render_html(content: _Content) -> str:
         f"<title>{html.escape(content.title)}</title><style>{_CSS}</style></head><body>"
         f"<h1>{html.escape(content.title)}</h1>"
         f"<h2>Headline</h2>{_html_table(content.headline, 'headline')}"
+        f"{_html_statistics(content)}"
         f"<h2>Figures</h2>{''.join(figs) or '<p>(no figures: no data)</p>'}"
         f'<h2>Ledger</h2><p class="{ok}">ledger status</p>'
         f"{_html_table(content.ledger, 'ledger')}"
@@ -291,7 +409,12 @@ def _render_html(content: _Content) -> str:
 
 
 def _render_markdown(content: _Content, figure_paths: Mapping[str, str]) -> str:
-    parts = [f"# {content.title}\n", "## Headline\n", _md_table(content.headline), "## Figures\n"]
+    parts = [f"# {content.title}\n", "## Headline\n", _md_table(content.headline)]
+    if content.statistics:
+        parts.append(content.statistics + "\n")
+    if content.paired:
+        parts += ["## Paired differences\n", _md_table(content.paired)]
+    parts.append("## Figures\n")
     for name, rel in figure_paths.items():
         parts.append(f"![{name}]({rel})\n\n*{_CAPTIONS.get(name, name)}*\n")
     parts += [

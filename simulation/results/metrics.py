@@ -20,7 +20,7 @@ from simulation import names
 from simulation.results.groups import Truth
 from simulation.results.tables import read_table
 
-__all__ = ["METRICS", "gini", "run_metrics"]
+__all__ = ["METRICS", "METRIC_RANGES", "gini", "metric_range", "run_metrics"]
 
 #: The per-run metrics of the study table, in column order (see ``docs/compare.md``).
 METRICS = (
@@ -44,6 +44,33 @@ METRICS = (
 )
 
 NAN = float("nan")
+_INF = float("inf")
+
+#: Each metric's natural range, to which a study's intervals are clipped (a metric
+#: not listed is unbounded). ``attacker_contribution_share`` is left unbounded: a
+#: signed share of the reference contribution can leave [0, 1].
+METRIC_RANGES: dict[str, tuple[float, float]] = {
+    "test_accuracy": (0.0, 1.0),
+    "test_loss": (0.0, _INF),
+    "epsilon_max": (0.0, _INF),
+    "attacker_token_share": (0.0, 1.0),
+    "reward_gini": (0.0, 1.0),
+    "reward_spearman": (-1.0, 1.0),
+    "detection_precision": (0.0, 1.0),
+    "detection_recall": (0.0, 1.0),
+    "accuracy_drop": (-1.0, 1.0),
+    "backdoor_success": (0.0, 1.0),
+    "attacker_fraction": (0.0, 1.0),
+    "attack_success": (-1.0, 1.0),
+    "fraud_tokens": (0.0, _INF),
+    "rating_shift": (-5.0, 5.0),
+    "wall_seconds": (0.0, _INF),
+}
+
+
+def metric_range(metric: str) -> tuple[float, float]:
+    """The natural ``(low, high)`` of ``metric``; unbounded when not in :data:`METRIC_RANGES`."""
+    return METRIC_RANGES.get(metric, (-_INF, _INF))
 
 
 # ----------------------------------------------------------------------- metrics
@@ -107,7 +134,7 @@ def run_metrics(run_dir: Path | str) -> dict[str, float]:
       tokens (NaN when no tokens were paid).
     * ``honest_profit``: mean over non-attacker accounts of tokens earned
       minus the sum of their ``metric == "cost"`` rows, when such rows exist.
-    * ``reward_gini``: :func:`gini` of every account's tokens.
+    * ``reward_gini``: :func:`gini` of every data owner's tokens (rewards and royalties).
     * ``reward_spearman``: Spearman's rho between tokens and the sum of
       ``metric == "true_contribution"`` rows per account (NaN without such
       rows or when either side is constant).

@@ -238,6 +238,8 @@ def validate_data(data: Mapping[str, Any], source: str) -> Scenario:
     problems += _check_aggregation_feasible(scenario, source)
     problems += _check_client_dp(scenario, source, named_badly)
     problems += _check_staked_voters(scenario, source)
+    if not any(p.field.startswith("market.behaviours") for p in problems):
+        problems += _check_sales(scenario, source)
     reported = {p.field for p in problems}
     problems += [p for p in _check_machine(scenario, source) if p.field not in reported]
     if problems:
@@ -550,6 +552,43 @@ def _check_client_dp(scenario: Scenario, source: str, named_badly: set[str]) -> 
 
 
 _VOTERS = ("honest_voters", "colluding_cabal")
+
+
+def _check_sales(scenario: Scenario, source: str) -> list[Problem]:
+    """A fixed price list that no buyer can ever afford makes a market with buyers that
+    sells nothing (no revenue, no royalties): an error unless ``market.allow_no_sales``.
+
+    "Ever": even a perfect model rated 5 is worth at most ``base_value[type]`` to a
+    buyer, and no buyer pays more than ``market.buyer_budget``.
+    """
+    from simulation.config.prices import affordable, buyer_behaviours
+
+    market = scenario.market
+    if market.prices is None or market.allow_no_sales:
+        return []
+    if not any(b.behaviour == "buyers" for b in market.behaviours):
+        return []
+    buyers = buyer_behaviours(market)
+    if affordable(market.prices, buyers, market.buyer_budget):
+        return []
+    wanted = sorted({t for b in buyers for t, w in b.params.license_mix.items() if w > 0})
+    budget = market.buyer_budget
+
+    def most(t: str) -> float:
+        return max(min(budget, b.worth(t, 1.0, 5.0)) for b in buyers)
+
+    asked = ", ".join(
+        f"{t} costs {market.prices[t].price:g} tokens > {most(t):g}"
+        if t in market.prices
+        else f"{t} is not offered"
+        for t in wanted
+    )
+    reason = (
+        f"no buyer can ever afford a licence: {asked} (the most a buyer pays: a "
+        f"perfect model's worth, within market.buyer_budget); lower the prices, leave "
+        "market.prices unset to price from demand, or set market.allow_no_sales: true"
+    )
+    return [Problem(source, "market.prices", reason)]
 
 
 def _check_staked_voters(scenario: Scenario, source: str) -> list[Problem]:

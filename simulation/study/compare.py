@@ -6,7 +6,9 @@ A study directory holds::
       study.json                the resolved sweep: designs, seeds, every run's overrides
       runs/<run_id>/            one ordinary run directory per variant and seed
       study.parquet, study.csv  one tidy row per run (see :data:`METRICS`)
-      summary.parquet, .csv     per design: mean and 95% CI over seeds of each metric
+      summary.parquet, .csv     per design: mean, 95% interval and per-seed values of
+                                each metric, and its paired difference to the first
+                                design (see :func:`summarize`)
 
 Runs are isolated (own directory, own ledger, own Ray session in its own
 spawned process) so that one crashing run cannot take the study down, and
@@ -36,8 +38,16 @@ import pandas as pd
 from simulation.results.groups import run_group_outcomes, study_columns
 from simulation.results.metrics import METRICS, gini, run_metrics
 from simulation.scenario.sweep import Engine, Study, Variant
+from simulation.study.stats import (
+    IntervalMethod,
+    PairedDifference,
+    PairedTest,
+    estimate,
+    paired_difference,
+)
 
 NAN = float("nan")
+NAN_DIFF = PairedDifference(0, NAN, NAN, NAN, NAN, "wilcoxon")
 
 __all__ = [
     "METRICS",
@@ -75,24 +85,75 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, f
     return mean, half
 
 
-def summarize(table: pd.DataFrame, design_columns: Sequence[str]) -> pd.DataFrame:
-    """Per design: run counts and ``<metric>_mean`` / ``<metric>_ci95`` over its ok runs."""
+def _by_seed(ok: pd.DataFrame, metric: str) -> dict[int, float]:
+    if "seed" not in ok.columns:
+        return {}
+    return {int(seed): float(v) for seed, v in zip(ok["seed"], ok[metric], strict=True)}
+
+
+def _points(values: Sequence[float]) -> str:
+    """Per-seed values as ``a;b;c`` (repr, so the CSV keeps every digit)."""
+    return ";".join(repr(float(v)) for v in values)
+
+
+def summarize(
+    table: pd.DataFrame,
+    design_columns: Sequence[str],
+    *,
+    interval: IntervalMethod = "bootstrap",
+    test: PairedTest = "wilcoxon",
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Per design: run counts and, per metric over its ok runs (see :mod:`simulation.study.stats`):
+
+    * ``<metric>_mean``, ``_n`` (seeds where it is defined), ``_points`` (their values);
+    * ``_lo`` / ``_hi``: the 95% interval (percentile bootstrap, or t with
+      ``interval="t"``) clipped to the metric's range, NaN with fewer than
+      :data:`~simulation.study.stats.MIN_SEEDS` seeds; ``_ci95`` is its half-width
+      ``(hi - lo) / 2``, kept for older readers;
+    * paired against the first design (``paired_reference``) on shared seeds:
+      ``_diff`` (mean of design - reference), ``_diff_lo`` / ``_diff_hi``,
+      ``_diff_n`` and ``_p`` (two-sided, ``paired_test``); NaN on the reference row.
+    """
     rows: list[dict[str, Any]] = []
-    for design, group in table.groupby("design", sort=False):
-        ok = group[group["status"] == "ok"]
+    groups = [(str(d), g[g["status"] == "ok"], g) for d, g in table.groupby("design", sort=False)]
+    reference = groups[0] if groups else None
+    for design, ok, group in groups:
         row: dict[str, Any] = {"design": design}
         for col in design_columns:
             row[col] = group[col].iloc[0]
         row["runs"] = len(group)
         row["failed"] = int((group["status"] != "ok").sum())
+        row["interval"] = interval
+        row["paired_reference"] = reference[0] if reference else ""
+        row["paired_test"] = test
         # The study metrics, then the per-group outcomes (``<set>:<name>:<column>``).
         grouped = [c for c in table.columns if c.count(":") == 2]
         for metric in (*METRICS, *grouped):
             if metric not in ok.columns:  # a table written before the metric existed
                 continue
-            mean, half = mean_ci(ok[metric].astype(float).tolist())
-            row[f"{metric}_mean"] = mean
-            row[f"{metric}_ci95"] = half
+            est = estimate(
+                ok[metric].astype(float).tolist(), metric, method=interval, key=(design,), seed=seed
+            )
+            row[f"{metric}_mean"] = est.mean
+            row[f"{metric}_ci95"] = (est.hi - est.lo) / 2.0
+            row[f"{metric}_lo"], row[f"{metric}_hi"] = est.lo, est.hi
+            row[f"{metric}_n"] = est.n
+            row[f"{metric}_points"] = _points(est.points)
+            diff = NAN_DIFF
+            if reference is not None and design != reference[0]:
+                diff = paired_difference(
+                    _by_seed(ok, metric),
+                    _by_seed(reference[1], metric),
+                    metric,
+                    test=test,
+                    method=interval,
+                    key=(design, reference[0]),
+                    seed=seed,
+                )
+            row[f"{metric}_diff"], row[f"{metric}_diff_n"] = diff.mean, diff.n
+            row[f"{metric}_diff_lo"], row[f"{metric}_diff_hi"] = diff.lo, diff.hi
+            row[f"{metric}_p"] = diff.p_value
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -230,6 +291,8 @@ def run_study(
     workers: int | None = None,
     force: bool = False,
     on_done: Callable[[RunStatus], None] | None = None,
+    interval: IntervalMethod = "bootstrap",
+    test: PairedTest = "wilcoxon",
 ) -> StudyOutcome:
     """Run every variant of ``study`` under ``study_dir`` and write the study tables.
 
@@ -238,7 +301,8 @@ def run_study(
     :func:`default_workers`; one worker with the inprocess engine runs inline
     (no process start-up, handy for tests), anything else uses a
     ``ProcessPoolExecutor`` with the *spawn* start method because Ray is not
-    fork-safe, and Flower runs get a fresh process each.
+    fork-safe, and Flower runs get a fresh process each. ``interval`` and ``test``
+    choose the summary's statistics (:func:`summarize`).
     """
     out = Path(study_dir)
     (out / "runs").mkdir(parents=True, exist_ok=True)
@@ -318,7 +382,7 @@ def run_study(
         table[key] = _column(table[key].tolist())
     table.to_parquet(out / "study.parquet", index=False)
     table.to_csv(out / "study.csv", index=False)
-    summary = summarize(table, study.swept_keys)
+    summary = summarize(table, study.swept_keys, interval=interval, test=test)
     summary.to_parquet(out / "summary.parquet", index=False)
     summary.to_csv(out / "summary.csv", index=False)
     failed = int((table["status"] != "ok").sum())

@@ -21,7 +21,7 @@ from agents.market import Availability
 from marketplace import Keyring, Market
 from marketplace.contribution import ContributionEvaluator, create_evaluator
 from marketplace.incentives import IncentiveMechanism, create_mechanism
-from simulation.config.prices import mechanism_params
+from simulation.config.prices import mechanism_params, pricing_for
 from simulation.config.schema import DPSGDPrivacy, Scenario
 from simulation.fl.aggregation import create_strategy
 from simulation.fl.data import FederatedData
@@ -279,7 +279,7 @@ def default_stages(
         RegisterVersion(
             market,
             fed,
-            sc.market.prices,
+            pricing_for(sc.market),
             rec.version_weights if sc.output.keep_versions else None,
             rule=revenue_share(sc, p.mechanism, fed, market),
         ),

@@ -58,6 +58,10 @@ def test_study_writes_tables_and_resumes(tmp_path: Path) -> None:
     summary = pd.read_parquet(out / "summary.parquet")
     assert len(summary) == 2 and (summary["runs"] == 1).all()
     assert summary["test_accuracy_ci95"].isna().all()  # one seed: no CI
+    # the reward design does not touch training: paired on the one seed, no difference
+    data_size = summary.set_index("design").iloc[1]
+    assert data_size["test_accuracy_diff"] == 0.0 and data_size["test_accuracy_diff_n"] == 1
+    assert math.isnan(data_size["test_accuracy_p"])  # one pair: no test
 
     before = _manifest_mtimes(out)
     second = run_study(study, out, workers=1)
@@ -124,6 +128,11 @@ def test_invalid_study_exits_2_and_runs_nothing(tmp_path: Path) -> None:
         _app(), ["compare", str(sweep), "--out", str(out), "--engine", "ray"]
     )
     assert bad_engine.exit_code == 2
+    bad_interval = CliRunner().invoke(
+        _app(), ["compare", str(sweep), "--out", str(out), "--interval", "normal"]
+    )
+    assert bad_interval.exit_code == 2
+    assert "--interval: unknown 'normal' (valid: bootstrap, t)" in bad_interval.output
 
 
 def test_cli_scenario_with_comma_sweep_in_worker_processes(tmp_path: Path) -> None:
@@ -138,7 +147,10 @@ def test_cli_scenario_with_comma_sweep_in_worker_processes(tmp_path: Path) -> No
     assert sorted(table["seed"]) == [1, 2] and (table["design"] == "base").all()
     summary = pd.read_parquet(out / "summary.parquet")
     assert len(summary) == 1 and summary["runs"].iloc[0] == 2
-    assert not math.isnan(summary["test_accuracy_ci95"].iloc[0])
+    # two seeds: no interval (fewer than 5), the two per-seed values instead
+    assert math.isnan(summary["test_accuracy_ci95"].iloc[0])
+    assert len(summary["test_accuracy_points"].iloc[0].split(";")) == 2
+    assert "95% bootstrap interval" in result.output
 
 
 @pytest.mark.slow

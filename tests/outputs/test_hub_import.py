@@ -28,6 +28,7 @@ from simulation.outputs.hub import (
     record_from_cache,
     record_from_local_dir,
     record_from_model_info,
+    run_prices,
     sample_ids,
 )
 from tests.fixtures.hf import build as fixtures
@@ -284,7 +285,7 @@ def test_import_registers_versions_sealed_by_a_signed_checkpoint(
         entries = market.entries(before)
         versions = market.versions()[run_versions:]
         proof = market.inclusion_proof(versions[0].seq)
-        prices = market.state.prices[versions[0].version]
+        prices = market.state.prices.get(versions[0].version, {})
     assert [e.kind for e in entries] == ["model_version", "model_version", "checkpoint"]
     assert entries[-1].sender == "treasury" and entries[-1].data["tree_size"] == before + 2
     assert proof.checkpoint_seq == entries[-1].seq
@@ -295,10 +296,18 @@ def test_import_registers_versions_sealed_by_a_signed_checkpoint(
     assert dict(bert.metrics) == {"parameters": 144.0, "size_bytes": float(bert_weights_size())}
     assert gpt2.imported["task"] == "text-generation"  # type: ignore[index]
     assert gpt2.imported["last_modified"] == "2024-02-19T10:57:45+00:00"  # type: ignore[index]
-    assert prices == {  # the run's own price list (quickstart: the schema's defaults)
-        "per_use": PriceTerms(price=2_000_000, duration=None, max_uses=20),
+    # quickstart sets no market.prices: it prices each version from demand at its
+    # measured accuracy, which an imported model lacks, so imports are not for sale
+    assert prices == {}
+
+
+def test_imported_models_take_a_fixed_price_list(tmp_path: Path) -> None:
+    (tmp_path / "scenario.yaml").write_text(
+        "market:\n  prices:\n    perpetual: {price: 20}\n    per_use: {price: 2.5, max_uses: 20}\n"
+    )
+    assert run_prices(tmp_path) == {
+        "per_use": PriceTerms(price=2_500_000, duration=None, max_uses=20),
         "perpetual": PriceTerms(price=20_000_000, duration=None, max_uses=None),
-        "subscription": PriceTerms(price=5_000_000, duration=86_400.0, max_uses=None),
     }
 
 
@@ -311,6 +320,14 @@ def bert_weights_size() -> int:
 def test_imported_version_can_be_licensed_voted_on_and_searched(
     cli: typer.Typer, run_dir: Path, tmp_path: Path
 ) -> None:
+    import yaml
+
+    # Imports are sold under a fixed price list only (demand prices need a measured
+    # accuracy): give the run one, as a scenario with market.prices would have.
+    scenario_file = run_dir / "scenario.yaml"
+    scenario = yaml.safe_load(scenario_file.read_text())
+    scenario.setdefault("market", {})["prices"] = {"perpetual": {"price": 20.0}}
+    scenario_file.write_text(yaml.safe_dump(scenario))
     folder = fixtures.build(GPT2, tmp_path)
     result = runner.invoke(cli, ["registry", "import-hf", str(run_dir), str(folder)])
     assert result.exit_code == 0, result.output

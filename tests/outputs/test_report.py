@@ -123,3 +123,33 @@ def test_report_renders_in_headless_chromium(run_dir: Path, tmp_path: Path) -> N
     assert all(w > 100 and h > 100 for _, w, h in data["images"]), data["images"]
     tables = dict(data["tables"])
     assert tables["headline"] > 5 and tables["ledger"] == 2 and tables["manifest"] > 3
+
+
+def _tokens_gini(run: Path) -> float:
+    """Gini of every account's reward + royalty tokens, from the run's files (by hand)."""
+    import json
+
+    import numpy as np
+    import pandas as pd
+
+    rows = pd.read_parquet(run / "metrics.parquet")
+    paid = rows[rows["metric"].isin(["reward_tokens", "royalty_tokens"])]
+    tokens = paid[paid["client"] != "global"].groupby("client")["value"].sum().to_dict()
+    for account in json.loads((run / "ground_truth.json").read_text())["behaviours"]:
+        tokens.setdefault(account, 0.0)
+    x = np.array(list(tokens.values()), dtype=float)
+    return float(np.abs(x[:, None] - x[None, :]).sum() / (2 * x.size**2 * x.mean()))
+
+
+def test_study_report_statistics(study_dir: Path, tmp_path: Path) -> None:
+    """Two seeds per design: per-seed points and no interval; one Gini definition; the
+    paired table's exact Wilcoxon p can never go below 2 / 2^2 = 0.5."""
+    md = write_report(study_dir, tmp_path / "rep").markdown.read_text()
+    assert "Gini of tokens (rewards + royalties)" in md
+    for lr in (0.1, 0.5):
+        g = [_tokens_gini(study_dir / f"lr{lr}-seed{s}") for s in (1, 2)]
+        cell = f"{(g[0] + g[1]) / 2:.4g} (seeds: {g[0]:.4g}, {g[1]:.4g})"
+        assert cell in md, cell
+    assert "## Paired differences" in md and "minus" in md
+    ps = [float(p) for p in re.findall(r"p = ([0-9.e-]+)", md)]
+    assert ps and min(ps) >= 0.5

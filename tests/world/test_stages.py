@@ -10,7 +10,9 @@ import pytest
 from marketplace import TOKEN
 from marketplace.contribution import create_evaluator
 from marketplace.incentives import create_mechanism
+from marketplace.state import PriceTerms
 from simulation import names
+from simulation.config.prices import FixedPricing, pricing_for
 from simulation.config.schema import (
     ClientsConfig,
     ContributionConfig,
@@ -332,11 +334,20 @@ def test_register_version_records_example_shares_and_prices() -> None:
     market, fed = FakeMarket(), federation(2)
     c = ctx()
     c.accepted, c.registry_metrics = [reply(0, 1.0, n=1), reply(1, 1.0, n=3)], {"accuracy": 0.5}
-    RegisterVersion(market, fed, MarketConfig().prices, rule=create_mechanism("data_size")).run(c)  # type: ignore[arg-type]
+    RegisterVersion(
+        market, fed, pricing_for(MarketConfig()), rule=create_mechanism("data_size")
+    ).run(c)  # type: ignore[arg-type]
     call = market.calls[0][1]
     assert call["contributors"] == {"client-000": 0.25, "client-001": 0.75}
     assert call["metrics"] == {"accuracy": 0.5}
     assert fed.version == "v0001" and market.kinds()[1] == "set_price_list"
+    # Demand prices (no market.prices): 0.8 x default buyers' worth at accuracy 0.5,
+    # prior rating 3: base_value x 0.5^2 x 3/5 = 50, 10, 5 x 0.15 -> 6, 1.2, 0.6 tokens.
+    assert market.calls[1][1]["prices"] == {
+        "perpetual": PriceTerms(6_000_000, None, None),
+        "subscription": PriceTerms(1_200_000, 86_400.0, None),
+        "per_use": PriceTerms(600_000, None, 20),
+    }
 
 
 def test_register_version_keeps_the_hashed_bytes_when_asked() -> None:
@@ -345,7 +356,7 @@ def test_register_version_keeps_the_hashed_bytes_when_asked() -> None:
     market, fed, kept = FakeMarket(), federation(2), dict[str, bytes]()
     c = ctx()
     c.accepted = [reply(0, 1.0)]
-    RegisterVersion(market, fed, {}, kept, rule=create_mechanism("equal")).run(c)  # type: ignore[arg-type]
+    RegisterVersion(market, fed, FixedPricing({}), kept, rule=create_mechanism("equal")).run(c)  # type: ignore[arg-type]
     call = market.calls[0][1]
     assert list(kept) == ["v0001"]
     assert hashlib.sha256(kept["v0001"]).hexdigest() == call["artifact_sha256"]

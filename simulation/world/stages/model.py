@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
 from marketplace import Market
 from marketplace.incentives import IncentiveMechanism
-from simulation.config.prices import price_list
-from simulation.config.schema import LicenseTermsConfig
+from simulation.config.prices import Pricing, price_list
 from simulation.fl.evaluation import registry_metrics
 from simulation.fl.weights import safetensors_bytes
 from simulation.world.context import Federation, RoundContext
@@ -44,7 +42,8 @@ class EvaluateModel:
 
 class RegisterVersion:
     """Register the global model as a version (artifact hash, registry metrics,
-    contributor shares) with the scenario's price list. The shares, which split the
+    contributor shares) with the scenario's price list for its measured metrics
+    (:func:`simulation.config.prices.pricing_for`). The shares, which split the
     version's licence revenue, are ``rule``'s weights for the round normalised to 1
     (the ``revenue_share`` rule, else the rewards mechanism: ``data_size`` by claimed
     examples, ``score`` by contribution score, ...; a cap on one round's emission
@@ -59,7 +58,7 @@ class RegisterVersion:
         self,
         market: Market,
         fed: Federation,
-        prices: Mapping[str, LicenseTermsConfig],
+        pricing: Pricing,
         keep: dict[str, bytes] | None = None,
         *,
         rule: IncentiveMechanism,
@@ -67,7 +66,7 @@ class RegisterVersion:
         self.market = market
         self.rule = rule
         self.fed = fed
-        self.prices = price_list(prices)
+        self.pricing = pricing
         self.keep = keep
 
     def run(self, ctx: RoundContext) -> None:
@@ -87,5 +86,6 @@ class RegisterVersion:
         )
         if self.keep is not None:
             self.keep[self.fed.version] = artifact
-        if self.prices:
-            self.market.set_price_list(self.fed.version, self.prices)
+        prices = self.pricing(ctx.registry_metrics)
+        if prices:
+            self.market.set_price_list(self.fed.version, prices)
