@@ -333,7 +333,7 @@ def test_paper_scale_studies_resolve(hf_env: Path, path: Path) -> None:
     from simulation.scenario.sweep import resolve_study
 
     study = resolve_study(path)  # validates every variant (ScenarioError otherwise)
-    assert len(study.variants) == 12
+    assert len(study.variants) == 24  # 4 designs × 6 seeds (a paired test needs ≥ 6)
     assert study.fixed["clients"]["count"] == 100
     assert study.fixed["dataset"]["name"] in HUB_DATASETS
 
