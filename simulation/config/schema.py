@@ -364,7 +364,7 @@ class ModelConfig(StrictModel):
 class ClientsConfig(StrictModel):
     """How many clients exist and how many train each round."""
 
-    count: int = Field(10, ge=1, le=10_000)
+    count: int = Field(10, ge=1, le=1_000_000)
     fraction: float = Field(1.0, gt=0.0, le=1.0, description="fraction sampled per round")
     min_per_round: int = Field(1, ge=1)
 

@@ -85,8 +85,12 @@ def gini(values: Sequence[float]) -> float:
     x = np.asarray(values, dtype=float)
     if x.size == 0 or not np.any(x):
         return 0.0
-    diffs = np.abs(x[:, None] - x[None, :]).sum()
-    return float(diffs / (2.0 * x.size**2 * x.mean()))
+    # sum_ij |x_i - x_j| = 2 sum_k (2k - n - 1) x_(k) over the sorted values (k = 1..n):
+    # O(n log n) time and O(n) memory (the pairwise matrix is 80 GB at 100,000 accounts).
+    n = x.size
+    ranks = 2.0 * np.arange(1, n + 1) - n - 1
+    diffs = 2.0 * float(np.dot(ranks, np.sort(x)))
+    return float(diffs / (2.0 * n**2 * x.mean()))
 
 
 def _per_account(metrics: pd.DataFrame, name: str, truth: Truth) -> pd.Series:

@@ -35,9 +35,17 @@ TEST_SIZE_TIMELINE = {
 }
 
 
+# Populations past a few thousand run at 1,000 clients, as many per round.
+TEST_SIZE_POPULATION = {"cross_device": ["clients.count=1000", "clients.fraction=0.1"]}
+
+
 def reduced(path: Path) -> list[str]:
     """The overrides that run the shipped scenario ``path`` at test size."""
-    return [*REDUCED, *TEST_SIZE_TIMELINE.get(path.stem, ())]
+    return [
+        *REDUCED,
+        *TEST_SIZE_TIMELINE.get(path.stem, ()),
+        *TEST_SIZE_POPULATION.get(path.stem, ()),
+    ]
 
 
 def _value(v: float) -> str:

@@ -1,0 +1,161 @@
+"""Cross-device scale: start-up, seconds per round and memory from 100 to 100,000 clients.
+
+Runs ``scenarios/cross_device.yaml`` at each population size with 100 clients per
+round at every size (``clients.fraction = 100 / count``), each size in a fresh
+child process (so start-up, the dataset cache and peak RSS are that size's own),
+and prints, side by side:
+
+* start-up s: from the call to ``run_scenario`` to the start of round 1 (the end of
+  round 1 minus round 1's own wall time), i.e. the data, the world's parts and the
+  ledger's genesis;
+* s/round: the median wall time of rounds 2..R as the world timed them;
+* driver peak RSS (the child's ``ru_maxrss``) and the peak total RSS of every
+  process of the run (the child and all its descendants: a Flower run's SuperLink,
+  Ray and its actors), sampled every 0.2 s from ``/proc``;
+
+and the ratios against the targets: start-up(100k) − start-up(100) ≤ 30 s,
+s/round ≤ 1.5× from the smallest to the largest size, total RSS ≤ 6 GB.
+
+    .venv/bin/python benchmarks/scale.py [--sizes 100,1000,10000,100000]
+        [--rounds 10] [--engine inprocess|flower]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PER_ROUND = 100
+GB = 1024**3
+
+
+def _children() -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text().rpartition(")")[2].split()
+            except OSError:
+                continue
+            out.setdefault(int(stat[1]), []).append(int(entry))
+    return out
+
+
+def tree_rss(root: int) -> int:
+    """Resident bytes of ``root`` and every live process below it."""
+    children, total, todo = _children(), 0, [root]
+    while todo:
+        pid = todo.pop()
+        todo.extend(children.get(pid, []))
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+        except OSError:
+            continue
+    return total
+
+
+def child(count: int, rounds: int, engine: str) -> None:
+    """One size's run; prints one JSON line."""
+    import resource
+
+    from simulation.engine.runner import quiet_environment, run_scenario
+    from simulation.scenario.load import load_scenario
+
+    quiet_environment()
+    scenario = load_scenario(
+        ROOT / "scenarios" / "cross_device.yaml",
+        [f"clients.count={count}", f"clients.fraction={PER_ROUND / count!r}", f"rounds={rounds}"],
+    )
+    import simulation.world.core  # noqa: F401  (imports are not start-up)
+
+    ends: list[float] = []
+    with tempfile.TemporaryDirectory(dir="/tmp", prefix="fm-scale-") as tmp:
+        start = time.perf_counter()
+        out = run_scenario(
+            scenario,
+            Path(tmp) / "run",
+            engine=engine,  # type: ignore[arg-type]
+            on_round=lambda rec: ends.append(time.perf_counter()),
+        )
+    rounds_ = out.result.rounds[1:]
+    first = ends[0] - start
+    print(
+        json.dumps(
+            {
+                "startup": first - rounds_[0].wall_seconds,
+                "per_round": statistics.median(r.wall_seconds for r in rounds_[1:]),
+                "sampled": rounds_[0].sampled,
+                "driver_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                "accuracy": rounds_[-1].test_accuracy,
+            }
+        )
+    )
+
+
+def measure(count: int, rounds: int, engine: str) -> dict[str, float]:
+    cmd = [sys.executable, __file__, "--child", str(count), "--rounds", str(rounds)]
+    cmd += ["--engine", engine]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    peak = 0
+    while proc.poll() is None:
+        peak = max(peak, tree_rss(proc.pid))
+        time.sleep(0.2)
+    assert proc.stdout is not None
+    lines = proc.stdout.read().decode().strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        raise SystemExit(f"{count} clients: the run failed (exit {proc.returncode})")
+    result: dict[str, float] = json.loads(lines[-1])
+    result["total_rss"] = max(peak, result["driver_rss"])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="100,1000,10000,100000")
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--engine", choices=("inprocess", "flower"), default="inprocess")
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child is not None:
+        child(args.child, args.rounds, args.engine)
+        return
+    sizes = [int(s) for s in args.sizes.split(",")]
+    print(
+        f"cross_device.yaml, {PER_ROUND} clients per round, {args.rounds} rounds, "
+        f"engine {args.engine}"
+    )
+    print(f"{'clients':>9s}{'start-up s':>12s}{'s/round':>10s}{'driver GB':>11s}"
+          f"{'total GB':>10s}{'accuracy':>10s}")  # fmt: skip
+    res = {}
+    for n in sizes:
+        r = res[n] = measure(n, args.rounds, args.engine)
+        print(
+            f"{n:9d}{r['startup']:12.2f}{r['per_round']:10.3f}{r['driver_rss'] / GB:11.2f}"
+            f"{r['total_rss'] / GB:10.2f}{r['accuracy']:10.3f}",
+            flush=True,
+        )
+    lo, hi = res[sizes[0]], res[sizes[-1]]
+    grow = hi["startup"] - lo["startup"]
+    ratio = hi["per_round"] / lo["per_round"]
+    peak = max(r["total_rss"] for r in res.values()) / GB
+    print(
+        f"targets: start-up({sizes[-1]}) - start-up({sizes[0]}) = {grow:.1f} s <= 30 s: "
+        f"{grow <= 30}; s/round {ratio:.2f}x <= 1.5x: {ratio <= 1.5}; "
+        f"total RSS {peak:.2f} GB <= 6 GB: {peak <= 6}"
+    )
+    print(f"load average while measuring: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+
+
+if __name__ == "__main__":
+    main()
