@@ -83,6 +83,9 @@ def calibrate_noise(target_epsilon: float, delta: float, sample_rate: float, ste
         # best RDP order is the largest one; its warning about that probe says
         # nothing about the σ returned (whose ε is computed without it).
         warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
+        # And below the answer, where ε is large and the best order would be under
+        # 2 (the orders start at 2 on purpose: see ``epsilon``).
+        warnings.filterwarnings("ignore", message="Optimal order is the smallest alpha")
         sigma = get_noise_multiplier(
             target_epsilon=target_epsilon,
             target_delta=delta,

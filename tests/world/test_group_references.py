@@ -34,6 +34,8 @@ def test_the_studys_cabal_is_the_sybil_group_for_seeds_1_to_3() -> None:
     study = resolve_study(ROOT / "scenarios" / "studies" / "sybil_vs_reputation.yaml")
     seen = set()
     for v in study.variants:
+        if v.seed not in SYBIL_DRAW:  # the study runs 6 seeds; the issue named 1-3
+            continue
         scenario = load_scenario(study.base, v.overrides, v.seed)
         pop = _population(scenario)
         (cabal,) = [b for b in scenario.market.behaviours if b.behaviour == "colluding_cabal"]

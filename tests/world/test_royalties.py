@@ -10,6 +10,7 @@ import pytest
 from marketplace import TOKEN, Market, audit_ledger
 from marketplace.incentives import create_mechanism
 from simulation import names
+from simulation.config.prices import pricing_for
 from simulation.config.schema import MarketConfig
 from simulation.world.context import Recorder, RoundContext
 from simulation.world.stages import RegisterVersion, SettleRevenue
@@ -40,7 +41,7 @@ def _round(rule: str, tmp_path: Path, fee_bps: int = 500) -> tuple[Market, Recor
     ctx = RoundContext(round=1, start=0.0, wall_start=0.0)
     ctx.accepted = [reply(0, 1.0, n=10), reply(1, 1.0, n=30), reply(2, 1.0, n=60)]
     ctx.scores = {"client-000": 1.0, "client-001": 3.0, "client-002": -2.0}
-    prices = MarketConfig(prices={"perpetual": {"price": 20.0}}).prices  # type: ignore[dict-item]
+    prices = pricing_for(MarketConfig(prices={"perpetual": {"price": 20.0}}))  # type: ignore[dict-item]
     RegisterVersion(market, fed, prices, rule=create_mechanism(rule)).run(ctx)  # type: ignore[arg-type]
     market.buy_license("buyer-000", "v0001", "perpetual")
     royalties = create_mechanism("royalties", platform_fee_bps=fee_bps)
