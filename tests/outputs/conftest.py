@@ -18,6 +18,18 @@ FIXTURES_HF = REPO / "tests" / "fixtures" / "hf"
 LRS = (0.1, 0.5)
 SEEDS = (1, 2)
 
+# The figures a plain run's report embeds, in order (hand-listed: a figure that
+# silently disappears or appears must fail here, not be counted).
+RUN_FIGURES = (
+    "accuracy_loss",
+    "reward_share",
+    "earnings",
+    "lorenz",
+    "epsilon",
+    "token_flows",
+    "label_distribution",
+)
+
 
 def _run(out: Path, *, seed: int, lr: float) -> Path:
     overrides = ("rounds=2", "clients.count=4", f"training.lr={lr}", "output.keep_versions=true")

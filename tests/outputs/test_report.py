@@ -15,18 +15,7 @@ from typer.testing import CliRunner
 
 from marketplace import Market
 from simulation.outputs.report import write_report
-
-# The figures a plain run's report embeds, in order (hand-listed: a figure that
-# silently disappears or appears must fail here, not be counted).
-RUN_FIGURES = (
-    "accuracy_loss",
-    "reward_share",
-    "earnings",
-    "lorenz",
-    "epsilon",
-    "token_flows",
-    "label_distribution",
-)
+from tests.outputs.conftest import RUN_FIGURES
 
 
 def test_run_report_html_and_markdown(cli: typer.Typer, run_dir: Path) -> None:
