@@ -44,7 +44,6 @@ _EXPORTS = {
     "FoolsGold": "strategies",
     "FLTrust": "strategies",
     "NeedsGlobal": "strategies",
-    "wrap_client_dp": "strategies",
     "split_metrics": "evaluation",
     "registry_metrics": "evaluation",
     "measure_latency": "evaluation",

@@ -11,12 +11,10 @@ model* to turn the clients' weights into updates, so they implement the
 * :class:`FLTrust` — Cao, Fang, Liu & Gong, "FLTrust: Byzantine-robust
   Federated Learning via Trust Bootstrapping", NDSS 2021 (Algorithm 1).
 
-Flower's server-side client-level DP wrappers (McMahan et al. 2018,
-https://arxiv.org/abs/1710.06963; Andrew et al. 2021,
-https://arxiv.org/abs/1905.03871) are adapted here through :func:`wrap_client_dp`,
-but no scenario can name them: they calibrate noise to ``C/m`` while the wrapped
-strategy weights by example count, and compute no ε. ``aggregation.client_dp`` is
-user-level DP-FedAvg with its accountant (:mod:`simulation.fl.client_dp`).
+Client-level DP is not here: Flower's server-side wrappers calibrate noise to
+``C/m`` while the wrapped strategy weights by example count, and compute no ε, so
+no scenario may use them; ``aggregation.client_dp`` is user-level DP-FedAvg with
+its accountant (:mod:`simulation.fl.client_dp`).
 
 How the world drives any strategy from this module, each round::
 
@@ -37,7 +35,6 @@ model itself.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
@@ -46,13 +43,8 @@ from typing import Any
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp.strategy import (
-    DifferentialPrivacyServerSideAdaptiveClipping,
-    DifferentialPrivacyServerSideFixedClipping,
     FedAvg,
-    Strategy,
 )
-from flwr.serverapp.strategy.dp_fixed_clipping import validate_replies
-from flwr.supercore.differential_privacy import compute_stdv
 
 from simulation.fl.weights import flatten, unflatten
 
@@ -77,9 +69,6 @@ __all__ = [
     "FLTrust",
     "FoolsGold",
     "NeedsGlobal",
-    "ServerSideAdaptiveClippingDP",
-    "ServerSideFixedClippingDP",
-    "wrap_client_dp",
 ]
 
 
@@ -374,245 +363,3 @@ class FLTrust(NeedsGlobal, FedAvg):
             )
             return _to_record(glob), metrics
         return _to_record(unflatten(g + self.server_lr * step / total, glob)), metrics
-
-
-# ------------------------------------------------------------- client-level DP
-
-
-class _DPHooks(NeedsGlobal):
-    """What our DP wrappers add to Flower's: the global hook, key order, a seeded RNG.
-
-    Flower's server-side wrappers read the global model from ``current_arrays``,
-    which only their ``configure_train`` sets, and match arrays by *position*;
-    their noise comes from NumPy's global RNG. Here ``set_global`` sets
-    ``current_arrays`` (and forwards to a wrapped :class:`NeedsGlobal`), replies are
-    re-keyed into the global model's order, and noise comes from ``rng``.
-    """
-
-    strategy: Strategy
-    current_arrays: ArrayRecord
-    noise_multiplier: float
-    clipping_norm: float
-    num_sampled_clients: int
-    _rng: np.random.Generator
-
-    def set_global(self, arrays: ArrayRecord) -> None:
-        """Record the global model for clipping, and pass it to the wrapped strategy."""
-        super().set_global(arrays)
-        self.current_arrays = arrays
-        if isinstance(self.strategy, NeedsGlobal):
-            self.strategy.set_global(arrays)
-
-    @property
-    def last_weights(self) -> dict[int, float]:
-        """The wrapped strategy's per-client weights of the last round (``{}`` if none)."""
-        weights: dict[int, float] = getattr(self.strategy, "last_weights", {})
-        return weights
-
-    def _in_global_order(self, replies: Iterable[Message]) -> list[Message]:
-        keys = list(self._require_global())
-        out = list(replies)
-        for msg in out:
-            if msg.has_error():
-                continue
-            for name, record in list(msg.content.array_records.items()):
-                if list(record.keys()) != keys:
-                    msg.content[name] = _to_record(_reply_weights(msg, keys))
-        return out
-
-    def _clip_replies(self, replies: list[Message], clipping_norm: float) -> int:
-        """FlatClip every reply in place: ``w_g + Δ · min(1, C / ‖Δ‖)``; count the clipped.
-
-        Flower's ``clip_inputs_inplace`` divides by ``‖Δ‖`` and fails on an unchanged
-        model; a zero update is left as it is here.
-        """
-        glob = self._require_global()
-        keys = list(glob)
-        g = flatten(glob, keys)
-        clipped = 0
-        for msg in replies:
-            for name in list(msg.content.array_records):
-                delta = flatten(_reply_weights(msg, keys), keys) - g
-                norm = float(np.linalg.norm(delta))
-                if norm > clipping_norm:
-                    delta *= clipping_norm / norm
-                    clipped += 1
-                msg.content[name] = _to_record(unflatten(g + delta, glob))
-        log.debug(
-            "updates clipped to L2 norm %.6g (%d of %d)", clipping_norm, clipped, len(replies)
-        )
-        return clipped
-
-    def _add_noise_to_aggregated_arrays(self, aggregated: ArrayRecord) -> ArrayRecord:
-        stdv = compute_stdv(self.noise_multiplier, self.clipping_norm, self.num_sampled_clients)
-        if stdv == 0.0:
-            return aggregated
-        log.debug("central DP noise with stdev %.6g added", stdv)
-        return _to_record(
-            {
-                k: v + self._rng.normal(0.0, stdv, v.shape).astype(v.dtype)
-                for k, v in _to_numpy(aggregated).items()
-            }
-        )
-
-
-class ServerSideFixedClippingDP(_DPHooks, DifferentialPrivacyServerSideFixedClipping):
-    """Flower's ``DifferentialPrivacyServerSideFixedClipping`` with the FedMarket hooks.
-
-    Each update ``w_i − w_global`` is scaled to L2 norm at most ``clipping_norm``
-    (FlatClip, McMahan et al. 2018), the wrapped strategy aggregates, and
-    Gaussian noise with ``σ = noise_multiplier · clipping_norm / num_sampled_clients``
-    is added to the aggregate, drawn from ``rng``. Flower's privacy accountant is
-    not offered (it needs ``configure_train`` and plain FedAvg); FedMarket keeps
-    its own accounting.
-
-    Clipping is done here, with Flower's formula, because Flower's
-    ``clip_inputs_inplace`` divides by zero on an unchanged model; validation,
-    parameters and the noise scale are Flower's.
-    """
-
-    def __init__(
-        self,
-        strategy: Strategy,
-        noise_multiplier: float,
-        clipping_norm: float,
-        num_sampled_clients: int,
-        *,
-        rng: np.random.Generator | None = None,
-    ) -> None:
-        super().__init__(strategy, noise_multiplier, clipping_norm, num_sampled_clients)
-        self._rng = rng if rng is not None else np.random.default_rng(0)
-
-    def aggregate_train(
-        self, server_round: int, replies: Iterable[Message]
-    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        """Clip each update against the global model, aggregate, add noise."""
-        replies_list = self._in_global_order(replies)
-        if not validate_replies(replies_list, self.num_sampled_clients):
-            return None, None
-        self._clip_replies(replies_list, self.clipping_norm)
-        arrays, metrics = self.strategy.aggregate_train(server_round, replies_list)
-        if arrays:
-            arrays = self._add_noise_to_aggregated_arrays(arrays)
-        return arrays, metrics
-
-
-class ServerSideAdaptiveClippingDP(_DPHooks, DifferentialPrivacyServerSideAdaptiveClipping):
-    """Flower's ``DifferentialPrivacyServerSideAdaptiveClipping`` with the FedMarket hooks.
-
-    As :class:`ServerSideFixedClippingDP`, but the clipping norm follows the
-    ``target_clipped_quantile`` of update norms (Andrew et al. 2021, geometric
-    update with ``clip_norm_lr``); the noisy clipped count is drawn from ``rng``.
-    Unlike Flower 1.41, whose wrapper adapts the norm *before* noising, the
-    aggregate's noise is scaled by the norm the round was clipped with (Andrew
-    et al., Algorithm 1), and the norm is adapted afterwards.
-    """
-
-    def __init__(
-        self,
-        strategy: Strategy,
-        noise_multiplier: float,
-        num_sampled_clients: int,
-        initial_clipping_norm: float = 0.1,
-        target_clipped_quantile: float = 0.5,
-        clip_norm_lr: float = 0.2,
-        clipped_count_stddev: float | None = None,
-        *,
-        rng: np.random.Generator | None = None,
-    ) -> None:
-        super().__init__(
-            strategy,
-            noise_multiplier,
-            num_sampled_clients,
-            initial_clipping_norm,
-            target_clipped_quantile,
-            clip_norm_lr,
-            clipped_count_stddev,
-        )
-        self._rng = rng if rng is not None else np.random.default_rng(0)
-
-    def _noisy_fraction(self, count: int, total: int) -> float:
-        noisy = (
-            count
-            if self.clipped_count_stddev == 0
-            else self._rng.normal(count, self.clipped_count_stddev)
-        )
-        return float(noisy) / float(total)
-
-    def aggregate_train(
-        self, server_round: int, replies: Iterable[Message]
-    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        """Clip each update against the global model, aggregate, add noise, adapt the norm."""
-        replies_list = self._in_global_order(replies)
-        if not validate_replies(replies_list, self.num_sampled_clients):
-            return None, None
-        clipped = self._clip_replies(replies_list, self.clipping_norm)
-        arrays, metrics = self.strategy.aggregate_train(server_round, replies_list)
-        if arrays:
-            arrays = self._add_noise_to_aggregated_arrays(arrays)
-        self._geometric_update(self._noisy_fraction(clipped, len(replies_list)))
-        return arrays, metrics
-
-
-_DP_MODES: dict[str, type[Strategy]] = {
-    "server-fixed": ServerSideFixedClippingDP,
-    "server-adaptive": ServerSideAdaptiveClippingDP,
-}
-_CLIENT_SIDE = {
-    "client-fixed": "fixedclipping_mod",
-    "client-adaptive": "adaptiveclipping_mod",
-}
-
-
-def _accepted(cls: type, skip: set[str]) -> list[str]:
-    init: Callable[..., None] = cls.__init__  # type: ignore[misc]
-    return sorted(set(inspect.signature(init).parameters) - {"self"} - skip)
-
-
-def wrap_client_dp(
-    strategy: Strategy,
-    mode: str,
-    params: Mapping[str, Any],
-    *,
-    rng: np.random.Generator | None = None,
-) -> Strategy:
-    """Wrap ``strategy`` for client-level DP with one of Flower's server-side wrappers.
-
-    ``mode`` is ``"server-fixed"`` (params ``noise_multiplier``, ``clipping_norm``,
-    ``num_sampled_clients``) or ``"server-adaptive"`` (``noise_multiplier``,
-    ``num_sampled_clients``, optional ``initial_clipping_norm``,
-    ``target_clipped_quantile``, ``clip_norm_lr``, ``clipped_count_stddev``).
-    Noise is drawn from ``rng`` (default ``np.random.default_rng(0)``).
-
-    The world must, every round and in this order, call
-    ``wrapped.set_global(ArrayRecord(global_weights))`` and then
-    ``wrapped.aggregate_train(round, replies)``; ``configure_train`` is not
-    needed. The wrapper rewrites the replies' ArrayRecords in place (to the
-    clipped weights ``w_global + clip(w_i − w_global)``) before the wrapped
-    strategy sees them. ``num_sampled_clients`` sets the noise scale; a round
-    with another number of replies is aggregated with a warning from Flower.
-
-    The client-side variants (``"client-fixed"``, ``"client-adaptive"``) clip on
-    the clients with Flower's ``fixedclipping_mod`` / ``adaptiveclipping_mod`` and
-    are not offered here.
-    """
-    if mode in _CLIENT_SIDE:
-        raise ValueError(
-            f"DP mode {mode!r} clips on the clients and needs Flower's "
-            f"{_CLIENT_SIDE[mode]} in the ClientApp; use one of: {', '.join(sorted(_DP_MODES))}"
-        )
-    try:
-        cls = _DP_MODES[mode]
-    except KeyError:
-        raise ValueError(
-            f"unknown DP mode {mode!r}; valid: {', '.join(sorted(_DP_MODES))}"
-        ) from None
-    valid = _accepted(cls, {"strategy", "rng"})
-    unknown = sorted(set(params) - set(valid))
-    if unknown:
-        raise ValueError(
-            f"DP mode {mode!r} takes no parameter {', '.join(unknown)} (valid: {', '.join(valid)})"
-        )
-    wrapped: Strategy = cls(strategy=strategy, rng=rng, **dict(params))  # type: ignore[call-arg]
-    log.info("client-level DP %s around %r: %s", mode, strategy, dict(sorted(params.items())))
-    return wrapped
