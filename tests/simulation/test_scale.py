@@ -100,5 +100,5 @@ def test_cross_device_claim_at_reduced_size(tmp_path: Path) -> None:
     event = dp_accounting.GaussianDpEvent(2.0 / 2)
     acct.compose(dp_accounting.SampledWithoutReplacementDpEvent(1000, 100, event), 10)
     assert registered["client_dp"]["client_epsilon"] == pytest.approx(
-        acct.get_epsilon(1e-5), rel=1e-6
+        acct.get_epsilon(1e-6), rel=1e-6
     )
