@@ -7,7 +7,6 @@ _EXPORTS = {
     "run_study": "compare",
     "StudyOutcome": "compare",
     "summarize": "compare",
-    "mean_ci": "compare",
     "default_workers": "compare",
 }
 

@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from simulation.results.groups import run_group_outcomes, study_columns
@@ -55,7 +54,6 @@ __all__ = [
     "StudyOutcome",
     "default_workers",
     "gini",
-    "mean_ci",
     "run_metrics",
     "run_study",
     "summarize",
@@ -65,24 +63,6 @@ log = logging.getLogger("fedmarket.compare")
 
 
 # ----------------------------------------------------------------------- summary
-
-
-def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
-    """Mean and half-width of the two-sided t confidence interval, NaN values dropped.
-
-    ``t_{(1+c)/2, n-1} * s / sqrt(n)`` with the sample standard deviation; the
-    half-width is NaN with fewer than two values (no spread to estimate).
-    """
-    x = np.asarray([v for v in values if not math.isnan(v)], dtype=float)
-    if x.size == 0:
-        return NAN, NAN
-    mean = float(x.mean())
-    if x.size < 2:
-        return mean, NAN
-    from scipy.stats import t
-
-    half = float(t.ppf((1.0 + confidence) / 2.0, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
-    return mean, half
 
 
 def _by_seed(ok: pd.DataFrame, metric: str) -> dict[int, float]:

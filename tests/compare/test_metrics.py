@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from scipy.stats import t
 
 from simulation.results.metrics import gini, run_metrics
-from simulation.study.compare import mean_ci, summarize
+from simulation.study.compare import summarize
 
 
 def _rewards(*pairs: tuple[str, float]) -> list[tuple[int, str, str, float]]:
@@ -101,17 +100,6 @@ def test_detection_nothing_flagged(make_run: Callable[..., Path]) -> None:
     m = run_metrics(make_run("r", rows, attackers=["a"]))
     assert math.isnan(m["detection_precision"])
     assert m["detection_recall"] == 0.0
-
-
-def test_mean_ci_golden() -> None:
-    mean, half = mean_ci([1.0, 2.0, 3.0])
-    assert mean == 2.0
-    # s = 1, n = 3: t_{0.975, 2} * 1 / sqrt(3)
-    assert half == pytest.approx(t.ppf(0.975, 2) / math.sqrt(3))
-    assert half == pytest.approx(2.4841377)
-    one = mean_ci([4.0])
-    assert one[0] == 4.0 and math.isnan(one[1])
-    assert mean_ci([1.0, float("nan"), 3.0])[0] == 2.0
 
 
 def test_summarize_groups_designs_and_skips_failed_runs() -> None:
