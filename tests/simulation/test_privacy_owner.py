@@ -133,6 +133,8 @@ def test_sybils_of_one_owner_are_stopped_before_they_jointly_exceed_the_budget()
     # On the ledger: the identity's own ε (it has spent nothing yet), no owner link.
     assert call["data"]["epsilon_spent"] == 0.0
     assert call["data"]["epsilon_next"] == pytest.approx(one)
+    assert call["data"]["epsilon_next"] < call["data"]["budget"]
+    assert call["data"]["budget_of"] == "data_owner"
 
 
 # ------------------------------------------------------------ 2. never over budget

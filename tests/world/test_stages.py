@@ -125,6 +125,7 @@ def test_stop_exhausted_stops_a_client_whose_next_round_exceeds_the_budget() -> 
     ((_, call),) = market.calls
     assert call["kind"] == "privacy_budget_exhausted"
     assert call["data"]["epsilon_next"] == pytest.approx(epsilon((step,) * 11, 1e-5))
+    assert call["data"]["budget_of"] == "data_owner"  # on every stop, Sybil or not
 
 
 # ------------------------------------------------------------------ dispatch

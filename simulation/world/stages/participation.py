@@ -66,6 +66,7 @@ class StopExhausted:
                     "epsilon_spent": privacy.spent(account),
                     "epsilon_next": privacy.would_spend(account, step),
                     "budget": budget,
+                    "budget_of": "data_owner",
                 },
             )
             log.info(
