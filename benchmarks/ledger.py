@@ -254,7 +254,7 @@ class _TimedHook:
         self.seconds += time.perf_counter() - t0
 
 
-def _audit(where: Path, workers: int, size: int) -> float:
+def _audit(where: Path, workers: int, size: int) -> tuple[float, float]:
     """A full audit as ``fedmarket ledger verify --workers N`` runs it (ε hook included)."""
     privacy = PrivacyAudit()
     timed = _TimedHook(privacy)
@@ -272,7 +272,7 @@ def _audit(where: Path, workers: int, size: int) -> float:
         f"ε hook {timed.seconds / size * 1e6:.1f} us/entry ({privacy.checked:,} ε re-derived) "
         f"(target >= {TARGET_AUDIT:,} on 2 cores: {_mark(rate, TARGET_AUDIT)})"
     )
-    return elapsed / size * 1e6
+    return elapsed / size * 1e6, own_us + kids_us
 
 
 def _scale(root: Path) -> None:
@@ -332,7 +332,7 @@ def main() -> None:
         f"verification: {2e6 / verify_us:,.0f}/s on 2 cores); fsync {fsync_ms:.2f} ms "
         "(two per sealed block)"
     )
-    audits: dict[int, dict[int, float]] = {}
+    audits: dict[int, dict[int, tuple[float, float]]] = {}
     try:
         for n in sizes:
             where = root / f"ledger-{n}"
@@ -354,11 +354,11 @@ def main() -> None:
         for workers, by_size in audits.items():
             if len(by_size) > 1:
                 small, large = min(by_size), max(by_size)
+                (wall0, cpu0), (wall1, cpu1) = by_size[small], by_size[large]
                 print(
-                    f"linearity, workers={workers}: audit {by_size[small]:.1f} us/entry at "
-                    f"{small:,} entries, {by_size[large]:.1f} at {large:,} "
-                    f"({by_size[large] / by_size[small]:.2f}x per entry for "
-                    f"{large / small:.0f}x the entries)"
+                    f"linearity, workers={workers}: {large / small:.0f}x the entries cost "
+                    f"{cpu1 / cpu0:.2f}x the CPU per entry ({cpu0:.1f} -> {cpu1:.1f} us) and "
+                    f"{wall1 / wall0:.2f}x the wall time per entry ({wall0:.1f} -> {wall1:.1f} us)"
                 )
         if not args.no_scale:
             _scale(root)
