@@ -42,11 +42,14 @@ __all__ = [
     "KEYED_DATA",
     "Encoded",
     "Entry",
+    "Prepared",
     "SignedTransaction",
     "Transaction",
     "content_data",
     "encode_entry",
+    "finish_entry",
     "json_float",
+    "prepare_entry",
     "signing_message",
 ]
 
@@ -238,6 +241,57 @@ def json_float(value: float) -> str:
 _sha256 = hashlib.sha256
 
 
+class Prepared(NamedTuple):
+    """The JSON pieces of a transaction every encoding of its entry shares, and the
+    message its sender signs: computed once per append (the signature needs the
+    message before the entry's other encodings can be laid out)."""
+
+    data: str
+    kind: str
+    sender: str
+    nonce: int
+    time: str
+    ledger: str
+    key: str
+    signing: bytes
+    content_data: str
+
+
+def prepare_entry(tx: Transaction, data_json: str | None = None) -> Prepared:
+    """The shared pieces of ``tx``'s encodings and its signed message (see
+    :func:`encode_entry`; ``data_json`` is ``canonical_json(tx.data)`` if known)."""
+    dj = canonical_json(tx.data) if data_json is None else data_json
+    kind, sender, time = _jstr(tx.kind), _jstr(tx.sender), json_float(tx.time)
+    ledger = "null" if tx.ledger is None else _jhex(tx.ledger)
+    key = "null" if tx.key is None else _jhex(tx.key)
+    nonce = tx.nonce
+    signing = (
+        f'{{"data":{dj},"key":{key},"kind":{kind},"ledger":{ledger},'
+        f'"nonce":{nonce},"sender":{sender},"time":{time}}}'
+    ).encode()
+    cdj = dj if tx.kind not in KEYED_DATA else canonical_json(content_data(tx.kind, tx.data))
+    return Prepared(dj, kind, sender, nonce, time, ledger, key, signing, cdj)
+
+
+def finish_entry(p: Prepared, seq: int, block: int, signature: str, prev_hash: str) -> Encoded:
+    """Lay out the hashed body, the record and the content of an entry from its
+    prepared pieces and its signature (see :func:`encode_entry`)."""
+    head = f'{{"block":{block},"data":{p.data}'
+    tail = (
+        f',"key":{p.key},"kind":{p.kind},"ledger":{p.ledger},"nonce":{p.nonce},'
+        f'"prev_hash":{_jhex(prev_hash)},"sender":{p.sender},"seq":{seq},'
+        f'"signature":{_jhex(signature)},"time":{p.time}}}'
+    )
+    body = (head + tail).encode("utf-8")
+    digest = _sha256(bytes.fromhex(prev_hash) + body).hexdigest()
+    content = (
+        f'{{"block":{block},"data":{p.content_data},"kind":{p.kind},"nonce":{p.nonce},'
+        f'"sender":{p.sender},"seq":{seq},"time":{p.time}}}'
+    )
+    record = f'{head},"hash":"{digest}"{tail}'
+    return Encoded(p.signing, body, record, content, digest)
+
+
 def encode_entry(
     seq: int,
     block: int,
@@ -246,51 +300,17 @@ def encode_entry(
     prev_hash: str,
     data_json: str | None = None,
 ) -> Encoded:
-    """Lay out every encoding of an entry (the one place records are assembled).
+    """Lay out every encoding of an entry (the one place records are assembled:
+    :func:`prepare_entry` then :func:`finish_entry`).
 
     ``data_json`` is ``canonical_json(tx.data)`` if already computed. The hash
     is computed from ``prev_hash`` and the body (the audit compares it with the
     stored one). Keys appear in sorted order by construction, so each text
     equals ``canonical_json`` of its dict.
     """
-    dj = canonical_json(tx.data) if data_json is None else data_json
-    kind, sender, time = _jstr(tx.kind), _jstr(tx.sender), json_float(tx.time)
-    ledger = "null" if tx.ledger is None else _jhex(tx.ledger)
-    key = "null" if tx.key is None else _jhex(tx.key)
-    nonce = tx.nonce
-    signing = _signing(dj, key, kind, ledger, nonce, sender, time)
-    head = f'{{"block":{block},"data":{dj}'
-    tail = (
-        f',"key":{key},"kind":{kind},"ledger":{ledger},"nonce":{nonce},'
-        f'"prev_hash":{_jhex(prev_hash)},"sender":{sender},"seq":{seq},'
-        f'"signature":{_jhex(signature)},"time":{time}}}'
-    )
-    body = (head + tail).encode("utf-8")
-    digest = _sha256(bytes.fromhex(prev_hash) + body).hexdigest()
-    cdj = dj if tx.kind not in KEYED_DATA else canonical_json(content_data(tx.kind, tx.data))
-    content = (
-        f'{{"block":{block},"data":{cdj},"kind":{kind},"nonce":{nonce},'
-        f'"sender":{sender},"seq":{seq},"time":{time}}}'
-    )
-    record = f'{head},"hash":"{digest}"{tail}'
-    return Encoded(signing, body, record, content, digest)
-
-
-def _signing(
-    dj: str, key: str, kind: str, ledger: str, nonce: int, sender: str, time: str
-) -> bytes:
-    text = (
-        f'{{"data":{dj},"key":{key},"kind":{kind},"ledger":{ledger},'
-        f'"nonce":{nonce},"sender":{sender},"time":{time}}}'
-    )
-    return text.encode("utf-8")
+    return finish_entry(prepare_entry(tx, data_json), seq, block, signature, prev_hash)
 
 
 def signing_message(tx: Transaction, data_json: str | None = None) -> bytes:
     """The bytes ``tx``'s sender signs (= ``tx.signing_bytes()``), reusing ``data_json``."""
-    dj = canonical_json(tx.data) if data_json is None else data_json
-    ledger = "null" if tx.ledger is None else _jhex(tx.ledger)
-    key = "null" if tx.key is None else _jhex(tx.key)
-    return _signing(
-        dj, key, _jstr(tx.kind), ledger, tx.nonce, _jstr(tx.sender), json_float(tx.time)
-    )
+    return prepare_entry(tx, data_json).signing

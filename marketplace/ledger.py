@@ -43,8 +43,8 @@ from marketplace.entries import (
     Entry,
     SignedTransaction,
     Transaction,
-    encode_entry,
-    signing_message,
+    finish_entry,
+    prepare_entry,
 )
 from marketplace.errors import (
     KeyringError,
@@ -595,9 +595,9 @@ class Market:
             tx = Transaction(
                 kind, sender, state.next_nonce(sender), when, dict(data), state.ledger_id, key
             )
-            data_json = canonical_json(tx.data)  # fails early on NaN / unencodable data
-            message = signing_message(tx, data_json)
-            signature = signer.sign(message).hex()
+            # canonical_json fails early on NaN / unencodable data
+            prepared = prepare_entry(tx, canonical_json(tx.data))
+            signature = signer.sign(prepared.signing).hex()
         else:
             tx, signature = signed.tx, signed.signature
             data_json = canonical_json(tx.data)
@@ -605,20 +605,21 @@ class Market:
             # registered on the ledger, before anything is applied.
             state.check_ledger(tx)
             public = state.public_key_for(tx)
-            message = signing_message(tx, data_json)
-            if not verify_signature(public, signature, message):
+            prepared = prepare_entry(tx, data_json)
+            if not verify_signature(public, signature, prepared.signing):
                 raise SignatureError(
                     "signature does not verify", account=tx.sender, tx=tx.describe()
                 )
         seq, block, prev = state.size, state.block, self._head
         state.apply(tx)  # validates (ledger, account, nonce, funds, ...) before mutating
-        enc = encode_entry(seq, block, tx, signature, prev, data_json)
+        enc = finish_entry(prepared, seq, block, signature, prev)
         if kind == "genesis":
             state.ledger_id = enc.hash
-        self._tree.append(_sha256(b"\x00" + enc.record.encode("utf-8")).digest())
-        self._content.update(enc.content.encode("utf-8") + b"\n")
+        record = enc.record
+        self._tree.append(_sha256(b"\x00" + record.encode("utf-8")).digest())
+        self._content.update((enc.content + "\n").encode("utf-8"))
         self._head = enc.hash
-        self._pending.append((seq, tx.kind, enc.record))
+        self._pending.append((seq, tx.kind, record))
         if len(self._pending) - self._flushed >= _STAGE_ROWS:
             self._flush_pending()
         entry = Entry(

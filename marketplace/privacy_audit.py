@@ -210,7 +210,7 @@ def _account_of(entry: Entry) -> str:
         if not isinstance(client, str):
             raise ValueError("rejected contribution names no client")
         return client
-    return entry.tx.sender
+    return entry.sender
 
 
 def identity_histories(entries: Iterable[Entry]) -> dict[str, tuple[Step, ...]]:
@@ -243,6 +243,11 @@ class PrivacyAudit:
     (σ, q), scaled by steps)."""
     checked: int = 0
     max_rel_error: float = 0.0
+    _parsed: dict[tuple[tuple[str, type, object], ...], Mechanism] = field(
+        default_factory=dict, repr=False
+    )
+    """Privacy records already parsed, by their typed items (a run repeats a handful
+    of them: the key keeps ``True`` apart from ``1`` and ``1.0``)."""
 
     def __call__(self, entry: Entry, state: MarketState) -> None:
         recorded = entry.data.get("epsilon")
@@ -251,7 +256,7 @@ class PrivacyAudit:
             if recorded is not None:
                 raise ValueError("records an ε but no mechanism parameters to derive it from")
             return
-        mech = Mechanism.from_json(raw)
+        mech = self._mechanism(raw)
         account = _account_of(entry)
         setting = (mech.delta, mech.accountant, mech.rdp_orders, mech.pld_discretization)
         if self.settings.setdefault(account, setting) != setting:
@@ -270,6 +275,19 @@ class PrivacyAudit:
             )
         self.checked += 1
         self.max_rel_error = max(self.max_rel_error, rel)
+
+    def _mechanism(self, raw: object) -> Mechanism:
+        """:meth:`Mechanism.from_json`, once per distinct privacy record."""
+        if not isinstance(raw, dict):
+            return Mechanism.from_json(raw)
+        key = tuple([(k, type(v), v) for k, v in raw.items()])
+        try:
+            mech = self._parsed.get(key)
+        except TypeError:  # an unhashable value: malformed, from_json says why
+            return Mechanism.from_json(raw)
+        if mech is None:
+            mech = self._parsed[key] = Mechanism.from_json(raw)
+        return mech
 
     def _derive(self, account: str, history: list[Step], mech: Mechanism) -> float:
         if mech.accountant == "pld":

@@ -122,3 +122,14 @@ def test_rdp_is_linear_in_steps_across_rounds() -> None:
     # (σ, q) agree; the vectors give the one-shot values.
     split = rdp_epsilon(((1.1, 0.01, 100), (1.1, 0.01, 900)), 1e-5)
     assert split == pytest.approx(golden(1.1, 0.01, 1000, 1e-5), rel=1e-12)
+
+
+def test_a_repeated_privacy_record_is_parsed_once_but_checked_by_type() -> None:
+    """The hook parses each distinct record once; ``steps: true`` is not the cached
+    ``steps: 1`` (equal and hash-equal in Python) and is still refused."""
+    audit = PrivacyAudit()
+    assert audit._mechanism(mech(1)) is audit._mechanism(mech(1))
+    with pytest.raises(ValueError, match="not a step count"):
+        audit._mechanism(mech(True))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="'delta' is not a number"):
+        audit._mechanism(mech(1, delta=[1e-5]))  # unhashable: parsed, refused
