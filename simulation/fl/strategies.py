@@ -35,6 +35,7 @@ model itself.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
@@ -193,6 +194,14 @@ class FoolsGold(NeedsGlobal, FedAvg):
         """Log the configuration."""
         log.info("FoolsGold: kappa=%s, clients with history=%d", self.kappa, len(self.histories))
 
+    def what_if(self) -> FoolsGold:
+        """A copy to aggregate a hypothetical set of replies with, leaving this one's
+        histories untouched (``aggregate_train`` rebinds, never mutates, a history)."""
+        fork = copy.copy(self)
+        fork.histories = dict(self.histories)
+        fork.last_weights = {}
+        return fork
+
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Any
     ) -> Iterable[Message]:
@@ -313,6 +322,24 @@ class FLTrust(NeedsGlobal, FedAvg):
             self.server_lr,
             "set" if self.root_update is not None else "MISSING",
         )
+
+    def what_if(self) -> FLTrust:
+        """A copy to aggregate hypothetical sets of replies with: the server's root
+        update, a function of the round and the global model only, is trained once
+        and reused by every hypothetical aggregation of the round."""
+        fork = copy.copy(self)
+        fork.last_weights = {}
+        root = self.root_update
+        if root is not None:
+            done: dict[int, Weights] = {}
+
+            def once(round_: int, glob: Weights) -> Weights:
+                if round_ not in done:
+                    done[round_] = root(round_, glob)
+                return {k: v.copy() for k, v in done[round_].items()}
+
+            fork.root_update = once
+        return fork
 
     def set_root_update(self, fn: RootUpdate) -> None:
         """Install the server's root-dataset training: ``fn(round, global) -> weights``."""
