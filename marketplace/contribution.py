@@ -129,6 +129,8 @@ class ContributionResult:
     utility_calls: int
     seconds: float
     method: str
+    cache_repeats: int = 0
+    """Utility look-ups answered from the cache (a coalition asked for again)."""
     standard_errors: tuple[float, ...] | None = None
     """Per-client standard error of a sampled estimate (``monte_carlo_shapley``); ``None``
     for exact values and for estimators that report none."""
@@ -148,6 +150,7 @@ class MemoizedUtility:
         self._utility = utility
         self.num_clients = num_clients
         self._cache: dict[frozenset[int], float] = {}
+        self.repeats = 0
 
     @property
     def calls(self) -> int:
@@ -157,6 +160,7 @@ class MemoizedUtility:
     def __call__(self, coalition: frozenset[int]) -> float:
         cached = self._cache.get(coalition)
         if cached is not None:
+            self.repeats += 1
             return cached
         for member in coalition:
             if not 0 <= member < self.num_clients:
@@ -186,6 +190,7 @@ def _result(
         utility_calls=0 if memo is None else memo.calls,
         seconds=time.perf_counter() - started,
         method=method,
+        cache_repeats=0 if memo is None else memo.repeats,
     )
 
 
@@ -452,6 +457,7 @@ def monte_carlo_shapley(
         utility_calls=result.utility_calls,
         seconds=result.seconds,
         method=result.method,
+        cache_repeats=result.cache_repeats,
         standard_errors=tuple(float(e) for e in errors),
     )
 

@@ -78,14 +78,21 @@ def aggregator_utility(
     # One snapshot for the round (FLTrust's root update is trained once, in it), and a
     # fresh copy of the snapshot per coalition (FoolsGold's histories grow per call).
     snapshot = strategy.what_if() if hasattr(strategy, "what_if") else strategy
-    messages = [aggregation_reply(round_, r.client, r.weights, r.num_examples) for r in replies]
+    if snapshot is not strategy:
+        _prepare(snapshot, global_weights, cohort)
+    if hasattr(snapshot, "aggregate_flat"):
+        return _flat_utility(
+            snapshot, minimum, base, replies, [flatten(r.weights, keys) for r in replies], evaluate
+        )
+    messages = [
+        _decoded(aggregation_reply(round_, r.client, r.weights, r.num_examples)) for r in replies
+    ]
     keep = float(evaluate(base))
 
     def utility(coalition: frozenset[int]) -> float:
         if len(coalition) < minimum:
             return keep
         fork = snapshot.what_if() if snapshot is not strategy else strategy
-        _prepare(fork, global_weights, cohort)
         with _quiet_flower():
             arrays, _ = fork.aggregate_train(round_, [messages[i] for i in sorted(coalition)])
         if arrays is None:
@@ -115,6 +122,52 @@ def _keeps_no_state(strategy: Any) -> bool:
     from simulation.fl.strategies import NeedsGlobal
 
     return type(strategy).__module__.startswith("flwr.") and not isinstance(strategy, NeedsGlobal)
+
+
+def _flat_utility(
+    snapshot: Any,
+    minimum: int,
+    base: np.ndarray,
+    replies: Sequence[CoalitionReply],
+    flats: list[np.ndarray],
+    evaluate: Callable[[np.ndarray], float],
+) -> Utility:
+    """The same utility for a rule that aggregates flat vectors (``aggregate_flat``, as
+    FoolsGold's ``aggregate_train`` does after decoding the replies)."""
+    keep = float(evaluate(base))
+    clients = [r.client for r in replies]
+    deltas = [f - base for f in flats]
+
+    def utility(coalition: frozenset[int]) -> float:
+        if len(coalition) < minimum:
+            return keep
+        members = sorted(coalition)
+        new = snapshot.what_if().aggregate_flat(
+            [clients[i] for i in members], [deltas[i] for i in members], base
+        )
+        return keep if new is None else float(evaluate(new))
+
+    return utility
+
+
+def _decoded(message: Any) -> Any:
+    """``message`` with each array decoded once: Flower's ``Array.numpy()`` parses the
+    serialised bytes on every call, which made most of a hypothetical aggregation's
+    cost. The decoded arrays are read-only, so a rule that wrote into them would fail."""
+    from flwr.app import Array
+
+    class Decoded(Array):  # type: ignore[misc]
+        def numpy(self) -> np.ndarray:
+            return self.decoded  # type: ignore[no-any-return]
+
+    for record in message.content.array_records.values():
+        for key in list(record.keys()):
+            arr = np.asarray(record[key].numpy())
+            arr.flags.writeable = False
+            wrapped = Decoded(arr)
+            wrapped.decoded = arr
+            record[key] = wrapped
+    return message
 
 
 def _prepare(fork: Any, global_weights: Weights, cohort: tuple[int, int] | None) -> None:

@@ -118,6 +118,19 @@ def test_monte_carlo_stops_once_every_standard_error_meets_the_rule() -> None:
     np.testing.assert_allclose(res.scores, weights * weights.sum(), atol=4 * target)
 
 
+def test_cache_repeats_count_the_lookups_the_cache_answered() -> None:
+    # Two clients, 100 permutations: U(∅) and U(N) first, then 2 look-ups per
+    # permutation, 202 in all, of 4 distinct coalitions: 198 answered by the cache.
+    def utility(c: frozenset[int]) -> float:
+        return float(len(c))
+
+    res = monte_carlo_shapley(
+        utility, 2, rng=np.random.default_rng(0), min_permutations=100, max_permutations=100
+    )
+    assert (res.utility_calls, res.cache_repeats) == (4, 198)
+    assert exact_shapley(utility, 2).cache_repeats == 0
+
+
 # --------------------------------------------- the configured aggregator's models
 
 ONE = {"w": np.zeros(1, np.float32)}
