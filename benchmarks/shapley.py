@@ -132,12 +132,23 @@ def _train_round(
     return results
 
 
+def _sized(file: str, n: int) -> list[str]:
+    """``clients.count=n``; a population given as a fraction becomes a whole count
+    (30 % of 8 is 2.4 clients, which a scenario refuses): round(0.3·n) free-riders."""
+    out = [f"clients.count={n}"]
+    if file == "free_riders.yaml":
+        out.append(
+            f"population.0={{group: free_riders, count: {round(0.3 * n)}, behaviour: free_rider}}"
+        )
+    return out
+
+
 def record_round(
     file: str, overrides: list[str], n: int, seed: int, utility: str, round_: int = 2
 ) -> RecordedRound:
     """Train rounds 1..``round_`` of ``file`` with ``n`` clients (FedAvg between rounds);
     return the updates of round ``round_``."""
-    sc = load_scenario(ROOT / "scenarios" / file, [*overrides, f"clients.count={n}"], seed)
+    sc = load_scenario(ROOT / "scenarios" / file, [*overrides, *_sized(file, n)], seed)
     tree = SeedTree(sc.seed)
     spec = DataSpec(dataset=sc.dataset, partition=sc.partition, num_clients=n, seed=sc.seed)
     data = spec.build()
@@ -225,6 +236,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--utility", choices=["loss", "accuracy", "both"], default="loss")
     parser.add_argument("--no-curves", action="store_true")
+    parser.add_argument("--scenarios", nargs="+", choices=list(SCENARIOS), default=list(SCENARIOS))
     parser.add_argument(
         "--reference-cost",
         action="store_true",
@@ -246,7 +258,8 @@ def main() -> None:
         return
     kinds = ["loss", "accuracy"] if args.utility == "both" else [args.utility]
     for kind in kinds:
-        for label, (file, overrides) in SCENARIOS.items():
+        for label in args.scenarios:
+            file, overrides = SCENARIOS[label]
             for n in args.sizes:
                 _report(label, file, overrides, n, args.seeds, kind, not args.no_curves)
 
