@@ -17,7 +17,8 @@ alternative.
 
 For each estimator it prints, averaged over seeds: distinct utility calls (one
 call = one distinct coalition evaluated; every estimator memoises), the share
-of exact's calls, relative L1 error ‖φ̂ − φ‖₁/‖φ‖₁, max error
+of exact's calls, cache repeats (look-ups of a coalition already evaluated),
+relative L1 error ‖φ̂ − φ‖₁/‖φ‖₁, max error
 max|φ̂ − φ|/max|φ|, Spearman ρ against exact Shapley, and wall time. Then each
 sampling estimator's error-versus-calls curve (budgets swept). CGSV and cosine
 make no utility calls; judge them by ρ. The targets (issue 13) are for TMC and
@@ -131,12 +132,23 @@ def _train_round(
     return results
 
 
+def _sized(file: str, n: int) -> list[str]:
+    """``clients.count=n``; a population given as a fraction becomes a whole count
+    (30 % of 8 is 2.4 clients, which a scenario refuses): round(0.3·n) free-riders."""
+    out = [f"clients.count={n}"]
+    if file == "free_riders.yaml":
+        out.append(
+            f"population.0={{group: free_riders, count: {round(0.3 * n)}, behaviour: free_rider}}"
+        )
+    return out
+
+
 def record_round(
     file: str, overrides: list[str], n: int, seed: int, utility: str, round_: int = 2
 ) -> RecordedRound:
     """Train rounds 1..``round_`` of ``file`` with ``n`` clients (FedAvg between rounds);
     return the updates of round ``round_``."""
-    sc = load_scenario(ROOT / "scenarios" / file, [*overrides, f"clients.count={n}"], seed)
+    sc = load_scenario(ROOT / "scenarios" / file, [*overrides, *_sized(file, n)], seed)
     tree = SeedTree(sc.seed)
     spec = DataSpec(dataset=sc.dataset, partition=sc.partition, num_clients=n, seed=sc.seed)
     data = spec.build()
@@ -224,6 +236,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--utility", choices=["loss", "accuracy", "both"], default="loss")
     parser.add_argument("--no-curves", action="store_true")
+    parser.add_argument("--scenarios", nargs="+", choices=list(SCENARIOS), default=list(SCENARIOS))
+    parser.add_argument(
+        "--reference-cost",
+        action="store_true",
+        help="only time the exact reference under fedavg, krum and foolsgold (one seed)",
+    )
     parser.add_argument(
         "--stability",
         type=int,
@@ -235,11 +253,52 @@ def main() -> None:
     if args.stability:
         _stability(args.stability, args.seeds)
         return
+    if args.reference_cost:
+        _reference_cost(args.sizes)
+        return
     kinds = ["loss", "accuracy"] if args.utility == "both" else [args.utility]
     for kind in kinds:
-        for label, (file, overrides) in SCENARIOS.items():
+        for label in args.scenarios:
+            file, overrides = SCENARIOS[label]
             for n in args.sizes:
                 _report(label, file, overrides, n, args.seeds, kind, not args.no_curves)
+
+
+REFERENCE_RULES = {
+    "fedavg": {},
+    "krum": {"num_malicious_nodes": 1},
+    "foolsgold": {},
+}
+
+
+def _reference_cost(sizes: list[int]) -> None:
+    """Wall time of the exact reference (all 2^n coalitions) under each rule's own
+    coalition models, on one recorded round of the non-IID scenario per size."""
+    from simulation.fl.aggregation import create_strategy, min_replies
+    from simulation.fl.coalition import CoalitionReply, aggregator_utility
+
+    file, overrides = SCENARIOS["free_riders(dir0.5)"]
+    print("\n== exact reference cost per round (free_riders, Dir(0.5), seed 0)")
+    for n in sizes:
+        rec = record_round(file, overrides, n, 0, "loss")
+        glob = {"w": rec.base}
+        replies = [
+            CoalitionReply(i, {"w": rec.base + d}, c)
+            for i, (d, c) in enumerate(zip(rec.deltas, rec.counts, strict=True))
+        ]
+        for rule, params in REFERENCE_RULES.items():
+            utility = aggregator_utility(
+                create_strategy(rule, params),
+                min_replies(rule, params),
+                2,
+                glob,
+                replies,
+                rec.score,
+            )
+            started = time.perf_counter()
+            result = exact_shapley(utility, n)
+            seconds = time.perf_counter() - started
+            print(f"N={n:<3} {rule:<10} {result.utility_calls:>6} coalitions {seconds:>8.2f} s")
 
 
 def _stability(n: int, seeds: int) -> None:
@@ -286,7 +345,12 @@ def _report(
             result = method(utility, rec, np.random.default_rng(seed))
             ms = 1000 * (time.perf_counter() - started)
             rows.setdefault(name, []).append(
-                (result.utility_calls, *_errors(np.array(result.scores), exact), ms)
+                (
+                    result.utility_calls,
+                    *_errors(np.array(result.scores), exact),
+                    ms,
+                    result.cache_repeats,
+                )
             )
         if curve:
             for name, budgets in curves(n).items():
@@ -302,7 +366,7 @@ def _report(
     )
     header = (
         f"{'method':<12} {'calls':>7} {'/exact':>7} {'relL1':>7} {'maxErr':>7} "
-        f"{'rho':>6} {'rho_min':>7} {'ms':>8}"
+        f"{'rho':>6} {'rho_min':>7} {'ms':>8} {'repeats':>8}"
     )
     print(header)
     print("-" * len(header))
@@ -311,7 +375,7 @@ def _report(
         print(
             f"{name:<12} {a[:, 0].mean():>7.1f} {a[:, 0].mean() / exact_calls:>7.3f} "
             f"{a[:, 1].mean():>7.3f} {a[:, 2].mean():>7.3f} {np.nanmean(a[:, 3]):>6.3f} "
-            f"{np.nanmin(a[:, 3]):>7.3f} {a[:, 4].mean():>8.1f}"
+            f"{np.nanmin(a[:, 3]):>7.3f} {a[:, 4].mean():>8.1f} {a[:, 5].mean():>8.0f}"
         )
     for name, budgets in sweeps.items():
         points = "  ".join(

@@ -86,6 +86,8 @@ __all__ = [
     "exact_shapley",
     "gtg_shapley",
     "leave_one_out",
+    "monte_carlo_shapley",
+    "reference_shapley",
     "tmc_shapley",
 ]
 
@@ -97,6 +99,21 @@ Utility = Callable[[frozenset[int]], float]
 
 #: Above this many players exact enumeration (2^n coalitions) is refused.
 MAX_EXACT_PLAYERS = 20
+
+#: The reference contribution is exact Shapley up to this many clients of a round
+#: (``contribution.exact_max_clients``' default): 4,096 coalitions at 12, measured at
+#: about 20 s per round on recorded quickstart rounds (docs/contribution.md).
+REFERENCE_EXACT_MAX = 12
+
+#: Monte Carlo reference: stop once every client's standard error is at most this
+#: share of the mean absolute per-client share of the round's gain, ``|U(N) − U(∅)| / n``.
+REFERENCE_SE_TOLERANCE = 0.05
+#: ... but never before this many permutations (so the standard error itself is
+#: estimated from enough draws) ...
+REFERENCE_MIN_PERMUTATIONS = 100
+#: ... and never after this many (the standard errors, recorded next to the values,
+#: then say how far the target was missed).
+REFERENCE_MAX_PERMUTATIONS = 2000
 
 
 @dataclass(frozen=True)
@@ -112,6 +129,11 @@ class ContributionResult:
     utility_calls: int
     seconds: float
     method: str
+    cache_repeats: int = 0
+    """Utility look-ups answered from the cache (a coalition asked for again)."""
+    standard_errors: tuple[float, ...] | None = None
+    """Per-client standard error of a sampled estimate (``monte_carlo_shapley``); ``None``
+    for exact values and for estimators that report none."""
 
     def by_account(self, accounts: Sequence[str]) -> dict[str, float]:
         """Scores keyed by account id (``accounts[i]`` is client ``i``), for mechanisms."""
@@ -128,6 +150,7 @@ class MemoizedUtility:
         self._utility = utility
         self.num_clients = num_clients
         self._cache: dict[frozenset[int], float] = {}
+        self.repeats = 0
 
     @property
     def calls(self) -> int:
@@ -137,6 +160,7 @@ class MemoizedUtility:
     def __call__(self, coalition: frozenset[int]) -> float:
         cached = self._cache.get(coalition)
         if cached is not None:
+            self.repeats += 1
             return cached
         for member in coalition:
             if not 0 <= member < self.num_clients:
@@ -166,6 +190,7 @@ def _result(
         utility_calls=0 if memo is None else memo.calls,
         seconds=time.perf_counter() - started,
         method=method,
+        cache_repeats=0 if memo is None else memo.repeats,
     )
 
 
@@ -365,6 +390,90 @@ def gtg_shapley(
         checkpoint = estimate
     logger.debug("gtg_shapley: %d permutations, %d utility calls", permutations, memo.calls)
     return _result(totals / permutations, memo, started, "gtg_shapley")
+
+
+def monte_carlo_shapley(
+    utility: Utility,
+    num_clients: int,
+    *,
+    rng: np.random.Generator,
+    se_tolerance: float = REFERENCE_SE_TOLERANCE,
+    min_permutations: int = REFERENCE_MIN_PERMUTATIONS,
+    max_permutations: int = REFERENCE_MAX_PERMUTATIONS,
+) -> ContributionResult:
+    """Plain permutation sampling with standard errors (Castro, Gómez & Tejada 2009).
+
+    Each uniform random permutation contributes every client's marginal
+    ``U(P ∪ {i}) − U(P)``, scanned to the end: no truncation and no guided
+    order, so the estimate is unbiased and its standard error
+    ``s_i / √T`` (``s_i`` the sample standard deviation of client ``i``'s
+    marginals over ``T`` permutations) is honest. This is the reference above
+    the exact size, deliberately *not* TMC or GTG, the estimators it judges.
+
+    Stopping rule: permutations are drawn in batches of ``n`` until, after at
+    least ``min_permutations``, every client's standard error is at most
+    ``se_tolerance · |U(N) − U(∅)| / n``, or ``max_permutations`` are drawn
+    (the returned ``standard_errors`` then say by how much the target was missed,
+    and a warning is logged). A round with ``U(N) = U(∅)`` needs the SE to be 0.
+    """
+    if not 2 <= min_permutations <= max_permutations:
+        raise ValueError(
+            f"need 2 <= min_permutations <= max_permutations, got {min_permutations}, "
+            f"{max_permutations}"
+        )
+    if se_tolerance < 0:
+        raise ValueError(f"se_tolerance must be >= 0, got {se_tolerance}")
+    started = time.perf_counter()
+    memo = MemoizedUtility(utility, num_clients)
+    n = num_clients
+    empty_value = memo(frozenset())
+    target = se_tolerance * abs(memo(frozenset(range(n))) - empty_value) / n
+    marginals: list[NDArray[np.float64]] = []
+    errors = np.full(n, math.inf)
+    while len(marginals) < max_permutations:
+        for _ in range(min(n, max_permutations - len(marginals))):
+            row = np.zeros(n, dtype=np.float64)
+            previous, prefix = empty_value, frozenset[int]()
+            for client in rng.permutation(n):
+                prefix = prefix | {int(client)}
+                value = memo(prefix)
+                row[client] = value - previous
+                previous = value
+            marginals.append(row)
+        if len(marginals) >= min_permutations:
+            errors = np.std(np.stack(marginals), axis=0, ddof=1) / math.sqrt(len(marginals))
+            if float(errors.max()) <= target:
+                break
+    if float(errors.max()) > target:
+        logger.warning(
+            "monte_carlo_shapley: %d permutations leave a standard error of %.3g (target %.3g)",
+            len(marginals),
+            float(errors.max()),
+            target,
+        )
+    result = _result(np.mean(np.stack(marginals), axis=0), memo, started, "monte_carlo_shapley")
+    return ContributionResult(
+        scores=result.scores,
+        utility_calls=result.utility_calls,
+        seconds=result.seconds,
+        method=result.method,
+        cache_repeats=result.cache_repeats,
+        standard_errors=tuple(float(e) for e in errors),
+    )
+
+
+def reference_shapley(
+    utility: Utility,
+    num_clients: int,
+    *,
+    rng: np.random.Generator,
+    exact_max: int = REFERENCE_EXACT_MAX,
+) -> ContributionResult:
+    """The ground-truth contribution: exact Shapley up to ``exact_max`` clients,
+    :func:`monte_carlo_shapley` (with standard errors) above, never TMC or GTG."""
+    if num_clients <= exact_max:
+        return exact_shapley(utility, num_clients)
+    return monte_carlo_shapley(utility, num_clients, rng=rng)
 
 
 def cosine_similarity(

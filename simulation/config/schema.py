@@ -775,14 +775,17 @@ class ContributionConfig(StrictModel):
 
     ``evaluator`` scores the round's accepted updates (fed to score-based
     mechanisms and to reputation); ``reference`` is the ground-truth measure
-    the attack metrics compare rewards against (exact Shapley for small
-    rounds, falling back to ``gtg_shapley`` above ``exact_max_clients``).
+    the attack metrics compare rewards against: the Shapley value under the
+    configured aggregator's own coalition models, exact up to
+    ``exact_max_clients`` accepted updates, Monte Carlo permutation sampling
+    with standard errors above (never an estimator under test; see
+    docs/contribution.md).
     """
 
     evaluator: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     reference: bool = False
-    exact_max_clients: int = Field(10, ge=1, le=16)
+    exact_max_clients: int = Field(12, ge=1, le=16)
 
 
 DEFAULT_LICENSE = "apache-2.0"

@@ -31,6 +31,7 @@ __all__ = [
     "StrategyParams",
     "client_dp_problem",
     "create_strategy",
+    "min_replies",
 ]
 
 
@@ -173,6 +174,27 @@ AGGREGATORS.register(
 AGGREGATORS.register(
     "fltrust", AggregatorSpec(FLTrustParams, _ours("FLTrust"), "FLTrust (Cao et al.)")
 )
+
+
+# Replies a Byzantine-robust rule needs for ``f`` tolerated attackers, as its paper states:
+# Krum and Multi-Krum (Blanchard et al. 2017) n ≥ 2f + 3; Bulyan (El Mhamdi et al. 2018)
+# n ≥ 4f + 3. Flower runs below these bounds (Krum with fewer neighbours, Bulyan not at all).
+MIN_REPLIES: dict[str, tuple[int, int]] = {"krum": (2, 3), "multikrum": (2, 3), "bulyan": (4, 3)}
+"""Strategy → ``(a, b)``: the rule needs at least ``a·f + b`` replies."""
+
+
+def min_replies(strategy: str, params: Mapping[str, Any]) -> int:
+    """The fewest replies from which ``strategy`` builds a model as its paper defines it:
+    ``a·f + b`` for the rules in :data:`MIN_REPLIES` (Multi-Krum also needs the ``m``
+    it selects), 1 for every other rule. The reference contribution gives a smaller
+    coalition the previous global model's utility (docs/contribution.md)."""
+    if strategy not in MIN_REPLIES:
+        return 1
+    a, b = MIN_REPLIES[strategy]
+    need = a * int(params.get("num_malicious_nodes", 0)) + b
+    if strategy == "multikrum":
+        need = max(need, int(params.get("num_nodes_to_select", 1)))
+    return need
 
 
 def proximal_mu(strategy: str, params: Mapping[str, Any]) -> float:

@@ -31,6 +31,7 @@ actually does.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -157,6 +158,17 @@ class DPFedAvg(NeedsGlobal, FedAvg):
     def __repr__(self) -> str:
         return f"DPFedAvg(noise_multiplier={self.noise_multiplier}, C={self.clipping_norm})"
 
+    def what_if(self) -> DPFedAvg:
+        """A copy to aggregate a hypothetical set of replies with: it draws the noise
+        this strategy's next round will draw (a copy of the generator's state) and
+        records nothing in the accountant it shares with this one."""
+        fork = copy.copy(self)
+        fork._rng = copy.deepcopy(self._rng)
+        fork._accounting = False
+        return fork
+
+    _accounting: bool = True
+
     def set_cohort(self, population: int, sampled: int) -> None:
         """The round samples ``sampled`` of ``population`` eligible clients."""
         self._cohort = (int(population), int(sampled))
@@ -186,6 +198,8 @@ class DPFedAvg(NeedsGlobal, FedAvg):
             total += clip_update(flatten(_reply_weights(msg, keys), keys) - g, self.clipping_norm)
         std = self.noise_std(sampled)
         noisy = g + total / sampled + self._rng.normal(0.0, std, g.shape)
+        if not self._accounting:
+            return _to_record(unflatten(noisy, glob)), MetricRecord({"num-examples": sampled})
         self.last_epsilon = self.accountant.record(population, sampled)
         log.debug(
             "round %d: DP-FedAvg over %d of %d sampled (N=%d), noise std %.6g, ε=%.4g",

@@ -35,6 +35,7 @@ model itself.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
@@ -193,6 +194,14 @@ class FoolsGold(NeedsGlobal, FedAvg):
         """Log the configuration."""
         log.info("FoolsGold: kappa=%s, clients with history=%d", self.kappa, len(self.histories))
 
+    def what_if(self) -> FoolsGold:
+        """A copy to aggregate a hypothetical set of replies with, leaving this one's
+        histories untouched (``aggregate_train`` rebinds, never mutates, a history)."""
+        fork = copy.copy(self)
+        fork.histories = dict(self.histories)
+        fork.last_weights = {}
+        return fork
+
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Any
     ) -> Iterable[Message]:
@@ -246,6 +255,23 @@ class FoolsGold(NeedsGlobal, FedAvg):
         if len(set(clients)) != len(clients):
             raise ValueError(f"round {server_round}: duplicate clients in replies {clients}")
         deltas = [flatten(_reply_weights(m, keys), keys) - g for m in valid]
+        new = self.aggregate_flat(clients, deltas, g)
+        log.debug("round %d: FoolsGold weights %s", server_round, self.last_weights)
+        metrics = self.train_metrics_aggr_fn([m.content for m in valid], self.weighted_by_key)
+        if new is None:
+            log.info(
+                "round %d: every FoolsGold weight is 0; keeping the global model", server_round
+            )
+            return _to_record(glob), metrics
+        return _to_record(unflatten(new, glob)), metrics
+
+    def aggregate_flat(
+        self, clients: list[int], deltas: list[np.ndarray], g: np.ndarray
+    ) -> np.ndarray | None:
+        """Steps 1–6 on flat vectors: add ``deltas`` to the clients' histories and return
+        the new flat model, or ``None`` when every weight is 0 (the model is kept).
+        ``aggregate_train`` and the reference contribution's hypothetical rounds (on a
+        :meth:`what_if` copy, without Flower's message encoding) share it."""
         for c, d in zip(clients, deltas, strict=True):
             prev = self.histories.get(c)
             if prev is not None and prev.shape != d.shape:
@@ -253,16 +279,12 @@ class FoolsGold(NeedsGlobal, FedAvg):
             self.histories[c] = d.copy() if prev is None else prev + d
         alpha = self.learning_rates([self.histories[c] for c in clients])
         self.last_weights = {c: float(a) for c, a in zip(clients, alpha, strict=True)}
-        log.debug("round %d: FoolsGold weights %s", server_round, self.last_weights)
-        metrics = self.train_metrics_aggr_fn([m.content for m in valid], self.weighted_by_key)
         total = float(alpha.sum())
         if total <= 0.0:
-            log.info(
-                "round %d: every FoolsGold weight is 0; keeping the global model", server_round
-            )
-            return _to_record(glob), metrics
+            return None
         step = sum((a * d for a, d in zip(alpha, deltas, strict=True)), np.zeros_like(g))
-        return _to_record(unflatten(g + step / total, glob)), metrics
+        new: np.ndarray = g + step / total
+        return new
 
 
 # --------------------------------------------------------------------- FLTrust
@@ -313,6 +335,24 @@ class FLTrust(NeedsGlobal, FedAvg):
             self.server_lr,
             "set" if self.root_update is not None else "MISSING",
         )
+
+    def what_if(self) -> FLTrust:
+        """A copy to aggregate hypothetical sets of replies with: the server's root
+        update, a function of the round and the global model only, is trained once
+        and reused by every hypothetical aggregation of the round."""
+        fork = copy.copy(self)
+        fork.last_weights = {}
+        root = self.root_update
+        if root is not None:
+            done: dict[int, Weights] = {}
+
+            def once(round_: int, glob: Weights) -> Weights:
+                if round_ not in done:
+                    done[round_] = root(round_, glob)
+                return {k: v.copy() for k, v in done[round_].items()}
+
+            fork.root_update = once
+        return fork
 
     def set_root_update(self, fn: RootUpdate) -> None:
         """Install the server's root-dataset training: ``fn(round, global) -> weights``."""

@@ -486,14 +486,10 @@ def _check_machine(scenario: Scenario, source: str) -> list[Problem]:
     return problems
 
 
-# Replies a Byzantine-robust rule needs for ``f`` tolerated attackers, as its paper states:
-# Krum and Multi-Krum (Blanchard et al. 2017) n ≥ 2f + 3; Bulyan (El Mhamdi et al. 2018)
-# n ≥ 4f + 3. Flower runs below these bounds (Krum with fewer neighbours, Bulyan not at all).
-_MIN_REPLIES = {"krum": (2, 3), "multikrum": (2, 3), "bulyan": (4, 3)}
-
-
 def _check_aggregation_feasible(scenario: Scenario, source: str) -> list[Problem]:
     """A robust aggregator whose guarantee the round size cannot honour is a scenario error."""
+    from simulation.fl.aggregation import MIN_REPLIES as _MIN_REPLIES
+
     agg = scenario.aggregation
     problems: list[Problem] = []
     per_round = scenario.clients.per_round()

@@ -23,7 +23,7 @@ from marketplace.contribution import ContributionEvaluator, create_evaluator
 from marketplace.incentives import IncentiveMechanism, create_mechanism
 from simulation.config.prices import mechanism_params, pricing_for
 from simulation.config.schema import DPSGDPrivacy, Scenario
-from simulation.fl.aggregation import create_strategy
+from simulation.fl.aggregation import create_strategy, min_replies
 from simulation.fl.data import FederatedData
 from simulation.fl.device import resolve_device
 from simulation.fl.training import DataSpec, choose_grad_sample_mode
@@ -273,7 +273,17 @@ def default_stages(
         ChargeCosts(sc.market, rec),
         RecordContributions(market, rec, p.privacy),
         AdvanceClock(p.time_model),
-        ScoreContributions(sc.contribution, p.evaluator, utility, p.tree, fed, market, rec),
+        ScoreContributions(
+            sc.contribution,
+            p.evaluator,
+            utility,
+            p.tree,
+            fed,
+            market,
+            rec,
+            strategy=p.strategy,
+            min_replies=min_replies(sc.aggregation.strategy, sc.aggregation.params),
+        ),
         Aggregate(p.strategy, fed, rec, sc.aggregation.flag_below),
         EvaluateModel(p.server, pop, fed),
         RegisterVersion(

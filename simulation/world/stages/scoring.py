@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -13,11 +13,13 @@ from marketplace import Market
 from marketplace.contribution import (
     ContributionEvaluator,
     RoundData,
+    Utility,
     coalition_utility,
-    create_evaluator,
+    reference_shapley,
 )
 from simulation import names
 from simulation.config.schema import ContributionConfig
+from simulation.fl.coalition import CoalitionReply, aggregator_utility, is_weighted_mean
 from simulation.fl.weights import flatten
 from simulation.rng import SeedTree
 from simulation.world.context import Federation, Recorder, RoundContext
@@ -26,6 +28,18 @@ __all__ = ["ScoreContributions"]
 
 ValidationUtility = Callable[[np.ndarray], float]
 """The utility of a flat weight vector on the validation split (minus its loss)."""
+
+
+def shared_cache(utility: Utility) -> Utility:
+    """``utility`` memoized by coalition across every evaluator that uses it this round."""
+    seen: dict[frozenset[int], float] = {}
+
+    def cached(coalition: frozenset[int]) -> float:
+        if coalition not in seen:
+            seen[coalition] = utility(coalition)
+        return seen[coalition]
+
+    return cached
 
 
 @dataclass
@@ -42,6 +56,10 @@ class ScoreContributions:
     fed: Federation
     market: Market
     rec: Recorder
+    strategy: Any = None
+    """The configured aggregator, whose hypothetical models the reference scores."""
+    min_replies: int = 1
+    """The fewest replies it builds a model from (smaller coalitions keep the global model)."""
 
     def round_data(self, ctx: RoundContext) -> RoundData:
         keys = list(self.fed.weights)
@@ -52,7 +70,8 @@ class ScoreContributions:
         counts = [r.num_examples for r in ctx.accepted]
         return RoundData(
             num_clients=len(ctx.accepted),
-            utility=coalition_utility(base, deltas, counts, self.utility_of),
+            # One cache for the round: the evaluator and a FedAvg reference share coalitions.
+            utility=shared_cache(coalition_utility(base, deltas, counts, self.utility_of)),
             updates=deltas,
             weights=tuple(float(c) for c in counts),
         )
@@ -86,9 +105,32 @@ class ScoreContributions:
         self.rec.add(ctx.round, names.GLOBAL, names.CONTRIBUTION_UTILITY_CALLS, res.utility_calls)
 
     def _reference(self, ctx: RoundContext, data: RoundData, accounts: list[str]) -> None:
-        exact = len(ctx.accepted) <= self.cfg.exact_max_clients
-        ref = create_evaluator("exact_shapley" if exact else "gtg_shapley").evaluate(
-            data, rng=self.tree.numpy("reference", ctx.round)
+        """Shapley values under the configured aggregator's own coalition models: exact
+        up to ``exact_max_clients``, Monte Carlo with standard errors (recorded as
+        ``true_contribution_se``) above."""
+        utility = data.require_utility("reference")
+        if self.strategy is not None and not is_weighted_mean(self.strategy):
+            replies = [
+                CoalitionReply(r.client, r.weights, r.num_examples)
+                for r in ctx.accepted
+                if r.weights is not None
+            ]
+            utility = aggregator_utility(
+                self.strategy,
+                self.min_replies,
+                ctx.round,
+                self.fed.weights,
+                replies,
+                self.utility_of,
+                cohort=(ctx.eligible, len(ctx.sampled)),
+            )
+        ref = reference_shapley(
+            utility,
+            data.num_clients,
+            rng=self.tree.numpy("reference", ctx.round),
+            exact_max=self.cfg.exact_max_clients,
         )
         for account, v in zip(accounts, ref.scores, strict=True):
             self.rec.add(ctx.round, account, names.TRUE_CONTRIBUTION, float(v))
+        for account, se in zip(accounts, ref.standard_errors or (), strict=False):
+            self.rec.add(ctx.round, account, names.TRUE_CONTRIBUTION_SE, se)
