@@ -21,6 +21,7 @@ __all__ = [
     "Leave",
     "LicenseType",
     "Register",
+    "SetEffort",
     "Stake",
     "Unstake",
     "UseLicense",
@@ -173,7 +174,31 @@ class Register:
         _require_id(self.role, "role")
 
 
+@dataclass(frozen=True, slots=True)
+class SetEffort:
+    """``account`` will train ``epochs`` local epochs per round from its next task on
+    (the effort a rational participant chose; the world applies it to the client's task,
+    its time, its cost and its privacy planning)."""
+
+    account: str
+    epochs: int
+
+    def __post_init__(self) -> None:
+        _require_id(self.account, "account")
+        _require_amount(self.epochs, "epochs")
+
+
 Intent = (
-    Contribute | Bid | BuyLicense | UseLicense | Vote | Stake | Unstake | Leave | Join | Register
+    Contribute
+    | Bid
+    | BuyLicense
+    | UseLicense
+    | Vote
+    | Stake
+    | Unstake
+    | Leave
+    | Join
+    | Register
+    | SetEffort
 )
 """Any market intent."""

@@ -20,9 +20,11 @@ Registry ``MARKET_BEHAVIOURS`` (names scenario files use):
   2006, "Free-riding and whitewashing in peer-to-peer systems").
 * ``license_abusers``: key sharing and under-reported metered usage (license-fraud threats of
   model marketplaces, e.g. Weng et al. 2022, "Golden Grail").
-* ``rational_participants``: leave when the expected reward per round falls below the cost of
-  computation plus the privacy spent (the individual-rationality constraint of FL incentive
-  mechanisms; Zhan et al. 2021, "A survey on incentive mechanisms for federated learning").
+* ``rational_participants``: take part, and choose how many local epochs to train, by the
+  expected net profit of a round under the mechanism: what it pays them less the run's cost
+  of computation plus the privacy spent (the individual-rationality constraint of FL
+  incentive mechanisms; Zhan et al. 2021, "A survey on incentive mechanisms for federated
+  learning"). The default participants of incentive studies (docs/incentives.md).
 * ``churn``: exponential on/off sessions plus straggler and dropout rates the FL loop reads
   for its round deadlines (Bonawitz et al. 2019; Li et al. 2020, FedProx).
 """
@@ -34,6 +36,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
 import numpy as np
@@ -48,6 +51,7 @@ from agents.intents import (
     Leave,
     LicenseType,
     Register,
+    SetEffort,
     UseLicense,
     Vote,
 )
@@ -59,6 +63,8 @@ __all__ = [
     "BuyersBehaviour",
     "ChurnBehaviour",
     "ColludingCabalBehaviour",
+    "Decision",
+    "EffortParams",
     "Emit",
     "HonestVotersBehaviour",
     "LicenseAbusersBehaviour",
@@ -77,6 +83,7 @@ __all__ = [
     "attacking_market_behaviours",
     "base_identity",
     "create_market_behaviour",
+    "decide",
     "fresh_identity",
 ]
 
@@ -260,13 +267,19 @@ class MarketView(Protocol):
         from recent rounds."""
         ...
 
-    def expected_cost(self, account: str) -> float:
+    def expected_cost(self, account: str, epochs: int | None = None) -> float:
         """What ``account``'s next round would cost it in tokens, by the run's own cost
-        model (compute, and the ε it would spend at the market's price per ε)."""
+        model (compute, and the ε it would spend at the market's price per ε), training
+        ``epochs`` local epochs (``None``: the epochs it trains now)."""
         ...
 
     def licenses_of(self, buyer: str) -> Sequence[LicenseInfo]:
         """Licenses bought by ``buyer``, oldest first."""
+        ...
+
+    def round_closed(self) -> Any:
+        """A simpy event that fires when the federation's current round has been paid
+        and before the next one is sampled (to decide on the next round)."""
         ...
 
     def slashes(self, account: str) -> int:
@@ -769,28 +782,117 @@ class LicenseAbusersBehaviour(MarketBehaviour):
 # -- rational participants -----------------------------------------------------------------
 
 
+class EffortParams(BaseParams):
+    """The ``effort`` knob of :class:`RationalParticipantsBehaviour`: local epochs.
+
+    A member trains ``min_epochs`` … ``max_epochs`` local epochs and starts at
+    ``max_epochs``. It believes its reward at effort ``e`` is ``r̂ · (e / e₀)^α``, where
+    ``r̂`` is what the mechanism paid it at its current effort ``e₀`` and ``α`` is
+    ``reward_elasticity``: 0 for a mechanism that pays regardless of work done (``equal``,
+    ``data_size``), larger where better updates earn more (``score``).
+    """
+
+    min_epochs: int = Field(default=1, ge=1)
+    max_epochs: int = Field(default=1, ge=1)
+    reward_elasticity: float = Field(default=0.0, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.max_epochs < self.min_epochs:
+            raise ValueError(
+                f"max_epochs ({self.max_epochs}) must be >= min_epochs ({self.min_epochs})"
+            )
+        return self
+
+
 class RationalParticipantsParams(_Members):
     """Parameters of :class:`RationalParticipantsBehaviour`.
 
-    Costs are the run's (``market.compute_cost_per_round``, ``market.price_per_epsilon``),
-    read through ``MarketView.expected_cost``: a participant decides from the economy the
-    run reports, not a private one.
+    Costs are the run's (``market.compute_cost_per_round``, ``market.compute_cost_per_example``
+    per row and epoch trained, ``market.price_per_epsilon``), read through
+    ``MarketView.expected_cost``: a participant decides from the economy the run reports
+    (the ``cost`` rows net profit subtracts), not a private one. Without ``effort`` members
+    train the scenario's ``training.epochs``.
     """
 
-    round_interval_s: float = Field(default=600.0, gt=0)
+    round_interval_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="decide every this many simulated seconds; unset: after every round",
+    )
     rejoin_margin: float = Field(default=0.1, ge=0)
     role: str = "data_owner"
+    effort: EffortParams | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """A rational member's choice for its next round.
+
+    Attributes:
+        take_part: whether it takes part.
+        epochs: the local epochs it chose (``None``: no effort knob, the scenario's).
+        reward: its expected reward at that effort (tokens).
+        cost: the run's cost of its next round at that effort (tokens).
+    """
+
+    take_part: bool
+    epochs: int | None
+    reward: float
+    cost: float
+
+    @property
+    def profit(self) -> float:
+        """Expected net profit of the round: reward − cost."""
+        return self.reward - self.cost
+
+
+def decide(
+    reward: float,
+    cost: Callable[[int | None], float],
+    *,
+    present: bool,
+    rejoin_margin: float,
+    effort: EffortParams | None = None,
+    current: int | None = None,
+) -> Decision:
+    """The individually rational choice of effort and participation.
+
+    Picks the effort ``e`` maximising ``r(e) − c(e)``, with ``r(e) = reward · (e /
+    current)^α`` (``reward`` was earned at ``current`` epochs) and ``c(e) = cost(e)`` the
+    run's cost model; ties go to the smaller effort. A present member takes part while
+    ``r(e) ≥ c(e)``; an absent one rejoins once ``r(e) ≥ c(e) · (1 + rejoin_margin)`` (a
+    hysteresis band, so members do not flap every round).
+    """
+    if effort is None:
+        options: list[tuple[int | None, float]] = [(None, reward)]
+    else:
+        base = current if current is not None else effort.max_epochs
+        a = effort.reward_elasticity
+        options = [
+            (e, reward * (e / base) ** a) for e in range(effort.min_epochs, effort.max_epochs + 1)
+        ]
+    best: Decision | None = None
+    for e, r in options:
+        d = Decision(True, e, r, cost(e))
+        if best is None or d.profit > best.profit:
+            best = d
+    assert best is not None
+    bar = best.cost if present else best.cost * (1.0 + rejoin_margin)
+    return Decision(best.reward >= bar, best.epochs, best.reward, best.cost)
 
 
 class RationalParticipantsBehaviour(MarketBehaviour):
     """Participants who stay only while participation is individually rational.
 
-    Every ``round_interval_s`` each member compares ``view.expected_reward`` (tokens per
-    round, emission and royalties) with ``view.expected_cost`` (the run's compute cost plus
-    the ε its next round would spend, priced per unit ε, as in DP-aware incentive designs;
-    Zhan et al. 2021). A member leaves when the reward falls below the cost and rejoins once
-    it exceeds the cost by ``rejoin_margin`` (a hysteresis band, so members do not flap every
-    round).
+    After every federated round (once it is paid, before the next is sampled; or every
+    ``round_interval_s`` when set) each member takes :func:`decide`'s choice from
+    ``view.expected_reward`` (what the mechanism paid it per round lately, emission and
+    royalties; what it pays a contributor when the member has not contributed) and
+    ``view.expected_cost`` (the run's cost of its next round at each effort: compute, and
+    the ε it would spend priced per unit ε, as in DP-aware incentive designs; Zhan et al.
+    2021). It leaves (``Leave``), rejoins (``Join``) and sets its local epochs
+    (``SetEffort``, with an ``effort`` knob) accordingly; the world applies the intents.
     """
 
     name = "rational_participants"
@@ -806,18 +908,35 @@ class RationalParticipantsBehaviour(MarketBehaviour):
     ) -> ProcessGenerator:
         p = self.params
         present = dict.fromkeys(p.members(), True)
-        while True:
-            yield env.timeout(p.round_interval_s)
+        epochs: dict[str, int | None] = dict.fromkeys(present, None)
+        if p.effort is not None:
             for acct in sorted(present):
-                reward = view.expected_reward(acct)
-                cost = view.expected_cost(acct)
-                if present[acct] and reward < cost:
-                    logger.debug("%s leaves: reward %.4f < cost %.4f", acct, reward, cost)
+                emit(SetEffort(acct, p.effort.max_epochs))
+                epochs[acct] = p.effort.max_epochs
+        while True:
+            if p.round_interval_s is None:
+                yield view.round_closed()
+            else:
+                yield env.timeout(p.round_interval_s)
+            for acct in sorted(present):
+                d = decide(
+                    view.expected_reward(acct),
+                    partial(view.expected_cost, acct),
+                    present=present[acct],
+                    rejoin_margin=p.rejoin_margin,
+                    effort=p.effort,
+                    current=epochs[acct],
+                )
+                if present[acct] and not d.take_part:
+                    logger.debug("%s leaves: reward %.4f < cost %.4f", acct, d.reward, d.cost)
                     emit(Leave(acct))
                     present[acct] = False
-                elif not present[acct] and reward >= cost * (1.0 + p.rejoin_margin):
+                elif not present[acct] and d.take_part:
                     emit(Join(acct, p.role))
                     present[acct] = True
+                if d.take_part and d.epochs is not None and d.epochs != epochs[acct]:
+                    emit(SetEffort(acct, d.epochs))
+                    epochs[acct] = d.epochs
 
 
 # -- churn, stragglers and dropouts --------------------------------------------------------

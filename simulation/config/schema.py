@@ -530,7 +530,7 @@ class MarketParamsConfig(StrictModel):
 class MarketConfig(StrictModel):
     """Participation economics on the ledger, and the market's own processes."""
 
-    hashed_when_set: ClassVar[frozenset[str]] = frozenset({"params"})
+    hashed_when_set: ClassVar[frozenset[str]] = frozenset({"params", "compute_cost_per_example"})
 
     behaviours: tuple[MarketBehaviourConfig, ...] = ()
     prices: dict[str, LicenseTermsConfig] | None = Field(
@@ -560,6 +560,11 @@ class MarketConfig(StrictModel):
     stake: float = Field(5.0, ge=0.0, description="tokens a client stakes to join")
     compute_cost_per_round: float = Field(
         0.0, ge=0.0, description="a participant's cost (tokens) of training one round"
+    )
+    compute_cost_per_example: float = Field(
+        0.0,
+        ge=0.0,
+        description="a participant's cost (tokens) per example trained (rows × local epochs)",
     )
     price_per_epsilon: float = Field(
         0.0, ge=0.0, description="a participant's cost (tokens) per unit of ε spent"

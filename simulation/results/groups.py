@@ -17,8 +17,9 @@ tokens over everyone's), ``net_profit`` (tokens minus ``cost`` rows, summed) and
 ``net_profit_per_owner``, ``contribution_share`` (signed: the set's summed
 ``true_contribution`` over the sum of everyone's; shares of a partition add up
 to 1, a set that harmed the model has a negative share; NaN when the total is
-not positive), and per detector that acts ``<detector>_precision``, ``_recall``,
-``_f1`` and ``_flag_rate``.
+not positive), ``participation`` (the share of the set's owner-rounds in which the
+owner had a contribution accepted: who stayed, under rational participants), and per
+detector that acts ``<detector>_precision``, ``_recall``, ``_f1`` and ``_flag_rate``.
 """
 
 from __future__ import annotations
@@ -113,6 +114,14 @@ def _sum_by_owner(metrics: pd.DataFrame, metric: str, truth: Truth) -> pd.Series
     return rows["value"].astype(float).groupby(owners).sum()
 
 
+def _owner_rounds(metrics: pd.DataFrame, truth: Truth) -> set[tuple[str, int]]:
+    """``(owner, round)`` of every accepted contribution (its ``num_examples`` row)."""
+    rows = metrics[(metrics["metric"] == names.NUM_EXAMPLES) & (metrics["client"] != names.GLOBAL)]
+    return {
+        (truth.owner(str(c)), int(r)) for c, r in zip(rows["client"], rows["round"], strict=True)
+    }
+
+
 def detector_flags(
     metrics: pd.DataFrame, truth: Truth, flag_below: float
 ) -> dict[str, set[str] | None]:
@@ -200,6 +209,8 @@ def group_outcomes(metrics: pd.DataFrame, truth: Truth, flag_below: float = 0.0)
     tokens = rewards + royalties
     costs = _sum_by_owner(metrics, names.COST, truth).reindex(owners, fill_value=0.0)
     contribution = _sum_by_owner(metrics, names.TRUE_CONTRIBUTION, truth)
+    accepted = _owner_rounds(metrics, truth)
+    rounds = int(metrics["round"].max()) if len(metrics) else 0
     attackers = truth.attacker_owners() & set(owners)
     honest = set(owners) - attackers
     flags = detector_flags(metrics, truth, flag_below)
@@ -215,6 +226,8 @@ def group_outcomes(metrics: pd.DataFrame, truth: Truth, flag_below: float = 0.0)
         row["net_profit_per_owner"] = profit / len(idx) if idx else NAN
         given = contribution.reindex(idx, fill_value=0.0).sum() if not contribution.empty else NAN
         row["contribution_share"] = _share(float(given), float(contribution.sum()))
+        slots = len(idx) * rounds
+        row["participation"] = sum(1 for o, _ in accepted if o in members) / slots if slots else NAN
         for det, flagged in flags.items():
             if flagged is None:
                 continue

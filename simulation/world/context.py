@@ -45,11 +45,13 @@ class Recorder:
 class Screened:
     """One reply after the server's checks: its simulated time and, if it is
     rejected, why. ``epsilon`` is the identity's cumulative ε after this round's
-    steps (``None`` without DP); ``epsilon_before`` before them."""
+    steps (``None`` without DP); ``epsilon_before`` before them. ``processed``:
+    the examples it trained on, rows × local epochs (0 if it did not train)."""
 
     reply: Reply
     account: str
     seconds: float = 0.0
+    processed: int = 0
     reason: str | None = None
     epsilon: float | None = None
     epsilon_before: float = 0.0

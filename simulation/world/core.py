@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Generator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +26,12 @@ from simulation.rng import SeedTree
 from simulation.world.accounting import identity_epsilon, owner_epsilon
 from simulation.world.context import RoundContext
 from simulation.world.costs import CostModel
+from simulation.world.market_process import RoundSignal
 from simulation.world.market_setup import market_stats, start_market_processes_for
 from simulation.world.records import GroundTruth, RoundRecord, Transport, WorldResult
 from simulation.world.setup import Parts, build_parts, default_stages
 from simulation.world.stages import Stage, attacker_identities
+from simulation.world.tasks import trained_rows
 
 __all__ = ["StageFactory", "World"]
 
@@ -91,7 +94,10 @@ class World:
                 parts.fed.identities,
                 parts.privacy,
                 self.scenario.training.epochs,
+                parts.population,
+                partial(trained_rows, parts.population, parts.data),
             )
+            parts.round_signal = RoundSignal(self.env)
             parts.applier = start_market_processes_for(
                 self.env,
                 parts.market,
@@ -100,6 +106,7 @@ class World:
                 parts.membership,
                 costs.expected_cost,
                 groups=parts.population.group_accounts(),
+                round_signal=parts.round_signal,
             )
             federation = self.env.process(self._federation(self.make_stages(parts, self.on_round)))
             # Market processes run forever; the run ends with the federation.

@@ -2,41 +2,64 @@
 
 The run records it (``cost`` rows, which net profit subtracts) and rational
 participants decide from it (``MarketView.expected_cost``), so the decision and
-the reported profit use the same economy: compute when the client trains, and the
-ε it spends priced at ``market.price_per_epsilon``.
+the reported profit use the same economy: compute when the client trains (a flat
+``market.compute_cost_per_round`` plus ``market.compute_cost_per_example`` per
+row and epoch trained, so more effort costs more), and the ε it spends priced at
+``market.price_per_epsilon``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from simulation.config.schema import MarketConfig
 from simulation.world.accounting import ClientPrivacy
 from simulation.world.identities import IdentityBook
+from simulation.world.population import Population
 
 __all__ = ["CostModel", "round_cost"]
 
 
-def round_cost(cfg: MarketConfig, *, trained: bool, epsilon_spent: float) -> float:
-    """A round's cost: ``compute_cost_per_round`` if the client trained, plus
-    ``price_per_epsilon`` × the ε it spent."""
-    compute = cfg.compute_cost_per_round if trained else 0.0
+def round_cost(
+    cfg: MarketConfig, *, trained: bool, epsilon_spent: float, processed: int = 0
+) -> float:
+    """A round's cost: if the client trained, ``compute_cost_per_round`` plus
+    ``compute_cost_per_example`` × the examples it ``processed`` (rows × local epochs);
+    plus ``price_per_epsilon`` × the ε it spent."""
+    compute = (
+        cfg.compute_cost_per_round + cfg.compute_cost_per_example * processed if trained else 0.0
+    )
     return compute + cfg.price_per_epsilon * epsilon_spent
 
 
 @dataclass
 class CostModel:
-    """The expected cost of an identity's next round, as the run will record it."""
+    """The expected cost of an identity's next round, as the run will record it.
+
+    ``rows_of(slot)`` is how many rows the slot's task trains on (its behaviour's data
+    fraction applied), the rows the cost and the DP step are of."""
 
     cfg: MarketConfig
     identities: IdentityBook
     privacy: ClientPrivacy | None
     base_epochs: int
+    population: Population
+    rows_of: Callable[[int], int]
 
-    def expected_cost(self, account: str) -> float:
-        spent = 0.0
+    def expected_cost(self, account: str, epochs: int | None = None) -> float:
+        """The cost of ``account``'s next round training ``epochs`` local epochs
+        (``None``: the effort it chose, else ``training.epochs``)."""
         slot = self.identities.slot(account)
-        if self.privacy is not None and slot is not None:
-            step = self.privacy.planned_step(slot, self.base_epochs)
+        if slot is None:
+            return round_cost(self.cfg, trained=True, epsilon_spent=0.0)
+        chosen = (
+            epochs if epochs is not None else self.population.effort.get(slot, self.base_epochs)
+        )
+        run = self.population.epochs_at(slot, chosen)
+        spent = 0.0
+        if self.privacy is not None:
+            step = self.privacy.planned_step(slot, run)
             spent = self.privacy.would_spend(account, step) - self.privacy.spent(account)
-        return round_cost(self.cfg, trained=True, epsilon_spent=spent)
+        processed = self.rows_of(slot) * run
+        return round_cost(self.cfg, trained=True, epsilon_spent=spent, processed=processed)

@@ -38,6 +38,7 @@ from agents.intents import (
     Join,
     Leave,
     Register,
+    SetEffort,
     Stake,
     Unstake,
     UseLicense,
@@ -62,6 +63,7 @@ __all__ = [
     "IntentOutcome",
     "MarketCounters",
     "MarketViewImpl",
+    "RoundSignal",
     "start_market_processes",
 ]
 
@@ -317,6 +319,10 @@ class IntentApplier:
             self.departed.add(intent.account)
             c.leaves += 1
             return None
+        if isinstance(intent, SetEffort):
+            # A client may choose its effort before its first round, when it enrols.
+            m.record("effort_set", {"account": intent.account, "epochs": intent.epochs})
+            return None
         if isinstance(intent, Stake):
             m.stake(intent.account, intent.amount)
             return None
@@ -359,6 +365,34 @@ class IntentApplier:
         return lic.max_uses - lic.uses if lic.max_uses is not None else 1 << 62
 
 
+class RoundSignal:
+    """The federation's "round paid, next not yet sampled" moment, as a simpy event.
+
+    A process that waits on :meth:`wait` resumes when the world calls :meth:`fire`
+    after a round closes; the world then yields once (a zero delay) so every waiter
+    acts before the next round is sampled. With no waiter :meth:`fire` does nothing
+    and the world does not yield, so runs without such processes keep their event
+    order."""
+
+    def __init__(self, env: simpy.Environment) -> None:
+        self.env = env
+        self._event: simpy.Event | None = None
+
+    def wait(self) -> simpy.Event:
+        """The event of the next round's close."""
+        if self._event is None:
+            self._event = self.env.event()
+        return self._event
+
+    def fire(self) -> bool:
+        """Trigger the waiters, if any; ``True`` when there were some."""
+        event, self._event = self._event, None
+        if event is None:
+            return False
+        event.succeed()
+        return True
+
+
 class MarketViewImpl:
     """The read-only :class:`agents.market.MarketView` over a ``Market``.
 
@@ -373,7 +407,9 @@ class MarketViewImpl:
             reputation need a refresh (``mean`` depends on the votes alone), and those are
             O(votes²) to evaluate, so long runs with many buyers may want e.g. a round length.
         expected_reward_fn: an override for :meth:`expected_reward` (tokens per round).
-        expected_cost_fn: the run's cost model for :meth:`expected_cost` (default: free).
+        expected_cost_fn: the run's cost model for :meth:`expected_cost`, called as
+            ``fn(account)`` or ``fn(account, epochs)`` (default: free).
+        round_signal: the federation's round-closed signal for :meth:`round_closed`.
     """
 
     def __init__(
@@ -386,7 +422,8 @@ class MarketViewImpl:
         reward_window: int = 5,
         rating_refresh_s: float = 0.0,
         expected_reward_fn: Callable[[str], float] | None = None,
-        expected_cost_fn: Callable[[str], float] | None = None,
+        expected_cost_fn: Callable[..., float] | None = None,
+        round_signal: RoundSignal | None = None,
     ) -> None:
         if reward_window < 1:
             raise ValueError(f"reward_window must be >= 1, got {reward_window}")
@@ -399,6 +436,7 @@ class MarketViewImpl:
         self._ratings: dict[str, tuple[int, float, float | None]] = {}
         self._expected_reward_fn = expected_reward_fn
         self._expected_cost_fn = expected_cost_fn
+        self._round_signal = round_signal
         self._round = 0
         self._cursor = 0
         self._slashes: Counter[str] = Counter()
@@ -459,9 +497,20 @@ class MarketViewImpl:
         self._scan()
         return self._slashes[account]
 
-    def expected_cost(self, account: str) -> float:
-        """The run's cost of ``account``'s next round (tokens); 0 without a cost model."""
-        return float(self._expected_cost_fn(account)) if self._expected_cost_fn else 0.0
+    def expected_cost(self, account: str, epochs: int | None = None) -> float:
+        """The run's cost of ``account``'s next round (tokens) at ``epochs`` local epochs
+        (``None``: its current ones); 0 without a cost model."""
+        fn = self._expected_cost_fn
+        if fn is None:
+            return 0.0
+        return float(fn(account) if epochs is None else fn(account, epochs))
+
+    def round_closed(self) -> simpy.Event:
+        """An event that fires when the federation's current round has been paid and
+        before the next one is sampled."""
+        if self._round_signal is None:
+            raise RuntimeError("this market view has no federation to signal round closes")
+        return self._round_signal.wait()
 
     def expected_reward(self, account: str) -> float:
         """Mean reward (tokens) per round over the last ``reward_window`` rounds, licence

@@ -100,25 +100,33 @@ def grant_and_stake(market: Market, cfg: MarketConfig, account: str) -> None:
 
 
 class MembershipEvents:
-    """Market intents that change the federation: clients leaving and (re)joining.
+    """Market intents that change the federation: clients leaving and (re)joining, and
+    the local epochs a client chose (``SetEffort``, into ``effort``: client slot →
+    epochs, which the population's :meth:`~Population.epochs` reads).
 
     A whitewasher rejoins under a fresh identity: it keeps its data, not its name,
     and gets a new grant and stake.
     """
 
-    def __init__(self, fed: Federation, enrolment: Enrolment) -> None:
+    def __init__(
+        self, fed: Federation, enrolment: Enrolment, effort: dict[int, int] | None = None
+    ) -> None:
         self.fed = fed
         self.enrolment = enrolment
+        self.effort = effort if effort is not None else {}
 
     def __call__(self, outcome: Any) -> None:
-        from agents.intents import Join, Leave
+        from agents.intents import Join, Leave, SetEffort
         from agents.market import base_identity
 
         intent = outcome.intent
-        if not outcome.accepted or not isinstance(intent, Join | Leave):
+        if not outcome.accepted or not isinstance(intent, Join | Leave | SetEffort):
             return
         c = self.fed.identities.slot(base_identity(intent.account))
         if c is None:
+            return
+        if isinstance(intent, SetEffort):
+            self.effort[c] = intent.epochs
             return
         if isinstance(intent, Leave):
             self.fed.departed.add(c)
@@ -135,12 +143,15 @@ def start_market_processes_for(
     cfg: MarketConfig,
     tree: SeedTree,
     on_event: Callable[[Any], None],
-    expected_cost: Callable[[str], float] | None = None,
+    expected_cost: Callable[..., float] | None = None,
     groups: Mapping[str, Sequence[str]] | None = None,
+    round_signal: Any = None,
 ) -> Any:
     """Start the scenario's market processes; return their intent applier (or ``None``).
 
-    ``groups`` (population group → identities) binds behaviours that name a group."""
+    ``groups`` (population group → identities) binds behaviours that name a group;
+    ``round_signal`` (a :class:`~simulation.world.market_process.RoundSignal`) lets
+    processes wait for the federation's round closes."""
     if not cfg.behaviours:
         return None
     from agents.market import create_market_behaviour
@@ -161,6 +172,7 @@ def start_market_processes_for(
         rating_rule=cfg.rating_rule_name,
         rating_params=cfg.rating_rule_params,
         expected_cost_fn=expected_cost,
+        round_signal=round_signal,
     )
 
     def rng_for(key: str) -> np.random.Generator:

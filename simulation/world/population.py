@@ -69,6 +69,11 @@ class Population:
     behaviours: dict[str, TrainingBehaviour] = field(default_factory=dict)
     coalitions: list[tuple[CoalitionEvent, CoalitionAttack]] = field(default_factory=list)
     _sybil_rows: dict[int, np.ndarray] = field(default_factory=dict)
+    effort: dict[int, int] = field(default_factory=dict)
+    """Client slot → the local epochs it chose (``SetEffort`` of a rational participant),
+    in place of the scenario's ``training.epochs``."""
+    effort_max: dict[int, int] = field(default_factory=dict)
+    """Client slot → the most epochs it may choose (what its DP noise is calibrated for)."""
 
     @classmethod
     def create(
@@ -259,9 +264,17 @@ class Population:
         return behaviour_to_config(b) if b is not None else None
 
     def epochs(self, client: int, round_: int, now: float, base: int) -> int:
-        """Local epochs (honest heterogeneity may change them)."""
-        b = self.behaviour(client, round_, now)
-        return b.local_epochs(base) if b is not None else base
+        """Local epochs: the effort the client chose (else ``base``), as its behaviour
+        runs them (honest heterogeneity may change them)."""
+        return self.epochs_at(client, self.effort.get(client, base), round_, now)
+
+    def epochs_at(
+        self, client: int, chosen: int, round_: int | None = None, now: float = 0.0
+    ) -> int:
+        """The local epochs the client runs when it trains ``chosen`` epochs, in
+        ``round_`` (``None``: under its group's own behaviour)."""
+        b = self.planned_behaviour(client, round_, now)
+        return b.local_epochs(chosen) if b is not None else chosen
 
     def planned_behaviour(
         self, client: int, round_: int | None = None, now: float = 0.0
@@ -281,9 +294,9 @@ class Population:
         return b.train_rows(rows) if b is not None else rows
 
     def planned_epochs(self, client: int, base: int) -> int:
-        """Local epochs under the client's group's own behaviour."""
-        b = self.planned_behaviour(client)
-        return b.local_epochs(base) if b is not None else base
+        """Local epochs under the client's group's own behaviour, at the most it may
+        choose (so noise calibrated for them never runs past the target ε)."""
+        return self.epochs_at(client, self.effort_max.get(client, base))
 
     def speed_factor(self, client: int, round_: int, now: float) -> float:
         """Compute-speed factor for the time model."""

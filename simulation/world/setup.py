@@ -30,6 +30,7 @@ from simulation.fl.training import DataSpec, choose_grad_sample_mode
 from simulation.rng import SeedTree
 from simulation.world.accounting import ClientPrivacy
 from simulation.world.context import Federation, Recorder
+from simulation.world.market_process import RoundSignal
 from simulation.world.market_setup import (
     Enrolment,
     LedgerReputation,
@@ -56,6 +57,7 @@ from simulation.world.stages import (
     ScoreContributions,
     Screen,
     SettleRevenue,
+    SignalRoundClosed,
     Stage,
     StopExhausted,
 )
@@ -93,6 +95,8 @@ class Parts:
     enrolment: Enrolment
     membership: MembershipEvents
     applier: Any = field(default=None)
+    round_signal: RoundSignal | None = None
+    """The federation's round-closed signal to market processes (set by the world)."""
 
 
 def build_parts(
@@ -119,6 +123,7 @@ def build_parts(
     mean_rows = float(np.mean([len(p) for p in data.partitions]))
     population = Population.create(scenario, accounts, tree, mean_rows)
     fed = Federation(weights, population.identities, active=set(range(n)))
+    population.effort_max = effort_ceilings(scenario, fed, population.group_accounts())
     strategy = _strategy(scenario, tree, server)
     contrib = scenario.contribution
     evaluator = create_evaluator(contrib.evaluator, **contrib.params) if contrib.evaluator else None
@@ -133,7 +138,7 @@ def build_parts(
         market.close()
         raise
     enrolment = Enrolment(market, scenario.market, fed, [len(p) for p in data.partitions])
-    membership = MembershipEvents(fed, enrolment)
+    membership = MembershipEvents(fed, enrolment, population.effort)
     return Parts(
         scenario=scenario,
         tree=tree,
@@ -233,6 +238,25 @@ def churn_availability(
     return out
 
 
+def effort_ceilings(
+    scenario: Scenario, fed: Federation, groups: Mapping[str, Sequence[str]]
+) -> dict[int, int]:
+    """Client slot → the most local epochs it may choose: ``effort.max_epochs`` of
+    every ``rational_participants`` member with an effort knob."""
+    from agents.market import RationalParticipantsParams, create_market_behaviour
+
+    out: dict[int, int] = {}
+    for b in scenario.market.behaviours:
+        params = create_market_behaviour(b.behaviour, b.params, groups).params
+        if not isinstance(params, RationalParticipantsParams) or params.effort is None:
+            continue
+        for account in params.members():
+            slot = fed.identities.slot(account)
+            if slot is not None:
+                out[slot] = max(out.get(slot, 0), params.effort.max_epochs)
+    return out
+
+
 def default_stages(
     parts: Parts, on_round: Callable[[RoundRecord], None] | None = None
 ) -> list[Stage]:
@@ -304,4 +328,5 @@ def default_stages(
         SettleRevenue(market, fed, rec, royalties_of(sc, p.mechanism)),
         AttackMetrics(pop, fed, rec),
         CloseRound(market, fed, rec, p.privacy, p.clock, on_round),
+        *([SignalRoundClosed(p.round_signal, sc.rounds)] if p.round_signal is not None else []),
     ]

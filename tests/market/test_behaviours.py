@@ -393,7 +393,8 @@ def test_rational_participant_rejoins_above_margin(world: World) -> None:
         expected_cost_fn=lambda acct: 1.0,
     )
     b = create_market_behaviour(
-        "rational_participants", {"accounts": ["client-000"], "rejoin_margin": 0.1}
+        "rational_participants",
+        {"accounts": ["client-000"], "rejoin_margin": 0.1, "round_interval_s": 600.0},
     )
     start_market_processes(
         world.env, world.market, [b], rng_for(1), applier=world.applier, view=view

@@ -5,7 +5,12 @@ See :func:`simulation.world.setup.default_stages` for their order.
 
 from simulation.world.stages.aggregate import Aggregate
 from simulation.world.stages.base import Clock, Stage
-from simulation.world.stages.close import AttackMetrics, CloseRound, attacker_identities
+from simulation.world.stages.close import (
+    AttackMetrics,
+    CloseRound,
+    SignalRoundClosed,
+    attacker_identities,
+)
 from simulation.world.stages.dispatch import ApplyCoalitions, Dispatch
 from simulation.world.stages.economy import Reward, SettleRevenue
 from simulation.world.stages.model import EvaluateModel, RegisterVersion, price_list
@@ -37,6 +42,7 @@ __all__ = [
     "ScoreContributions",
     "Screen",
     "SettleRevenue",
+    "SignalRoundClosed",
     "Stage",
     "StopExhausted",
     "attacker_identities",

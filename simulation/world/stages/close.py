@@ -13,10 +13,11 @@ from marketplace import TOKEN, Market
 from simulation import names
 from simulation.world.accounting import ClientPrivacy, owner_epsilon
 from simulation.world.context import Federation, Recorder, RoundContext
+from simulation.world.market_process import RoundSignal
 from simulation.world.population import Population
 from simulation.world.records import RoundRecord
 
-__all__ = ["AttackMetrics", "CloseRound", "attacker_identities"]
+__all__ = ["AttackMetrics", "CloseRound", "SignalRoundClosed", "attacker_identities"]
 
 
 def attacker_identities(population: Population) -> set[str]:
@@ -114,3 +115,20 @@ class CloseRound:
             return {}
         one, cumulative = ctx.client_epsilon
         return {names.CLIENT_EPSILON_ROUND: one, names.CLIENT_EPSILON: cumulative}
+
+
+@dataclass
+class SignalRoundClosed:
+    """Wake the market processes waiting for a round to close (rational participants
+    deciding on the next round from this one's pay), and let them act before the next
+    round is sampled; nothing after the last round, or with no one waiting."""
+
+    name: ClassVar[str] = "signal_round_closed"
+
+    signal: RoundSignal
+    rounds: int
+
+    def run(self, ctx: RoundContext) -> float | None:
+        if ctx.round < self.rounds and self.signal.fire():
+            return 0.0
+        return None

@@ -76,11 +76,9 @@ class Screen:
     deadline: float | None
 
     def seconds(self, ctx: RoundContext, entry: Screened) -> float:
-        """Download, training (none for a client that did not train) and upload."""
+        """Download, training on ``entry.processed`` examples and upload."""
         c = entry.reply.client
-        epochs = self.population.epochs(c, ctx.round, ctx.start, self.base_epochs)
-        processed = entry.reply.num_examples * epochs if entry.reply.trained else 0
-        secs = self.time_model.client_seconds(c, processed, self.dp)
+        secs = self.time_model.client_seconds(c, entry.processed, self.dp)
         speed = self.population.speed_factor(c, ctx.round, ctx.start)
         return secs * ctx.slowdowns.get(c, 1.0) / speed
 
@@ -88,6 +86,8 @@ class Screen:
         deadline = self.deadline
         for entry in ctx.screened:
             reply = entry.reply
+            epochs = self.population.epochs(reply.client, ctx.round, ctx.start, self.base_epochs)
+            entry.processed = reply.num_examples * epochs if reply.trained else 0
             entry.seconds = self.seconds(ctx, entry)
             reason = reply.error
             if reason is None and reply.weights is not None:
@@ -107,7 +107,8 @@ class Screen:
 
 @dataclass
 class ChargeCosts:
-    """A participant's cost of the round: compute if it trained, plus the ε it spent
+    """A participant's cost of the round: compute if it trained (per round, and per
+    example processed), plus the ε it spent
     at the scenario's price per ε (what net profit subtracts). A free-rider that
     trains nothing pays nothing: that is its advantage."""
 
@@ -119,7 +120,12 @@ class ChargeCosts:
     def run(self, ctx: RoundContext) -> None:
         for entry in ctx.screened:
             spent = (entry.epsilon or 0.0) - entry.epsilon_before
-            cost = round_cost(self.cfg, trained=entry.reply.trained, epsilon_spent=spent)
+            cost = round_cost(
+                self.cfg,
+                trained=entry.reply.trained,
+                epsilon_spent=spent,
+                processed=entry.processed,
+            )
             self.rec.add(ctx.round, entry.account, names.COST, cost)
 
 
