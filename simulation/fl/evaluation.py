@@ -35,7 +35,7 @@ from sklearn.metrics import precision_recall_fscore_support
 from torch import nn
 
 from simulation.fl.models import parameter_count, state_aliases
-from simulation.fl.training import evaluate, predict
+from simulation.fl.training import predict, scores
 from simulation.registry import Registry
 
 __all__ = [
@@ -169,8 +169,9 @@ def split_metrics(
     ``groups``, the equalized-odds difference of ``model`` on ``(x, y)``."""
     if len(y) == 0:
         raise ValueError("cannot evaluate a model on an empty split")
-    loss, acc = evaluate(model, x, y, input_shape)
-    pred = predict(model, x, input_shape).argmax(axis=1)
+    logits = predict(model, x, input_shape)
+    loss, acc = scores(logits, y)
+    pred = logits.argmax(axis=1)
     p, r, f, _ = precision_recall_fscore_support(
         y, pred, labels=list(range(num_classes)), average="macro", zero_division=0
     )
