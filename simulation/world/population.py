@@ -84,7 +84,7 @@ class Population:
         :class:`IdentityBook` maps every identity a client later uses (and every
         Sybil identity) to its data owner.
         """
-        pop = cls(scenario, IdentityBook(accounts), tree)
+        pop = cls(scenario, IdentityBook(()), tree)  # the real book once Sybils are known
         taken = {i for g in scenario.population for i in (g.clients or ())}
         order = [
             int(i) for i in tree.numpy("population").permutation(len(accounts)) if i not in taken

@@ -96,11 +96,11 @@ class SampleClients:
     :class:`~simulation.world.market_setup.Enrolment`)."""
 
     def eligible(self, ctx: RoundContext) -> list[int]:
-        return sorted(
-            c
-            for c in self.fed.active
-            if self.population.present(c, ctx.round, ctx.start) and c not in self.fed.departed
-        )
+        # Only a population group's members can be absent (timeline join/leave), so
+        # the Python-level test walks them and the departed, not every client.
+        present = self.population.present
+        absent = {c for c in self.population.group_of if not present(c, ctx.round, ctx.start)}
+        return sorted(self.fed.active - absent - self.fed.departed)
 
     def run(self, ctx: RoundContext) -> None:
         eligible = self.eligible(ctx)
