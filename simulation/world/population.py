@@ -233,6 +233,11 @@ class Population:
                 return False
         return True
 
+    def absent_now(self, round_: int, now: float) -> set[int]:
+        """The clients not :meth:`present`: only a group's members can be (timeline
+        join/leave), so this walks them, not the whole population, every round."""
+        return {c for c in self.group_of if not self.present(c, round_, now)}
+
     def behaviour(self, client: int, round_: int, now: float) -> TrainingBehaviour | None:
         """The behaviour ``client`` runs this round, or ``None`` for plain honest training.
 

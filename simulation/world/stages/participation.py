@@ -96,10 +96,7 @@ class SampleClients:
     :class:`~simulation.world.market_setup.Enrolment`)."""
 
     def eligible(self, ctx: RoundContext) -> list[int]:
-        # Only a population group's members can be absent (timeline join/leave), so
-        # the Python-level test walks them and the departed, not every client.
-        present = self.population.present
-        absent = {c for c in self.population.group_of if not present(c, ctx.round, ctx.start)}
+        absent = self.population.absent_now(ctx.round, ctx.start)
         return sorted(self.fed.active - absent - self.fed.departed)
 
     def run(self, ctx: RoundContext) -> None:
