@@ -12,6 +12,8 @@ and prints, side by side:
 * driver peak RSS (the child's ``ru_maxrss``) and the peak total RSS of every
   process of the run (the child and all its descendants: a Flower run's SuperLink,
   Ray and its actors), sampled every 0.2 s from ``/proc``;
+* the driver's CPU seconds to round 1 and per round (a shared machine stretches
+  wall time; CPU time much less, so its growth and ratio are the load-fair check);
 
 and the ratios against the targets: start-up(100k) − start-up(100) ≤ 30 s,
 s/round ≤ 1.5× from the smallest to the largest size, total RSS ≤ 6 GB.
@@ -23,6 +25,7 @@ s/round ≤ 1.5× from the smallest to the largest size, total RSS ≤ 6 GB.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -79,20 +82,31 @@ def child(count: int, rounds: int, engine: str) -> None:
     import simulation.world.core  # noqa: F401  (imports are not start-up)
 
     ends: list[float] = []
+    cpus: list[float] = []
+
+    def on_round(rec: object) -> None:
+        ends.append(time.perf_counter())
+        cpus.append(time.process_time())
+
     with tempfile.TemporaryDirectory(dir="/tmp", prefix="fm-scale-") as tmp:
-        start = time.perf_counter()
+        start, cpu0 = time.perf_counter(), time.process_time()
         out = run_scenario(
             scenario,
             Path(tmp) / "run",
             engine=engine,  # type: ignore[arg-type]
-            on_round=lambda rec: ends.append(time.perf_counter()),
+            on_round=on_round,
         )
     rounds_ = out.result.rounds[1:]
     first = ends[0] - start
+    cpu_round = statistics.median(b - a for a, b in itertools.pairwise(cpus))
     print(
         json.dumps(
             {
                 "startup": first - rounds_[0].wall_seconds,
+                # The driver's CPU seconds (less stretched by a busy machine than wall
+                # time): to the end of round 1 less one median round, and per round.
+                "startup_cpu": cpus[0] - cpu0 - cpu_round,
+                "cpu_round": cpu_round,
                 "per_round": statistics.median(r.wall_seconds for r in rounds_[1:]),
                 "sampled": rounds_[0].sampled,
                 "driver_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
@@ -136,13 +150,15 @@ def main() -> None:
         f"engine {args.engine}"
     )
     print(f"{'clients':>9s}{'start-up s':>12s}{'s/round':>10s}{'driver GB':>11s}"
-          f"{'total GB':>10s}{'accuracy':>10s}")  # fmt: skip
+          f"{'total GB':>10s}{'accuracy':>10s}{'start CPU s':>13s}"
+          f"{'CPU s/round':>13s}")  # fmt: skip
     res = {}
     for n in sizes:
         r = res[n] = measure(n, args.rounds, args.engine)
         print(
             f"{n:9d}{r['startup']:12.2f}{r['per_round']:10.3f}{r['driver_rss'] / GB:11.2f}"
-            f"{r['total_rss'] / GB:10.2f}{r['accuracy']:10.3f}",
+            f"{r['total_rss'] / GB:10.2f}{r['accuracy']:10.3f}"
+            f"{r['startup_cpu']:13.2f}{r['cpu_round']:13.3f}",
             flush=True,
         )
     lo, hi = res[sizes[0]], res[sizes[-1]]
@@ -153,6 +169,11 @@ def main() -> None:
         f"targets: start-up({sizes[-1]}) - start-up({sizes[0]}) = {grow:.1f} s <= 30 s: "
         f"{grow <= 30}; s/round {ratio:.2f}x <= 1.5x: {ratio <= 1.5}; "
         f"total RSS {peak:.2f} GB <= 6 GB: {peak <= 6}"
+    )
+    cpu_grow = hi["startup_cpu"] - lo["startup_cpu"]
+    print(
+        f"driver CPU: start-up grows {cpu_grow:.1f} s, CPU s/round "
+        f"{hi['cpu_round'] / lo['cpu_round']:.2f}x (the same ratios, less stretched by load)"
     )
     print(f"load average while measuring: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
 

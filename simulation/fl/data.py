@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 from datasets import Dataset
 from sklearn.model_selection import train_test_split
+from sklearn.model_selection._split import _validate_shuffle_split
+from sklearn.utils.extmath import _approximate_mode
 
 from simulation.config.catalog import facts
 from simulation.config.schema import (
@@ -94,15 +96,14 @@ def synthetic_fedprox(cfg: SyntheticConfig, num_clients: int, rng: np.random.Gen
     xs, ys, gs = [], [], []
     w_shared = rng.normal(0.0, 1.0, (c, d))
     b_shared = rng.normal(0.0, 1.0, c)
+    if cfg.iid:
+        return _synthetic_iid(sizes, scale, w_shared, b_shared, rng)
     for k in range(num_clients):
-        if cfg.iid:
-            w, b, v = w_shared, b_shared, np.zeros(d)
-        else:
-            u = rng.normal(0.0, np.sqrt(cfg.alpha))
-            big_b = rng.normal(0.0, np.sqrt(cfg.beta))
-            w = rng.normal(u, 1.0, (c, d))
-            b = rng.normal(u, 1.0, c)
-            v = rng.normal(big_b, 1.0, d)
+        u = rng.normal(0.0, np.sqrt(cfg.alpha))
+        big_b = rng.normal(0.0, np.sqrt(cfg.beta))
+        w = rng.normal(u, 1.0, (c, d))
+        b = rng.normal(u, 1.0, c)
+        v = rng.normal(big_b, 1.0, d)
         # v + σ·z is what ``rng.normal(v, σ, shape)`` computes from the same draws,
         # without its slow broadcasting path (the same bytes, 100,000 clients in seconds).
         x = v + scale * rng.standard_normal((int(sizes[k]), d))
@@ -117,6 +118,39 @@ def synthetic_fedprox(cfg: SyntheticConfig, num_clients: int, rng: np.random.Gen
         (d,),
         np.concatenate(gs),
     )
+
+
+_IID_BLOCK = 2048  # clients per draw: ~7 MB of normals at 60 features, 50 rows each
+
+
+def _synthetic_iid(
+    sizes: np.ndarray,
+    scale: np.ndarray,
+    w: np.ndarray,
+    b: np.ndarray,
+    rng: np.random.Generator,
+) -> RawData:
+    """Synthetic-IID's rows, drawn in blocks of clients instead of one client at a time.
+
+    The Generator fills an array from its stream in order with no buffered state,
+    so one ``standard_normal`` of a block's rows is the same numbers as one call
+    per client; labels are ``argmax`` per row, so the block's product gives each
+    row the value its client's did (tests/simulation/test_scale.py checks the bytes
+    against the per-client loop). 100,000 clients: seconds, not a Python loop.
+    """
+    c, d = w.shape
+    x = np.empty((int(sizes.sum()), d), dtype=np.float32)
+    y = np.empty(len(x), dtype=np.int64)
+    zero = np.zeros(d)
+    row = 0
+    for lo in range(0, len(sizes), _IID_BLOCK):
+        n = int(sizes[lo : lo + _IID_BLOCK].sum())
+        block = zero + scale * rng.standard_normal((n, d))
+        y[row : row + n] = np.argmax(block @ w.T + b, axis=1)
+        x[row : row + n] = block
+        row += n
+    groups = np.repeat(np.arange(len(sizes), dtype=np.int64), sizes)
+    return RawData(x, y, c, (d,), groups)
 
 
 @DATASETS.decorator("synthetic")
@@ -225,21 +259,11 @@ def _build_bundled(
     n = len(raw.y)
     idx = np.arange(n)
     strat = raw.groups if raw.groups is not None else raw.y
-    rest, test = train_test_split(
-        idx,
-        test_size=dataset.test_fraction,
-        random_state=tree.integer("test") % (2**32),
-        stratify=strat if _can_stratify(strat, dataset.test_fraction) else None,
-    )
+    rest, test = split_off(idx, dataset.test_fraction, tree.integer("test") % (2**32), strat)
     val = np.array([], dtype=np.int64)
     if dataset.validation_fraction > 0:
         frac = dataset.validation_fraction / (1.0 - dataset.test_fraction)
-        rest, val = train_test_split(
-            rest,
-            test_size=frac,
-            random_state=tree.integer("validation") % (2**32),
-            stratify=strat[rest] if _can_stratify(strat[rest], frac) else None,
-        )
+        rest, val = split_off(rest, frac, tree.integer("validation") % (2**32), strat[rest])
     # IidPartitioner shards contiguously: shuffle the training rows first.
     train = tree.numpy("shuffle").permutation(np.sort(rest))
     x = raw.x
@@ -282,6 +306,40 @@ def _build_bundled(
         data.sizes(),
     )
     return data
+
+
+def split_off(
+    idx: np.ndarray, fraction: float, seed: int, strata: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``train_test_split(idx, test_size=fraction, random_state=seed, stratify=...)``:
+    stratified by ``strata`` when every stratum can give a row, else a plain shuffle.
+
+    The stratified case returns scikit-learn's rows in scikit-learn's order
+    (tests/simulation/test_scale.py compares the two), from the same
+    ``RandomState`` calls in the same order, but collects each stratum's slice
+    as an array: scikit-learn extends a list one numpy scalar at a time, which
+    is most of 20 s for 100,000 natural-id strata.
+    """
+    if not _can_stratify(strata, fraction):
+        rest, test = train_test_split(idx, test_size=fraction, random_state=seed)
+        return rest, test
+    n_train, n_test = _validate_shuffle_split(len(idx), fraction, None, default_test_size=0.25)
+    _, inverse, counts = np.unique(strata, return_inverse=True, return_counts=True)
+    if n_train < len(counts) or n_test < len(counts):
+        # scikit-learn's own error for this case
+        return train_test_split(idx, test_size=fraction, random_state=seed, stratify=strata)  # type: ignore[no-any-return]
+    members = np.split(np.argsort(inverse, kind="stable"), np.cumsum(counts)[:-1])
+    rng = np.random.RandomState(seed)
+    n_i = _approximate_mode(counts, n_train, rng)
+    t_i = _approximate_mode(counts - n_i, n_test, rng)
+    train_parts, test_parts = [], []
+    for rows, count, a, b in zip(members, counts, n_i.tolist(), t_i.tolist(), strict=True):
+        shuffled = rows.take(rng.permutation(count), mode="clip")
+        train_parts.append(shuffled[:a])
+        test_parts.append(shuffled[a : a + b])
+    train = rng.permutation(np.concatenate(train_parts))
+    test = rng.permutation(np.concatenate(test_parts))
+    return idx[train], idx[test]
 
 
 def _can_stratify(labels: np.ndarray, fraction: float) -> bool:

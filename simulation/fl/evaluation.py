@@ -32,10 +32,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from sklearn.metrics import precision_recall_fscore_support
+from sklearn.utils.extmath import _nanaverage
 from torch import nn
 
 from simulation.fl.models import parameter_count, state_aliases
-from simulation.fl.training import evaluate, predict
+from simulation.fl.training import predict, scores
 from simulation.registry import Registry
 
 __all__ = [
@@ -128,11 +129,37 @@ GROUP_ATTRIBUTES.register(
 
 def recall_gap(y: np.ndarray, pred: np.ndarray, num_classes: int) -> float:
     """Largest minus smallest per-class recall over the classes present in ``y``."""
-    _, recalls, _, support = precision_recall_fscore_support(
+    return _class_scores(y, pred, num_classes).recall_gap()
+
+
+@dataclass(frozen=True)
+class _ClassScores:
+    """scikit-learn's per-class precision, recall, F1 and support of one prediction."""
+
+    precision: np.ndarray
+    recall: np.ndarray
+    f1: np.ndarray
+    support: np.ndarray
+
+    def macro(self) -> tuple[float, float, float]:
+        """Macro precision, recall, F1: scikit-learn's own average of the per-class
+        values, so the same floats as ``average="macro"`` from one confusion count."""
+        return (
+            float(_nanaverage(self.precision)),
+            float(_nanaverage(self.recall)),
+            float(_nanaverage(self.f1)),
+        )
+
+    def recall_gap(self) -> float:
+        present = self.recall[self.support > 0]
+        return float(present.max() - present.min()) if present.size else 0.0
+
+
+def _class_scores(y: np.ndarray, pred: np.ndarray, num_classes: int) -> _ClassScores:
+    p, r, f, support = precision_recall_fscore_support(
         y, pred, labels=list(range(num_classes)), average=None, zero_division=0
     )
-    present = np.asarray(recalls)[np.asarray(support) > 0]
-    return float(present.max() - present.min()) if present.size else 0.0
+    return _ClassScores(np.asarray(p), np.asarray(r), np.asarray(f), np.asarray(support))
 
 
 def equalized_odds_difference(y: np.ndarray, pred: np.ndarray, groups: np.ndarray) -> float | None:
@@ -169,11 +196,11 @@ def split_metrics(
     ``groups``, the equalized-odds difference of ``model`` on ``(x, y)``."""
     if len(y) == 0:
         raise ValueError("cannot evaluate a model on an empty split")
-    loss, acc = evaluate(model, x, y, input_shape)
-    pred = predict(model, x, input_shape).argmax(axis=1)
-    p, r, f, _ = precision_recall_fscore_support(
-        y, pred, labels=list(range(num_classes)), average="macro", zero_division=0
-    )
+    logits = predict(model, x, input_shape)
+    loss, acc = scores(logits, y)
+    pred = logits.argmax(axis=1)
+    per_class = _class_scores(y, pred, num_classes)
+    p, r, f = per_class.macro()
     eod = equalized_odds_difference(y, pred, groups) if groups is not None else None
     return SplitMetrics(
         accuracy=float(acc),
@@ -181,7 +208,7 @@ def split_metrics(
         precision=float(p),
         recall=float(r),
         f1=float(f),
-        recall_gap=recall_gap(y, pred, num_classes),
+        recall_gap=per_class.recall_gap(),
         equalized_odds_difference=eod,
     )
 

@@ -339,10 +339,16 @@ def evaluate(
     """Mean cross-entropy and accuracy of ``model`` on ``(x, y)``."""
     if len(y) == 0:
         return float("nan"), float("nan")
-    logits = torch.from_numpy(predict(model, x, input_shape))
+    return scores(predict(model, x, input_shape), y)
+
+
+def scores(logits: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of class scores ``logits`` against labels ``y``
+    (so a caller that also needs the predictions runs the model once)."""
+    scores_ = torch.from_numpy(logits)
     target = torch.from_numpy(y.astype(np.int64))
-    loss = float(nn.functional.cross_entropy(logits, target))
-    acc = float((logits.argmax(dim=1) == target).float().mean())
+    loss = float(nn.functional.cross_entropy(scores_, target))
+    acc = float((scores_.argmax(dim=1) == target).float().mean())
     return loss, acc
 
 

@@ -188,7 +188,8 @@ def _sets(truth: Truth, owners: list[str], attackers: set[str]) -> list[tuple[st
         own = {truth.owner(a) for a in members}
         grouped |= own
         sets.append(("group", g, own))
-    rest = {o for o in owners if o not in grouped and o in truth.owners.values()}
+    known = set(truth.owners.values())  # a set: owners.values() is a linear scan per test
+    rest = {o for o in owners if o not in grouped and o in known}
     if rest:
         sets.append(("group", NO_GROUP, rest))
     by_role: dict[str, set[str]] = {}

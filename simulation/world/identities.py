@@ -37,10 +37,17 @@ class IdentityBook:
         owner_slot = owner_slot or {}
         self._owner_of_slot = [self._first[owner_slot.get(c, c)] for c in range(len(self._first))]
         self._current = list(self._first)
-        self._by_account: dict[str, Identity] = {}
-        self._of_slot: list[list[str]] = [[] for _ in self._first]
-        for c, account in enumerate(self._first):
-            self._add(account, c)
+        owners = self._owner_of_slot
+        self._by_account: dict[str, Identity] = {
+            account: Identity(account, c, owners[c]) for c, account in enumerate(self._first)
+        }
+        if len(self._by_account) < len(self._first):
+            seen: set[str] = set()
+            for account in self._first:
+                if account in seen:
+                    raise ValueError(f"identity {account!r} already exists")
+                seen.add(account)
+        self._of_slot: list[list[str]] = [[account] for account in self._first]
 
     def _add(self, account: str, client: int) -> Identity:
         if account in self._by_account:

@@ -89,7 +89,7 @@ class Population:
         :class:`IdentityBook` maps every identity a client later uses (and every
         Sybil identity) to its data owner.
         """
-        pop = cls(scenario, IdentityBook(accounts), tree)
+        pop = cls(scenario, IdentityBook(()), tree)  # the real book once Sybils are known
         taken = {i for g in scenario.population for i in (g.clients or ())}
         order = [
             int(i) for i in tree.numpy("population").permutation(len(accounts)) if i not in taken
@@ -237,6 +237,11 @@ class Population:
             ):
                 return False
         return True
+
+    def absent_now(self, round_: int, now: float) -> set[int]:
+        """The clients not :meth:`present`: only a group's members can be (timeline
+        join/leave), so this walks them, not the whole population, every round."""
+        return {c for c in self.group_of if not self.present(c, round_, now)}
 
     def behaviour(self, client: int, round_: int, now: float) -> TrainingBehaviour | None:
         """The behaviour ``client`` runs this round, or ``None`` for plain honest training.

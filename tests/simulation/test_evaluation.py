@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from safetensors.numpy import load_file
 
 from marketplace import Market
@@ -126,3 +128,29 @@ def test_signed_metrics_are_validation_results_and_latency_is_unsigned(tmp_path:
     latency = manifest["measured_latency_ms"]
     assert latency["repeats"] == 50 and latency["median_ms"] > 0
     assert not any("median_ms" in r or "measured" in r for r in records)
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    st.integers(2, 6).flatmap(
+        lambda k: st.tuples(
+            st.just(k),
+            st.lists(st.tuples(st.integers(0, k - 1), st.integers(0, k - 1)), min_size=1),
+        )
+    )
+)
+def test_split_metrics_macro_scores_are_scikit_learns(
+    case: tuple[int, list[tuple[int, int]]],
+) -> None:
+    # split_metrics takes macro precision/recall/F1 and the recall gap from one per-class
+    # count: the very floats of scikit-learn's average="macro" (absent classes included).
+    from sklearn.metrics import precision_recall_fscore_support
+
+    from simulation.fl.evaluation import _class_scores
+
+    k, pairs = case
+    y, pred = np.array([a for a, _ in pairs]), np.array([b for _, b in pairs])
+    ref = precision_recall_fscore_support(
+        y, pred, labels=list(range(k)), average="macro", zero_division=0
+    )
+    assert _class_scores(y, pred, k).macro() == tuple(float(v) for v in ref[:3])

@@ -16,10 +16,11 @@ from datasets import Dataset
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
+from sklearn.model_selection import train_test_split
 
 from simulation.config.schema import ClientsConfig, NaturalPartition, SyntheticConfig
 from simulation.engine.runner import run_scenario
-from simulation.fl.data import natural_partitions, synthetic_fedprox
+from simulation.fl.data import natural_partitions, split_off, synthetic_fedprox
 from simulation.fl.partitions import PartitionContext, make_partitioner, partition_rows
 from simulation.results.metrics import gini
 from simulation.scenario.load import load_scenario
@@ -68,6 +69,52 @@ def test_synthetic_draws_are_those_of_rng_normal() -> None:
         v = rng.normal(big_b, 1.0, 6)
         xs.append(rng.normal(v, np.sqrt(sigma), (int(sizes[k]), 6)))
     assert np.array_equal(got.x, np.concatenate(xs).astype(np.float32))
+
+
+def test_synthetic_iid_blocks_are_the_per_client_draws() -> None:
+    # Synthetic-IID is drawn a block of clients at a time: the rows and labels one
+    # standard_normal and one argmax per client gave, byte for byte, across blocks.
+    cfg = SyntheticConfig(iid=True, dim=7, num_classes=4, samples_per_client=11)
+    got = synthetic_fedprox(cfg, 2500, np.random.default_rng(4))  # two blocks of 2048
+    rng = np.random.default_rng(4)
+    sizes = np.maximum(rng.lognormal(np.log(11), 0.5, size=2500).astype(np.int64), 10)
+    w, b = rng.normal(0.0, 1.0, (4, 7)), rng.normal(0.0, 1.0, 4)
+    scale = np.sqrt(np.power(np.arange(1, 8, dtype=np.float64), -1.2))
+    xs, ys = [], []
+    for k in range(2500):
+        x = np.zeros(7) + scale * rng.standard_normal((int(sizes[k]), 7))
+        xs.append(x.astype(np.float32))
+        ys.append(np.argmax(x @ w.T + b, axis=1))
+    assert got.x.dtype == np.float32 and np.array_equal(got.x, np.concatenate(xs))
+    assert got.y.dtype == np.int64 and np.array_equal(got.y, np.concatenate(ys))
+    assert got.groups is not None
+    assert np.array_equal(got.groups, np.repeat(np.arange(2500), sizes))
+
+
+@pytest.mark.parametrize(
+    ("strata", "fraction", "seed"),
+    [(300, 0.1, 0), (100, 0.0526, 7), (5, 0.25, 3), (1, 0.3, 1)],
+)
+def test_split_off_is_scikit_learns_stratified_split(
+    strata: int, fraction: float, seed: int
+) -> None:
+    # Same rows, same order as train_test_split(stratify=...), including ties that
+    # _approximate_mode breaks with the RNG and uneven strata; idx need not be 0..n-1.
+    rng = np.random.default_rng(seed)
+    groups = rng.integers(0, strata, 4000) * 3
+    idx = rng.permutation(10_000)[:4000]
+    rest, test = split_off(idx, fraction, seed, groups)
+    ref_rest, ref_test = train_test_split(
+        idx, test_size=fraction, random_state=seed, stratify=groups
+    )
+    assert np.array_equal(rest, ref_rest) and np.array_equal(test, ref_test)
+
+
+def test_split_off_shuffles_plainly_when_a_stratum_is_too_small() -> None:
+    groups = np.array([0] * 50 + [1])  # one row in stratum 1: no stratified split
+    rest, test = split_off(np.arange(51), 0.2, 5, groups)
+    ref_rest, ref_test = train_test_split(np.arange(51), test_size=0.2, random_state=5)
+    assert np.array_equal(rest, ref_rest) and np.array_equal(test, ref_test)
 
 
 def test_population_is_bounded_and_reaches_a_million() -> None:

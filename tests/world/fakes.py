@@ -101,6 +101,9 @@ class FakePopulation:
     def present(self, client: int, round_: int, now: float) -> bool:
         return client not in self.absent
 
+    def absent_now(self, round_: int, now: float) -> set[int]:
+        return set(self.absent)
+
     def drops_out(self, client: int, round_: int, now: float, num_classes: int) -> bool:
         return client in self.drop
 

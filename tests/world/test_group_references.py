@@ -88,3 +88,17 @@ def test_ground_truth_labels_every_sybil_identity_an_attacker() -> None:
     assert {a: gt.owners[a] for a in sybils} == dict.fromkeys(sybils, sybils[0])
     assert {a: gt.roles[a] for a in sybils} == dict.fromkeys(sybils, "sybil+colluding_cabal")
     assert set(gt.roles.values()) == {"honest", "sybil+colluding_cabal"}
+
+
+def test_absent_now_is_every_client_not_present() -> None:
+    # SampleClients takes the absent from absent_now (group members only) instead of
+    # asking present() of every client: the two agree in every round of churn.yaml
+    # (a group that joins in round 3 and leaves in round 8).
+    scenario = load_scenario(ROOT / "scenarios" / "churn.yaml")
+    pop = _population(scenario)
+    seen = []
+    for r in range(1, scenario.rounds + 1):
+        absent = {c for c in range(scenario.clients.count) if not pop.present(c, r, 0.0)}
+        assert pop.absent_now(r, 0.0) == absent
+        seen.append(len(absent))
+    assert max(seen) > 0 and min(seen) == 0  # the test sees both states

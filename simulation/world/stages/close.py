@@ -26,7 +26,7 @@ def attacker_identities(population: Population) -> set[str]:
     book = population.identities
     current = set(population.attackers())
     attacking_slots = {book.slot(a) for a in current}
-    return {i.account for i in book.all() if i.client in attacking_slots}
+    return {a for slot in attacking_slots if slot is not None for a in book.of_slot(slot)}
 
 
 class AttackMetrics:

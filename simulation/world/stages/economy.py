@@ -111,7 +111,7 @@ class SettleRevenue:
 
     def run(self, ctx: RoundContext) -> None:
         paid = 0
-        current = set(self.fed.identities.currents())
+        book = self.fed.identities
         for v in self.market.versions():
             pool = self.market.balance(pool_account(v.version))
             if pool <= 0:
@@ -122,7 +122,8 @@ class SettleRevenue:
             split = self.royalties.run(sale).amounts
             for entry in self.market.distribute_revenue(v.version, split):
                 account = str(entry.data["to"])
-                if account in current:
+                ident = book.get(account)
+                if ident is not None and book.current(ident.client) == account:
                     amount = int(entry.data["amount"]) / TOKEN  # type: ignore[arg-type]
                     self.rec.add(ctx.round, account, names.ROYALTY_TOKENS, amount)
             paid += pool

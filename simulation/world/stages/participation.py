@@ -97,11 +97,8 @@ class SampleClients:
     :class:`~simulation.world.market_setup.Enrolment`)."""
 
     def eligible(self, ctx: RoundContext) -> list[int]:
-        return sorted(
-            c
-            for c in self.fed.active
-            if self.population.present(c, ctx.round, ctx.start) and c not in self.fed.departed
-        )
+        absent = self.population.absent_now(ctx.round, ctx.start)
+        return sorted(self.fed.active - absent - self.fed.departed)
 
     def run(self, ctx: RoundContext) -> None:
         eligible = self.eligible(ctx)
