@@ -110,7 +110,11 @@ def run(
     overrides: SetOption = None,
     force: Annotated[bool, typer.Option(help="Replace an earlier run in --out.")] = False,
     engine: Annotated[
-        str, typer.Option(help="flower (Simulation Engine) or inprocess (plain loop).")
+        str,
+        typer.Option(
+            help="flower (Simulation Engine), deployment (a SuperLink and one real "
+            "SuperNode per client on loopback) or inprocess (plain loop)."
+        ),
     ] = "flower",
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Show Flower/Ray logs.")] = False,
     keyring: KeyringOption = None,
@@ -121,8 +125,11 @@ def run(
     from simulation.scenario.load import load_scenario
 
     _setup_logging(verbose)
-    if engine not in ("flower", "inprocess"):
-        typer.echo(f"--engine: unknown engine {engine!r} (valid: flower, inprocess)", err=True)
+    if engine not in ("flower", "inprocess", "deployment"):
+        typer.echo(
+            f"--engine: unknown engine {engine!r} (valid: flower, deployment, inprocess)",
+            err=True,
+        )
         raise typer.Exit(EXIT_SCENARIO)
     try:
         scenario = load_scenario(scenario_file, overrides or (), seed)

@@ -50,7 +50,7 @@ __all__ = [
     "run_scenario",
 ]
 
-Engine = Literal["flower", "inprocess"]
+Engine = Literal["flower", "inprocess", "deployment"]
 
 log = logging.getLogger("fedmarket.runner")
 
@@ -190,6 +190,17 @@ def _run_world(
                 from simulation.engine.flower import run_flower
 
                 return run_flower(
+                    scenario,
+                    out_dir,
+                    verbose=verbose,
+                    on_round=finished,
+                    stop=stop,
+                    keyring=keyring,
+                )
+            if engine == "deployment":
+                from simulation.engine.deployment import run_deployment
+
+                return run_deployment(
                     scenario,
                     out_dir,
                     verbose=verbose,
