@@ -52,6 +52,10 @@ app = ClientApp()
 @app.query()
 def query(msg: Message, context: Context) -> Message:
     """Report which data partition this node holds."""
+    if not context.node_config.get(DATA_PATH):
+        # A simulated client rebuilds the federated data on its first task: its
+        # loaders are imported now, while the server builds its world.
+        import simulation.fl.data  # noqa: F401
     partition = int(context.node_config.get("partition-id", -1))
     content = RecordDict({"config": ConfigRecord({"partition-id": partition})})
     return Message(content=content, reply_to=msg)

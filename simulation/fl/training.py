@@ -18,7 +18,7 @@ import logging
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -33,10 +33,14 @@ from simulation.config.schema import (
     Scenario,
     TrainingConfig,
 )
-from simulation.fl.data import FederatedData, build_federated_data
 from simulation.fl.device import DeviceName
 from simulation.fl.models import build_model, load_numpy, state_to_numpy
 from simulation.fl.own_data import OwnPartition
+
+if TYPE_CHECKING:
+    # Imported by ``DataSpec.build`` only: a deployed node trains on its own
+    # partition file and never loads ``datasets`` or scikit-learn (seconds per task).
+    from simulation.fl.data import FederatedData
 
 log = logging.getLogger("fedmarket.training")
 
@@ -67,6 +71,8 @@ class DataSpec(BaseModel):
 
     def build(self) -> FederatedData:
         """The federated data (memoised per process)."""
+        from simulation.fl.data import build_federated_data
+
         return build_federated_data(self.dataset, self.partition, self.num_clients, self.seed)
 
 
