@@ -48,6 +48,7 @@ def console(*, stderr: bool = False) -> Console:
 def _mount_subapps() -> None:
     from simulation.cli.compare import mount as mount_compare
     from simulation.cli.data import data_app
+    from simulation.cli.deploy import mount as mount_deploy
     from simulation.cli.market import ledger_app, registry_app
     from simulation.cli.outputs import mount as mount_outputs
     from simulation.cli.reproduce import mount as mount_reproduce
@@ -58,6 +59,7 @@ def _mount_subapps() -> None:
     mount_outputs(app, registry_app)
     mount_compare(app)
     mount_reproduce(app)
+    mount_deploy(app)
 
 
 _mount_subapps()

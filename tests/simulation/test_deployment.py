@@ -131,3 +131,29 @@ def test_node_config_and_argv_give_each_node_its_own_port_and_partition(tmp_path
         "--port=40123",
     ]
     assert argv[0].endswith("flower-supernode")
+
+
+def test_the_remote_helper_writes_its_own_partition_and_refuses_insecure_remote_links(
+    tmp_path: Path,
+) -> None:
+    from typer.testing import CliRunner
+
+    from simulation.cli.main import app
+
+    base = ["deploy", "supernode", str(SCENARIOS / "quickstart.yaml"), "--partition-id", "4"]
+    node = ["--data-dir", str(tmp_path / "n4"), "--dry-run", "--set", "clients.count=5"]
+    res = CliRunner().invoke(app, [*base, "--superlink", "10.1.2.3:9092", "--insecure", *node])
+    assert res.exit_code == 2 and "10.1.2.3:9092 is not on loopback" in res.output
+    res = CliRunner().invoke(app, [*base, "--superlink", "10.1.2.3:9092", *node])
+    assert res.exit_code == 2 and "--root-certificates: required" in res.output
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not parsed here: flower-supernode reads it")
+    res = CliRunner().invoke(
+        app, [*base, "--superlink", "link.example:9092", "--root-certificates", str(ca), *node]
+    )
+    assert res.exit_code == 0, res.output
+    assert f"--root-certificates={ca} --superlink=link.example:9092" in res.output
+    assert "partition-id=4 num-partitions=5" in res.output
+    own = OwnPartition.load(tmp_path / "n4" / "partition.npz")
+    scenario = load_scenario(SCENARIOS / "quickstart.yaml", ["clients.count=5"])
+    assert np.array_equal(own.y, DataSpec.of(scenario).build().client(4)[1])
