@@ -7,6 +7,12 @@ weight), the DP step count and sample rate (the server's accountant composes
 them), and local metrics. A query message answers with the node's partition id
 so the server can map Flower node ids to market accounts.
 
+On a deployed SuperNode (``--engine deployment``, ``fedmarket deploy supernode``)
+the node config names ``data-path``, the participant's own partition file
+(``simulation.fl.own_data``): the ClientApp trains on it alone, and keeps the
+last round it trained in ``Context.state`` (a SuperNode may start a new ClientApp
+process per message), refusing a replayed or older task.
+
 A task that raises is answered with a Flower ``Error`` whose reason is the
 ledger's ``client_error`` text (the exception's class, see
 ``simulation.fl.protocol``); the traceback goes to this node's log. Left to
