@@ -35,16 +35,15 @@ import json
 import logging
 import shutil
 import tempfile
-import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from simulation.config.schema import CoalitionEvent, Scenario
 from simulation.engine.channel import RunChannel
 from simulation.engine.env import quiet_environment
-from simulation.engine.flower import STOP_GRACE, _import_while_they_start, _Relay
+from simulation.engine.flower import _follow, _import_while_they_start
 from simulation.engine.stop import StopRequest
 from simulation.engine.superlink import LocalSuperLink, _bin, child_environment, free_port
 from simulation.engine.watchdog import Supervised
@@ -189,7 +188,7 @@ def run_deployment(
             }
             run_id = link.submit(run_config, None)
             _import_while_they_start()
-            _follow(link, nodes, run_id, channel, on_round, stop)
+            _follow(link, DropOuts(nodes), run_id, channel, on_round, stop)
         except RunError as exc:
             if isinstance(exc, RunInterrupted):
                 raise
@@ -206,43 +205,21 @@ def run_deployment(
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _follow(
-    link: LocalSuperLink,
-    nodes: list[LocalSuperNode],
-    run_id: int,
-    channel: RunChannel,
-    on_round: Callable[[RoundRecord], None] | None,
-    stop: StopRequest,
-) -> None:
-    """Relay rounds and logs until the run finishes (a dead SuperLink fails it)."""
-    relay = _Relay(channel, on_round)
-    gone: set[int] = set()
-    stop_sent: float | None = None
-    next_status = 0.0
-    while True:
-        relay()
-        if stop.requested and stop_sent is None:
-            channel.request_stop()
-            stop_sent = time.monotonic()
-        if stop_sent is not None and time.monotonic() - stop_sent > STOP_GRACE:
-            raise RunError(f"the ServerApp did not stop within {STOP_GRACE:g} s of {stop.reason}")
-        if time.monotonic() >= next_status:
-            if not link.process.running():
-                raise RunError("the SuperLink exited during the run")
-            for n in nodes:
-                if n.partition_id not in gone and not n.process.running():
-                    # A participant that drops out is the world's business: its
-                    # tasks time out and are recorded, as on a real federation.
-                    gone.add(n.partition_id)
-                    log.warning("the SuperNode of partition %d exited", n.partition_id)
-            status, sub_status, details = link.status(run_id)
-            if status == "finished":
-                relay()
-                if sub_status != "completed" and not (channel.path / "failure.json").exists():
-                    raise RunError(f"the Flower run {sub_status}: {details or 'no details'}")
-                return
-            next_status = time.monotonic() + 1.0
-        time.sleep(0.1)
+@dataclass
+class DropOuts:
+    """Watches the SuperNodes for ``flower._follow``: a participant that exits is
+    logged once and the run goes on (its tasks time out and are recorded, as on a
+    real federation), so this never reports the run dead."""
+
+    nodes: list[LocalSuperNode]
+    gone: set[int] = field(default_factory=set)
+
+    def running(self) -> bool:
+        for n in self.nodes:
+            if n.partition_id not in self.gone and not n.process.running():
+                self.gone.add(n.partition_id)
+                log.warning("the SuperNode of partition %d exited", n.partition_id)
+        return True
 
 
 def _keep_logs(workdir: Path, out_dir: Path) -> Path:
