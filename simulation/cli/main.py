@@ -48,6 +48,7 @@ def console(*, stderr: bool = False) -> Console:
 def _mount_subapps() -> None:
     from simulation.cli.compare import mount as mount_compare
     from simulation.cli.data import data_app
+    from simulation.cli.deploy import mount as mount_deploy
     from simulation.cli.market import ledger_app, registry_app
     from simulation.cli.outputs import mount as mount_outputs
     from simulation.cli.reproduce import mount as mount_reproduce
@@ -58,6 +59,7 @@ def _mount_subapps() -> None:
     mount_outputs(app, registry_app)
     mount_compare(app)
     mount_reproduce(app)
+    mount_deploy(app)
 
 
 _mount_subapps()
@@ -110,7 +112,11 @@ def run(
     overrides: SetOption = None,
     force: Annotated[bool, typer.Option(help="Replace an earlier run in --out.")] = False,
     engine: Annotated[
-        str, typer.Option(help="flower (Simulation Engine) or inprocess (plain loop).")
+        str,
+        typer.Option(
+            help="flower (Simulation Engine), deployment (a SuperLink and one real "
+            "SuperNode per client on loopback) or inprocess (plain loop)."
+        ),
     ] = "flower",
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Show Flower/Ray logs.")] = False,
     keyring: KeyringOption = None,
@@ -121,8 +127,11 @@ def run(
     from simulation.scenario.load import load_scenario
 
     _setup_logging(verbose)
-    if engine not in ("flower", "inprocess"):
-        typer.echo(f"--engine: unknown engine {engine!r} (valid: flower, inprocess)", err=True)
+    if engine not in ("flower", "inprocess", "deployment"):
+        typer.echo(
+            f"--engine: unknown engine {engine!r} (valid: flower, deployment, inprocess)",
+            err=True,
+        )
         raise typer.Exit(EXIT_SCENARIO)
     try:
         scenario = load_scenario(scenario_file, overrides or (), seed)

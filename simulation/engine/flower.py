@@ -21,7 +21,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from simulation.config.schema import Scenario
 from simulation.engine.channel import RunChannel
@@ -149,9 +149,15 @@ def _import_while_they_start() -> None:
     import simulation.results.write  # noqa: F401
 
 
+class Liveness(Protocol):
+    """What ``_follow`` asks, besides the SuperLink, whether it still runs (the Ray head)."""
+
+    def running(self) -> bool: ...
+
+
 def _follow(
     link: LocalSuperLink,
-    ray: RayHead,
+    ray: Liveness,
     run_id: int,
     channel: RunChannel,
     on_round: Callable[[RoundRecord], None] | None,

@@ -50,7 +50,7 @@ __all__ = [
     "run_scenario",
 ]
 
-Engine = Literal["flower", "inprocess"]
+Engine = Literal["flower", "inprocess", "deployment"]
 
 log = logging.getLogger("fedmarket.runner")
 
@@ -186,10 +186,13 @@ def _run_world(
 
     with stop_on_signals() as stop:
         try:
-            if engine == "flower":
-                from simulation.engine.flower import run_flower
+            if engine in ("flower", "deployment"):
+                if engine == "flower":
+                    from simulation.engine.flower import run_flower as run_on_flower
+                else:
+                    from simulation.engine.deployment import run_deployment as run_on_flower
 
-                return run_flower(
+                return run_on_flower(
                     scenario,
                     out_dir,
                     verbose=verbose,

@@ -166,8 +166,12 @@ class LocalSuperLink:
     log_path: Path
 
     @classmethod
-    def start(cls, workdir: Path, env: Mapping[str, str]) -> LocalSuperLink:
-        """Start it on a free port and wait until its health check answers."""
+    def start(
+        cls, workdir: Path, env: Mapping[str, str], *, simulation: bool = True
+    ) -> LocalSuperLink:
+        """Start it on a free port and wait until its health check answers; with
+        ``simulation=False`` it runs no simulation runtime and serves real SuperNodes
+        (the Fleet API is on the same port; ``simulation.engine.deployment``)."""
         from flwr.cli.cli_client_interceptor import CliClientHttpInterceptor
         from flwr.supercore.control.control_http_client import ControlHttpClient
         from flwr.supercore.interceptors.http.runtime_version import (
@@ -178,7 +182,7 @@ class LocalSuperLink:
         log_path = workdir / "superlink.log"
         argv = [
             _bin("flower-superlink"),
-            "--simulation",
+            *(["--simulation"] if simulation else []),
             "--insecure",
             "--host=127.0.0.1",
             f"--port={port}",
@@ -213,8 +217,9 @@ class LocalSuperLink:
             time.sleep(0.05)
         raise RunError(f"flower-superlink did not answer within {START_TIMEOUT:g} s")
 
-    def submit(self, run_config: Mapping[str, str], federation: Mapping[str, Any]) -> int:
-        """Start a run of the fedmarket app (as ``flwr run`` does); its run id."""
+    def submit(self, run_config: Mapping[str, str], federation: Mapping[str, Any] | None) -> int:
+        """Start a run of the fedmarket app (as ``flwr run`` does); its run id.
+        ``federation`` is the simulation config (``None`` on real SuperNodes)."""
         from flwr.cli.build import build_fab_from_files
         from flwr.common.serde import fab_to_proto, user_config_to_proto
         from flwr.proto.control_pb2 import StartRunRequest
@@ -227,7 +232,9 @@ class LocalSuperLink:
             fab=fab_to_proto(fab),
             override_config=user_config_to_proto(dict(run_config)),
             federation="",
-            override_federation_config=SimulationConfig(**federation),
+            override_federation_config=(
+                SimulationConfig(**federation) if federation is not None else None
+            ),
             app_spec="",
         )
         response = self.client.StartRun(request)

@@ -7,6 +7,12 @@ weight), the DP step count and sample rate (the server's accountant composes
 them), and local metrics. A query message answers with the node's partition id
 so the server can map Flower node ids to market accounts.
 
+On a deployed SuperNode (``--engine deployment``, ``fedmarket deploy supernode``)
+the node config names ``data-path``, the participant's own partition file
+(``simulation.fl.own_data``): the ClientApp trains on it alone, and keeps the
+last round it trained in ``Context.state`` (a SuperNode may start a new ClientApp
+process per message), refusing a replayed or older task.
+
 A task that raises is answered with a Flower ``Error`` whose reason is the
 ledger's ``client_error`` text (the exception's class, see
 ``simulation.fl.protocol``); the traceback goes to this node's log. Left to
@@ -17,6 +23,7 @@ runs.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 from flwr.app import (
@@ -33,10 +40,17 @@ from flwr.clientapp import ClientApp
 from flwr.common.constant import ErrorCode
 
 from simulation.fl.messages import ReplyMetrics
+from simulation.fl.own_data import OwnPartition
 from simulation.fl.protocol import client_error
 from simulation.fl.training import ClientTask, run_client_task
 
 log = logging.getLogger("fedmarket.client")
+
+DATA_PATH = "data-path"
+"""Node config key: the participant's own partition file (Deployment Engine only)."""
+
+NODE_STATE = "fedmarket-node"
+"""``Context.state`` record of a deployed node: the last round it trained."""
 
 app = ClientApp()
 
@@ -44,6 +58,10 @@ app = ClientApp()
 @app.query()
 def query(msg: Message, context: Context) -> Message:
     """Report which data partition this node holds."""
+    if not context.node_config.get(DATA_PATH):
+        # A simulated client rebuilds the federated data on its first task: its
+        # loaders are imported now, while the server builds its world.
+        import simulation.fl.data  # noqa: F401
     partition = int(context.node_config.get("partition-id", -1))
     content = RecordDict({"config": ConfigRecord({"partition-id": partition})})
     return Message(content=content, reply_to=msg)
@@ -53,20 +71,25 @@ def query(msg: Message, context: Context) -> Message:
 def train(msg: Message, context: Context) -> Message:
     """Run one round of local training as described by the message's ``ClientTask``."""
     try:
-        return _train(msg)
+        return _train(msg, context)
     except Exception as exc:
         log.warning("train task failed on node %s", context.node_id, exc_info=True)
         error = Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason=client_error(exc))
         return Message(error, reply_to=msg)
 
 
-def _train(msg: Message) -> Message:
+def _train(msg: Message, context: Context) -> Message:
     task = ClientTask.model_validate_json(str(msg.content["config"]["task"]))
     arrays = msg.content["arrays"]
     if not isinstance(arrays, ArrayRecord):
         raise TypeError("the train message carries no ArrayRecord 'arrays'")
     global_weights = {k: v.numpy() for k, v in arrays.items()}
-    result = run_client_task(task, global_weights)
+    own = _own_partition(context)
+    if own is not None:
+        _check_fresh_round(context, task.round)
+    result = run_client_task(task, global_weights, own)
+    if own is not None:
+        context.state[NODE_STATE] = ConfigRecord({"last-round": task.round})
 
     metrics = MetricRecord(
         {**ReplyMetrics.from_train_result(result).to_record(), "client-index": task.client_index}
@@ -76,3 +99,27 @@ def _train(msg: Message) -> Message:
     )
     content = RecordDict({"arrays": reply_arrays, "metrics": metrics})
     return Message(content=content, reply_to=msg)
+
+
+def _own_partition(context: Context) -> OwnPartition | None:
+    """The partition file named by the node config (a deployed SuperNode), else ``None``
+    (the Simulation Engine: every client rebuilds the federated data from the task)."""
+    path = str(context.node_config.get(DATA_PATH, ""))
+    if not path:
+        return None
+    own = OwnPartition.load(Path(path))
+    if own.partition_id != int(context.node_config.get("partition-id", -1)):
+        raise ValueError(f"{path} holds partition {own.partition_id}, not this node's")
+    return own
+
+
+def _check_fresh_round(context: Context, round_: int) -> None:
+    """A deployed node trains once per round: a replayed or older task is refused.
+
+    Kept in ``Context.state`` because the SuperNode may start a new ClientApp
+    process for every message; the context is what persists between them."""
+    record = context.state.get(NODE_STATE)
+    if isinstance(record, ConfigRecord):
+        last = int(record.get("last-round", 0))  # type: ignore[arg-type]
+        if round_ <= last:
+            raise ValueError(f"task for round {round_} after round {last} was trained")

@@ -18,7 +18,7 @@ import logging
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -33,9 +33,14 @@ from simulation.config.schema import (
     Scenario,
     TrainingConfig,
 )
-from simulation.fl.data import FederatedData, build_federated_data
 from simulation.fl.device import DeviceName
 from simulation.fl.models import build_model, load_numpy, state_to_numpy
+from simulation.fl.own_data import OwnPartition
+
+if TYPE_CHECKING:
+    # Imported by ``DataSpec.build`` only: a deployed node trains on its own
+    # partition file and never loads ``datasets`` or scikit-learn (seconds per task).
+    from simulation.fl.data import FederatedData
 
 log = logging.getLogger("fedmarket.training")
 
@@ -66,6 +71,8 @@ class DataSpec(BaseModel):
 
     def build(self) -> FederatedData:
         """The federated data (memoised per process)."""
+        from simulation.fl.data import build_federated_data
+
         return build_federated_data(self.dataset, self.partition, self.num_clients, self.seed)
 
 
@@ -352,16 +359,35 @@ def scores(logits: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return loss, acc
 
 
-def run_client_task(task: ClientTask, global_weights: dict[str, np.ndarray]) -> TrainResult:
-    """Everything a ClientApp does for a train message, without Flower."""
-    start = time.perf_counter()
-    torch.set_num_threads(1)
+def _task_rows(
+    task: ClientTask, own: OwnPartition | None
+) -> tuple[np.ndarray, np.ndarray, int, tuple[int, ...]]:
+    """``(x, y, num_classes, input_shape)`` the task trains on: the node's own
+    partition when it holds one (Deployment Engine), else rebuilt from the spec."""
+    if own is not None:
+        if task.data_indices is not None or task.client_index != own.partition_id:
+            raise ValueError(
+                f"a task for client {task.client_index} reached the node holding "
+                f"partition {own.partition_id}"
+            )
+        return own.x, own.y, own.num_classes, own.input_shape
     data = task.data.build()
     if task.data_indices is not None:
         idx = np.asarray(task.data_indices, dtype=np.int64)
         x, y = data.x_train[idx], data.y_train[idx]
     else:
         x, y = data.client(task.client_index)
+    return x, y, data.num_classes, data.input_shape
+
+
+def run_client_task(
+    task: ClientTask, global_weights: dict[str, np.ndarray], own: OwnPartition | None = None
+) -> TrainResult:
+    """Everything a ClientApp does for a train message, without Flower; ``own`` is the
+    node's own partition (``simulation.fl.own_data``), if it holds one."""
+    start = time.perf_counter()
+    torch.set_num_threads(1)
+    x, y, num_classes, input_shape = _task_rows(task, own)
     if task.device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(
             f"{task.account}: the task asks for cuda but this process sees no CUDA device "
@@ -379,18 +405,18 @@ def run_client_task(task: ClientTask, global_weights: dict[str, np.ndarray]) -> 
         ctx = RoundContext(
             round=task.round,
             client=task.account,
-            num_classes=data.num_classes,
+            num_classes=num_classes,
             rng=rng,
             num_examples=len(y),
         )
         x, y = behaviour.prepare_data(x, y, ctx)
 
-    model = build_model(task.model, data.input_shape, data.num_classes, gen, task.device)
+    model = build_model(task.model, input_shape, num_classes, gen, task.device)
     load_numpy(model, global_weights)
     loss, acc, steps, q = float("nan"), float("nan"), 0, 0.0
     if behaviour is None or behaviour.trains:
         loss, acc, steps, q = local_train(
-            model, x, y, data.input_shape, task.training, task.dp, gen, task.proximal_mu
+            model, x, y, input_shape, task.training, task.dp, gen, task.proximal_mu
         )
     if task.dp is not None and not task.dp.publish_train_metrics:
         # Loss and accuracy on the private batches are unnoised functions of the

@@ -1,0 +1,233 @@
+"""``--engine deployment``: the scenario on Flower's Deployment Engine, real SuperNodes.
+
+Where ``--engine flower`` runs the clients in Flower's simulation runtime (Ray
+actors inside one SuperLink), this engine starts what a real federation runs:
+
+* ``flower-superlink`` *without* ``--simulation`` (``LocalSuperLink.start(...,
+  simulation=False)``): its Fleet, Control and ServerAppIo APIs on one free
+  127.0.0.1 port, insecure because it is loopback only (``docs/deployment.md``
+  shows TLS and node authentication for real hosts);
+* one ``flower-supernode`` per client, each its own participant: its own
+  ``--node-config`` (``partition-id``, ``num-partitions`` and ``data-path``,
+  the file holding *only its own partition*, ``simulation.fl.own_data``), its
+  own ClientAppIo port (``--port``; the default 9094 would collide), and its
+  own ``FLWR_HOME`` in the run's temporary folder. SuperNodes install no
+  runtime dependencies unless ``--allow-runtime-dependency-installation`` is
+  given (it is not); the SuperLink gets ``--disable-runtime-dependency-installation``.
+
+The client-side behaviours a task names (label flipping, free-riding, noise,
+backdoor, faults) run in the node's ClientApp on its own rows. What needs the
+server's view of several clients' submissions cannot happen on a participant:
+coalition attacks (``timeline`` events of kind ``coalition``) and Sybil groups
+(one owner's rows spread over several identities) are a scenario error here,
+naming them (:func:`check_deployable`).
+
+The ServerApp is the same as for ``--engine flower`` (``server_app.py``): it
+maps partitions to Flower node ids by querying the nodes, keeps the ledger in
+``out_dir`` and talks to this process through a ``RunChannel``. Every process
+runs under ``simulation.engine.watchdog`` and is stopped, and checked by pid,
+however the run ends; the temporary folder is removed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from simulation.config.schema import CoalitionEvent, Scenario
+from simulation.engine.channel import RunChannel
+from simulation.engine.env import quiet_environment
+from simulation.engine.flower import _follow, _import_while_they_start
+from simulation.engine.stop import StopRequest
+from simulation.engine.superlink import LocalSuperLink, _bin, child_environment, free_port
+from simulation.engine.watchdog import Supervised
+from simulation.errors import Problem, RunError, RunInterrupted, ScenarioError
+
+if TYPE_CHECKING:
+    from marketplace.keyring import Keyring
+    from simulation.world.records import RoundRecord, WorldResult
+
+log = logging.getLogger("fedmarket.deployment")
+
+ENGINE_LOGS = "engine-logs"
+"""Where a failed run's SuperLink and SuperNode logs are kept, inside ``out_dir``."""
+
+
+def check_deployable(scenario: Scenario) -> None:
+    """Refuse what no participant can do on its own host (a ``ScenarioError`` naming it)."""
+    problems = [
+        Problem(
+            "scenario",
+            f"timeline[{i}]",
+            f"coalition attack {e.attack!r} of group {e.group!r} rewrites submissions on "
+            "the server; on the Deployment Engine each node sends only its own update",
+        )
+        for i, e in enumerate(scenario.timeline)
+        if isinstance(e, CoalitionEvent)
+    ]
+    problems += [
+        Problem(
+            "scenario",
+            f"population[{i}].sybil",
+            f"Sybil group {g.group!r} ({g.sybil}) trains identities on one owner's rows; "
+            "on the Deployment Engine each node holds only its own partition",
+        )
+        for i, g in enumerate(scenario.population)
+        if g.sybil is not None
+    ]
+    if problems:
+        raise ScenarioError(problems)
+
+
+def node_config(partition_id: int, num_partitions: int, data_path: Path) -> str:
+    """The ``--node-config`` value of one SuperNode (Flower's ``key=value`` list)."""
+    return (
+        f"partition-id={partition_id} num-partitions={num_partitions} "
+        f"data-path={json.dumps(str(data_path))}"
+    )
+
+
+def supernode_argv(
+    superlink: str,
+    partition_id: int,
+    num_partitions: int,
+    data_path: Path,
+    clientappio_port: int,
+    *,
+    tls: Sequence[str] = ("--insecure",),
+) -> list[str]:
+    """``flower-supernode`` for one participant; ``tls`` is ``--insecure`` on loopback,
+    or e.g. ``--root-certificates CA --auth-supernode-private-key KEY`` on real hosts."""
+    return [
+        _bin("flower-supernode"),
+        *tls,
+        f"--superlink={superlink}",
+        f"--node-config={node_config(partition_id, num_partitions, data_path)}",
+        "--host=127.0.0.1",
+        f"--port={clientappio_port}",
+    ]
+
+
+@dataclass
+class LocalSuperNode:
+    """One running ``flower-supernode`` (a participant) on this host."""
+
+    partition_id: int
+    process: Supervised
+    log_path: Path
+
+    @classmethod
+    def start(
+        cls, workdir: Path, superlink: str, partition_id: int, num_partitions: int,
+        data_path: Path, env: Mapping[str, str],
+    ) -> LocalSuperNode:  # fmt: skip
+        home = workdir / "flwr"
+        home.mkdir(parents=True, exist_ok=True)
+        node_env = {**env, "FLWR_HOME": str(home)}
+        argv = supernode_argv(superlink, partition_id, num_partitions, data_path, free_port())
+        log_path = workdir / "supernode.log"
+        proc = Supervised.start(
+            argv, env=node_env, log=log_path, name=f"flower-supernode {partition_id}"
+        )
+        return cls(partition_id, proc, log_path)
+
+
+def write_partitions(scenario: Scenario, nodes_dir: Path) -> list[Path]:
+    """Each participant's own partition file (``nodes/<i>/partition.npz``)."""
+    from simulation.fl.own_data import OwnPartition
+    from simulation.fl.training import DataSpec
+
+    data = DataSpec.of(scenario).build()  # memoised: the driver built it already
+    return [
+        OwnPartition.of(data, i).save(nodes_dir / str(i) / "partition.npz")
+        for i in range(scenario.clients.count)
+    ]
+
+
+def run_deployment(
+    scenario: Scenario,
+    out_dir: Path,
+    *,
+    verbose: bool,
+    on_round: Callable[[RoundRecord], None] | None,
+    stop: StopRequest,
+    keyring: Keyring,
+) -> WorldResult:
+    """Run ``scenario`` on a local SuperLink and one SuperNode per client; the result."""
+    check_deployable(scenario)
+    quiet_environment()
+    workdir = Path(tempfile.mkdtemp(prefix="fm-dep-", dir="/tmp"))
+    processes: list[Supervised] = []
+    try:
+        channel = RunChannel(workdir / "channel")
+        channel.create(json.dumps(scenario.resolved()))
+        env = child_environment(workdir / "flwr", ray_address=None)
+        paths = write_partitions(scenario, workdir / "nodes")
+        link: LocalSuperLink | None = None
+        nodes: list[LocalSuperNode] = []
+        try:
+            link = LocalSuperLink.start(workdir, env, simulation=False)
+            processes.append(link.process)
+            address = f"127.0.0.1:{link.port}"
+            for i, path in enumerate(paths):
+                node = LocalSuperNode.start(path.parent, address, i, len(paths), path, env)
+                nodes.append(node)
+                processes.append(node.process)
+            log.debug("SuperLink on %s, %d SuperNodes", address, len(nodes))
+            run_config = {
+                "scenario": str(channel.scenario),
+                "out": str(out_dir.resolve()),
+                "channel": str(channel.path),
+                "keyring": str(channel.hand_keyring(keyring)),
+            }
+            run_id = link.submit(run_config, None)
+            _import_while_they_start()
+            _follow(link, DropOuts(nodes), run_id, channel, on_round, stop)
+        except RunError as exc:
+            if isinstance(exc, RunInterrupted):
+                raise
+            raise RunError(f"{exc} (engine logs: {_keep_logs(workdir, out_dir)})") from exc
+        finally:
+            for p in processes:  # all told at once, then waited for
+                p.begin_close()
+            if link is not None:
+                link.client.close()
+            for p in processes:
+                p.close()
+        return channel.outcome()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@dataclass
+class DropOuts:
+    """Watches the SuperNodes for ``flower._follow``: a participant that exits is
+    logged once and the run goes on (its tasks time out and are recorded, as on a
+    real federation), so this never reports the run dead."""
+
+    nodes: list[LocalSuperNode]
+    gone: set[int] = field(default_factory=set)
+
+    def running(self) -> bool:
+        for n in self.nodes:
+            if n.partition_id not in self.gone and not n.process.running():
+                self.gone.add(n.partition_id)
+                log.warning("the SuperNode of partition %d exited", n.partition_id)
+        return True
+
+
+def _keep_logs(workdir: Path, out_dir: Path) -> Path:
+    """Copy the SuperLink's and every SuperNode's log beside the partial results."""
+    dest = out_dir / ENGINE_LOGS
+    dest.mkdir(parents=True, exist_ok=True)
+    if (workdir / "superlink.log").exists():
+        shutil.copy(workdir / "superlink.log", dest / "superlink.log")
+    for path in sorted((workdir / "nodes").glob("*/supernode.log")):
+        shutil.copy(path, dest / f"supernode-{path.parent.name}.log")
+    return dest
