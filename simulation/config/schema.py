@@ -991,6 +991,7 @@ def _combination_problems(sc: Scenario) -> list[tuple[str, str]]:
             out.append((field, reason))
     out += _emission_problems(sc)
     out += _revenue_problems(sc)
+    out += _score_problems(sc)
     if sc.clients.min_per_round > sc.clients.count:
         out.append(
             (
@@ -1053,6 +1054,32 @@ def _revenue_problems(sc: Scenario) -> list[tuple[str, str]]:
     if rewards.params.get("treasury", "treasury") != "treasury":
         out.append(("rewards.params.treasury", "the ledger's fee account is 'treasury'"))
     return out
+
+
+def _score_problems(sc: Scenario) -> list[tuple[str, str]]:
+    """A rule that pays by contribution scores needs an evaluator that produces them;
+    without one every accepted contribution is unscored and the run would fail at its
+    first settlement (or pay nobody)."""
+    if sc.contribution.evaluator is not None:
+        return []
+    rewards = sc.rewards
+    uses = [
+        (field, "score")
+        for field, value in (
+            ("rewards.mechanism", rewards.mechanism),
+            ("rewards.params.base", rewards.params.get("base")),
+            ("rewards.revenue_share", rewards.revenue_share),
+        )
+        if value == "score"
+    ]
+    return [
+        (
+            field,
+            f"{name} pays by contribution scores, but contribution.evaluator is not set: "
+            "name one (loo, exact_shapley, tmc_shapley, gtg_shapley, cosine, cgsv)",
+        )
+        for field, name in uses
+    ]
 
 
 def emission_schedule(per_round: float, halving_rounds: int | None, rounds: int) -> list[float]:

@@ -24,7 +24,7 @@ name: grid
 base: BASE
 mode: product
 parameters:
-  rewards.mechanism: [equal, data_size, score]
+  rewards.mechanism: [equal, data_size, reputation]
   aggregation.strategy: [fedavg, fedmedian]
 seeds: {count: 2, start: 10}
 set: {rounds: 1}
@@ -47,7 +47,7 @@ def test_zip_mode_pairs_by_index(tmp_path: Path) -> None:
 base: BASE
 mode: zip
 parameters:
-  rewards.mechanism: [equal, data_size, score]
+  rewards.mechanism: [equal, data_size, reputation]
   aggregation.strategy: [fedavg, fedmedian, krum]
 seeds: [1, 2]
 """,
@@ -58,7 +58,7 @@ seeds: [1, 2]
     assert designs == [
         "rewards.mechanism=data_size, aggregation.strategy=fedmedian",
         "rewards.mechanism=equal, aggregation.strategy=fedavg",
-        "rewards.mechanism=score, aggregation.strategy=krum",
+        "rewards.mechanism=reputation, aggregation.strategy=krum",
     ]
     assert study.engine == "flower"  # the default
 
@@ -170,13 +170,13 @@ def test_scenario_plus_set_sweeps_is_a_product() -> None:
 
 def test_set_on_a_sweep_file_adds_fixed_and_crossed_values(tmp_path: Path) -> None:
     sweep = write_sweep(
-        tmp_path / "s.yaml", "base: BASE\nparameters: {rewards.mechanism: [equal, score]}\n"
+        tmp_path / "s.yaml", "base: BASE\nparameters: {rewards.mechanism: [equal, reputation]}\n"
     )
     study = resolve_study(sweep, ["rounds=1", "aggregation.strategy=fedavg,krum", "seed=4"])
     assert len(study.variants) == 4
     assert study.seeds == (4,)
     with pytest.raises(ScenarioError, match="already swept"):
-        resolve_study(sweep, ["rewards.mechanism=equal,score"])
+        resolve_study(sweep, ["rewards.mechanism=equal,reputation"])
 
 
 def test_run_ids_are_stable_and_distinct() -> None:

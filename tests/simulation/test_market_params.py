@@ -86,3 +86,22 @@ def test_royalties_need_a_share_rule_and_take_the_ledgers_fee(tmp_path: Path) ->
         "market.params.platform_fee_bps (500); set the fee there, where the genesis entry "
         "states it",
     ]
+
+
+def test_a_rule_that_pays_by_score_needs_an_evaluator(tmp_path: Path) -> None:
+    # Before: validated "ok" and crashed at the first settlement ("needs a score").
+    reason = (
+        "score pays by contribution scores, but contribution.evaluator is not set: name one "
+        "(loo, exact_shapley, tmc_shapley, gtg_shapley, cosine, cgsv)"
+    )
+    assert _problems(tmp_path, "rewards: {mechanism: score}\n") == [
+        f"rewards.mechanism -> {reason}"
+    ]
+    text = "rewards: {mechanism: stake_slash, params: {base: score, slash_amount: 1}}\n"
+    assert _problems(tmp_path, text) == [f"rewards.params.base -> {reason}"]
+    text = "rewards: {mechanism: royalties, revenue_share: score}\n"
+    assert _problems(tmp_path, text) == [f"rewards.revenue_share -> {reason}"]
+    (tmp_path / "ok.yaml").write_text(
+        "rewards: {mechanism: score}\ncontribution: {evaluator: loo}\n"
+    )
+    assert load_scenario(tmp_path / "ok.yaml").rewards.mechanism == "score"
