@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from marketplace.keyring import Keyring
 from simulation.results.groups import run_group_outcomes, study_columns
 from simulation.results.metrics import METRICS, gini, run_metrics
 from simulation.scenario.sweep import Engine, Study, Variant
@@ -51,7 +52,9 @@ NAN_DIFF = PairedDifference(0, NAN, NAN, NAN, NAN, "wilcoxon")
 
 __all__ = [
     "METRICS",
+    "RunExecutor",
     "RunStatus",
+    "RunTask",
     "StudyOutcome",
     "default_workers",
     "gini",
@@ -183,10 +186,12 @@ class RunStatus:
     wall_seconds: float
 
 
-def execute_run(task: RunTask) -> RunStatus:
-    """Run one variant; never raises, so one failure cannot stop the study.
+def execute_run(task: RunTask, keyring: Keyring | None = None) -> RunStatus:
+    """Run one variant, signing with ``keyring`` (default: the user's keyring); never
+    raises, so one failure cannot stop the study.
 
-    Runs in a spawned worker process (or inline with one inprocess worker).
+    Runs in a spawned worker process, inline with one inprocess worker, or in a
+    Ray task (:mod:`simulation.study.ray_sweep`).
     """
     from simulation.engine.runner import quiet_environment, run_scenario
     from simulation.scenario.load import load_scenario
@@ -195,11 +200,16 @@ def execute_run(task: RunTask) -> RunStatus:
     started = time.perf_counter()
     try:
         scenario = load_scenario(task.base, task.overrides, task.seed)
-        run_scenario(scenario, task.out_dir, engine=task.engine, force=True)
+        run_scenario(scenario, task.out_dir, engine=task.engine, force=True, keyring=keyring)
     except Exception as exc:
         message = f"{type(exc).__name__}: {exc}".strip().replace("\n", " ")
         return RunStatus(task.run_id, "failed", message[:500], time.perf_counter() - started)
     return RunStatus(task.run_id, "ok", "", time.perf_counter() - started)
+
+
+RunExecutor = Callable[[Sequence[RunTask], Callable[[RunStatus], None]], None]
+"""Runs the pending tasks somewhere else, calling the callback once per finished run
+(e.g. :class:`simulation.study.ray_sweep.RayExecutor`)."""
 
 
 class BelowWarning(logging.Filter):
@@ -293,6 +303,7 @@ def run_study(
     on_done: Callable[[RunStatus], None] | None = None,
     interval: IntervalMethod = "bootstrap",
     test: PairedTest = "wilcoxon",
+    executor: RunExecutor | None = None,
 ) -> StudyOutcome:
     """Run every variant of ``study`` under ``study_dir`` and write the study tables.
 
@@ -302,7 +313,9 @@ def run_study(
     (no process start-up, handy for tests), anything else uses a
     ``ProcessPoolExecutor`` with the *spawn* start method because Ray is not
     fork-safe, and Flower runs get a fresh process each. ``interval`` and ``test``
-    choose the summary's statistics (:func:`summarize`).
+    choose the summary's statistics (:func:`summarize`). An ``executor`` (a Ray
+    cluster) runs the pending runs instead of local workers; resuming and the
+    tables stay here, so they are the same wherever the runs ran.
     """
     out = Path(study_dir)
     (out / "runs").mkdir(parents=True, exist_ok=True)
@@ -344,7 +357,9 @@ def run_study(
         if on_done is not None:
             on_done(status)
 
-    if todo and n_workers == 1 and study.engine == "inprocess":
+    if todo and executor is not None:
+        executor(todo, finished)
+    elif todo and n_workers == 1 and study.engine == "inprocess":
         for task in todo:
             finished(execute_run(task))
     elif todo:
