@@ -9,6 +9,8 @@ _EXPORTS = {
     "summarize": "compare",
     "mean_ci": "compare",
     "default_workers": "compare",
+    "RayExecutor": "ray_sweep",
+    "KeyringSource": "ray_sweep",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -20,15 +20,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from marketplace.errors import KeyringError
-from simulation.cli.compare import mount
 from simulation.scenario.sweep import resolve_study
 from simulation.study.compare import run_study
 from simulation.study.ray_sweep import KeyringSource, unpack
 from tests.compare.conftest import QUICKSTART, TINY_SET, write_sweep
+from tests.compare.test_study import _app
 from tests.keyring import KEYRING, KEYRING_FILE
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,17 +38,6 @@ WALL_TIMES = ["wall_seconds"]
 #: Set in the head's environment, so every process it starts can be found by PID.
 MARKER = "FEDMARKET_TEST_RAY_HEAD"
 SET_ARGS = [arg for s in STUDY_SET for arg in ("--set", s)]
-
-
-def _app() -> typer.Typer:
-    app = typer.Typer()
-    mount(app)
-
-    @app.callback()
-    def _root() -> None:
-        """Keeps ``compare`` a sub-command, as on the real app."""
-
-    return app
 
 
 # ---------------------------------------------------------------- no cluster needed
