@@ -192,6 +192,11 @@ def compare(
     if ship_keyring and ray_address is None:
         typer.echo("--ship-keyring: only with --ray-address", err=True)
         raise typer.Exit(EXIT_SCENARIO)
+    if workers is not None and ray_address is not None:
+        typer.echo(
+            "--workers: not with --ray-address (the cluster's CPUs set how many run)", err=True
+        )
+        raise typer.Exit(EXIT_SCENARIO)
     try:
         if ray_address is not None:
             from simulation.study.ray_sweep import ray_study_engine

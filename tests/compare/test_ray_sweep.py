@@ -69,6 +69,8 @@ def test_flower_engine_with_ray_address_is_refused(tmp_path: Path) -> None:
     assert f"{default}: engine -> 'flower' (the default) cannot run" in by_default.output
     lone = runner.invoke(_app(), [*args, "--ship-keyring"])
     assert lone.exit_code == 2 and "only with --ray-address" in lone.output
+    workers = runner.invoke(_app(), [*args, "--ray-address", "h:1", "--workers", "2"])
+    assert workers.exit_code == 2 and "--workers: not with --ray-address" in workers.output
     assert not (tmp_path / "s").exists()  # refused before anything ran
 
 
