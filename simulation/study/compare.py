@@ -30,12 +30,11 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from marketplace.keyring import Keyring
 from simulation.results.groups import run_group_outcomes, study_columns
 from simulation.results.metrics import METRICS, gini, run_metrics
 from simulation.scenario.sweep import Engine, Study, Variant
@@ -46,6 +45,9 @@ from simulation.study.stats import (
     estimate,
     paired_difference,
 )
+
+if TYPE_CHECKING:
+    from marketplace.keyring import Keyring
 
 NAN = float("nan")
 NAN_DIFF = PairedDifference(0, NAN, NAN, NAN, NAN, "wilcoxon")
