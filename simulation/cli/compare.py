@@ -25,6 +25,8 @@ import typer
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from simulation.study.compare import RunExecutor
+
 __all__ = ["mount"]
 
 EXIT_SCENARIO = 2
@@ -153,10 +155,26 @@ def compare(
         str,
         typer.Option(help="wilcoxon (signed-rank, exact) or t: the paired test between designs."),
     ] = "wilcoxon",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            help="Run each run as a task on the existing Ray cluster at HOST:PORT "
+            "(its head's GCS address); runs use --engine inprocess. See docs/compare.md.",
+        ),
+    ] = None,
+    ship_keyring: Annotated[
+        bool,
+        typer.Option(
+            help="With --ray-address: send the keyring's secret in the task arguments "
+            "instead of its file path (which every node must then have)."
+        ),
+    ] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Debug logging.")] = False,
 ) -> None:
     """Run a study: scenario variants x seeds, each run isolated; tabulate and summarise."""
-    from simulation.errors import ScenarioError, problem_lines
+    from marketplace.errors import KeyringError
+    from simulation.errors import RunError, ScenarioError, problem_lines
     from simulation.scenario.sweep import resolve_study
     from simulation.study.compare import run_study
 
@@ -171,20 +189,37 @@ def compare(
         if value not in valid:
             typer.echo(f"{flag}: unknown {value!r} (valid: {', '.join(valid)})", err=True)
             raise typer.Exit(EXIT_SCENARIO)
+    if ship_keyring and ray_address is None:
+        typer.echo("--ship-keyring: only with --ray-address", err=True)
+        raise typer.Exit(EXIT_SCENARIO)
+    if workers is not None and ray_address is not None:
+        typer.echo(
+            "--workers: not with --ray-address (the cluster's CPUs set how many run)", err=True
+        )
+        raise typer.Exit(EXIT_SCENARIO)
     try:
+        if ray_address is not None:
+            from simulation.study.ray_sweep import ray_study_engine
+
+            engine = ray_study_engine(target, engine)
         study = resolve_study(target, overrides or (), engine=engine)  # type: ignore[arg-type]
     except ScenarioError as exc:
         for line in problem_lines(exc.problems):
             typer.echo(line, err=True)
         raise typer.Exit(EXIT_SCENARIO) from None
-    outcome = run_study(
-        study,
-        out_dir,
-        workers=workers,
-        force=force,
-        interval=interval,  # type: ignore[arg-type]
-        test=test,  # type: ignore[arg-type]
-    )
+    try:
+        outcome = run_study(
+            study,
+            out_dir,
+            workers=workers,
+            force=force,
+            interval=interval,  # type: ignore[arg-type]
+            test=test,  # type: ignore[arg-type]
+            executor=_ray_executor(ray_address, ship_keyring) if ray_address else None,
+        )
+    except (RunError, KeyringError) as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(EXIT_RUN) from None
     from rich.console import Console
 
     console = Console() if sys.stdout.isatty() else Console(width=200)
@@ -197,6 +232,16 @@ def compare(
         for _, row in failed.iterrows():
             typer.echo(f"run {row['run_id']} failed: {row['error']}", err=True)
         raise typer.Exit(EXIT_RUN)
+
+
+def _ray_executor(address: str, ship_keyring: bool) -> RunExecutor:
+    """Runs on the Ray cluster at ``address``, signed with the user's keyring (by path,
+    or shipped: ``--ship-keyring``)."""
+    from marketplace.keyring import Keyring
+    from simulation.study.ray_sweep import KeyringSource, RayExecutor
+
+    keyring = KeyringSource.of(Keyring.load_or_create(), ship=ship_keyring)
+    return RayExecutor(address, keyring)
 
 
 def mount(app: typer.Typer) -> None:

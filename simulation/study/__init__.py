@@ -8,6 +8,8 @@ _EXPORTS = {
     "StudyOutcome": "compare",
     "summarize": "compare",
     "default_workers": "compare",
+    "RayExecutor": "ray_sweep",
+    "KeyringSource": "ray_sweep",
 }
 
 __all__ = sorted(_EXPORTS)

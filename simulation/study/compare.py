@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -45,12 +45,17 @@ from simulation.study.stats import (
     paired_difference,
 )
 
+if TYPE_CHECKING:
+    from marketplace.keyring import Keyring
+
 NAN = float("nan")
 NAN_DIFF = PairedDifference(0, NAN, NAN, NAN, NAN, "wilcoxon")
 
 __all__ = [
     "METRICS",
+    "RunExecutor",
     "RunStatus",
+    "RunTask",
     "StudyOutcome",
     "default_workers",
     "gini",
@@ -163,10 +168,12 @@ class RunStatus:
     wall_seconds: float
 
 
-def execute_run(task: RunTask) -> RunStatus:
-    """Run one variant; never raises, so one failure cannot stop the study.
+def execute_run(task: RunTask, keyring: Keyring | None = None) -> RunStatus:
+    """Run one variant, signing with ``keyring`` (default: the user's keyring); never
+    raises, so one failure cannot stop the study.
 
-    Runs in a spawned worker process (or inline with one inprocess worker).
+    Runs in a spawned worker process, inline with one inprocess worker, or in a
+    Ray task (:mod:`simulation.study.ray_sweep`).
     """
     from simulation.engine.runner import quiet_environment, run_scenario
     from simulation.scenario.load import load_scenario
@@ -175,11 +182,16 @@ def execute_run(task: RunTask) -> RunStatus:
     started = time.perf_counter()
     try:
         scenario = load_scenario(task.base, task.overrides, task.seed)
-        run_scenario(scenario, task.out_dir, engine=task.engine, force=True)
+        run_scenario(scenario, task.out_dir, engine=task.engine, force=True, keyring=keyring)
     except Exception as exc:
         message = f"{type(exc).__name__}: {exc}".strip().replace("\n", " ")
         return RunStatus(task.run_id, "failed", message[:500], time.perf_counter() - started)
     return RunStatus(task.run_id, "ok", "", time.perf_counter() - started)
+
+
+RunExecutor = Callable[[Sequence[RunTask], Callable[[RunStatus], None]], None]
+"""Runs the pending tasks somewhere else, calling the callback once per finished run
+(e.g. :class:`simulation.study.ray_sweep.RayExecutor`)."""
 
 
 class BelowWarning(logging.Filter):
@@ -273,6 +285,7 @@ def run_study(
     on_done: Callable[[RunStatus], None] | None = None,
     interval: IntervalMethod = "bootstrap",
     test: PairedTest = "wilcoxon",
+    executor: RunExecutor | None = None,
 ) -> StudyOutcome:
     """Run every variant of ``study`` under ``study_dir`` and write the study tables.
 
@@ -282,7 +295,9 @@ def run_study(
     (no process start-up, handy for tests), anything else uses a
     ``ProcessPoolExecutor`` with the *spawn* start method because Ray is not
     fork-safe, and Flower runs get a fresh process each. ``interval`` and ``test``
-    choose the summary's statistics (:func:`summarize`).
+    choose the summary's statistics (:func:`summarize`). An ``executor`` (a Ray
+    cluster) runs the pending runs instead of local workers; resuming and the
+    tables stay here, so they are the same wherever the runs ran.
     """
     out = Path(study_dir)
     (out / "runs").mkdir(parents=True, exist_ok=True)
@@ -324,7 +339,9 @@ def run_study(
         if on_done is not None:
             on_done(status)
 
-    if todo and n_workers == 1 and study.engine == "inprocess":
+    if todo and executor is not None:
+        executor(todo, finished)
+    elif todo and n_workers == 1 and study.engine == "inprocess":
         for task in todo:
             finished(execute_run(task))
     elif todo:
