@@ -31,6 +31,38 @@ RUN_FIGURES = (
 )
 
 
+# The figures the learning-rate study's report embeds, in order (hand-listed). It has no
+# attackers (no attackers' share, no detection); its designs train differently.
+STUDY_FIGURES = ("accuracy_loss", "epsilon", "honest_profit", "token_share_groups", "gini")
+
+# The outcome study: reward designs over the same training, with a Sybil owner (two
+# identities flipping labels) and a free-rider among six identities, without DP.
+OUTCOME_POPULATION = (
+    "[{group: sybils, count: 2, behaviour: label_flip, sybil: duplicate},"
+    " {group: riders, count: 1, behaviour: free_rider}]"
+)
+OUTCOME_SET = (
+    "rounds=1",
+    "clients.count=6",
+    "training.epochs=1",
+    "output.save_model=false",
+    "privacy={mode: none}",
+    "model.name=logreg",
+    f"population={OUTCOME_POPULATION}",
+    "rewards.mechanism=equal,data_size",
+    "seed=1,2",
+)
+# Its figures (hand-listed): no ε figure without DP; accuracy one line.
+OUTCOME_FIGURES = (
+    "accuracy_loss",
+    "attacker_token_share",
+    "honest_profit",
+    "token_share_groups",
+    "detection",
+    "gini",
+)
+
+
 def _run(out: Path, *, seed: int, lr: float) -> Path:
     overrides = ("rounds=2", "clients.count=4", f"training.lr={lr}", "output.keep_versions=true")
     scenario = load_scenario(QUICKSTART, overrides, seed)
@@ -45,6 +77,20 @@ def study_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for lr in LRS:
         for seed in SEEDS:
             _run(root / f"lr{lr}-seed{seed}", seed=seed, lr=lr)
+    return root
+
+
+@pytest.fixture(scope="session")
+def outcome_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ``fedmarket compare`` study (summary.csv and all): 2 reward designs x 2 seeds with
+    attackers in population groups (do not modify)."""
+    from simulation.scenario.sweep import resolve_study
+    from simulation.study.compare import run_study
+
+    root = tmp_path_factory.mktemp("outcomes")
+    study = resolve_study(QUICKSTART, list(OUTCOME_SET), engine="inprocess")
+    outcome = run_study(study, root, workers=1)
+    assert outcome.failed == 0
     return root
 
 
