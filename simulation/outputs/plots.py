@@ -55,7 +55,6 @@ __all__ = [
     "load_run",
     "load_study",
     "lorenz",
-    "mean_ci",
     "plot",
     "run_figures",
     "save_figures",
@@ -388,27 +387,6 @@ def load_study(path: Path | str) -> StudyData:
 
 
 # -- statistics ----------------------------------------------------------------------------
-
-
-def mean_ci(values: np.ndarray, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-    """Column-wise mean and t-distribution half-width over the rows (seeds).
-
-    With a single replicate the half-width is 0: there is no spread to report.
-    """
-    from scipy import stats
-
-    arr = np.asarray(values, dtype=float)
-    if arr.ndim == 1:
-        arr = arr[None, :]
-    n = np.sum(~np.isnan(arr), axis=0)
-    mean = np.nanmean(arr, axis=0)
-    if arr.shape[0] < 2:
-        return mean, np.zeros_like(mean)
-    sd = np.nanstd(arr, axis=0, ddof=1)
-    dof = np.maximum(n - 1, 1)
-    t = stats.t.ppf(0.5 + confidence / 2, dof)
-    half = np.where(n > 1, t * sd / np.sqrt(np.maximum(n, 1)), 0.0)
-    return mean, half
 
 
 def lorenz(values: Iterable[float]) -> tuple[np.ndarray, np.ndarray]:

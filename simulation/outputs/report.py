@@ -49,9 +49,10 @@ logger = logging.getLogger("fedmarket.outputs")
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;
 margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
+h3{margin:1.2em 0 .2em;font-size:1em}
 h1,h2{border-bottom:1px solid #ddd;padding-bottom:.2em}
 .scroll{max-width:100%;overflow-x:auto;margin:1em 0}
-table{border-collapse:collapse;font-size:.9em}
+table{border-collapse:collapse;font-size:.85em}
 th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top;
 overflow-wrap:break-word}
 table.ledger td,table.manifest td{word-break:break-all}
@@ -209,23 +210,25 @@ def _outcome_sets(columns: Sequence[str]) -> list[tuple[str, str]]:
     return sorted(dict.fromkeys(found), key=lambda s: order[s[0]])
 
 
-def _study_outcomes(summary: pd.DataFrame) -> list[dict[str, Any]]:
-    """Per design and group of owners (groups data), each outcome as summary.csv holds it."""
+def _study_outcomes(summary: pd.DataFrame) -> dict[str, list[dict[str, Any]]]:
+    """Per design, a row per group of owners (groups data), each outcome as summary.csv
+    holds it."""
     sets = _outcome_sets(list(summary.columns))
-    rows: list[dict[str, Any]] = []
+    tables: dict[str, list[dict[str, Any]]] = {}
     for rec in summary_records(summary):
+        rows = tables.setdefault(str(rec["design"]), [])
         for kind, name in sets:
-            row: dict[str, Any] = {"design": rec["design"], "set": _SET_LABEL[kind], "name": name}
+            row: dict[str, Any] = {"set": _SET_LABEL[kind], "name": name}
             for column, header in _OUTCOME_COLUMNS.items():
                 if f"{kind}:{name}:{column}_mean" in rec:
                     est = summary_estimate(rec, f"{kind}:{name}:{column}")
                     # a count of owners is the same on every seed: the points add nothing
                     row[header] = f"{est.mean:.4g}" if column == "owners" else est.text()
             rows.append(row)
-    return rows
+    return tables
 
 
-def _run_outcomes(run: RunData) -> list[dict[str, Any]]:
+def _run_outcomes(run: RunData) -> dict[str, list[dict[str, Any]]]:
     """The run's groups data (``groups.parquet``, else computed from its files)."""
     from simulation.results.groups import GROUPS_FILE, run_group_outcomes
 
@@ -234,7 +237,7 @@ def _run_outcomes(run: RunData) -> list[dict[str, Any]]:
         table = pd.read_parquet(f) if f.is_file() else run_group_outcomes(run.path)
     except (OSError, ValueError, KeyError) as exc:
         logger.warning("%s: no group outcomes (%s)", run.path, exc)
-        return []
+        return {}
     order = {k: i for i, k in enumerate(_SET_LABEL)}
     rows = []
     for rec in sorted(table.to_dict("records"), key=lambda r: order.get(str(r["set"]), 9)):
@@ -245,7 +248,7 @@ def _run_outcomes(run: RunData) -> list[dict[str, Any]]:
                 value = rec[column]
                 row[header] = int(value) if column == "owners" else float(value)
         rows.append(row)
-    return rows
+    return {"": rows}
 
 
 def _study_headline(summary: pd.DataFrame) -> list[dict[str, Any]]:
@@ -379,7 +382,8 @@ def _manifest_rows(manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
 @dataclass(frozen=True, slots=True)
 class _Content:
     title: str
-    outcomes: list[dict[str, Any]]
+    outcomes: dict[str, list[dict[str, Any]]]
+    """Outcome rows, one table per design (the key is ``""`` for a run)."""
     headline: list[dict[str, Any]]
     scenario_yaml: str
     manifest: list[dict[str, Any]]
@@ -447,6 +451,15 @@ def _html_statistics(content: _Content) -> str:
     return out
 
 
+def _html_outcomes(tables: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
+    if not tables:
+        return "<p>(none)</p>"
+    return "".join(
+        (f"<h3>{html.escape(design)}</h3>" if design else "") + _html_table(rows, "outcomes")
+        for design, rows in tables.items()
+    )
+
+
 def _render_html(content: _Content) -> str:
     figs = []
     for name, fig in content.figures.items():
@@ -462,7 +475,7 @@ def _render_html(content: _Content) -> str:
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(content.title)}</title><style>{_CSS}</style></head><body>"
         f"<h1>{html.escape(content.title)}</h1>"
-        f"<h2>Outcomes per group</h2>{_html_table(content.outcomes, 'outcomes')}"
+        f"<h2>Outcomes per group</h2>{_html_outcomes(content.outcomes)}"
         f"<p>{html.escape(_OUTCOMES_NOTE)}</p>"
         f"<h2>Headline</h2>{_html_table(content.headline, 'headline')}"
         f"{_html_statistics(content)}"
@@ -476,7 +489,10 @@ def _render_html(content: _Content) -> str:
 
 
 def _render_markdown(content: _Content, figure_paths: Mapping[str, str]) -> str:
-    parts = [f"# {content.title}\n", "## Outcomes per group\n", _md_table(content.outcomes)]
+    parts = [f"# {content.title}\n", "## Outcomes per group\n"]
+    for design, rows in content.outcomes.items() or {"": []}.items():
+        parts += [f"### {design}\n"] if design else []
+        parts.append(_md_table(rows))
     parts += [_OUTCOMES_NOTE + "\n", "## Headline\n", _md_table(content.headline)]
     if content.statistics:
         parts.append(content.statistics + "\n")

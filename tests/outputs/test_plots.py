@@ -19,7 +19,6 @@ from simulation.outputs.plots import (
     load_run,
     load_study,
     lorenz,
-    mean_ci,
     run_figures,
     study_figures,
 )
@@ -34,16 +33,6 @@ def test_gini_and_lorenz_golden() -> None:
     pop, cum = lorenz([0, 0, 0, 4])
     assert pop.tolist() == [0, 0.25, 0.5, 0.75, 1.0]
     assert cum.tolist() == [0, 0, 0, 0, 1.0]
-
-
-def test_mean_ci_uses_t_distribution() -> None:
-    mean, half = mean_ci(np.array([[1.0, 10.0], [3.0, 10.0]]))
-    assert mean.tolist() == [2.0, 10.0]
-    # t(0.975, 1) = 12.706; sd = sqrt(2); n = 2
-    assert half[0] == pytest.approx(12.7062 * np.sqrt(2) / np.sqrt(2), rel=1e-4)
-    assert half[1] == 0.0
-    _, single = mean_ci(np.array([[5.0, 6.0]]))
-    assert single.tolist() == [0.0, 0.0]
 
 
 def test_run_figures_content(pristine_run: Path, caplog: pytest.LogCaptureFixture) -> None:

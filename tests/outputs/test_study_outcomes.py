@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from simulation.outputs.plots import load_study, study_figures
+from simulation.outputs.plots import RunData, StudyData, load_study, study_figures
 from simulation.outputs.report import write_report
 from tests.outputs.conftest import OUTCOME_FIGURES, STUDY_FIGURES
 
@@ -107,8 +107,10 @@ def test_study_report_leads_with_outcomes_that_match_summary_csv(
                      "reward_gini", "test_accuracy"):  # fmt: skip
             text = _cell(rec[f"{cell}_mean"], rec[f"{cell}_points"])
             assert text in md and text in html, (design, cell, text)
-        row = next(ln for ln in md.splitlines() if ln.startswith(f"| {design} | total | attackers"))
-        assert "| 2 |" in row  # the Sybil owner and the free-rider
+        section = md.split(f"### {design}\n")[1].split("###")[0]
+        row = next(ln for ln in section.splitlines() if ln.startswith("| total | attackers"))
+        assert row.startswith("| total | attackers | 2 |")  # the Sybil owner, the free-rider
+        assert f"<h3>{design}</h3>" in html
     # the headline's attackers' share is the outcomes table's (one definition)
     head = md.split("## Headline")[1].split("##")[0]
     share = summary.loc[EQUAL]
@@ -126,3 +128,48 @@ def test_study_report_leads_with_outcomes_that_match_summary_csv(
     assert images == list(OUTCOME_FIGURES)
     assert sorted(p.stem for p in paths.figures) == sorted(OUTCOME_FIGURES)
     assert '<div class="scroll"><table class="ledger">' in html
+
+
+def _fake_run(name: str, seed: int, accuracy: list[float]) -> RunData:
+    rounds = pd.DataFrame(
+        {"round": range(len(accuracy)), "test_accuracy": accuracy, "test_loss": accuracy}
+    )
+    metrics = pd.DataFrame(
+        [(1, "client-000", "reward_tokens", 10.0)], columns=["round", "client", "metric", "value"]
+    )
+    manifest = {"seed": seed, "scenario": {"seed": seed, "training": {"lr": name}}}
+    return RunData(Path(f"/nonexistent/{name}-{seed}"), manifest, rounds, metrics, {})
+
+
+def test_five_seeds_draw_intervals_instead_of_seeds() -> None:
+    """From 5 seeds: a band per design (inside the seeds' range, around the mean) and
+    the summary's interval as the whisker, no per-seed lines."""
+    acc = {"a": [0.1, 0.2, 0.3, 0.4, 0.5], "b": [0.6, 0.6, 0.7, 0.8, 0.9]}
+    designs = {
+        f"lr={d}": tuple(_fake_run(d, s, [0.0, v]) for s, v in enumerate(vals, 1))
+        for d, vals in acc.items()
+    }
+    runs = tuple(r for rs in designs.values() for r in rs)
+    study = StudyData(Path("/nonexistent"), runs, ("training.lr",), designs, None)
+    summary = pd.DataFrame(
+        {
+            "design": ["lr=a", "lr=b"],
+            "reward_gini_mean": [0.3, 0.5],
+            "reward_gini_lo": [0.25, 0.4],
+            "reward_gini_hi": [0.35, 0.7],
+            "reward_gini_n": [5, 5],
+            "reward_gini_points": ["0.2;0.3;0.3;0.3;0.4", "0.4;0.5;0.5;0.5;0.6"],
+        }
+    )
+    figs = study_figures(study, summary)
+    ax_acc, _ = figs["accuracy_loss"].axes
+    assert len(ax_acc.get_lines()) == 2 and len(ax_acc.collections) == 2  # means and bands
+    for band, vals in zip(ax_acc.collections, acc.values(), strict=True):
+        ys = band.get_paths()[0].vertices[:, 1]
+        final = ys[np.abs(ys) > 0]  # the round-1 edge (round 0 is 0 on every seed)
+        assert min(vals) <= final.min() < np.mean(vals) < final.max() <= max(vals)
+    (ax_gini,) = figs["gini"].axes
+    assert "whisker: 95% interval" in ax_gini.get_title()
+    (whiskers,) = [c for c in ax_gini.collections if len(c.get_segments()) == 2]
+    spans = [tuple(seg[:, 0]) for seg in whiskers.get_segments()]
+    assert spans == [pytest.approx((0.25, 0.35)), pytest.approx((0.4, 0.7))]
