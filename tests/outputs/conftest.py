@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 import typer
@@ -92,6 +93,15 @@ def outcome_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     outcome = run_study(study, root, workers=1)
     assert outcome.failed == 0
     return root
+
+
+@pytest.fixture(scope="session")
+def outcome_report(outcome_study: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The outcome study's report (:class:`~simulation.outputs.report.ReportPaths`;
+    do not modify), written once for the tests that read it."""
+    from simulation.outputs.report import write_report
+
+    return write_report(outcome_study, tmp_path_factory.mktemp("outcome-report"))
 
 
 @pytest.fixture(scope="session")

@@ -156,8 +156,8 @@ def test_run_report_renders_in_headless_chromium(run_dir: Path, tmp_path: Path) 
 
 
 @pytest.mark.slow
-def test_study_report_renders_in_headless_chromium(outcome_study: Path, tmp_path: Path) -> None:
-    data = _render(write_report(outcome_study, tmp_path / "rep").html, tmp_path)
+def test_study_report_renders_in_headless_chromium(outcome_report: Any, tmp_path: Path) -> None:
+    data = _render(outcome_report.html, tmp_path)
     assert [alt for alt, _, _ in data["images"]] == list(OUTCOME_FIGURES)
     # a table per design of 8 sets (2 totals, 3 population groups, 3 attack roles)
     assert [rows for cls, rows in data["tables"] if cls == "outcomes"] == [1 + 8, 1 + 8]

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from simulation.outputs.plots import RunData, StudyData, load_study, study_figures
-from simulation.outputs.report import write_report
+from simulation.outputs.report import ReportPaths
 from tests.outputs.conftest import OUTCOME_FIGURES, STUDY_FIGURES
 
 EQUAL, DATA_SIZE = "rewards.mechanism=equal", "rewards.mechanism=data_size"
@@ -93,9 +93,9 @@ def test_blank_heatmap_is_not_drawn(study_dir: Path) -> None:
 
 
 def test_study_report_leads_with_outcomes_that_match_summary_csv(
-    outcome_study: Path, tmp_path: Path
+    outcome_study: Path, outcome_report: ReportPaths
 ) -> None:
-    paths = write_report(outcome_study, tmp_path / "rep")
+    paths = outcome_report
     md, html = paths.markdown.read_text(), paths.html.read_text()
     assert re.findall(r"^## (.+)$", md, re.M)[:2] == ["Outcomes per group", "Headline"]
     assert re.search(r"<h2>(.*?)</h2>", html).group(1) == "Outcomes per group"  # type: ignore[union-attr]
