@@ -861,9 +861,16 @@ def _identical(frames: Mapping[str, pd.DataFrame]) -> bool:
     )
 
 
+def _values(frames: Mapping[str, pd.DataFrame]) -> np.ndarray:
+    """Every value of the frames, flat (empty without frames)."""
+    if not frames:
+        return np.zeros(0)
+    return np.concatenate([f.to_numpy(float).ravel() for f in frames.values()])
+
+
 def _has_data(frames: Mapping[str, pd.DataFrame], *, zero_is_none: bool = False) -> bool:
-    values = np.concatenate([f.to_numpy(float).ravel() for f in frames.values()]) if frames else []
-    finite = np.asarray(values)[~np.isnan(values)] if len(values) else np.asarray([])
+    values = _values(frames)
+    finite = values[~np.isnan(values)]
     return finite.size > 0 and not (zero_is_none and not np.any(finite))
 
 
@@ -912,8 +919,8 @@ def _study_accuracy_loss(study: StudyData) -> Figure | None:
         _design_curves(ax_loss, loss, "test_loss")
     ax_acc.set(xlabel="round", ylabel="test accuracy", title=f"Accuracy ({note})")
     ax_loss.set(xlabel="round", ylabel="test loss", title=f"Loss ({note})")
-    values = np.concatenate([f.to_numpy(float).ravel() for f in loss.values()]) if loss else []
-    positive = np.asarray(values)[np.asarray(values) > 0] if len(values) else np.asarray([])
+    values = _values(loss)
+    positive = values[values > 0]
     if positive.size and positive.max() / positive.min() > 100:
         ax_loss.set_yscale("log")
     _legend_below(fig, ax_acc)
