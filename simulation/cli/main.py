@@ -217,10 +217,70 @@ def validate(
 
 @app.command()
 def schema() -> None:
-    """Print the JSON Schema of scenario files."""
+    """Print the JSON Schema of scenario files, with every component's parameters
+    (under "x-fedmarket-components": kind -> name -> schema of its params)."""
+    from simulation.cli.params import COMPONENTS_KEY, component_schemas
     from simulation.scenario.load import json_schema
 
-    typer.echo(json.dumps(json_schema(), indent=2, sort_keys=True))
+    document = json_schema()
+    document[COMPONENTS_KEY] = component_schemas()
+    typer.echo(json.dumps(document, indent=2, sort_keys=True))
+
+
+@app.command()
+def params(
+    name: Annotated[
+        str | None,
+        typer.Argument(help="Component name (krum, foolsgold, label_flip, ...) or KIND:NAME."),
+    ] = None,
+) -> None:
+    """Print one component's parameters with defaults and units (no NAME: list them all)."""
+    from simulation.cli.params import find_components, near_names
+
+    if name is None:
+        _list_components()
+        return
+    found = find_components(name)
+    if not found:
+        near = near_names(name)
+        hint = f" (did you mean: {', '.join(near)})" if near else ""
+        typer.echo(
+            f"error: unknown component {name!r}{hint}; `fedmarket params` lists all", err=True
+        )
+        raise typer.Exit(EXIT_SCENARIO)
+    for kind, entry in found:
+        _print_params(kind, entry)
+
+
+def _list_components() -> None:
+    from simulation.cli.params import WHERE
+    from simulation.scenario.components import KINDS
+
+    for kind, spec in KINDS.items():
+        typer.echo(f"{spec.label} ({WHERE[kind][0]}): {', '.join(spec.names())}")
+
+
+def _print_params(kind: str, name: str) -> None:
+    from simulation.cli.params import WHERE, model_summary, param_rows
+    from simulation.scenario.components import KINDS
+
+    named_by, params_at = WHERE[kind]
+    typer.echo(
+        f"{KINDS[kind].label} {name!r}: set {named_by} = {name}; parameters under {params_at}"
+    )
+    summary = model_summary(kind, name)
+    if summary:
+        typer.echo(f"  {summary}")
+    rows = param_rows(kind, name)
+    if not rows:
+        typer.echo("  takes no parameters")
+    for r in rows:
+        facts = [r.type, f"default {r.default}"]
+        facts += [f"unit {r.unit}"] if r.unit else []
+        facts += [r.constraints] if r.constraints else []
+        typer.echo(f"  {r.name}: {'; '.join(facts)}")
+        if r.description:
+            typer.echo(f"      {r.description}")
 
 
 def main() -> None:

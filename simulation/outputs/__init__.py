@@ -9,6 +9,7 @@ _EXPORTS = {
     "load_study": "plots",
     "run_figures": "plots",
     "study_figures": "plots",
+    "study_summary": "plots",
     "save_figures": "plots",
     "OutputsError": "plots",
     "write_report": "report",

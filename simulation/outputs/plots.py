@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import re
 import textwrap
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib as mpl
 import numpy as np
@@ -35,6 +37,9 @@ from matplotlib.ticker import MaxNLocator
 from simulation import names
 from simulation.results.groups import Truth
 
+if TYPE_CHECKING:
+    from simulation.study.stats import Estimate
+
 __all__ = [
     "FIGURE_FORMATS",
     "OKABE_ITO",
@@ -42,6 +47,7 @@ __all__ = [
     "OutputsError",
     "RunData",
     "StudyData",
+    "design_labels",
     "figure_style",
     "gini",
     "is_run_dir",
@@ -49,11 +55,13 @@ __all__ = [
     "load_run",
     "load_study",
     "lorenz",
-    "mean_ci",
     "plot",
     "run_figures",
     "save_figures",
     "study_figures",
+    "study_summary",
+    "summary_estimate",
+    "summary_records",
 ]
 
 logger = logging.getLogger("fedmarket.outputs")
@@ -381,27 +389,6 @@ def load_study(path: Path | str) -> StudyData:
 # -- statistics ----------------------------------------------------------------------------
 
 
-def mean_ci(values: np.ndarray, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-    """Column-wise mean and t-distribution half-width over the rows (seeds).
-
-    With a single replicate the half-width is 0: there is no spread to report.
-    """
-    from scipy import stats
-
-    arr = np.asarray(values, dtype=float)
-    if arr.ndim == 1:
-        arr = arr[None, :]
-    n = np.sum(~np.isnan(arr), axis=0)
-    mean = np.nanmean(arr, axis=0)
-    if arr.shape[0] < 2:
-        return mean, np.zeros_like(mean)
-    sd = np.nanstd(arr, axis=0, ddof=1)
-    dof = np.maximum(n - 1, 1)
-    t = stats.t.ppf(0.5 + confidence / 2, dof)
-    half = np.where(n > 1, t * sd / np.sqrt(np.maximum(n, 1)), 0.0)
-    return mean, half
-
-
 def lorenz(values: Iterable[float]) -> tuple[np.ndarray, np.ndarray]:
     """Lorenz curve points: population share vs. cumulative share of earnings."""
     x = np.sort(np.asarray(list(values), dtype=float))
@@ -724,43 +711,218 @@ def run_figures(run: RunData) -> dict[str, Figure]:
 
 
 # -- figures: a study --------------------------------------------------------------------
+#
+# Every study figure reads the same summary frame the report's tables print
+# (:func:`study_summary`: ``summary.parquet`` as ``fedmarket compare`` wrote it, or the
+# same summary rebuilt from the runs), so a figure and a table never disagree; per-round
+# curves use :func:`simulation.study.stats.estimate` round by round, the same estimator.
 
 
-def _stack(runs: Sequence[RunData], column: str) -> tuple[np.ndarray, np.ndarray] | None:
-    series = [s for s in (_global_series(r, column) for r in runs) if s is not None]
-    if not series:
+def study_summary(study: StudyData) -> pd.DataFrame:
+    """The study's ``summary.parquet``/``.csv`` as ``fedmarket compare`` wrote it; for a
+    plain directory of runs (or an older summary) the same summary rebuilt from the runs'
+    files with :func:`~simulation.study.compare.summarize`, so the two never disagree."""
+    for name in ("summary.parquet", "summary.csv"):
+        f = study.path / name
+        if f.is_file():
+            table = pd.read_parquet(f) if name.endswith("parquet") else pd.read_csv(f)
+            if "test_accuracy_points" in table.columns:
+                return table
+    from simulation.results.groups import run_group_outcomes, study_columns
+    from simulation.results.metrics import run_metrics
+    from simulation.study.compare import summarize
+
+    rows = []
+    for design, runs in study.designs.items():
+        for run in runs:
+            try:
+                values: dict[str, Any] = dict(run_metrics(run.path))
+                values |= study_columns(run_group_outcomes(run.path))
+                status = "ok"
+            except (OSError, ValueError, KeyError) as exc:
+                logger.warning("%s: unreadable results (%s); left out", run.path, exc)
+                values, status = {}, "failed"
+            rows.append({"design": design, "seed": run.seed, "status": status, **values})
+    return summarize(pd.DataFrame(rows), ())
+
+
+def summary_estimate(row: Mapping[str, Any], metric: str) -> Estimate:
+    """The :class:`~simulation.study.stats.Estimate` of ``metric`` stored in one summary
+    row (``_mean``, ``_lo``, ``_hi``, ``_n``, ``_points``); ``n == 0`` when absent."""
+    from simulation.study.stats import Estimate
+
+    points = row.get(f"{metric}_points", "")
+    points = "" if not isinstance(points, str) else points
+    n = row.get(f"{metric}_n", 0)
+    return Estimate(
+        int(n) if isinstance(n, int | float) and n == n else 0,
+        float(row.get(f"{metric}_mean", math.nan)),
+        float(row.get(f"{metric}_lo", math.nan)),
+        float(row.get(f"{metric}_hi", math.nan)),
+        tuple(float(v) for v in points.split(";") if v),
+    )
+
+
+def design_labels(study: StudyData) -> dict[str, str]:
+    """Summary design (``fedmarket compare``'s ``key=value`` of the sweep) → the short
+    label the per-round figures use (:func:`design_of`), through ``study.parquet``'s
+    ``run_id``s, so every figure names a design alike; identity where unknown."""
+    table = study.table
+    if table is None or not {"run_id", "design"} <= set(table.columns):
+        return {}
+    short = {run.path.name: label for label, runs in study.designs.items() for run in runs}
+    return {
+        str(design): short[str(run_id)]
+        for run_id, design in zip(table["run_id"], table["design"], strict=True)
+        if str(run_id) in short
+    }
+
+
+def summary_records(summary: pd.DataFrame) -> list[dict[str, Any]]:
+    """The summary's rows as dicts, built column by column (``to_dict("records")`` walks
+    a summary's thousands of mixed-type columns row-wise and takes seconds)."""
+    columns = summary.to_dict("list")
+    return [{c: values[i] for c, values in columns.items()} for i in range(len(summary))]
+
+
+def _per_design(records: Sequence[Mapping[str, Any]], metric: str) -> list[tuple[str, Estimate]]:
+    """``(design, estimate)`` of ``metric`` for every design where it is defined."""
+    out = []
+    for rec in records:
+        est = summary_estimate(rec, metric)
+        if est.n > 0:
+            out.append((str(rec["design"]), est))
+    return out
+
+
+def _interval_title(estimates: Sequence[Estimate]) -> str:
+    from simulation.study.stats import MIN_SEEDS
+
+    if any(e.has_interval for e in estimates):
+        return "bar: mean, whisker: 95% interval, dots: seeds"
+    return f"bar: mean, dots: seeds (no interval below {MIN_SEEDS} seeds)"
+
+
+def _wrapped(labels: Sequence[str]) -> list[str]:
+    return [textwrap.fill(label, 40) for label in labels]
+
+
+def _estimate_bars(
+    study: StudyData, records: Sequence[Mapping[str, Any]], metric: str, label: str
+) -> Figure | None:
+    """One horizontal bar per design: the mean, the interval when there is one, and every
+    seed's value as a dot (the only spread shown below the seeds an interval needs)."""
+    found = _per_design(records, metric)
+    if not found:
+        logger.info("%s: %s undefined in every design; figure skipped", study.path, metric)
         return None
-    frame = pd.concat(series, axis=1).sort_index()
-    return frame.index.to_numpy(), frame.to_numpy(dtype=float).T
+    labels = _wrapped([d for d, _ in found])
+    estimates = [e for _, e in found]
+    lines = sum(lbl.count("\n") + 1 for lbl in labels)
+    fig, (ax,) = _figure(height=max(2.5, 0.3 * lines + 0.2 * len(labels) + 1.5))
+    err = np.array(
+        [[e.mean - e.lo, e.hi - e.mean] if e.has_interval else [0.0, 0.0] for e in estimates]
+    ).T
+    rows = np.arange(len(labels))
+    colours = [OKABE_ITO[i % len(OKABE_ITO)] for i in range(len(labels))]
+    ax.barh(rows, [e.mean for e in estimates], xerr=err, color=colours, capsize=3, alpha=0.8)
+    ax.set_yticks(rows, labels)
+    for i, e in enumerate(estimates):
+        ax.plot(e.points, [i] * len(e.points), "o", color="black", markersize=3)
+    ax.set(xlabel=label, title=f"{label} per design\n({_interval_title(estimates)})")
+    ax.xaxis.set_major_locator(MaxNLocator(5))  # small values have long tick labels
+    fig.tight_layout()
+    return fig
 
 
-def _design_lines(ax: Any, study: StudyData, column: str) -> None:
-    for i, (design, runs) in enumerate(study.designs.items()):
-        stacked = _stack(runs, column)
-        if stacked is None:
-            continue
-        x, values = stacked
-        mean, half = mean_ci(values)
-        colour = OKABE_ITO[i % len(OKABE_ITO)]
-        ax.plot(x, mean, color=colour, marker="o", ms=3, label=f"{design} (n={len(runs)})")
-        ax.fill_between(x, mean - half, mean + half, color=colour, alpha=0.2, lw=0)
+def _round_frames(study: StudyData, column: str) -> dict[str, pd.DataFrame]:
+    """Per design, ``column`` per round (rows) and seed (columns); designs without it left out."""
+    out: dict[str, pd.DataFrame] = {}
+    for design, runs in study.designs.items():
+        series = {
+            (r.seed if r.seed is not None else i): s
+            for i, r in enumerate(runs)
+            if (s := _global_series(r, column)) is not None
+        }
+        if series:
+            out[design] = pd.DataFrame(series).sort_index(axis=0).sort_index(axis=1)
+    return out
 
 
-def _study_accuracy_loss(study: StudyData) -> Figure:
-    fig, (ax_acc, ax_loss) = _figure(2, height=3.8)
-    _design_lines(ax_acc, study, "test_accuracy")
-    _design_lines(ax_loss, study, "test_loss")
-    ax_acc.set(xlabel="round", ylabel="test accuracy", title="Accuracy (mean ± 95% CI)")
-    ax_loss.set(xlabel="round", ylabel="test loss", title="Loss (mean ± 95% CI)")
-    lows, highs = ax_loss.get_ylim()
-    if lows > 0 and highs / lows > 100:
-        ax_loss.set_yscale("log")
+def _identical(frames: Mapping[str, pd.DataFrame]) -> bool:
+    """Whether every design has the same value on every seed and round (e.g. reward
+    designs over the same training: the curves coincide and one line says so)."""
+    first, *rest = frames.values()
+    return bool(rest) and all(
+        f.shape == first.shape
+        and list(f.columns) == list(first.columns)
+        and np.array_equal(f.to_numpy(float), first.to_numpy(float), equal_nan=True)
+        for f in rest
+    )
+
+
+def _values(frames: Mapping[str, pd.DataFrame]) -> np.ndarray:
+    """Every value of the frames, flat (empty without frames)."""
+    if not frames:
+        return np.zeros(0)
+    return np.concatenate([f.to_numpy(float).ravel() for f in frames.values()])
+
+
+def _has_data(frames: Mapping[str, pd.DataFrame], *, zero_is_none: bool = False) -> bool:
+    values = _values(frames)
+    finite = values[~np.isnan(values)]
+    return finite.size > 0 and not (zero_is_none and not np.any(finite))
+
+
+def _round_curve(ax: Any, frame: pd.DataFrame, metric: str, colour: str, label: str) -> None:
+    """Mean per round; a 95% band (:func:`~simulation.study.stats.estimate`) from
+    :data:`~simulation.study.stats.MIN_SEEDS` seeds, else every seed as a thin line."""
+    from simulation.study.stats import MIN_SEEDS, estimate
+
+    x = frame.index.to_numpy()
+    ests = [estimate(row.tolist(), metric, key=("round", int(r))) for r, row in frame.iterrows()]
+    ax.plot(x, [e.mean for e in ests], color=colour, marker="o", ms=3, label=label)
+    if frame.shape[1] >= MIN_SEEDS:
+        lo = [e.lo if e.has_interval else e.mean for e in ests]
+        hi = [e.hi if e.has_interval else e.mean for e in ests]
+        ax.fill_between(x, lo, hi, color=colour, alpha=0.2, lw=0)
     else:
-        finite = [ln.get_ydata() for ln in ax_loss.get_lines()]
-        values = np.concatenate([np.asarray(v, dtype=float) for v in finite]) if finite else []
-        positive = values[values > 0] if len(values) else values
-        if len(positive) and positive.max() / positive.min() > 100:
-            ax_loss.set_yscale("log")
+        for seed in frame.columns:
+            ax.plot(x, frame[seed].to_numpy(float), color=colour, lw=0.6, alpha=0.45)
+
+
+def _design_curves(ax: Any, frames: Mapping[str, pd.DataFrame], metric: str) -> str:
+    """One curve per design, or one labelled "identical across designs" when they coincide;
+    returns the spread note for the title."""
+    from simulation.study.stats import MIN_SEEDS
+
+    if _identical(frames):
+        design, frame = next(iter(frames.items()))
+        label = f"identical across designs ({len(frames)} designs, n={frame.shape[1]})"
+        _round_curve(ax, frame, metric, OKABE_ITO[0], label)
+    else:
+        for i, (design, frame) in enumerate(frames.items()):
+            label = f"{design} (n={frame.shape[1]})"
+            _round_curve(ax, frame, metric, OKABE_ITO[i % len(OKABE_ITO)], label)
+    few = min(f.shape[1] for f in frames.values()) < MIN_SEEDS
+    return "mean; thin lines: seeds" if few else "mean ± 95% interval"
+
+
+def _study_accuracy_loss(study: StudyData) -> Figure | None:
+    acc, loss = _round_frames(study, "test_accuracy"), _round_frames(study, "test_loss")
+    if not (_has_data(acc) or _has_data(loss)):
+        logger.info("%s: no test accuracy or loss; accuracy figure skipped", study.path)
+        return None
+    fig, (ax_acc, ax_loss) = _figure(2, height=3.8)
+    note = _design_curves(ax_acc, acc, "test_accuracy") if acc else ""
+    if loss:
+        _design_curves(ax_loss, loss, "test_loss")
+    ax_acc.set(xlabel="round", ylabel="test accuracy", title=f"Accuracy ({note})")
+    ax_loss.set(xlabel="round", ylabel="test loss", title=f"Loss ({note})")
+    values = _values(loss)
+    positive = values[values > 0]
+    if positive.size and positive.max() / positive.min() > 100:
+        ax_loss.set_yscale("log")
     _legend_below(fig, ax_acc)
     return fig
 
@@ -771,56 +933,122 @@ def _legend_below(fig: Figure, ax: Any) -> None:
     if not handles:
         fig.tight_layout()
         return
+    labels = [textwrap.fill(label, 90) for label in labels]  # never wider than the figure
     ncol = 1 if max(len(label) for label in labels) > 40 else 2
-    rows = -(-len(labels) // ncol)
+    rows = -(-sum(label.count("\n") + 1 for label in labels) // ncol)
     fig.legend(handles, labels, loc="lower center", ncol=ncol, frameon=False, fontsize="small")
     fig.tight_layout(rect=(0.0, min(0.5, 0.06 * rows + 0.02), 1.0, 1.0))
 
 
-def _study_epsilon(study: StudyData) -> Figure:
+def _study_epsilon(study: StudyData) -> Figure | None:
+    frames = _round_frames(study, "epsilon_max")
+    if not _has_data(frames, zero_is_none=True):  # no DP anywhere: ε is 0 throughout
+        logger.info("%s: no privacy loss in any run; ε figure skipped", study.path)
+        return None
     fig, (ax,) = _figure()
-    _design_lines(ax, study, "epsilon_max")
-    ax.set(xlabel="round", ylabel="ε max", title="Privacy loss (mean ± 95% CI)")
+    note = _design_curves(ax, frames, "epsilon_max")
+    ax.set(xlabel="round", ylabel="ε max", title=f"Privacy loss ({note})")
     _legend_below(fig, ax)
     return fig
 
 
-def _study_gini(study: StudyData) -> Figure | None:
-    """``reward_gini`` per design (rewards + royalties, as in ``summary.csv``): the mean
-    with its interval from :func:`simulation.study.stats.estimate`, and every seed's
-    value as a dot (the only spread shown below the seeds an interval needs)."""
-    from simulation.results.metrics import run_metrics
-    from simulation.study.stats import estimate
+#: Summary columns of the study outcome figures (``<set>:<name>:<column>`` of groups data).
+ATTACKERS_TOKEN_SHARE = "total:attackers:token_share"
+HONEST_PROFIT = "total:honest:net_profit_per_owner"
 
-    labels, estimates = [], []
-    for design, runs in study.designs.items():
-        values = [run_metrics(r.path)["reward_gini"] for r in runs if not r.earnings().empty]
-        if values:
-            labels.append(design)
-            estimates.append(estimate(values, "reward_gini", key=(design,)))
-    if not labels:
-        logger.info("%s: no earnings in any run; Gini figure skipped", study.path)
+
+def _sets_of(summary: pd.DataFrame, kind: str, column: str) -> list[str]:
+    """Names of ``kind``'s sets (``group``, ``kind``) with a ``column`` in the summary."""
+    pattern = re.compile(rf"^{re.escape(kind)}:(.+):{re.escape(column)}_mean$")
+    return [m.group(1) for c in summary.columns if (m := pattern.match(str(c)))]
+
+
+def _stacked_panel(ax: Any, summary: pd.DataFrame, kind: str, title: str) -> bool:
+    """Mean token share of each set of ``kind`` per design, stacked (a partition: ≈ 1)."""
+    names_ = _sets_of(summary, kind, "token_share")
+    designs = summary["design"].astype(str).tolist()
+    shares = {
+        n: np.nan_to_num(summary[f"{kind}:{n}:token_share_mean"].to_numpy(float)) for n in names_
+    }
+    if not names_ or not any(np.any(v) for v in shares.values()):
+        ax.set_visible(False)
+        return False
+    rows = np.arange(len(designs))
+    left = np.zeros(len(designs))
+    for i, n in enumerate(names_):
+        colour = OKABE_ITO[i % len(OKABE_ITO)]
+        ax.barh(rows, shares[n], left=left, color=colour, label=n, alpha=0.85)
+        left += shares[n]
+    ax.set_yticks(rows, _wrapped(designs))
+    ax.set(xlim=(0, 1), xlabel="share of all tokens (mean over seeds)", title=title)
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small")
+    return True
+
+
+def _study_token_share_groups(study: StudyData, summary: pd.DataFrame) -> Figure | None:
+    """Token share (rewards + royalties) by population group and by attack role, stacked
+    per design."""
+    height = max(2.0, 0.4 * len(summary) + 1.4)
+    fig = Figure(figsize=(7.5, 2 * height), layout="constrained")
+    ax_group, ax_kind = fig.subplots(2, 1)
+    drawn = [
+        _stacked_panel(ax_group, summary, "group", "Token share by population group"),
+        _stacked_panel(ax_kind, summary, "kind", "Token share by attack role"),
+    ]
+    if not any(drawn):
+        logger.info("%s: no tokens paid to any group; group share figure skipped", study.path)
         return None
-    # Long design labels are wrapped so the bars keep their width.
-    labels = [textwrap.fill(label, 40) for label in labels]
-    lines = sum(label.count("\n") + 1 for label in labels)
-    fig, (ax,) = _figure(height=max(2.5, 0.3 * lines + 0.2 * len(labels) + 1.5))
-    means = [e.mean for e in estimates]
-    err = np.array(
-        [[e.mean - e.lo, e.hi - e.mean] if e.has_interval else [0.0, 0.0] for e in estimates]
-    ).T
-    rows = np.arange(len(labels))
-    ax.barh(rows, means, xerr=err, color=OKABE_ITO[: len(labels)], capsize=3, alpha=0.8)
-    ax.set_yticks(rows, labels)
-    for i, e in enumerate(estimates):
-        ax.plot(e.points, [i] * len(e.points), "o", color="black", markersize=3)
-    ax.set(
-        xlabel="Gini of tokens (rewards + royalties)",
-        title="Token inequality (mean; 95% interval from 5 seeds; dots: seeds)",
-    )
-    ax.xaxis.set_major_locator(MaxNLocator(5))  # small Ginis have long tick labels
+    return fig
+
+
+_SCORES = ("precision", "recall", "f1")
+
+
+def _study_detection(study: StudyData, records: Sequence[Mapping[str, Any]]) -> Figure | None:
+    """Precision, recall and F1 of telling attacking owners from honest ones, per detector
+    that acted and per design (``total:attackers:<detector>_<score>``)."""
+    from simulation.results.groups import DETECTORS
+
+    acted = [
+        d for d in DETECTORS if any(_per_design(records, f"{ATTACK_SET}:{d}_{s}") for s in _SCORES)
+    ]
+    if not acted:
+        logger.info("%s: no detector acted or no attackers; detection figure skipped", study.path)
+        return None
+    designs = [str(r["design"]) for r in records]
+    fig, axes = _figure(len(acted), height=max(3.2, 0.35 * len(designs) + 2.4))
+    width = 0.8 / len(_SCORES)
+    notes = []
+    for ax, det in zip(axes, acted, strict=True):
+        rows = np.arange(len(designs))
+        for j, score in enumerate(_SCORES):
+            y = rows + (j - 1) * width
+            ests = [summary_estimate(r, f"{ATTACK_SET}:{det}_{score}") for r in records]
+            notes += ests
+            means = [e.mean if e.n else 0.0 for e in ests]
+            ax.barh(y, means, height=width, color=OKABE_ITO[j], label=score, alpha=0.85)
+            for yi, e in zip(y, ests, strict=True):
+                ax.plot(e.points, [yi] * len(e.points), "o", color="black", markersize=2)
+                if e.n == 0:
+                    ax.text(0.01, yi, "n/a", va="center", fontsize=6)
+        ax.set_yticks(rows, _wrapped(designs) if ax is axes[0] else [""] * len(designs))
+        ax.set(xlim=(0, 1.05), title=f"{det}", xlabel="score")
+    axes[0].legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, fontsize="small")
+    fig.suptitle(f"Detection of attacking owners ({_interval_title([e for e in notes if e.n])})")
     fig.tight_layout()
     return fig
+
+
+ATTACK_SET = "total:attackers"
+
+
+def _has_attackers(summary: pd.DataFrame) -> bool:
+    column = f"{ATTACK_SET}:owners_mean"
+    return column in summary and bool((summary[column].fillna(0.0) > 0).any())
+
+
+def _paid_anything(study: StudyData) -> bool:
+    return any(not r.earnings().empty for r in study.runs)
 
 
 _ATTACK_FRACTION = ("attacker_fraction", "attackers_fraction", "attack_fraction")
@@ -866,6 +1094,9 @@ def _study_attack_heatmap(study: StudyData) -> Figure | None:
         .pivot_table(index="_row", columns=frac, values=success, aggfunc="mean")
         .sort_index()
     )
+    if grid.empty or bool(np.isnan(grid.to_numpy(float)).all()):
+        logger.info("%s: attack success undefined in every run; heatmap skipped", study.path)
+        return None
     fig, (ax,) = _figure(height=max(2.5, 0.5 * len(grid) + 1.5))
     image = ax.imshow(grid.to_numpy(), cmap="cividis", vmin=0.0, vmax=1.0, aspect="auto")
     ax.set_xticks(range(len(grid.columns)), [f"{c:g}" for c in grid.columns])
@@ -884,13 +1115,40 @@ def _study_attack_heatmap(study: StudyData) -> Figure | None:
     return fig
 
 
-def study_figures(study: StudyData) -> dict[str, Figure]:
-    """The study's comparative figures, one line per design, by name."""
+def study_figures(study: StudyData, summary: pd.DataFrame | None = None) -> dict[str, Figure]:
+    """The study's comparative figures by name, each skipped when its metric has no data:
+    accuracy/loss and ε per round (one line when identical across designs), attackers'
+    token share, honest profit, token share by group, detection and Gini per design (from
+    ``summary``, default :func:`study_summary`), and the attack heatmap."""
+    table = study_summary(study) if summary is None else summary
+    labels = design_labels(study)
+    table = table.assign(design=[labels.get(str(d), str(d)) for d in table["design"]])
+    records = summary_records(table)
+    attackers = _has_attackers(table)
+    paid = _paid_anything(study)
     with figure_style():
         made: dict[str, Figure | None] = {
             "accuracy_loss": _study_accuracy_loss(study),
             "epsilon": _study_epsilon(study),
-            "gini": _study_gini(study),
+            "attacker_token_share": (
+                _estimate_bars(study, records, ATTACKERS_TOKEN_SHARE, "Attackers' token share")
+                if attackers and paid
+                else None
+            ),
+            "honest_profit": (
+                _estimate_bars(study, records, HONEST_PROFIT, "Honest profit per owner (tokens)")
+                if paid
+                else None
+            ),
+            "token_share_groups": _study_token_share_groups(study, table) if paid else None,
+            "detection": _study_detection(study, records) if attackers else None,
+            "gini": (
+                _estimate_bars(
+                    study, records, "reward_gini", "Gini of tokens (rewards + royalties)"
+                )
+                if paid
+                else None
+            ),
             "attack_heatmap": _study_attack_heatmap(study),
         }
     return {name: fig for name, fig in made.items() if fig is not None}

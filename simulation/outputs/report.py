@@ -15,6 +15,7 @@ import io
 import json
 import logging
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,8 +36,11 @@ from simulation.outputs.plots import (
     run_figures,
     save_figures,
     study_figures,
+    study_summary,
+    summary_estimate,
+    summary_records,
 )
-from simulation.study.stats import MIN_SEEDS, Estimate
+from simulation.study.stats import MIN_SEEDS
 
 __all__ = ["LedgerSummary", "ReportPaths", "ledger_summary", "write_report"]
 
@@ -45,13 +49,17 @@ logger = logging.getLogger("fedmarket.outputs")
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;
 margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
+h3{margin:1.2em 0 .2em;font-size:1em}
 h1,h2{border-bottom:1px solid #ddd;padding-bottom:.2em}
-table{border-collapse:collapse;margin:1em 0;font-size:.9em}
-th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}
+.scroll{max-width:100%;overflow-x:auto;margin:1em 0}
+table{border-collapse:collapse;font-size:.85em}
+th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top;
+overflow-wrap:break-word}
+table.ledger td,table.manifest td{word-break:break-all}
 th{background:#f3f3f3}
 figure{margin:1.5em 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{font-size:.9em;color:#555}
-pre{background:#f7f7f7;padding:.8em;overflow-x:auto;font-size:.8em}
+pre{background:#f7f7f7;padding:.8em;overflow-x:auto;font-size:.8em;white-space:pre-wrap}
 .ok{color:#009E73;font-weight:bold}.bad{color:#D55E00;font-weight:bold}
 """
 
@@ -64,6 +72,14 @@ _CAPTIONS = {
     "votes_licenses": "Vote ratings over time and cumulative license revenue.",
     "token_flows": "Token supply over time and total tokens moved by entry kind.",
     "gini": "Gini coefficient of reward and royalty tokens per design (as in summary.csv).",
+    "attacker_token_share": "Attacking owners' share of all tokens (rewards + royalties) per "
+    "design (summary.csv total:attackers:token_share).",
+    "honest_profit": "Honest owners' net profit (tokens minus costs) per owner, per design "
+    "(summary.csv total:honest:net_profit_per_owner).",
+    "token_share_groups": "Token share by population group and by attack role, stacked per "
+    "design (means over seeds; each partition adds up to 1).",
+    "detection": "Precision, recall and F1 of each detector that acted, telling attacking "
+    "owners from honest ones (summary.csv total:attackers:<detector>_<score>).",
     "attack_heatmap": "Attack success against attacker fraction.",
 }
 
@@ -152,68 +168,96 @@ def _run_headline(run: RunData) -> dict[str, Any]:
         "δ": privacy.get("delta"),
         "tokens issued": tokens,
         _GINI: _run_gini(run),
-        "attacking owners": len({truth.owner(a) for a in truth.attackers}),
+        "attacking owners": len(truth.attacker_owners()),  # as the outcomes table counts
         "wall seconds": run.manifest.get("wall_seconds"),
     }
 
 
-#: The study headline's metrics (summary.csv names) and their column headers.
+#: The study headline's metrics (summary.csv names) and their column headers. The
+#: attackers' and honest owners' outcomes are the groups data's (one definition: the same
+#: columns as the outcomes table, the figures and summary.csv's ``total:*`` cells).
 _STUDY_SHOWN = {
     "test_accuracy": "final test accuracy",
     "test_loss": "final test loss",
     "epsilon_max": "ε max",
     "reward_gini": _GINI,
-    "attacker_token_share": "attackers' token share",
-    "honest_profit": "honest profit",
+    "total:attackers:token_share": "attackers' token share",
+    "total:honest:net_profit_per_owner": "honest profit per owner",
     "reward_spearman": "Spearman (tokens, contribution)",
 }
 
+#: The outcomes table's columns: groups data column → header.
+_OUTCOME_COLUMNS = {
+    "owners": "owners",
+    "token_share": "token share",
+    "reward_share": "reward share",
+    "royalty_share": "royalty share",
+    "net_profit_per_owner": "net profit per owner",
+    "contribution_share": "contribution share (signed)",
+    "any_precision": "detection precision (any)",
+    "any_recall": "detection recall (any)",
+    "any_f1": "detection F1 (any)",
+}
+_SET_LABEL = {"total": "total", "group": "population group", "kind": "attack role"}
+_SET_PATTERN = re.compile(r"^(total|group|kind):(.+):token_share_mean$")
 
-def _study_summary(study: StudyData) -> pd.DataFrame:
-    """The study's ``summary.parquet``/``.csv`` as ``fedmarket compare`` wrote it; for a
-    plain directory of runs (or an older summary) the same summary rebuilt from the runs'
-    files with :func:`~simulation.study.compare.summarize`, so the two never disagree."""
-    for name in ("summary.parquet", "summary.csv"):
-        f = study.path / name
-        if f.is_file():
-            table = pd.read_parquet(f) if name.endswith("parquet") else pd.read_csv(f)
-            if "test_accuracy_points" in table.columns:
-                return table
-    from simulation.results.metrics import run_metrics
-    from simulation.study.compare import summarize
 
+def _outcome_sets(columns: Sequence[str]) -> list[tuple[str, str]]:
+    """``(set, name)`` of every group in the summary, totals first, then population
+    groups, then attack roles (in the summary's order within each)."""
+    found = [(m.group(1), m.group(2)) for c in columns if (m := _SET_PATTERN.match(str(c)))]
+    order = {k: i for i, k in enumerate(_SET_LABEL)}
+    return sorted(dict.fromkeys(found), key=lambda s: order[s[0]])
+
+
+def _study_outcomes(summary: pd.DataFrame) -> dict[str, list[dict[str, Any]]]:
+    """Per design, a row per group of owners (groups data), each outcome as summary.csv
+    holds it."""
+    sets = _outcome_sets(list(summary.columns))
+    tables: dict[str, list[dict[str, Any]]] = {}
+    for rec in summary_records(summary):
+        rows = tables.setdefault(str(rec["design"]), [])
+        for kind, name in sets:
+            row: dict[str, Any] = {"set": _SET_LABEL[kind], "name": name}
+            for column, header in _OUTCOME_COLUMNS.items():
+                if f"{kind}:{name}:{column}_mean" in rec:
+                    est = summary_estimate(rec, f"{kind}:{name}:{column}")
+                    # a count of owners is the same on every seed: the points add nothing
+                    row[header] = f"{est.mean:.4g}" if column == "owners" else est.text()
+            rows.append(row)
+    return tables
+
+
+def _run_outcomes(run: RunData) -> dict[str, list[dict[str, Any]]]:
+    """The run's groups data (``groups.parquet``, else computed from its files)."""
+    from simulation.results.groups import GROUPS_FILE, run_group_outcomes
+
+    f = run.path / GROUPS_FILE
+    try:
+        table = pd.read_parquet(f) if f.is_file() else run_group_outcomes(run.path)
+    except (OSError, ValueError, KeyError) as exc:
+        logger.warning("%s: no group outcomes (%s)", run.path, exc)
+        return {}
+    order = {k: i for i, k in enumerate(_SET_LABEL)}
     rows = []
-    for design, runs in study.designs.items():
-        for run in runs:
-            try:
-                values: dict[str, Any] = dict(run_metrics(run.path))
-                status = "ok"
-            except (OSError, ValueError, KeyError) as exc:
-                logger.warning("%s: unreadable results (%s); left out", run.path, exc)
-                values, status = {}, "failed"
-            rows.append({"design": design, "seed": run.seed, "status": status, **values})
-    return summarize(pd.DataFrame(rows), ())
-
-
-def _estimate(row: Mapping[str, Any], metric: str) -> Estimate:
-    points = str(row.get(f"{metric}_points", "") or "")
-    n = row.get(f"{metric}_n", 0)
-    return Estimate(
-        int(n) if isinstance(n, int | float) and n == n else 0,
-        float(row.get(f"{metric}_mean", math.nan)),
-        float(row.get(f"{metric}_lo", math.nan)),
-        float(row.get(f"{metric}_hi", math.nan)),
-        tuple(float(v) for v in points.split(";") if v),
-    )
+    for rec in sorted(table.to_dict("records"), key=lambda r: order.get(str(r["set"]), 9)):
+        row: dict[str, Any] = {"set": _SET_LABEL.get(str(rec["set"]), rec["set"])}
+        row["name"] = rec["name"]
+        for column, header in _OUTCOME_COLUMNS.items():
+            if column in rec:
+                value = rec[column]
+                row[header] = int(value) if column == "owners" else float(value)
+        rows.append(row)
+    return {"": rows}
 
 
 def _study_headline(summary: pd.DataFrame) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    for _, r in summary.iterrows():
+    for r in summary_records(summary):
         row: dict[str, Any] = {"design": r["design"], "seeds": r["runs"] - r["failed"]}
         for metric, header in _STUDY_SHOWN.items():
             if f"{metric}_mean" in r:
-                row[header] = _estimate(r.to_dict(), metric).text()
+                row[header] = summary_estimate(r, metric).text()
         rows.append(row)
     return rows
 
@@ -239,7 +283,7 @@ def _p_text(p: float) -> str:
 def _paired_rows(summary: pd.DataFrame) -> list[dict[str, Any]]:
     """Each design minus the reference design on shared seeds, with the paired test's p."""
     rows: list[dict[str, Any]] = []
-    for _, r in summary.iloc[1:].iterrows():
+    for r in summary_records(summary)[1:]:
         row: dict[str, Any] = {
             "design": r["design"],
             "minus": r.get("paired_reference"),
@@ -248,7 +292,7 @@ def _paired_rows(summary: pd.DataFrame) -> list[dict[str, Any]]:
         for metric, header in _STUDY_SHOWN.items():
             if f"{metric}_diff" not in r:
                 continue
-            d = _estimate(
+            d = summary_estimate(
                 {
                     f"{metric}_{k}": r.get(f"{metric}_diff{s}", math.nan)
                     for k, s in (("mean", ""), ("lo", "_lo"), ("hi", "_hi"), ("n", "_n"))
@@ -284,7 +328,12 @@ def _html_table(rows: Sequence[Mapping[str, Any]], css_class: str) -> str:
         "<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c)))}</td>" for c in cols) + "</tr>"
         for r in rows
     )
-    return f'<table class="{css_class}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    # The wrapper scrolls a table wider than the page inside itself, so the page never
+    # overflows sideways (a ledger's hashes, a study's many outcome columns).
+    return (
+        f'<div class="scroll"><table class="{css_class}"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{body}</tbody></table></div>"
+    )
 
 
 def _md_table(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -333,6 +382,8 @@ def _manifest_rows(manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
 @dataclass(frozen=True, slots=True)
 class _Content:
     title: str
+    outcomes: dict[str, list[dict[str, Any]]]
+    """Outcome rows, one table per design (the key is ``""`` for a run)."""
     headline: list[dict[str, Any]]
     scenario_yaml: str
     manifest: list[dict[str, Any]]
@@ -343,16 +394,11 @@ class _Content:
 
 
 def _run_content(run: RunData) -> _Content:
-    scenario_file = run.path / "scenario.yaml"
-    scenario_text = (
-        scenario_file.read_text(encoding="utf-8")
-        if scenario_file.is_file()
-        else json.dumps(run.scenario, indent=2, sort_keys=True)
-    )
     return _Content(
         title=f"FedMarket run report: {run.scenario.get('name', run.path.name)}",
+        outcomes=_run_outcomes(run),
         headline=_kv_rows(_run_headline(run)),
-        scenario_yaml=scenario_text,
+        scenario_yaml=_scenario_yaml(run),
         manifest=_manifest_rows(run.manifest),
         ledger=_ledger_rows([(run.path.name, ledger_summary(run.path))]),
         figures=run_figures(run),
@@ -362,17 +408,40 @@ def _run_content(run: RunData) -> _Content:
 def _study_content(study: StudyData) -> _Content:
     design = {"design fields": ", ".join(study.design_keys) or "(none vary)"}
     design["runs"] = ", ".join(r.path.name for r in study.runs)
-    summary = _study_summary(study)
+    summary = study_summary(study)
+    first = study.runs[0]
+    varying = ", ".join(study.design_keys) or "none"
+    header = f"# {first.path.name}'s resolved scenario; across the study these vary: {varying}\n"
     return _Content(
         title=f"FedMarket study report: {study.path.name}",
+        outcomes=_study_outcomes(summary),
         headline=_study_headline(summary),
         statistics=_statistics_note(summary),
         paired=_paired_rows(summary),
-        scenario_yaml=json.dumps(dict(study.runs[0].scenario), indent=2, sort_keys=True),
+        scenario_yaml=header + _scenario_yaml(first),
         manifest=_kv_rows(design),
         ledger=_ledger_rows([(r.path.name, ledger_summary(r.path)) for r in study.runs]),
-        figures=study_figures(study),
+        figures=study_figures(study, summary),
     )
+
+
+def _scenario_yaml(run: RunData) -> str:
+    """The run's ``scenario.yaml`` as written, else its resolved scenario dumped as YAML."""
+    scenario_file = run.path / "scenario.yaml"
+    if scenario_file.is_file():
+        return scenario_file.read_text(encoding="utf-8")
+    import yaml
+
+    return str(yaml.safe_dump(json.loads(json.dumps(run.scenario)), sort_keys=False))
+
+
+_OUTCOMES_NOTE = (
+    "Per set of data owners (docs/outputs.md, 'Outcomes per group'): token share = the "
+    "set's reward + royalty tokens over everyone's; net profit = tokens minus costs; "
+    "contribution share = the set's signed share of the reference contribution; detection "
+    "(any detector) = telling the set's attacking owners from honest owners. n/a: "
+    "undefined (no tokens, no attackers in the set, nothing flagged)."
+)
 
 
 def _html_statistics(content: _Content) -> str:
@@ -380,6 +449,15 @@ def _html_statistics(content: _Content) -> str:
     if content.paired:
         out += f"<h2>Paired differences</h2>{_html_table(content.paired, 'paired')}"
     return out
+
+
+def _html_outcomes(tables: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
+    if not tables:
+        return "<p>(none)</p>"
+    return "".join(
+        (f"<h3>{html.escape(design)}</h3>" if design else "") + _html_table(rows, "outcomes")
+        for design, rows in tables.items()
+    )
 
 
 def _render_html(content: _Content) -> str:
@@ -397,6 +475,8 @@ def _render_html(content: _Content) -> str:
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(content.title)}</title><style>{_CSS}</style></head><body>"
         f"<h1>{html.escape(content.title)}</h1>"
+        f"<h2>Outcomes per group</h2>{_html_outcomes(content.outcomes)}"
+        f"<p>{html.escape(_OUTCOMES_NOTE)}</p>"
         f"<h2>Headline</h2>{_html_table(content.headline, 'headline')}"
         f"{_html_statistics(content)}"
         f"<h2>Figures</h2>{''.join(figs) or '<p>(no figures: no data)</p>'}"
@@ -409,7 +489,11 @@ def _render_html(content: _Content) -> str:
 
 
 def _render_markdown(content: _Content, figure_paths: Mapping[str, str]) -> str:
-    parts = [f"# {content.title}\n", "## Headline\n", _md_table(content.headline)]
+    parts = [f"# {content.title}\n", "## Outcomes per group\n"]
+    for design, rows in content.outcomes.items() or {"": []}.items():
+        parts += [f"### {design}\n"] if design else []
+        parts.append(_md_table(rows))
+    parts += [_OUTCOMES_NOTE + "\n", "## Headline\n", _md_table(content.headline)]
     if content.statistics:
         parts.append(content.statistics + "\n")
     if content.paired:

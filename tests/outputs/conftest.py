@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 import typer
@@ -31,6 +32,38 @@ RUN_FIGURES = (
 )
 
 
+# The figures the learning-rate study's report embeds, in order (hand-listed). It has no
+# attackers (no attackers' share, no detection); its designs train differently.
+STUDY_FIGURES = ("accuracy_loss", "epsilon", "honest_profit", "token_share_groups", "gini")
+
+# The outcome study: reward designs over the same training, with a Sybil owner (two
+# identities flipping labels) and a free-rider among six identities, without DP.
+OUTCOME_POPULATION = (
+    "[{group: sybils, count: 2, behaviour: label_flip, sybil: duplicate},"
+    " {group: riders, count: 1, behaviour: free_rider}]"
+)
+OUTCOME_SET = (
+    "rounds=1",
+    "clients.count=6",
+    "training.epochs=1",
+    "output.save_model=false",
+    "privacy={mode: none}",
+    "model.name=logreg",
+    f"population={OUTCOME_POPULATION}",
+    "rewards.mechanism=equal,data_size",
+    "seed=1,2",
+)
+# Its figures (hand-listed): no ε figure without DP; accuracy one line.
+OUTCOME_FIGURES = (
+    "accuracy_loss",
+    "attacker_token_share",
+    "honest_profit",
+    "token_share_groups",
+    "detection",
+    "gini",
+)
+
+
 def _run(out: Path, *, seed: int, lr: float) -> Path:
     overrides = ("rounds=2", "clients.count=4", f"training.lr={lr}", "output.keep_versions=true")
     scenario = load_scenario(QUICKSTART, overrides, seed)
@@ -46,6 +79,29 @@ def study_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         for seed in SEEDS:
             _run(root / f"lr{lr}-seed{seed}", seed=seed, lr=lr)
     return root
+
+
+@pytest.fixture(scope="session")
+def outcome_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ``fedmarket compare`` study (summary.csv and all): 2 reward designs x 2 seeds with
+    attackers in population groups (do not modify)."""
+    from simulation.scenario.sweep import resolve_study
+    from simulation.study.compare import run_study
+
+    root = tmp_path_factory.mktemp("outcomes")
+    study = resolve_study(QUICKSTART, list(OUTCOME_SET), engine="inprocess")
+    outcome = run_study(study, root, workers=1)
+    assert outcome.failed == 0
+    return root
+
+
+@pytest.fixture(scope="session")
+def outcome_report(outcome_study: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The outcome study's report (:class:`~simulation.outputs.report.ReportPaths`;
+    do not modify), written once for the tests that read it."""
+    from simulation.outputs.report import write_report
+
+    return write_report(outcome_study, tmp_path_factory.mktemp("outcome-report"))
 
 
 @pytest.fixture(scope="session")

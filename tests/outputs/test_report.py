@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import html as html_lib
+import json
+import os
 import re
 import shutil
 import sqlite3
+import struct
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 import typer
@@ -15,7 +20,7 @@ from typer.testing import CliRunner
 
 from marketplace import Market
 from simulation.outputs.report import write_report
-from tests.outputs.conftest import RUN_FIGURES
+from tests.outputs.conftest import OUTCOME_FIGURES, RUN_FIGURES, STUDY_FIGURES
 
 
 def test_run_report_html_and_markdown(cli: typer.Typer, run_dir: Path) -> None:
@@ -41,7 +46,7 @@ def test_run_report_html_and_markdown(cli: typer.Typer, run_dir: Path) -> None:
 def test_study_report(study_dir: Path, tmp_path: Path) -> None:
     paths = write_report(study_dir, tmp_path / "rep")
     html = paths.html.read_text()
-    assert html.count("data:image/png;base64,") == 3
+    assert re.findall(r'<img alt="([a-z_]+)"', html) == list(STUDY_FIGURES)
     assert "lr=0.1" in html and "lr=0.5" in html
     assert html.count("verified:") == 4  # one ledger row per run
 
@@ -68,25 +73,37 @@ window.addEventListener('load', () => {
   out.textContent = JSON.stringify({
     images: [...document.images].map(i => [i.alt, i.naturalWidth, i.naturalHeight]),
     tables: [...document.querySelectorAll('table')].map(t => [t.className, t.rows.length]),
+    innerWidth: window.innerWidth,
+    scrollWidth: document.documentElement.scrollWidth,
   });
+  out.style.display = 'none';
   document.body.appendChild(out);
 });
 </script>
 """
 
+#: The browsers the test (and .ci/run, which installs ``chromium``) look for.
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+WIDTH = 1280
 
-@pytest.mark.slow
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not on PATH")
-def test_report_renders_in_headless_chromium(run_dir: Path, tmp_path: Path) -> None:
-    import json
 
-    paths = write_report(run_dir, tmp_path / "rep")
-    probe = tmp_path / "probe.html"
-    probe.write_text(paths.html.read_text().replace("</body>", _PROBE + "</body>"))
+def _chromium() -> str:
+    """The headless browser; under ``CI=true`` its absence fails, so CI never skips this."""
+    for name in CHROMIUM_NAMES:
+        if found := shutil.which(name):
+            return found
+    if os.environ.get("CI") == "true":
+        pytest.fail(
+            f"CI=true but none of {', '.join(CHROMIUM_NAMES)} is on PATH (.ci/run installs it)"
+        )
+    pytest.skip("chromium is not on PATH")
+
+
+def _headless(browser: str, page: Path, *action: str) -> str:
     with tempfile.TemporaryDirectory() as profile:
-        dom = subprocess.run(
+        return subprocess.run(
             [
-                "chromium",
+                browser,
                 "--headless",
                 "--no-sandbox",
                 "--disable-gpu",
@@ -95,29 +112,61 @@ def test_report_renders_in_headless_chromium(run_dir: Path, tmp_path: Path) -> N
                 "--disable-background-networking",
                 "--disable-component-update",
                 "--disable-sync",
+                "--hide-scrollbars",
                 f"--user-data-dir={profile}",
+                f"--window-size={WIDTH},1000",
                 "--virtual-time-budget=5000",
-                "--dump-dom",
-                probe.as_uri(),
+                *action,
+                page.as_uri(),
             ],
             capture_output=True,
             text=True,
             timeout=120,
             check=True,
         ).stdout
-    match = re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S)
+
+
+def _render(report: Path, tmp_path: Path) -> dict[str, Any]:
+    """Open the report at 1280 px as a person would: a screenshot of that width, and
+    the DOM's own measurements (images decoded, tables, horizontal scroll width)."""
+    browser = _chromium()
+    shot = tmp_path / "screenshot.png"
+    _headless(browser, report, f"--screenshot={shot}")
+    width, height = struct.unpack(">II", shot.read_bytes()[16:24])  # the PNG IHDR
+    assert (width, height) == (WIDTH, 1000)
+    probe = tmp_path / "probe.html"
+    probe.write_text(report.read_text().replace("</body>", _PROBE + "</body>"))
+    dom = _headless(browser, probe, "--dump-dom")
+    match = re.search(r'<pre id="probe"[^>]*>(.*?)</pre>', dom, re.S)
     assert match, dom[-2000:]
-    data = json.loads(match.group(1).replace("&quot;", '"'))
-    assert [alt for alt, _, _ in data["images"]] == list(RUN_FIGURES)
+    data: dict[str, Any] = json.loads(html_lib.unescape(match.group(1)))
+    assert data["innerWidth"] == WIDTH
+    assert data["scrollWidth"] <= WIDTH, data["scrollWidth"]  # nothing overflows sideways
     assert all(w > 100 and h > 100 for _, w, h in data["images"]), data["images"]
+    return data
+
+
+@pytest.mark.slow
+def test_run_report_renders_in_headless_chromium(run_dir: Path, tmp_path: Path) -> None:
+    data = _render(write_report(run_dir, tmp_path / "rep").html, tmp_path)
+    assert [alt for alt, _, _ in data["images"]] == list(RUN_FIGURES)
     tables = dict(data["tables"])
     assert tables["headline"] > 5 and tables["ledger"] == 2 and tables["manifest"] > 3
+    assert tables["outcomes"] > 3
+
+
+@pytest.mark.slow
+def test_study_report_renders_in_headless_chromium(outcome_report: Any, tmp_path: Path) -> None:
+    data = _render(outcome_report.html, tmp_path)
+    assert [alt for alt, _, _ in data["images"]] == list(OUTCOME_FIGURES)
+    # a table per design of 8 sets (2 totals, 3 population groups, 3 attack roles)
+    assert [rows for cls, rows in data["tables"] if cls == "outcomes"] == [1 + 8, 1 + 8]
+    tables = dict(data["tables"])
+    assert tables["ledger"] == 1 + 4 and tables["headline"] == 3  # 4 runs, 2 designs
 
 
 def _tokens_gini(run: Path) -> float:
     """Gini of every account's reward + royalty tokens, from the run's files (by hand)."""
-    import json
-
     import numpy as np
     import pandas as pd
 
