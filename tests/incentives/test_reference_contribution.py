@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -191,6 +192,15 @@ def _record(weights: dict[str, np.ndarray]) -> ArrayRecord:
     return ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in weights.items()})
 
 
+def _real_round(strategy: Any, replies: list[CoalitionReply]) -> float:
+    """The utility of the model the strategy really builds from every reply, round 1."""
+    strategy.set_global(_record(ONE))
+    msgs = [aggregation_reply(1, r.client, r.weights, r.num_examples) for r in replies]
+    arrays, _ = strategy.aggregate_train(1, msgs)
+    assert arrays is not None
+    return _distance(np.asarray(arrays["w"].numpy(), np.float64))
+
+
 def test_foolsgold_what_if_leaves_the_histories_and_matches_the_real_round() -> None:
     strategy = create_strategy("foolsgold", {})
     replies = _replies()
@@ -198,11 +208,7 @@ def test_foolsgold_what_if_leaves_the_histories_and_matches_the_real_round() -> 
     everyone = utility(frozenset(range(4)))
     utility(frozenset({0, 3}))
     assert strategy.histories == {}
-    strategy.set_global(_record(ONE))
-    msgs = [aggregation_reply(1, r.client, r.weights, r.num_examples) for r in replies]
-    arrays, _ = strategy.aggregate_train(1, msgs)
-    assert arrays is not None
-    assert everyone == pytest.approx(_distance(np.asarray(arrays["w"].numpy(), np.float64)))
+    assert everyone == pytest.approx(_real_round(strategy, replies))
 
 
 def test_dp_fedavg_what_if_draws_the_rounds_noise_and_accounts_nothing() -> None:
@@ -214,11 +220,7 @@ def test_dp_fedavg_what_if_draws_the_rounds_noise_and_accounts_nothing() -> None
     assert utility(frozenset({0})) != everyone
     assert strategy.accountant.counts == {} and strategy.last_epsilon is None
     strategy.set_cohort(4, 4)
-    strategy.set_global(_record(ONE))
-    msgs = [aggregation_reply(1, r.client, r.weights, r.num_examples) for r in replies]
-    arrays, _ = strategy.aggregate_train(1, msgs)
-    assert arrays is not None
-    assert everyone == pytest.approx(_distance(np.asarray(arrays["w"].numpy(), np.float64)))
+    assert everyone == pytest.approx(_real_round(strategy, replies))
 
 
 def test_fltrust_what_if_trains_the_root_update_once_per_round() -> None:
