@@ -272,6 +272,10 @@ def run_scenario(
     ``RunInterrupted`` after SIGTERM/SIGINT names the partial ledger.
     """
     out_dir = Path(out_dir)
+    if engine == "deployment":  # refused before any file or process exists
+        from simulation.engine.deployment import check_deployable
+
+        check_deployable(scenario)
     try:
         with owned_out_dir(out_dir):
             prepare_out_dir(out_dir, force)

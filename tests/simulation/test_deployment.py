@@ -157,3 +157,18 @@ def test_the_remote_helper_writes_its_own_partition_and_refuses_insecure_remote_
     own = OwnPartition.load(tmp_path / "n4" / "partition.npz")
     scenario = load_scenario(SCENARIOS / "quickstart.yaml", ["clients.count=5"])
     assert np.array_equal(own.y, DataSpec.of(scenario).build().client(4)[1])
+
+
+def test_run_refuses_a_coalition_scenario_on_the_deployment_engine(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from simulation.cli.main import app
+
+    out = tmp_path / "run"
+    res = CliRunner().invoke(
+        app, ["run", str(SCENARIOS / "stale_replay.yaml"), "--out", str(out), "--engine",
+              "deployment"],
+    )  # fmt: skip
+    assert res.exit_code == 2, res.output
+    assert "timeline[0] -> coalition attack 'stale_replay' of group 'replayers'" in res.output
+    assert not out.exists()  # refused before anything was written or started
