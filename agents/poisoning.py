@@ -280,7 +280,7 @@ class BackdoorParams(BaseParams):
         round_examples: N for ``replacement`` (required then).
         server_lr: η, the server's learning rate (FedAvg: 1).
         local_epochs: the attacker's own local epochs; ``None`` trains the scenario's
-            ``training.epochs``. Bagdasaryan et al. 2020 (§4.2, §5) train the backdoored
+            ``training.epochs``. Bagdasaryan et al. 2020 train the backdoored
             model on their own schedule, longer than the honest clients, until it is
             accurate on the backdoor task; model replacement then makes the global
             model that model, so its backdoor accuracy is the attacker's.
