@@ -279,6 +279,11 @@ class BackdoorParams(BaseParams):
             client's own rows.
         round_examples: N for ``replacement`` (required then).
         server_lr: η, the server's learning rate (FedAvg: 1).
+        local_epochs: the attacker's own local epochs; ``None`` trains the scenario's
+            ``training.epochs``. Bagdasaryan et al. 2020 train the backdoored
+            model on their own schedule, longer than the honest clients, until it is
+            accurate on the backdoor task; model replacement then makes the global
+            model that model, so its backdoor accuracy is the attacker's.
     """
 
     target_label: int = Field(default=0, ge=0)
@@ -289,6 +294,7 @@ class BackdoorParams(BaseParams):
     replacement: bool = False
     round_examples: float | None = Field(default=None, gt=0.0)
     server_lr: float = Field(default=1.0, gt=0.0)
+    local_epochs: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")
     def _one_scaling(self) -> BackdoorParams:
@@ -314,6 +320,12 @@ class BackdoorBehaviour(TrainingBehaviour):
 
     def __init__(self, params: BackdoorParams | None = None) -> None:
         super().__init__(params)
+
+    def local_epochs(self, base_epochs: int) -> int:
+        """``params.local_epochs`` when set, else the scenario's ``base_epochs``."""
+        if self.params.local_epochs is None:
+            return super().local_epochs(base_epochs)
+        return self.params.local_epochs
 
     def apply_trigger(self, x: np.ndarray) -> np.ndarray:
         """This behaviour's trigger stamped on every sample of ``x`` (see ``apply_trigger``)."""

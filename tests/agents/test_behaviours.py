@@ -275,3 +275,11 @@ def test_backdoor_boost_scales_the_delta() -> None:
     np.testing.assert_array_equal(out[0], np.array([[2.0, 0.0], [3.0, 8.0]], dtype=np.float32))
     unboosted = BackdoorBehaviour().transform_update(GLOBAL, LOCAL, ctx())
     np.testing.assert_array_equal(unboosted[0], LOCAL[0])
+
+
+def test_backdoor_attacker_trains_its_own_local_epochs() -> None:
+    """Bagdasaryan et al. 2020 train the backdoored model on their own schedule."""
+    assert BackdoorBehaviour(BackdoorParams(local_epochs=5)).local_epochs(1) == 5
+    assert BackdoorBehaviour(BackdoorParams()).local_epochs(2) == 2
+    with pytest.raises(ValueError):
+        BackdoorParams(local_epochs=0)
