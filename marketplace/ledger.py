@@ -78,6 +78,8 @@ __all__ = [
     "InclusionProof",
     "LedgerSummary",
     "Market",
+    "contribution_data",
+    "contribution_transaction",
     "ledger_path",
 ]
 
@@ -670,6 +672,13 @@ class Market:
         return lid
 
     @property
+    def key_id(self) -> str:
+        """The id (hex) account keys on this ledger are derived under
+        (:func:`~marketplace.keyring.ledger_key_id` of genesis): what a node needs,
+        with its own keyring, to derive its account's key here. Public."""
+        return self._key_id.hex()
+
+    @property
     def content_digest(self) -> str:
         """SHA-256 of the entries' content records, one per line (identical for the
         same scenario and seed under any keyring; see :mod:`marketplace.entries`)."""
@@ -800,22 +809,46 @@ class Market:
         epsilon: float | None,
         metrics: Mapping[str, float],
         privacy: Mapping[str, JSON] | None = None,
+        signature: str | None = None,
     ) -> Entry:
         """The client signs its update's hash, size, privacy cost and local metrics.
 
         ``privacy`` is the mechanism behind ``epsilon`` (σ, q, this round's steps,
         δ, accountant; see :mod:`marketplace.privacy_audit`), so an auditor can
-        re-derive the cumulative ε; it is left out of non-DP entries."""
-        data: dict[str, JSON] = {
-            "round": round,
-            "update_hash": update_hash,
-            "num_examples": num_examples,
-            "epsilon": epsilon,
-            "metrics": dict(metrics),
-        }
-        if privacy is not None:
-            data["privacy"] = dict(privacy)
-        return self._append("contribution", client, data)
+        re-derive the cumulative ε; it is left out of non-DP entries.
+
+        ``signature`` is the client's own signature (hex) of this entry's
+        transaction (:func:`contribution_transaction` with the client's next
+        nonce, the ledger's clock and id), made where the client runs (a deployed
+        SuperNode). It is verified like :meth:`submit`'s, against the client's
+        registered key; without it the keyring signs as the client."""
+        data = contribution_data(
+            round=round,
+            update_hash=update_hash,
+            num_examples=num_examples,
+            epsilon=epsilon,
+            metrics=metrics,
+            privacy=privacy,
+        )
+        if signature is None:
+            return self._append("contribution", client, data)
+        tx = contribution_transaction(
+            client=client,
+            nonce=self._state.next_nonce(client),
+            time=self._now(),
+            ledger=self.ledger_id,
+            data=data,
+        )
+        try:
+            return self.submit(SignedTransaction(tx, signature))
+        except SignatureError:
+            raise SignatureError(
+                f"signature does not verify under {client}'s registered key for this "
+                f"ledger's contribution (nonce {tx.nonce}, time {tx.time!r}): signed with "
+                "another key, or for another ledger id, nonce, time or data",
+                account=client,
+                tx=tx.describe(),
+            ) from None
 
     def reject_contribution(
         self,
@@ -1104,6 +1137,39 @@ class Market:
         if not found:
             raise IndexError(f"no entry #{seq} (ledger has {self.size})")
         return found[0]
+
+
+def contribution_data(
+    *,
+    round: int,
+    update_hash: str,
+    num_examples: int,
+    epsilon: float | None,
+    metrics: Mapping[str, float],
+    privacy: Mapping[str, JSON] | None = None,
+) -> dict[str, JSON]:
+    """The data of a ``contribution`` entry (one layout for the ledger and for a
+    client that signs its own, :func:`contribution_transaction`)."""
+    data: dict[str, JSON] = {
+        "round": round,
+        "update_hash": update_hash,
+        "num_examples": num_examples,
+        "epsilon": epsilon,
+        "metrics": dict(metrics),
+    }
+    if privacy is not None:
+        data["privacy"] = dict(privacy)
+    return data
+
+
+def contribution_transaction(
+    *, client: str, nonce: int, time: float, ledger: str, data: Mapping[str, JSON]
+) -> Transaction:
+    """The transaction ``client`` signs for its contribution entry on ``ledger``:
+    bound to the ledger id, its nonce and the ledger's clock, with
+    :func:`contribution_data` as ``data``. A node that signs it off the ledger's
+    host gets ``nonce``, ``time`` and ``ledger`` in its task."""
+    return Transaction("contribution", client, nonce, time, dict(data), ledger)
 
 
 def read_entry(seq: int, record: str, kind: str | None) -> Entry:

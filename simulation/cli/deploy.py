@@ -93,11 +93,20 @@ def supernode(
     ] = None,
     insecure: Annotated[bool, typer.Option(help="No TLS: loopback only.")] = False,
     port: Annotated[int, typer.Option(help="Local ClientAppIo port (distinct per node).")] = 9094,
+    keyring: Annotated[
+        Path | None,
+        typer.Option(
+            help="This participant's keyring: it signs its contributions "
+            "(default: $FEDMARKET_KEYRING, else the user's keyring)."
+        ),
+    ] = None,
     dry_run: Annotated[
         bool, typer.Option(help="Write the partition, print the command, start nothing.")
     ] = False,
 ) -> None:
     """Start one SuperNode of SCENARIO_FILE holding only partition --partition-id."""
+    from marketplace.errors import KeyringError
+    from marketplace.keyring import Keyring, default_keyring_path
     from simulation.engine.deployment import check_deployable, supernode_argv
     from simulation.engine.watchdog import __file__ as watchdog_file
     from simulation.errors import ScenarioError, problem_lines
@@ -114,9 +123,16 @@ def supernode(
     count = scenario.clients.count
     if not 0 <= partition_id < count:
         raise _fail(f"--partition-id: {partition_id} is not in 0..{count - 1}")
+    try:
+        own_keyring = Keyring.load(default_keyring_path() if keyring is None else keyring)
+    except KeyringError as exc:
+        raise _fail(f"--keyring: {exc}") from None
+    assert own_keyring.path is not None
     data = DataSpec.of(scenario).build()
     path = OwnPartition.of(data, partition_id).save(data_dir.resolve() / "partition.npz")
-    argv = supernode_argv(superlink, partition_id, count, path, port, tls=tls)
+    argv = supernode_argv(
+        superlink, partition_id, count, path, port, tls=tls, keyring=own_keyring.path.resolve()
+    )
     typer.echo(shlex.join(argv))
     if dry_run:
         return

@@ -44,6 +44,7 @@ from simulation.config.schema import CoalitionEvent, Scenario
 from simulation.engine.channel import RunChannel
 from simulation.engine.env import quiet_environment
 from simulation.engine.flower import _follow, _import_while_they_start
+from simulation.engine.server_app import NODE_SIGNED
 from simulation.engine.stop import StopRequest
 from simulation.engine.superlink import LocalSuperLink, _bin, child_environment, free_port
 from simulation.engine.watchdog import Supervised
@@ -85,12 +86,16 @@ def check_deployable(scenario: Scenario) -> None:
         raise ScenarioError(problems)
 
 
-def node_config(partition_id: int, num_partitions: int, data_path: Path) -> str:
-    """The ``--node-config`` value of one SuperNode (Flower's ``key=value`` list)."""
-    return (
+def node_config(
+    partition_id: int, num_partitions: int, data_path: Path, keyring: Path | None = None
+) -> str:
+    """The ``--node-config`` value of one SuperNode (Flower's ``key=value`` list);
+    ``keyring`` is the participant's keyring file, which signs its contributions."""
+    out = (
         f"partition-id={partition_id} num-partitions={num_partitions} "
         f"data-path={json.dumps(str(data_path))}"
     )
+    return out if keyring is None else f"{out} keyring-path={json.dumps(str(keyring))}"
 
 
 def supernode_argv(
@@ -101,6 +106,7 @@ def supernode_argv(
     clientappio_port: int,
     *,
     tls: Sequence[str] = ("--insecure",),
+    keyring: Path | None = None,
 ) -> list[str]:
     """``flower-supernode`` for one participant; ``tls`` is ``--insecure`` on loopback,
     or e.g. ``--root-certificates CA --auth-supernode-private-key KEY`` on real hosts."""
@@ -108,7 +114,7 @@ def supernode_argv(
         _bin("flower-supernode"),
         *tls,
         f"--superlink={superlink}",
-        f"--node-config={node_config(partition_id, num_partitions, data_path)}",
+        f"--node-config={node_config(partition_id, num_partitions, data_path, keyring)}",
         "--host=127.0.0.1",
         f"--port={clientappio_port}",
     ]
@@ -125,12 +131,14 @@ class LocalSuperNode:
     @classmethod
     def start(
         cls, workdir: Path, superlink: str, partition_id: int, num_partitions: int,
-        data_path: Path, env: Mapping[str, str],
+        data_path: Path, env: Mapping[str, str], keyring: Path,
     ) -> LocalSuperNode:  # fmt: skip
         home = workdir / "flwr"
         home.mkdir(parents=True, exist_ok=True)
         node_env = {**env, "FLWR_HOME": str(home)}
-        argv = supernode_argv(superlink, partition_id, num_partitions, data_path, free_port())
+        argv = supernode_argv(
+            superlink, partition_id, num_partitions, data_path, free_port(), keyring=keyring
+        )
         log_path = workdir / "supernode.log"
         proc = Supervised.start(
             argv, env=node_env, log=log_path, name=f"flower-supernode {partition_id}"
@@ -169,6 +177,9 @@ def run_deployment(
         channel.create(json.dumps(scenario.resolved()))
         env = child_environment(workdir / "flwr", ray_address=None)
         paths = write_partitions(scenario, workdir / "nodes")
+        # On loopback every participant reads the one keyring file, as each would
+        # read its own on its host (`fedmarket deploy supernode --keyring`).
+        keyring_file = channel.hand_keyring(keyring)
         link: LocalSuperLink | None = None
         nodes: list[LocalSuperNode] = []
         try:
@@ -176,7 +187,9 @@ def run_deployment(
             processes.append(link.process)
             address = f"127.0.0.1:{link.port}"
             for i, path in enumerate(paths):
-                node = LocalSuperNode.start(path.parent, address, i, len(paths), path, env)
+                node = LocalSuperNode.start(
+                    path.parent, address, i, len(paths), path, env, keyring_file
+                )
                 nodes.append(node)
                 processes.append(node.process)
             log.debug("SuperLink on %s, %d SuperNodes", address, len(nodes))
@@ -184,7 +197,8 @@ def run_deployment(
                 "scenario": str(channel.scenario),
                 "out": str(out_dir.resolve()),
                 "channel": str(channel.path),
-                "keyring": str(channel.hand_keyring(keyring)),
+                "keyring": str(keyring_file),
+                NODE_SIGNED: "true",
             }
             run_id = link.submit(run_config, None)
             _import_while_they_start()

@@ -26,6 +26,7 @@ from flwr.serverapp import Grid
 
 from simulation.errors import RunInterrupted
 from simulation.fl.messages import ReplyMetrics
+from simulation.fl.node_signing import SIGNATURE
 from simulation.fl.protocol import reason
 
 if TYPE_CHECKING:
@@ -149,7 +150,15 @@ def judge_reply(client: int, reply: Message) -> Reply:
     metrics = _metrics(reply)
     if isinstance(metrics, str):
         return Reply(client, None, None, error=reason("bad_metrics", metrics))
-    return Reply(client, weights, metrics)
+    return Reply(client, weights, metrics, signature=_signature(reply))
+
+
+def _signature(reply: Message) -> str | None:
+    """The node's signature of its contribution (``None`` if it sent none; the
+    ledger checks it, ``simulation.fl.node_signing``)."""
+    record = reply.content.get(SIGNATURE)
+    value = record.get(SIGNATURE) if isinstance(record, ConfigRecord) else None
+    return value if isinstance(value, str) else None
 
 
 def judge_round(

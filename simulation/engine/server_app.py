@@ -43,6 +43,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("fedmarket.server")
 
+NODE_SIGNED = "node-signed"
+"""Run config key: ``true`` when each SuperNode signs its own contributions (the
+Deployment Engine; its nodes have a ``keyring-path`` in their node config)."""
+
 CLIENT_START_TIMEOUT_ENV = "FEDMARKET_CLIENT_START_TIMEOUT"
 """Seconds to wait for every simulated client to come up and answer (default 600)."""
 
@@ -180,15 +184,19 @@ def serve(
     on_round: Callable[[RoundRecord], None] | None = None,
     should_stop: StopCheck = never,
     keyring: Keyring | None = None,
+    node_signed: bool = False,
 ) -> WorldResult:
     """The body of the ServerApp: query the nodes, build the world while they start
-    up, then run it (signing its ledger with ``keyring``, default: the user's)."""
+    up, then run it (signing its ledger with ``keyring``, default: the user's;
+    ``node_signed``: each node signs its own contributions with its own key)."""
     discovery = NodeDiscovery.start(grid, scenario.clients.count, should_stop=should_stop)
     log.debug("queried %d nodes", scenario.clients.count)
     from simulation.world.core import World  # the clients import torch meanwhile
 
     transport = GridTransport(grid, scenario.resources.round_timeout_s, should_stop)
-    world = World(scenario, out_dir, transport, on_round=on_round, keyring=keyring)
+    world = World(
+        scenario, out_dir, transport, on_round=on_round, keyring=keyring, node_signed=node_signed
+    )
     log.debug("world built; waiting for the nodes to answer")
     transport.node_of = discovery.finish(should_stop)
     log.debug("every node answered")
@@ -203,9 +211,10 @@ def main(grid: Grid, context: Context) -> None:
     """Entry point on a SuperLink: ``fedmarket run`` (run config ``channel``) or ``flwr run``."""
     out_dir = Path(str(context.run_config["out"])).expanduser()
     channel = str(context.run_config.get("channel", ""))
+    node_signed = str(context.run_config.get(NODE_SIGNED, "")).lower() == "true"
     if channel:
         keyring = Path(str(context.run_config.get("keyring", "")))
-        _serve_channel(grid, RunChannel(Path(channel)), out_dir, keyring)
+        _serve_channel(grid, RunChannel(Path(channel)), out_dir, keyring, node_signed)
         return
     from simulation.results.write import write_results
 
@@ -213,12 +222,14 @@ def main(grid: Grid, context: Context) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
     keyring = Keyring.load_or_create()  # $FEDMARKET_KEYRING or the user's keyring
-    result = serve(grid, scenario, out_dir, keyring=keyring)
+    result = serve(grid, scenario, out_dir, keyring=keyring, node_signed=node_signed)
     write_results(scenario, out_dir, result, wall_seconds=time.time() - started, keyring=keyring)
     log.info("results written to %s", out_dir.resolve())
 
 
-def _serve_channel(grid: Grid, channel: RunChannel, out_dir: Path, keyring: Path) -> None:
+def _serve_channel(
+    grid: Grid, channel: RunChannel, out_dir: Path, keyring: Path, node_signed: bool
+) -> None:
     """Run for ``fedmarket run``: scenario in, rounds, logs and the result out, as files."""
     logger = logging.getLogger("fedmarket")
     handler = channel.log_handler()
@@ -229,7 +240,13 @@ def _serve_channel(grid: Grid, channel: RunChannel, out_dir: Path, keyring: Path
         scenario = load_scenario(channel.scenario)
         signer = Keyring.load(keyring)
         result = serve(
-            grid, scenario, out_dir, channel.write_round, channel.stop_requested, keyring=signer
+            grid,
+            scenario,
+            out_dir,
+            channel.write_round,
+            channel.stop_requested,
+            keyring=signer,
+            node_signed=node_signed,
         )
     except RunInterrupted as exc:
         channel.write_failure("interrupted", str(exc))

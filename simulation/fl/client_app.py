@@ -39,7 +39,9 @@ from flwr.app import (
 from flwr.clientapp import ClientApp
 from flwr.common.constant import ErrorCode
 
+from marketplace.keyring import Keyring
 from simulation.fl.messages import ReplyMetrics
+from simulation.fl.node_signing import SIGNATURE, sign_contribution
 from simulation.fl.own_data import OwnPartition
 from simulation.fl.protocol import client_error
 from simulation.fl.training import ClientTask, run_client_task
@@ -48,6 +50,9 @@ log = logging.getLogger("fedmarket.client")
 
 DATA_PATH = "data-path"
 """Node config key: the participant's own partition file (Deployment Engine only)."""
+
+KEYRING_PATH = "keyring-path"
+"""Node config key: the participant's keyring file, to sign its contributions with."""
 
 NODE_STATE = "fedmarket-node"
 """``Context.state`` record of a deployed node: the last round it trained."""
@@ -91,14 +96,32 @@ def _train(msg: Message, context: Context) -> Message:
     if own is not None:
         context.state[NODE_STATE] = ConfigRecord({"last-round": task.round})
 
-    metrics = MetricRecord(
-        {**ReplyMetrics.from_train_result(result).to_record(), "client-index": task.client_index}
-    )
+    reply_metrics = ReplyMetrics.from_train_result(result)
+    metrics = MetricRecord({**reply_metrics.to_record(), "client-index": task.client_index})
     reply_arrays = ArrayRecord(
         {k: Array(np.ascontiguousarray(v)) for k, v in result.weights.items()}
     )
     content = RecordDict({"arrays": reply_arrays, "metrics": metrics})
+    if task.sign is not None:
+        signature = sign_contribution(
+            task.sign,
+            keyring=_node_keyring(context),
+            account=task.account,
+            round_=task.round,
+            weights=result.weights,
+            metrics=reply_metrics,
+        )
+        content[SIGNATURE] = ConfigRecord({SIGNATURE: signature})
     return Message(content=content, reply_to=msg)
+
+
+def _node_keyring(context: Context) -> Keyring:
+    """This participant's keyring (node config ``keyring-path``): it signs with its own
+    account key, derived from the file on its own host."""
+    path = str(context.node_config.get(KEYRING_PATH, ""))
+    if not path:
+        raise ValueError(f"the task asks for a signature but the node config has no {KEYRING_PATH}")
+    return Keyring.load(Path(path))
 
 
 def _own_partition(context: Context) -> OwnPartition | None:

@@ -64,6 +64,13 @@ class ReplyMetrics:
             seconds=float(result.seconds),
         )
 
+    def ledger_metrics(self) -> dict[str, float]:
+        """The local metrics a contribution entry signs: a metric the client could
+        not compute (it did not train) is left out, so the ledger never holds a
+        stand-in number that reads like a real one."""
+        local = {TRAIN_LOSS: self.train_loss, TRAIN_ACCURACY: self.train_accuracy}
+        return {k: v for k, v in local.items() if v is not None}
+
     def to_record(self) -> dict[str, int | float]:
         """The ``MetricRecord`` content (a metric that is ``None`` is left out)."""
         out: dict[str, int | float] = {

@@ -41,6 +41,8 @@ RejectionCode = Literal[
     "duplicate_reply",
     "foreign_reply",
     "no_update",
+    # a deployed node's own signature of its contribution
+    "bad_signature",
 ]
 
 MAX_MESSAGE = 160

@@ -35,6 +35,7 @@ from simulation.config.schema import (
 )
 from simulation.fl.device import DeviceName
 from simulation.fl.models import build_model, load_numpy, state_to_numpy
+from simulation.fl.node_signing import SignRequest
 from simulation.fl.own_data import OwnPartition
 
 if TYPE_CHECKING:
@@ -103,6 +104,7 @@ class ClientTask(BaseModel):
     data_indices: tuple[int, ...] | None = None  # Sybil identities: rows of the owner's data
     device: DeviceName = "cpu"  # resolved by the server (resolve_device), never "auto"
     proximal_mu: float = Field(0.0, ge=0.0)  # FedProx μ (0: plain local SGD, FedAvg's)
+    sign: SignRequest | None = None  # deployed nodes sign their contribution (node_signing)
 
 
 @dataclass(frozen=True)

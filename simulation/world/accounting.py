@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
+from marketplace.canonical import JSON
+from marketplace.privacy_audit import PLD_DISCRETIZATION, RDP_ORDERS_NAME
 from simulation.config.schema import DPSGDPrivacy, TrainingConfig
 from simulation.fl.privacy import PrivacyLedger, Step, calibrate_noise, poisson_schedule
 from simulation.world.identities import IdentityBook
@@ -80,6 +82,23 @@ class ClientPrivacy:
         the sample rate and step count Opacus will use on the rows it trains on."""
         q, steps = poisson_schedule(self.size_of(client, round_, now), self.training.batch_size)
         return (self.noise_for(client), q, steps * epochs)
+
+    def mechanism(self, client: int, sample_rate: float, steps: int) -> dict[str, JSON]:
+        """The privacy record a contribution entry carries for ``client``'s round of
+        ``steps`` at ``sample_rate`` (what the audit re-derives ε from)."""
+        record: dict[str, JSON] = {
+            "mechanism": "poisson_gaussian",
+            "noise_multiplier": self.noise_for(client),
+            "sample_rate": sample_rate,
+            "steps": steps,
+            "delta": self.dp.delta,
+            "accountant": self.dp.accountant,
+        }
+        if self.dp.accountant == "pld":
+            record["pld_discretization"] = PLD_DISCRETIZATION
+        else:
+            record["rdp_orders"] = RDP_ORDERS_NAME
+        return record
 
     def spent(self, account: str) -> float:
         """Cumulative ε of the identity ``account`` (its own steps only)."""

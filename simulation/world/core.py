@@ -50,8 +50,11 @@ class World:
         on_round: Callable[[RoundRecord], None] | None = None,
         stages: StageFactory = default_stages,
         keyring: Keyring | None = None,
+        node_signed: bool = False,
     ) -> None:
         self.scenario = scenario
+        self.node_signed = node_signed
+        """Each node signs its own contributions (``--engine deployment``)."""
         self.keyring = keyring
         """Signs the ledger; ``None``: the default keyring (``Keyring.load_or_create()``)."""
         self.out_dir = out_dir
@@ -85,7 +88,13 @@ class World:
         torch.set_num_threads(1)
         keyring = self.keyring if self.keyring is not None else Keyring.load_or_create()
         parts = build_parts(
-            self.scenario, self.out_dir, self.tree, self.now, self.transport, keyring
+            self.scenario,
+            self.out_dir,
+            self.tree,
+            self.now,
+            self.transport,
+            keyring,
+            self.node_signed,
         )
         try:
             parts.rec.rounds.append(initial_record(parts))

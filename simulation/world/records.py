@@ -45,6 +45,9 @@ class Reply:
     weights: Weights | None
     metrics: ReplyMetrics | None
     error: str | None = None
+    signature: str | None = None
+    """The node's own signature (hex) of its contribution entry, when asked for one
+    (``ClientTask.sign``, ``--engine deployment``)."""
 
     @property
     def num_examples(self) -> int:

@@ -61,7 +61,7 @@ from simulation.world.stages import (
     Stage,
     StopExhausted,
 )
-from simulation.world.tasks import TaskBuilder, trained_rows
+from simulation.world.tasks import NodeSigning, TaskBuilder, trained_rows
 from simulation.world.timing import TimeModel
 
 __all__ = ["Parts", "build_parts", "default_stages"]
@@ -97,6 +97,8 @@ class Parts:
     applier: Any = field(default=None)
     round_signal: RoundSignal | None = None
     """The federation's round-closed signal to market processes (set by the world)."""
+    node_signed: bool = False
+    """Each node signs its own contribution entries (``--engine deployment``)."""
 
 
 def build_parts(
@@ -106,8 +108,10 @@ def build_parts(
     clock: Callable[[], float],
     transport: Transport,
     keyring: Keyring,
+    node_signed: bool = False,
 ) -> Parts:
-    """Build every component of a run and open its ledger (signed with ``keyring``)."""
+    """Build every component of a run and open its ledger (signed with ``keyring``;
+    ``node_signed``: each node signs its own contributions, ``--engine deployment``)."""
     n = scenario.clients.count
     accounts = [account_name(i) for i in range(n)]
     spec = DataSpec.of(scenario)
@@ -137,6 +141,8 @@ def build_parts(
     except Exception:
         market.close()
         raise
+    if node_signed:
+        tasks.signing = NodeSigning(market, privacy)
     enrolment = Enrolment(market, scenario.market, fed, [len(p) for p in data.partitions])
     membership = MembershipEvents(fed, enrolment, population.effort)
     return Parts(
@@ -158,6 +164,7 @@ def build_parts(
         market=market,
         enrolment=enrolment,
         membership=membership,
+        node_signed=node_signed,
     )
 
 
@@ -295,7 +302,7 @@ def default_stages(
             deadline=sc.timing.deadline_s,
         ),
         ChargeCosts(sc.market, rec),
-        RecordContributions(market, rec, p.privacy),
+        RecordContributions(market, rec, p.privacy, p.node_signed),
         AdvanceClock(p.time_model),
         ScoreContributions(
             sc.contribution,

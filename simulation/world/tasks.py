@@ -7,16 +7,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from marketplace import Market
 from simulation.config.schema import Scenario
 from simulation.fl.aggregation import proximal_mu
 from simulation.fl.data import FederatedData
+from simulation.fl.node_signing import PrivacyClaim, SignRequest
 from simulation.fl.training import ClientTask, DataSpec, DPSpec
 from simulation.rng import SeedTree
 from simulation.world.accounting import ClientPrivacy
 from simulation.world.context import Federation
 from simulation.world.population import Population
 
-__all__ = ["TaskBuilder", "client_size", "trained_rows"]
+__all__ = ["NodeSigning", "TaskBuilder", "client_size", "trained_rows"]
 
 
 def client_size(population: Population, data: FederatedData, client: int) -> int:
@@ -38,6 +40,39 @@ def trained_rows(
 
 
 @dataclass
+class NodeSigning:
+    """The :class:`SignRequest` of each task when nodes sign their own contributions
+    (``--engine deployment``): what the ledger will record as the account's nonce,
+    time and, in a DP run, ε, known before the node trains because nothing moves
+    the clock or the account's nonce between dispatch and recording."""
+
+    market: Market
+    privacy: ClientPrivacy | None
+
+    def request(
+        self, client: int, account: str, epochs: int, round_: int, now: float
+    ) -> SignRequest:
+        claims: tuple[PrivacyClaim, ...] = ()
+        if self.privacy is not None:
+            p = self.privacy
+            planned = p.planned_step(client, epochs, round_, now)
+            claims = (
+                PrivacyClaim(
+                    epsilon=p.would_spend(account, planned),
+                    privacy=p.mechanism(client, planned[1], planned[2]),
+                ),
+                PrivacyClaim(epsilon=p.spent(account), privacy=p.mechanism(client, 0.0, 0)),
+            )
+        return SignRequest(
+            ledger=self.market.ledger_id,
+            key_id=self.market.key_id,
+            nonce=self.market.state.next_nonce(account),
+            time=now,
+            claims=claims,
+        )
+
+
+@dataclass
 class TaskBuilder:
     """One ``ClientTask`` per client: its behaviour, epochs, rows, DP noise and seed."""
 
@@ -50,6 +85,8 @@ class TaskBuilder:
     tree: SeedTree
     device: str = "cpu"
     """Where clients train (``resolve_device``'s choice, the same for the whole run)."""
+    signing: NodeSigning | None = None
+    """Set when each node signs its own contribution (``--engine deployment``)."""
 
     def build(
         self, round_: int, clients: Iterable[int], fed: Federation, now: float
@@ -83,6 +120,9 @@ class TaskBuilder:
                     data_indices=_rows(indices),
                     device=self.device,
                     proximal_mu=proximal_mu(sc.aggregation.strategy, sc.aggregation.params),
+                    sign=None
+                    if self.signing is None
+                    else self.signing.request(c, fed.account(c), epochs, round_, now),
                 )
             )
         return tasks

@@ -115,6 +115,7 @@ def test_facade_contract_signatures() -> None:
         "epsilon",
         "metrics",
         "privacy",
+        "signature",
     ]
     assert list(sig(Market.reject_contribution).parameters) == [
         "self",

@@ -9,7 +9,7 @@ from typing import ClassVar
 
 from marketplace import Market
 from marketplace.canonical import JSON
-from marketplace.privacy_audit import PLD_DISCRETIZATION, RDP_ORDERS_NAME
+from marketplace.errors import SignatureError
 from simulation import names
 from simulation.config.schema import MarketConfig
 from simulation.fl.protocol import reason as rejection
@@ -142,59 +142,74 @@ class RecordContributions:
     market: Market
     rec: Recorder
     privacy: ClientPrivacy | None = None
+    node_signed: bool = False
+    """Each node signed its own contribution (``--engine deployment``): the entry
+    carries that signature, and one without a valid signature is refused."""
 
     def mechanism(self, entry: Screened) -> dict[str, JSON] | None:
         """The privacy record of ``entry``'s round: what AccountPrivacy composed."""
         if self.privacy is None:
             return None
-        reply, dp = entry.reply, self.privacy.dp
+        reply = entry.reply
         trained = reply.steps > 0 and reply.metrics is not None
-        record: dict[str, JSON] = {
-            "mechanism": "poisson_gaussian",
-            "noise_multiplier": self.privacy.noise_for(reply.client),
-            "sample_rate": reply.metrics.sample_rate if trained and reply.metrics else 0.0,
-            "steps": reply.steps if trained else 0,
-            "delta": dp.delta,
-            "accountant": dp.accountant,
-        }
-        if dp.accountant == "pld":
-            record["pld_discretization"] = PLD_DISCRETIZATION
-        else:
-            record["rdp_orders"] = RDP_ORDERS_NAME
-        return record
+        return self.privacy.mechanism(
+            reply.client,
+            reply.metrics.sample_rate if trained and reply.metrics else 0.0,
+            reply.steps if trained else 0,
+        )
+
+    def record(self, entry: Screened, round_: int) -> str | None:
+        """Append ``entry``'s accepted contribution; the refusal reason instead when
+        the node had to sign it (``node_signed``) and its signature is missing or
+        does not verify against its registered key (nothing is appended then)."""
+        reply = entry.reply
+        assert reply.weights is not None and reply.metrics is not None
+        if self.node_signed and reply.signature is None:
+            return rejection("bad_signature", "the node sent no signature")
+        try:
+            self.market.record_contribution(
+                round=round_,
+                client=entry.account,
+                update_hash=arrays_sha256(reply.weights),
+                num_examples=reply.num_examples,
+                epsilon=entry.epsilon,
+                metrics=reply.metrics.ledger_metrics(),
+                privacy=self.mechanism(entry),
+                signature=reply.signature if self.node_signed else None,
+            )
+        except SignatureError as exc:
+            log.warning("round %d: %s", round_, exc)
+            return rejection("bad_signature", "does not verify under the registered key")
+        return None
+
+    def reject(self, ctx: RoundContext, entry: Screened) -> None:
+        """The platform's ``contribution_rejected`` entry for ``entry`` (its reason)."""
+        account, reason = entry.account, entry.reason
+        assert reason is not None
+        ctx.rejected.append(account)
+        self.market.reject_contribution(
+            round=ctx.round,
+            client=account,
+            reason=reason,
+            epsilon=entry.epsilon,
+            privacy=self.mechanism(entry),
+        )
+        self.rec.add(ctx.round, account, names.REJECTED, 1.0)
+        log.info("round %d: rejected %s: %s", ctx.round, account, reason)
 
     def run(self, ctx: RoundContext) -> None:
         for entry in ctx.screened:
             reply, account = entry.reply, entry.account
             if entry.reason is not None:
-                ctx.rejected.append(account)
-                self.market.reject_contribution(
-                    round=ctx.round,
-                    client=account,
-                    reason=entry.reason,
-                    epsilon=entry.epsilon,
-                    privacy=self.mechanism(entry),
-                )
-                self.rec.add(ctx.round, account, names.REJECTED, 1.0)
-                log.info("round %d: rejected %s: %s", ctx.round, account, entry.reason)
+                self.reject(ctx, entry)
                 continue
-            assert reply.weights is not None and reply.metrics is not None
-            # A metric the client could not compute (it did not train) is left out:
-            # the ledger never holds a stand-in number that reads like a real one.
-            local = {
-                "train-loss": reply.metrics.train_loss,
-                "train-accuracy": reply.metrics.train_accuracy,
-            }
-            metrics = {k: v for k, v in local.items() if v is not None}
-            self.market.record_contribution(
-                round=ctx.round,
-                client=account,
-                update_hash=arrays_sha256(reply.weights),
-                num_examples=reply.num_examples,
-                epsilon=entry.epsilon,
-                metrics=metrics,
-                privacy=self.mechanism(entry),
-            )
+            refused = self.record(entry, ctx.round)
+            if refused is not None:
+                entry.reason = refused
+                self.reject(ctx, entry)
+                continue
+            assert reply.metrics is not None
+            metrics = reply.metrics.ledger_metrics()
             ctx.accepted.append(reply)
             self.rec.add(ctx.round, account, names.NUM_EXAMPLES, reply.num_examples)
             for key, metric in (
