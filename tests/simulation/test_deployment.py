@@ -3,6 +3,7 @@ there, each node's own partition, its node config, and its per-node state."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from simulation.fl.client_app import NODE_STATE, _check_fresh_round, _own_partit
 from simulation.fl.own_data import OwnPartition
 from simulation.fl.training import ClientTask, DataSpec, run_client_task
 from simulation.scenario.load import load_scenario
+from tests.keyring import KEYRING_FILE
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ROOT / "scenarios"
@@ -154,6 +156,13 @@ def test_the_remote_helper_writes_its_own_partition_and_refuses_insecure_remote_
     assert res.exit_code == 0, res.output
     assert f"--root-certificates={ca} --superlink=link.example:9092" in res.output
     assert "partition-id=4 num-partitions=5" in res.output
+    # It signs its contributions with its own keyring ($FEDMARKET_KEYRING in tests).
+    assert f"keyring-path={json.dumps(str(KEYRING_FILE))}" in res.output
+    res = CliRunner().invoke(
+        app, [*base, "--superlink", "127.0.0.1:9092", "--insecure", "--keyring",
+              str(tmp_path / "none"), *node],
+    )  # fmt: skip
+    assert res.exit_code == 2 and f"--keyring: {tmp_path / 'none'}: no keyring file" in res.output
     own = OwnPartition.load(tmp_path / "n4" / "partition.npz")
     scenario = load_scenario(SCENARIOS / "quickstart.yaml", ["clients.count=5"])
     assert np.array_equal(own.y, DataSpec.of(scenario).build().client(4)[1])
