@@ -71,6 +71,7 @@ scenario = ""
 out = ""
 channel = ""
 keyring = ""
+node-signed = ""
 """
 """The submitted app: components only (the code comes from this environment)."""
 
