@@ -324,10 +324,16 @@ class ALIEParams(BaseParams):
 class ALIEAttack(CoalitionAttack):
     """The "A Little Is Enough" attack (Baruch, Baruch & Goldberg, NeurIPS 2019).
 
-    The colluders pool their honestly trained deltas ``Δ_i = w_i − w_g``, take the
-    coordinate-wise mean ``μ`` and population standard deviation ``σ`` (``ddof=0``), and all
-    submit ``w_g + μ − z·σ``: small enough per coordinate to pass Krum, the median and
-    Bulyan, consistent enough to steer the aggregate.
+    The paper's workers send gradients, and the colluders all send ``μ_g − z·σ_g``: the
+    coordinate-wise mean and population standard deviation (``ddof=0``) of their own honest
+    gradients, shifted by ``z`` deviations (the authors' ``DriftAttack``, in
+    moranant/attacking_distributed_learning). Ours send weights, whose step from the
+    global model ``Δ_i = w_i − w_g`` is ``−η·g_i`` after one SGD step, so the same crafted
+    gradient is the step ``μ − (−z)·σ`` of the deltas: every colluder submits
+    ``w_g + μ + z·σ`` with ``μ``, ``σ`` over their deltas. Subtracting ``z·σ`` from the
+    *deltas* would add it to the gradient, the opposite attack (tested against the
+    authors' code in tests/agents/test_reference_alie.py). Small enough per coordinate
+    to pass Krum, the median and Bulyan, consistent enough to steer the aggregate.
     """
 
     name: ClassVar[str] = "alie"
@@ -368,7 +374,7 @@ class ALIEAttack(CoalitionAttack):
             deltas = np.stack([submissions[m][i].astype(np.float64) - g64 for m in present])
             mu = deltas.mean(axis=0)
             sigma = deltas.std(axis=0)
-            crafted.append((g64 + mu - z * sigma).astype(g.dtype))
+            crafted.append((g64 + mu + z * sigma).astype(g.dtype))  # gradient mu - z*sigma
         return {
             m: [
                 np.array(c, copy=True) if c is not None else np.array(own, copy=True)

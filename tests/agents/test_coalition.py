@@ -44,9 +44,10 @@ def test_alie_z_max_rejects_majority() -> None:
         alie_z_max(3, 0)
 
 
-def test_alie_submits_mu_minus_z_sigma() -> None:
+def test_alie_submits_mu_plus_z_sigma_of_the_deltas() -> None:
     # Prepare: global [0, 0, 1]; colluder deltas [1, 2, 0] and [3, 2, 0]
-    # -> mu = [2, 2, 0], sigma (ddof=0) = [1, 0, 0]; n = 10, m = 2 -> z = 0.25334710313579978
+    # -> mu = [2, 2, 0], sigma (ddof=0) = [1, 0, 0]; n = 10, m = 2 -> z = 0.25334710313579978.
+    # A delta is minus a gradient, so the paper's gradient mu - z*sigma is delta mu + z*sigma.
     attack = ALIEAttack(ALIEParams(members=("client-001", "client-002"), num_clients=10))
     global_weights = [np.array([0.0, 0.0, 1.0])]
     subs = {
@@ -58,7 +59,7 @@ def test_alie_submits_mu_minus_z_sigma() -> None:
     out = attack.apply(1, subs, global_weights, rng())
     # Assert
     z = 0.2533471031357998
-    expected = np.array([2.0 - z, 2.0, 1.0])
+    expected = np.array([2.0 + z, 2.0, 1.0])
     np.testing.assert_allclose(out["client-001"][0], expected, rtol=0, atol=1e-15)
     np.testing.assert_allclose(out["client-002"][0], expected, rtol=0, atol=1e-15)
     assert out["client-000"][0] is subs["client-000"][0]
@@ -71,7 +72,7 @@ def test_alie_defaults_n_to_replies() -> None:
     subs = {f"client-00{i}": [np.array([float(i)])] for i in range(5)}
     out = attack.apply(2, subs, g, rng())
     # deltas 3, 4 -> mu 3.5, sigma 0.5
-    assert out["client-003"][0][0] == pytest.approx(3.5 - 0.8416212335729143 * 0.5, abs=1e-12)
+    assert out["client-003"][0][0] == pytest.approx(3.5 + 0.8416212335729143 * 0.5, abs=1e-12)
 
 
 def test_alie_z_is_fixed_by_n_and_m_whoever_answers() -> None:
@@ -85,7 +86,7 @@ def test_alie_z_is_fixed_by_n_and_m_whoever_answers() -> None:
     subs = {"client-000": [np.array([9.0])], "client-001": [np.array([1.0])],
             "client-002": [np.array([3.0])]}  # fmt: skip
     out = attack.apply(1, subs, g, rng())
-    assert out["client-001"][0][0] == pytest.approx(2.0 - 0.2533471031357998 * 1.0, abs=1e-12)
+    assert out["client-001"][0][0] == pytest.approx(2.0 + 0.2533471031357998 * 1.0, abs=1e-12)
 
 
 def test_alie_params_refuse_an_infeasible_setting() -> None:

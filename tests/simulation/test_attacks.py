@@ -95,7 +95,7 @@ def test_alie_coalition_rewrites_to_the_same_update(tmp_path: Path) -> None:
             for e in m.entries()
             if e.kind == "contribution" and e.sender in colluders and e.data["round"] == 1
         ]
-    assert len(hashes) == 2 and len(set(hashes)) == 1  # all colluders submit μ − zσ
+    assert len(hashes) == 2 and len(set(hashes)) == 1  # one crafted update for all
 
 
 def test_market_attacks_are_measured(tmp_path: Path) -> None:
