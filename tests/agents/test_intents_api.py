@@ -101,6 +101,7 @@ def test_public_api_is_pinned() -> None:
             "create_behaviour",
             "create_coalition_attack",
             "sybil_indices",
+            "SetEffort",
         ]
     )
     for name in agents.__all__:

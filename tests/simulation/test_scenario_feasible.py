@@ -71,7 +71,8 @@ def test_unhonourable_configuration_names_the_field(
         "clients: {count: 11}\naggregation: {strategy: bulyan, params: {num_malicious_nodes: 2}}\n",
         "clients: {count: 7}\naggregation: {strategy: krum, params: {num_malicious_nodes: 2}}\n",
         "rewards: {mechanism: stake_slash,\n"
-        "          params: {slash_amount: 5, base: score, max_share: 0.5}}\n",
+        "          params: {slash_amount: 5, base: score, max_share: 0.5}}\n"
+        "contribution: {evaluator: loo}\n",
     ],
 )
 def test_the_minimum_a_rule_allows_is_accepted(tmp_path: Path, text: str) -> None:
