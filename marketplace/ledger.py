@@ -169,8 +169,7 @@ def connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
     a run directory named ``run#1`` or ``run?x`` opens the file it names.
     """
     if readonly:
-        uri = f"file:{quote(os.fspath(path))}?mode=ro"
-        conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=60)
+        conn = _connect_readonly(path)
     else:
         conn = sqlite3.connect(path, isolation_level=None, timeout=60)
         # 16 KiB pages (effective for a new file only): entries are ~0.5 KB
@@ -183,6 +182,40 @@ def connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
         # crash/power loss may drop the last commits), and much faster than FULL.
         conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA busy_timeout=60000")
+    return conn
+
+
+_NEEDS_A_WRITER = frozenset({"SQLITE_READONLY_ROLLBACK", "SQLITE_READONLY_RECOVERY"})
+"""Read-only opens that fail until a writer recovers the file: a hot rollback journal
+(a process killed inside a write transaction) or a WAL index that must be rebuilt."""
+
+
+def _connect_readonly(path: Path) -> sqlite3.Connection:
+    """A read-only connection that also opens the ledger of a killed run.
+
+    A process killed inside a write transaction leaves a hot journal, which SQLite
+    lets only a writer roll back; until then every read-only open fails with
+    "attempt to write a readonly database". Rolling it back is SQLite's own recovery:
+    it restores the last committed state and drops only the transaction that never
+    committed, so no committed entry changes. One read-write open does it, then the
+    read-only connection is made again. On read-only media recovery is impossible and
+    the error stands. Any other error is left to surface where the file is read.
+    """
+    uri = f"file:{quote(os.fspath(path))}?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=60)
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.Error as exc:
+        if getattr(exc, "sqlite_errorname", "") not in _NEEDS_A_WRITER:
+            return conn
+        conn.close()
+        logger.info("ledger %s: rolling back a transaction a killed writer left open", path)
+        writer = sqlite3.connect(path, isolation_level=None, timeout=60)
+        try:
+            writer.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            writer.close()
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=60)
     return conn
 
 

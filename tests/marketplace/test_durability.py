@@ -198,3 +198,41 @@ def test_killed_while_creating_leaves_no_ledger_or_one_that_verifies(tmp_path: P
     # Kill points fell both before and after the ledger was published.
     assert outcomes[0] == "none" and outcomes[-1] == "ledger"
     assert outcomes == sorted(outcomes, key=lambda o: o == "ledger")
+
+
+# A writer killed inside a write transaction while the ledger is in rollback-journal
+# mode (it leaves WAL mode when it closes; the next writer switches it back) leaves a
+# hot journal. Read-only opens then fail until a writer rolls it back; seen once as
+# "attempt to write a readonly database" in the random-SIGKILL run test.
+HOT_JOURNAL = r"""
+import os, sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("PRAGMA cache_size=1")  # spill to the file before commit: the journal is hot
+conn.execute("BEGIN")
+conn.executemany("INSERT INTO entries (seq, kind, record) VALUES (?, 'junk', ?)",
+                 [(10**6 + i, "x" * 2000) for i in range(2000)])
+os._exit(9)
+"""
+
+
+def test_a_writer_killed_mid_transaction_leaves_a_ledger_that_verifies(tmp_path: Path) -> None:
+    import sqlite3
+
+    with Market.create(tmp_path, keyring=KEYRING, seed=5, genesis={"scenario_hash": "h"}) as m:
+        m.register_participant("alice", role="data_owner")
+        for i in range(20):
+            m.mint("alice", 1 + i, reason="r")
+        head, count = m.head_hash, len(m.entries())
+    db = tmp_path / "ledger.db"
+    script = tmp_path / "hot.py"
+    script.write_text(HOT_JOURNAL)
+    subprocess.run([sys.executable, str(script), str(db)], check=False, timeout=120)
+    assert (tmp_path / "ledger.db-journal").exists()
+    raw = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        raw.execute("SELECT count(*) FROM entries").fetchone()  # the premise
+    raw.close()
+    report = audit_ledger(tmp_path)
+    assert report.entries == count
+    with Market.open(tmp_path) as m:
+        assert m.head_hash == head and len(m.entries()) == count

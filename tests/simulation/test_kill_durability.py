@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from marketplace import audit_ledger
+from marketplace.ledger import connect
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIO = ROOT / "scenarios" / "ballot_stuffing.yaml"
@@ -56,7 +57,9 @@ for line in sys.stdin:
 
 
 def _records(run: Path) -> list[str]:
-    conn = sqlite3.connect(f"file:{run / 'ledger.db'}?mode=ro", uri=True)
+    # The ledger's own read-only open: it rolls back a transaction the kill left open
+    # (a hot journal), which a bare ``mode=ro`` connection cannot read past.
+    conn = connect(run / "ledger.db", readonly=True)
     try:
         return [r for (r,) in conn.execute("SELECT record FROM entries ORDER BY seq")]
     finally:
