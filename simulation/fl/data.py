@@ -141,11 +141,17 @@ def _synthetic_iid(
     c, d = w.shape
     x = np.empty((int(sizes.sum()), d), dtype=np.float32)
     y = np.empty(len(x), dtype=np.int64)
-    zero = np.zeros(d)
+    blocks = [int(sizes[lo : lo + _IID_BLOCK].sum()) for lo in range(0, len(sizes), _IID_BLOCK)]
+    # One buffer filled in place (``out=`` fills from the stream in the same order):
+    # no fresh 55 MB arrays per block to page-fault in. ``+= 0.0`` keeps v + σ·z with
+    # v = 0 exactly, which turns a -0.0 draw into 0.0 as ``0 + σz`` does.
+    buffer = np.empty((max(blocks, default=0), d))
     row = 0
-    for lo in range(0, len(sizes), _IID_BLOCK):
-        n = int(sizes[lo : lo + _IID_BLOCK].sum())
-        block = zero + scale * rng.standard_normal((n, d))
+    for n in blocks:
+        block = buffer[:n]
+        rng.standard_normal(out=block)
+        block *= scale
+        block += 0.0
         y[row : row + n] = np.argmax(block @ w.T + b, axis=1)
         x[row : row + n] = block
         row += n
@@ -203,10 +209,8 @@ def natural_partitions(
     rule, without its per-row Python loop and one ``Dataset.select`` per client
     (minutes at 10,000 clients; tests/simulation/test_scale.py checks the two agree).
     """
-    ids, inverse = np.unique(groups, return_inverse=True)
-    order = np.argsort(inverse, kind="stable")
-    bounds = np.cumsum(np.bincount(inverse, minlength=len(ids)))[:-1]
-    rows = np.split(order.astype(np.int64), bounds)
+    ids, _, counts, order = strata_members(groups)
+    rows = np.split(order.astype(np.int64), np.cumsum(counts)[:-1])
     ctx = PartitionContext(
         num_clients=num_clients,
         seed=seed % (2**32),
@@ -286,12 +290,13 @@ def _build_bundled(
             sorted(parts, key=lambda p: int(groups[p[0]]) if len(p) else 1 << 62)  # type: ignore[index]
         )
     info = facts(dataset.name)
+    # np.take gathers rows several times faster than x[train] (the same rows).
     data = FederatedData(
-        x_train=x[train],
+        x_train=np.take(x, train, axis=0),
         y_train=raw.y[train],
         partitions=parts,
-        val=Split(x[np.sort(val)], raw.y[np.sort(val)]),
-        test=Split(x[np.sort(test)], raw.y[np.sort(test)]),
+        val=Split(np.take(x, np.sort(val), axis=0), raw.y[np.sort(val)]),
+        test=Split(np.take(x, np.sort(test), axis=0), raw.y[np.sort(test)]),
         num_classes=raw.num_classes,
         input_shape=raw.input_shape,
         class_names=info.class_names or tuple(str(i) for i in range(raw.num_classes)),
@@ -316,32 +321,73 @@ def split_off(
 
     The stratified case returns scikit-learn's rows in scikit-learn's order
     (tests/simulation/test_scale.py compares the two), from the same
-    ``RandomState`` calls in the same order, but collects each stratum's slice
-    as an array: scikit-learn extends a list one numpy scalar at a time, which
-    is most of 20 s for 100,000 natural-id strata.
+    ``RandomState`` calls in the same order, but gathers the strata's slices
+    with whole-array operations: scikit-learn extends a list one numpy scalar at
+    a time, which is most of 20 s for 100,000 natural-id strata.
     """
     if not _can_stratify(strata, fraction):
         rest, test = train_test_split(idx, test_size=fraction, random_state=seed)
         return rest, test
     n_train, n_test = _validate_shuffle_split(len(idx), fraction, None, default_test_size=0.25)
-    _, inverse, counts = np.unique(strata, return_inverse=True, return_counts=True)
+    _, _, counts, order = strata_members(strata)
     if n_train < len(counts) or n_test < len(counts):
         # scikit-learn's own error for this case
         return train_test_split(idx, test_size=fraction, random_state=seed, stratify=strata)  # type: ignore[no-any-return]
-    members = np.split(np.argsort(inverse, kind="stable"), np.cumsum(counts)[:-1])
     rng = np.random.RandomState(seed)
     n_i = _approximate_mode(counts, n_train, rng)
     t_i = _approximate_mode(counts - n_i, n_test, rng)
-    train_parts, test_parts = [], []
-    for rows, count, a, b in zip(members, counts, n_i.tolist(), t_i.tolist(), strict=True):
-        shuffled = rows.take(rng.permutation(count), mode="clip")
-        train_parts.append(shuffled[:a])
-        test_parts.append(shuffled[a : a + b])
-    train = rng.permutation(np.concatenate(train_parts))
-    test = rng.permutation(np.concatenate(test_parts))
+    # scikit-learn permutes each stratum's rows and takes the first n_i for training and
+    # the next t_i for testing. The permutations come from the RNG one stratum at a time
+    # (their draws are rejection-sampled, so they stay a loop); the rest is one gather:
+    # ``order`` lists the strata's rows stratum by stratum, ``start`` is where each
+    # row's stratum begins in it, and a row's rank is its place in its permuted stratum.
+    start = np.repeat(np.cumsum(counts) - counts, counts)
+    perms = np.concatenate([rng.permutation(count) for count in counts.tolist()])
+    shuffled = order[perms + start]
+    rank = np.arange(len(order)) - start
+    n_rank = np.repeat(n_i, counts)
+    train = rng.permutation(shuffled[rank < n_rank])
+    test = rng.permutation(shuffled[(rank >= n_rank) & (rank < n_rank + np.repeat(t_i, counts))])
     return idx[train], idx[test]
 
 
 def _can_stratify(labels: np.ndarray, fraction: float) -> bool:
-    _, counts = np.unique(labels, return_counts=True)
+    counts = _unique(labels)[2]
     return bool(counts.min() >= 2 and fraction * len(labels) >= len(counts))
+
+
+def strata_members(
+    strata: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``np.unique(strata, return_inverse=True, return_counts=True)`` and the rows of each
+    stratum in order, ``np.argsort(inverse, kind="stable")``, in O(rows) for integer ids.
+
+    Both are sorts of millions of rows at 100,000 natural-id strata (seconds each,
+    twice per split); ids are counted instead, and the stable order is numpy's radix
+    sort on 16-bit digits, low digit first (a stable sort by the high digit of rows
+    already stably sorted by the low one is the stable sort by the whole id).
+    """
+    ids, inverse, counts = _unique(strata)
+    if len(ids) <= 1 << 16:
+        return ids, inverse, counts, np.argsort(inverse.astype(np.uint16), kind="stable")
+    low = np.argsort((inverse & 0xFFFF).astype(np.uint16), kind="stable")
+    high = np.argsort((inverse[low] >> 16).astype(np.uint16), kind="stable")
+    return ids, inverse, counts, low[high]
+
+
+def _unique(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``np.unique(values, return_inverse=True, return_counts=True)``, by counting when
+    ``values`` are non-negative integers no larger than a few times their number."""
+    if (
+        values.ndim != 1
+        or not len(values)
+        or not np.can_cast(values.dtype, np.intp)
+        or values.min() < 0
+        or values.max() > 4 * len(values) + 1024
+    ):
+        ids, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+        return ids, inverse.astype(np.intp), counts
+    present = np.bincount(values)
+    ids = np.flatnonzero(present)
+    code = np.cumsum(present > 0, dtype=np.intp) - 1
+    return ids.astype(values.dtype), code[values], present[ids].astype(np.int64)

@@ -20,7 +20,7 @@ from sklearn.model_selection import train_test_split
 
 from simulation.config.schema import ClientsConfig, NaturalPartition, SyntheticConfig
 from simulation.engine.runner import run_scenario
-from simulation.fl.data import natural_partitions, split_off, synthetic_fedprox
+from simulation.fl.data import natural_partitions, split_off, strata_members, synthetic_fedprox
 from simulation.fl.partitions import PartitionContext, make_partitioner, partition_rows
 from simulation.results.metrics import gini
 from simulation.scenario.load import load_scenario
@@ -115,6 +115,33 @@ def test_split_off_shuffles_plainly_when_a_stratum_is_too_small() -> None:
     rest, test = split_off(np.arange(51), 0.2, 5, groups)
     ref_rest, ref_test = train_test_split(np.arange(51), test_size=0.2, random_state=5)
     assert np.array_equal(rest, ref_rest) and np.array_equal(test, ref_test)
+
+
+@pytest.mark.parametrize(
+    ("rows", "high", "shuffled", "dtype"),
+    [
+        (5000, 300, True, np.int64),
+        (5000, 300, False, np.int32),
+        (200_000, 5_000_000, True, np.int64),
+    ],
+)
+def test_strata_members_are_numpys_unique_and_stable_argsort(
+    rows: int, high: int, shuffled: bool, dtype: type
+) -> None:
+    # Counting and two 16-bit radix passes (more than 65,536 strata in the last case,
+    # and ids too sparse to count there) against np.unique and a stable argsort.
+    rng = np.random.default_rng(rows)
+    ids = rng.integers(0, high, rows).astype(dtype)
+    ids = ids if shuffled else np.sort(ids)
+    got = strata_members(ids)
+    uniq, inverse, counts = np.unique(ids, return_inverse=True, return_counts=True)
+    assert len(uniq) > 1 << 16 if high > 1 << 20 else len(uniq) <= 300
+    for a, b in zip(got, (uniq, inverse, counts, np.argsort(inverse, kind="stable")), strict=True):
+        assert a.dtype.kind == b.dtype.kind and np.array_equal(a, b)
+    # Dense ids (counted) with more than 65,536 strata.
+    dense = rng.permutation(np.repeat(np.arange(70_000), 3))
+    order = strata_members(dense)[3]
+    assert np.array_equal(order, np.argsort(dense, kind="stable"))
 
 
 def test_population_is_bounded_and_reaches_a_million() -> None:
