@@ -39,6 +39,8 @@ CLIENT_EPSILON: Final = "client_epsilon"
 """Client-level DP (``aggregation.client_dp``): cumulative ε over the rounds released."""
 CLIENT_EPSILON_ROUND: Final = "client_epsilon_round"
 """Client-level DP: the ε of this round's release alone."""
+REFERENCE_SE_RATIO: Final = "reference_se_ratio"
+"""Monte Carlo reference rounds: the largest standard error over its target (> 1: missed)."""
 
 TOKEN_METRICS: Final = (REWARD_TOKENS, ROYALTY_TOKENS)
 """Metrics whose values are tokens an account earned."""

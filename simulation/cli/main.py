@@ -192,6 +192,13 @@ def _summary(manifest: dict[str, object], wall: float, out_dir: Path) -> None:
     table.add_row("simulated time (s)", f"{final['simulated_seconds']:.2f}")
     table.add_row("wall time (s)", f"{wall:.1f}")
     table.add_row("ledger head", str(manifest["ledger_head"])[:16] + "…")
+    reference = manifest.get("reference")
+    if isinstance(reference, dict) and reference.get("imprecise_rounds"):
+        missed = reference["imprecise_rounds"]
+        table.add_row(
+            "reference SE above target",
+            f"{len(missed)} of {reference['monte_carlo_rounds']} Monte Carlo rounds",
+        )
     console().print(table)
     console().print(f"results: {out_dir}", markup=False, highlight=False)
 

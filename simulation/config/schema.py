@@ -787,10 +787,19 @@ class ContributionConfig(StrictModel):
     docs/contribution.md).
     """
 
+    hashed_when_set: ClassVar[frozenset[str]] = frozenset({"on_imprecise"})
+
     evaluator: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     reference: bool = False
     exact_max_clients: int = Field(12, ge=1, le=16)
+    on_imprecise: Literal["error", "record"] = Field(
+        "error",
+        description="when the Monte Carlo reference (above exact_max_clients) stops at its "
+        "2,000-permutation cap with a standard error above its target: error (stop the run, "
+        "naming the round) or record (keep it; rounds.parquet reference_se_ratio > 1, "
+        "manifest reference.imprecise_rounds)",
+    )
 
 
 DEFAULT_LICENSE = "apache-2.0"

@@ -42,7 +42,14 @@ import numpy as np
 from flwr.app import ArrayRecord, Message, MetricRecord
 from flwr.serverapp.strategy import FedAvg
 
-from simulation.fl.strategies import FLOWER_BASE, NeedsGlobal, _reply_weights, _to_record
+from simulation.fl.strategies import (
+    FLOWER_BASE,
+    Cohort,
+    NeedsGlobal,
+    Weights,
+    _reply_weights,
+    _to_record,
+)
 from simulation.fl.weights import flatten, unflatten
 
 __all__ = ["ClientEpsilon", "ClientLevelAccountant", "DPFedAvg", "clip_update", "dp_event"]
@@ -131,9 +138,9 @@ class DPFedAvg(NeedsGlobal, FedAvg):
     """User-level DP-FedAvg: clip to ``C``, sum, divide by the ``m`` sampled, add
     ``N(0, (σC/m)²)`` per coordinate (see the module docstring).
 
-    The world calls, every round and in this order: :meth:`set_cohort` (the
-    round's eligible and sampled counts), ``set_global``, then ``aggregate_train``
-    with the accepted replies (possibly none: the round is still released, as
+    The world calls, every round: :meth:`prepare` (the round's eligible and sampled
+    counts, :meth:`set_cohort`, then its global model, ``set_global``), then
+    ``aggregate_train`` with the accepted replies (possibly none: the round is still released, as
     noise around the current model, so whether anyone was accepted is covered
     too). ``last_epsilon`` is the round's :class:`ClientEpsilon` (``None``
     before the first release or after a round with nobody sampled).
@@ -173,6 +180,24 @@ class DPFedAvg(NeedsGlobal, FedAvg):
         """The round samples ``sampled`` of ``population`` eligible clients."""
         self._cohort = (int(population), int(sampled))
         self.last_epsilon = None
+
+    def prepare(self, global_weights: Weights, cohort: Cohort | None) -> None:
+        """The round's hook: its cohort first (the sampling rate this release is
+        accounted at), then its global model."""
+        if cohort is None:
+            raise ValueError(
+                "DPFedAvg.prepare needs the round's cohort (eligible, sampled): "
+                "client-level DP is accounted at the sampling rate"
+            )
+        self.set_cohort(cohort.eligible, cohort.sampled)
+        super().prepare(global_weights, cohort)
+
+    def client_epsilon(self) -> tuple[float, float]:
+        """The round's ``(ε, cumulative ε)`` (:class:`~simulation.fl.strategies.ClientPrivate`)."""
+        last = self.last_epsilon
+        return (
+            (last.round, last.cumulative) if last is not None else (0.0, self.accountant.cumulative)
+        )
 
     def noise_std(self, sampled: int) -> float:
         """``σ · C / m``: the noise on the average, calibrated to its sensitivity ``C / m``."""

@@ -79,7 +79,9 @@ def aggregator_utility(
     # fresh copy of the snapshot per coalition (FoolsGold's histories grow per call).
     snapshot = strategy.what_if() if hasattr(strategy, "what_if") else strategy
     if snapshot is not strategy:
-        _prepare(snapshot, global_weights, cohort)
+        from simulation.fl.strategies import Cohort, prepare_round
+
+        prepare_round(snapshot, global_weights, None if cohort is None else Cohort(*cohort))
     if hasattr(snapshot, "aggregate_flat"):
         return _flat_utility(
             snapshot, minimum, base, replies, [flatten(r.weights, keys) for r in replies], evaluate
@@ -168,19 +170,3 @@ def _decoded(message: Any) -> Any:
             wrapped.decoded = arr
             record[key] = wrapped
     return message
-
-
-def _prepare(fork: Any, global_weights: Weights, cohort: tuple[int, int] | None) -> None:
-    """What the world's ``Aggregate`` stage tells a strategy before ``aggregate_train``."""
-    from flwr.app import Array, ArrayRecord
-
-    from simulation.fl.client_dp import DPFedAvg
-    from simulation.fl.strategies import NeedsGlobal
-
-    if isinstance(fork, DPFedAvg):
-        if cohort is None:
-            raise ValueError("DP-FedAvg's hypothetical aggregation needs the round's cohort")
-        fork.set_cohort(*cohort)
-    if isinstance(fork, NeedsGlobal):
-        current = {k: Array(np.ascontiguousarray(v)) for k, v in global_weights.items()}
-        fork.set_global(ArrayRecord(current))

@@ -4,7 +4,7 @@ Strategies here subclass :class:`flwr.serverapp.strategy.FedAvg` and override
 ``aggregate_train(server_round, replies)``, the only hook FedMarket's world
 calls (it owns the round loop). Both robust rules need the *current global
 model* to turn the clients' weights into updates, so they implement the
-:class:`NeedsGlobal` mixin:
+:class:`NeedsGlobal` mixin (its :meth:`~NeedsGlobal.prepare` hook):
 
 * :class:`FoolsGold` — Fung, Yoon & Beschastnikh, "The Limitations of
   Federated Learning in Sybil Settings", RAID 2020 (Algorithm 1).
@@ -16,12 +16,16 @@ Client-level DP is not here: Flower's server-side wrappers calibrate noise to
 no scenario may use them; ``aggregation.client_dp`` is user-level DP-FedAvg with
 its accountant (:mod:`simulation.fl.client_dp`).
 
-How the world drives any strategy from this module, each round::
+How the world drives any strategy, each round (the world's ``Aggregate`` stage, and
+:mod:`simulation.fl.coalition` on each hypothetical copy, the same way)::
 
-    if isinstance(strategy, NeedsGlobal):
-        strategy.set_global(ArrayRecord(current_global_weights))   # 1. first
-    arrays, metrics = strategy.aggregate_train(round_, replies)    # 2. then
-    weights = getattr(strategy, "last_weights", {})                # 3. optional
+    prepare_round(strategy, current_global_weights, Cohort(eligible, sampled))  # 1. first
+    arrays, metrics = strategy.aggregate_train(round_, replies)                 # 2. then
+    weights = getattr(strategy, "last_weights", {})                             # 3. optional
+
+:func:`prepare_round` calls the strategy's ``prepare`` hook (:class:`PreparesRound`)
+when it has one, and does nothing for Flower's own stateless rules: a strategy says
+what it needs before aggregating by implementing the hook, never by its type.
 
 ``replies`` are the reply Messages ``World._aggregate`` builds (one per
 client, sorted by client, ``metadata.src_node_id`` = client index, content
@@ -39,7 +43,7 @@ import copy
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord
@@ -67,9 +71,13 @@ FLOWER_BASE: dict[str, Any] = {
 
 __all__ = [
     "FLOWER_BASE",
+    "ClientPrivate",
+    "Cohort",
     "FLTrust",
     "FoolsGold",
     "NeedsGlobal",
+    "PreparesRound",
+    "prepare_round",
 ]
 
 
@@ -115,19 +123,60 @@ def _reply_weights(msg: Message, keys: Iterable[str]) -> Weights:
     return {k: np.asarray(record[k].numpy()) for k in keys}
 
 
-# ------------------------------------------------------------------ the mixin
+# ------------------------------------------------------- the round's preparation
+
+
+class Cohort(NamedTuple):
+    """Who the round sampled: ``sampled`` of the ``eligible`` clients (client-level
+    DP's sampling rate ``q = sampled / eligible``)."""
+
+    eligible: int
+    sampled: int
+
+
+@runtime_checkable
+class PreparesRound(Protocol):
+    """A strategy that must be told about the round before ``aggregate_train``."""
+
+    def prepare(self, global_weights: Weights, cohort: Cohort | None) -> None:
+        """Take the round's global model (the one the replies were trained from) and
+        its cohort (``None`` where the caller has none: a strategy that needs it raises)."""
+
+
+@runtime_checkable
+class ClientPrivate(Protocol):
+    """A strategy with client-level DP (:class:`simulation.fl.client_dp.DPFedAvg`): every
+    round that sampled anyone is a release, accepted replies or not (whether a round
+    is released must not depend on the updates), and it reports the round's ε."""
+
+    def client_epsilon(self) -> tuple[float, float]:
+        """``(ε of the last round's release, cumulative ε)``; ``(0.0, cumulative)``
+        when the last round released nothing."""
+        ...
+
+
+def prepare_round(strategy: Any, global_weights: Weights, cohort: Cohort | None) -> None:
+    """Tell ``strategy`` about the round, if it asks (:class:`PreparesRound`): the one
+    call the world's ``Aggregate`` stage and the coalition models both make before
+    ``aggregate_train``, so a real and a hypothetical aggregation start alike."""
+    if isinstance(strategy, PreparesRound):
+        strategy.prepare(global_weights, cohort)
 
 
 class NeedsGlobal:
     """Mixin for strategies that must see the current global model before aggregating.
 
-    The world calls :meth:`set_global` with the global model of the round,
+    :meth:`prepare` records the global model of the round (:meth:`set_global`)
     *before* ``aggregate_train`` of that round. ``configure_train`` (Flower's own
     loop) records it too, so either driver works.
     """
 
     _global: Weights | None = None
     _global_record: ArrayRecord | None = None
+
+    def prepare(self, global_weights: Weights, cohort: Cohort | None) -> None:
+        """The round's hook (:class:`PreparesRound`): record its global model."""
+        self.set_global(_to_record(global_weights))
 
     def set_global(self, arrays: ArrayRecord) -> None:
         """Record ``arrays`` as the global model the next replies were trained from."""

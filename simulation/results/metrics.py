@@ -134,8 +134,12 @@ def run_metrics(run_dir: Path | str) -> dict[str, float]:
       with ``metric == "reward_tokens"`` or ``"royalty_tokens"`` (license
       revenue); owners are those rows' clients' plus every identity's in
       ``ground_truth.json`` ``behaviours`` (zero tokens).
-    * ``attacker_token_share``: tokens to ``ground_truth["attackers"]`` / all
-      tokens (NaN when no tokens were paid).
+    * attackers are the attacking owners, one definition for every column here and
+      the group columns' ``total:attackers`` (:meth:`Truth.attacker_owners`): owners
+      of ``ground_truth["attackers"]`` and of every identity whose role is not
+      ``honest``, so market attackers (a colluding cabal alone) count.
+    * ``attacker_token_share``: the attacking owners' tokens / all tokens (NaN when
+      no tokens were paid).
     * ``honest_profit``: mean over non-attacker accounts of tokens earned
       minus the sum of their ``metric == "cost"`` rows, when such rows exist.
     * ``reward_gini``: :func:`gini` of every data owner's tokens (rewards and royalties).
@@ -164,7 +168,7 @@ def run_metrics(run_dir: Path | str) -> dict[str, float]:
     gt_path = p / "ground_truth.json"
     raw = json.loads(gt_path.read_text(encoding="utf-8")) if gt_path.is_file() else {}
     truth = Truth.from_json(raw)
-    attackers = {truth.owner(a) for a in truth.attackers}
+    attackers = truth.attacker_owners()  # the group columns' ``total:attackers`` too
 
     tokens = _per_account(metrics, names.REWARD_TOKENS, truth).add(
         _per_account(metrics, names.ROYALTY_TOKENS, truth), fill_value=0.0

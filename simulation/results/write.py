@@ -96,8 +96,11 @@ def write_versions(directory: Path, weights: dict[str, bytes]) -> None:
         (directory / f"{version}.safetensors").write_bytes(data)
 
 
-_CLIENT_DP_ONLY = frozenset({names.CLIENT_EPSILON, names.CLIENT_EPSILON_ROUND})
-"""Round fields that exist only under client-level DP (NaN otherwise)."""
+_MEASURED_ONLY = frozenset(
+    {names.CLIENT_EPSILON, names.CLIENT_EPSILON_ROUND, names.REFERENCE_SE_RATIO}
+)
+"""Round fields that exist only in some rounds (client-level DP, a Monte Carlo
+reference) and are NaN otherwise: a NaN one gets no metric row."""
 
 
 def metrics_frame(result: WorldResult) -> pd.DataFrame:
@@ -108,8 +111,8 @@ def metrics_frame(result: WorldResult) -> pd.DataFrame:
         for key, value in dataclasses.asdict(rec).items():
             if key in ("round", "model_version", "wall_seconds"):
                 continue
-            if key in _CLIENT_DP_ONLY and math.isnan(value):
-                continue  # no client-level DP this round (or run): no row
+            if key in _MEASURED_ONLY and math.isnan(value):
+                continue  # not measured this round (or run): no row
             rows.append(MetricRow(rec.round, g, key, float(value)))
     if result.baseline_accuracy is not None:
         for rec, base in zip(result.rounds, result.baseline_accuracy, strict=False):
@@ -205,6 +208,22 @@ def client_dp_manifest(scenario: Scenario, result: WorldResult) -> dict[str, Any
     }
 
 
+def reference_manifest(scenario: Scenario, result: WorldResult) -> dict[str, Any] | None:
+    """The precision of the reference contribution (``None`` without ``contribution.reference``):
+    how many rounds were estimated by Monte Carlo and which of them missed the standard-error
+    target (kept only under ``contribution.on_imprecise: record``; per round:
+    ``rounds.parquet`` ``reference_se_ratio``)."""
+    if not scenario.contribution.reference:
+        return None
+    sampled = [r for r in result.rounds if not math.isnan(r.reference_se_ratio)]
+    return {
+        "on_imprecise": scenario.contribution.on_imprecise,
+        "exact_max_clients": scenario.contribution.exact_max_clients,
+        "monte_carlo_rounds": len(sampled),
+        "imprecise_rounds": [r.round for r in sampled if r.reference_se_ratio > 1.0],
+    }
+
+
 def write_results(
     scenario: Scenario,
     out_dir: Path,
@@ -263,6 +282,7 @@ def write_results(
         },
         "grad_sample_mode": result.grad_sample_mode,
         "client_dp": client_dp_manifest(scenario, result),
+        "reference": reference_manifest(scenario, result),
         "privacy": privacy_manifest(scenario, out_dir) if result.ledger is not None else None,
         "market": result.market.as_dict(),
         "baseline_accuracy": (result.baseline_accuracy[-1] if result.baseline_accuracy else None),

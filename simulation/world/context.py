@@ -93,6 +93,8 @@ class RoundContext:
     backdoor_success: float = float("nan")
     client_epsilon: tuple[float, float] | None = None
     """Client-level DP: this round's ε alone and the run's cumulative ε (``None`` without)."""
+    reference_se_ratio: float = float("nan")
+    """Monte Carlo reference: largest standard error over its target (NaN without)."""
     issued: int = 0
     royalties: float = 0.0
 

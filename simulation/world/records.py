@@ -103,6 +103,9 @@ class RoundRecord:
     """Client-level DP (``aggregation.client_dp``): this round's ε alone (NaN without)."""
     client_epsilon: float = float("nan")
     """Client-level DP: the cumulative ε over the rounds released so far (NaN without)."""
+    reference_se_ratio: float = float("nan")
+    """Monte Carlo reference rounds: the largest standard error over its target (> 1:
+    missed, kept under ``contribution.on_imprecise: record``); NaN otherwise."""
     wall_seconds: float = 0.0
     aggregation_failed: bool = False
     """Aggregation produced no model: no version was registered, no emission paid."""

@@ -47,6 +47,7 @@ from simulation.world.stages import (
     ApplyCoalitions,
     AttackMetrics,
     ChargeCosts,
+    CheckReferencePrecision,
     CloseRound,
     Dispatch,
     EvaluateModel,
@@ -314,6 +315,11 @@ def default_stages(
             rec,
             strategy=p.strategy,
             min_replies=min_replies(sc.aggregation.strategy, sc.aggregation.params),
+        ),
+        *(
+            [CheckReferencePrecision(sc.contribution.on_imprecise, rec)]
+            if sc.contribution.reference
+            else []
         ),
         Aggregate(p.strategy, fed, rec, sc.aggregation.flag_below),
         EvaluateModel(p.server, pop, fed),

@@ -30,6 +30,7 @@ def make_run(tmp_path: Path) -> Callable[..., Path]:
         *,
         attackers: Sequence[str] = (),
         behaviours: dict[str, str] | None = None,
+        roles: dict[str, str] | None = None,
         final: dict[str, Any] | None = None,
         wall: float = 1.5,
     ) -> Path:
@@ -42,7 +43,9 @@ def make_run(tmp_path: Path) -> Callable[..., Path]:
         (d / "manifest.json").write_text(json.dumps(manifest))
         frame = pd.DataFrame(list(rows), columns=["round", "client", "metric", "value"])
         frame.to_parquet(d / "metrics.parquet", index=False)
-        truth = {"attackers": list(attackers), "behaviours": behaviours or {}}
+        truth: dict[str, Any] = {"attackers": list(attackers), "behaviours": behaviours or {}}
+        if roles is not None:
+            truth["roles"] = roles
         (d / "ground_truth.json").write_text(json.dumps(truth))
         return d
 

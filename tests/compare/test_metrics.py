@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from simulation.results.groups import run_group_outcomes, study_columns
 from simulation.results.metrics import gini, run_metrics
 from simulation.study.compare import summarize
 
@@ -55,6 +56,21 @@ def test_accounts_without_tokens_count(make_run: Callable[..., Path]) -> None:
     assert m["honest_profit"] == pytest.approx(50.0)
     # [50, 50, 0]: sum|xi-xj| = 4 * 50 = 200; 2 * 9 * 100/3 = 600
     assert m["reward_gini"] == pytest.approx(1 / 3)
+
+
+def test_a_market_attacker_alone_is_an_attacker_as_in_the_group_columns(
+    make_run: Callable[..., Path],
+) -> None:
+    # k is in a colluding cabal and trains honestly: no training attacker at all.
+    # Tokens a 50, b 30, k 20: k's share 20/100; honest profit mean(50, 30) = 40.
+    roles = {"a": "honest", "b": "honest", "k": "colluding_cabal"}
+    run = make_run("r", _rewards(("a", 50.0), ("b", 30.0), ("k", 20.0)), roles=roles)
+    m = run_metrics(run)
+    assert m["attacker_token_share"] == pytest.approx(0.2)
+    assert m["attacker_fraction"] == pytest.approx(1 / 3)
+    assert m["honest_profit"] == pytest.approx(40.0)
+    groups = study_columns(run_group_outcomes(run))
+    assert groups["total:attackers:token_share"] == pytest.approx(m["attacker_token_share"])
 
 
 def test_costs_are_subtracted(make_run: Callable[..., Path]) -> None:

@@ -29,6 +29,7 @@ from simulation.study.ray_sweep import KeyringSource, unpack
 from tests.compare.conftest import QUICKSTART, TINY_SET, write_sweep
 from tests.compare.test_study import _app
 from tests.keyring import KEYRING, KEYRING_FILE
+from tests.procs import alive, group_pids, with_environment
 
 ROOT = Path(__file__).resolve().parents[2]
 RAY = Path(sys.executable).with_name("ray")
@@ -136,36 +137,6 @@ def _free_ports(n: int) -> list[int]:
         return [s.getsockname()[1] for s in sockets]
 
 
-def _group_pids(pgid: int) -> set[int]:
-    """Live (non-zombie) processes whose process group is ``pgid``, from /proc."""
-    pids = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                pids.add(int(stat.parent.name))
-    return pids
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
-def _marked(value: str) -> list[int]:
-    """Processes whose environment holds ``MARKER=value`` (every descendant of the head)."""
-    needle = f"{MARKER}={value}".encode()
-    found = []
-    for environ in Path("/proc").glob("[0-9]*/environ"):
-        with contextlib.suppress(OSError):
-            if needle in environ.read_bytes().split(b"\0"):
-                found.append(int(environ.parent.name))
-    return found
-
-
 def _head_command(temp: Path) -> tuple[list[str], int]:
     gcs, node, objects, client, agent_grpc, agent_http, metrics, env_agent = _free_ports(8)
     cmd = [
@@ -183,12 +154,12 @@ def _head_command(temp: Path) -> tuple[list[str], int]:
 def _kill_group(head: subprocess.Popen[bytes], pids: set[int]) -> None:
     """SIGKILL the head's process group, then wait (30 s at most) until every PID seen
     in it is gone; the group id is the head's PID (``start_new_session``)."""
-    pids |= _group_pids(head.pid)
+    pids |= group_pids(head.pid)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(head.pid, signal.SIGKILL)
     head.wait(timeout=30)
     deadline = time.monotonic() + 30
-    while any(_alive(p) for p in pids | _group_pids(head.pid)) and time.monotonic() < deadline:
+    while any(alive(p) for p in pids | group_pids(head.pid)) and time.monotonic() < deadline:
         time.sleep(0.1)
 
 
@@ -237,17 +208,17 @@ def ray_head(tmp_path: Path) -> Iterator[str]:
         else:
             pytest.fail("the Ray head failed to start 3 times:\n" + log_path.read_text()[-3000:])
         yield f"127.0.0.1:{gcs}"
-        pids |= _group_pids(head.pid)
+        pids |= group_pids(head.pid)
         assert head.pid in pids and len(pids) > 1  # the head and the daemons it started
-        assert set(_marked(str(temp))) <= pids  # nothing it started left the group
+        assert set(with_environment(MARKER, str(temp))) <= pids  # nothing it started left the group
     finally:
         for head in heads:
             _kill_group(head, pids)
         shutil.rmtree(temp, ignore_errors=True)
-    left = [p for p in pids if _alive(p)]
+    left = [p for p in pids if alive(p)]
     assert not left, f"Ray processes left after killing the group: {left}"
     # and none that left the group (setsid) either: all inherited the marker
-    strays = [p for p in _marked(str(temp)) if _alive(p)]
+    strays = [p for p in with_environment(MARKER, str(temp)) if alive(p)]
     assert not strays, f"Ray processes outside the group left: {strays}"
 
 

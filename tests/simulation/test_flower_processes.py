@@ -22,8 +22,9 @@ import yaml
 
 from marketplace import Market, audit_ledger
 from simulation.engine.superlink import free_port
-from simulation.engine.watchdog import Supervised, descendants, pid_alive, start_time
+from simulation.engine.watchdog import Supervised, descendants
 from simulation.scenario.load import load_scenario
+from tests.procs import Identity, record, wait_gone
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "scenarios" / "quickstart.yaml"
@@ -43,40 +44,6 @@ ENDLESS = [
 ]
 
 
-def identity(pid: int) -> tuple[int, str] | None:
-    """``(pid, start time)``: tells a process from a later one that reuses its pid."""
-    started = start_time(pid)
-    return None if started is None else (pid, started)
-
-
-def cmdline(pid: int) -> str:
-    try:
-        return (
-            Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        )
-    except OSError:
-        return ""
-
-
-def record(pids: list[int], seen: set[tuple[int, str]]) -> list[str]:
-    """Add the live ``pids`` to ``seen``; their command lines."""
-    out = []
-    for pid in pids:
-        ident = identity(pid)
-        if ident is not None:
-            seen.add(ident)
-            out.append(cmdline(pid))
-    return out
-
-
-def survivors(seen: set[tuple[int, str]]) -> list[str]:
-    return [
-        f"{pid}: {cmdline(pid)[:120]}"
-        for pid, start in seen
-        if pid_alive(pid) and identity(pid) == (pid, start)
-    ]
-
-
 class Run:
     """``fedmarket run`` as a child process; records every process below it."""
 
@@ -89,7 +56,7 @@ class Run:
             env=env,
             cwd=ROOT,
         )
-        self.seen: set[tuple[int, str]] = set()
+        self.seen: set[Identity] = set()
         self.lines: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -116,10 +83,8 @@ class Run:
 
 def assert_nothing_survives(run: Run, timeout: float = 60.0) -> None:
     assert run.seen, "the run started no processes?"
-    deadline = time.monotonic() + timeout
-    while survivors(run.seen) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not survivors(run.seen), survivors(run.seen)
+    left = wait_gone(run.seen, timeout, poll=0.2)
+    assert not left, left
 
 
 def started(run: Run, name: str) -> Callable[[], bool]:
@@ -216,7 +181,7 @@ def test_flwr_run_dot_works_and_leaves_pyproject_untouched(
     # flwr run --stream returns when the run ends; the watchdog then ends the
     # detached SuperLink it started (a subreaper adopts it).
     sup = Supervised.start(argv, env=env, log=tmp_path / "flwr.log", name="flwr run", cwd=ROOT)
-    seen: set[tuple[int, str]] = set()
+    seen: set[Identity] = set()
     commands: set[str] = set()
     deadline = time.monotonic() + 900
     while sup.watchdog.poll() is None and time.monotonic() < deadline:
@@ -230,7 +195,5 @@ def test_flwr_run_dot_works_and_leaves_pyproject_untouched(
     assert audit_ledger(out).head_hash
     assert (ROOT / "pyproject.toml").read_bytes() == pyproject
     assert any("flower-superlink" in c for c in commands), commands
-    deadline = time.monotonic() + 60
-    while survivors(seen) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not survivors(seen), survivors(seen)
+    left = wait_gone(seen, 60.0, poll=0.2)
+    assert not left, left

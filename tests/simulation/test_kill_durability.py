@@ -23,6 +23,7 @@ import pytest
 
 from marketplace import audit_ledger
 from marketplace.ledger import connect
+from tests.procs import alive
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIO = ROOT / "scenarios" / "ballot_stuffing.yaml"
@@ -103,15 +104,6 @@ class Zygote:
         self.proc.wait(timeout=60)
 
 
-def _alive(pid: int) -> bool:
-    """Still running (a zombie, finished but not reaped, is not)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 def _count(run: Path) -> int:
     try:
         conn = sqlite3.connect(f"file:{run / 'ledger.db'}?mode=ro", uri=True, timeout=0.1)
@@ -126,7 +118,7 @@ def _count(run: Path) -> int:
 def _wait_for_entries(out: Path, pid: int, target: int, timeout: float = 300) -> None:
     """Until the child has committed ``target`` entries (or has stopped)."""
     start = time.monotonic()
-    while _alive(pid) and _count(out) < target:
+    while alive(pid) and _count(out) < target:
         assert time.monotonic() - start < timeout, f"the run never reached {target} entries"
         time.sleep(0.002)
 
@@ -138,7 +130,7 @@ def test_random_sigkills_leave_verifying_prefixes_of_the_uninterrupted_run(
     zygote = Zygote(tmp_path)
     try:
         pid = zygote.start(tmp_path / "reference")
-        while _alive(pid):
+        while alive(pid):
             time.sleep(0.01)
         assert zygote.reap() == 0
         reference = _records(tmp_path / "reference")

@@ -10,7 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from simulation.engine.watchdog import Supervised, descendants, pid_alive, start_time
+from simulation.engine.watchdog import Supervised, descendants
+from tests.procs import Identity, identity, wait_gone
 
 ROOT = Path(__file__).resolve().parents[2]
 # A child, a grandchild in a new session (as a SuperExec is), and a grandchild
@@ -18,20 +19,15 @@ ROOT = Path(__file__).resolve().parents[2]
 TREE = "sleep 300 & setsid sleep 301 & (trap '' TERM; sleep 302) & wait"
 
 
-def gone(pids: dict[int, str | None], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not [p for p, t in pids.items() if pid_alive(p) and start_time(p) == t]:
-            return True
-        time.sleep(0.05)
-    return False
+def identities(pids: list[int]) -> set[Identity]:
+    return {i for i in map(identity, pids) if i is not None}
 
 
-def wait_for_tree(sup: Supervised, size: int) -> dict[int, str | None]:
+def wait_for_tree(sup: Supervised, size: int) -> set[Identity]:
     deadline = time.monotonic() + 30
     while len(sup.tree()) < size and time.monotonic() < deadline:
         time.sleep(0.05)
-    return {p: start_time(p) for p in sup.tree()}
+    return identities(sup.tree())
 
 
 def test_close_ends_the_whole_tree(tmp_path: Path) -> None:
@@ -41,7 +37,7 @@ def test_close_ends_the_whole_tree(tmp_path: Path) -> None:
     assert len(pids) >= 5 and sup.running()
     started = time.monotonic()
     sup.close()
-    assert gone(pids, 1.0)
+    assert not wait_gone(pids, 1.0)
     assert time.monotonic() - started < 15  # grace period, then SIGKILL
 
 
@@ -63,8 +59,9 @@ time.sleep(300)
     deadline = time.monotonic() + 30
     while len(descendants(watchdog)) < 4 and time.monotonic() < deadline:
         time.sleep(0.05)
-    pids = {p: start_time(p) for p in [watchdog, *descendants(watchdog)]}
+    pids = identities([watchdog, *descendants(watchdog)])
     assert len(pids) >= 5
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert gone(pids, 15.0), [p for p in pids if pid_alive(p)]
+    left = wait_gone(pids, 15.0)
+    assert not left, left

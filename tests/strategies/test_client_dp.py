@@ -23,6 +23,7 @@ from scipy.stats import norm
 from simulation.errors import ScenarioError
 from simulation.fl.aggregation import create_strategy
 from simulation.fl.client_dp import ClientLevelAccountant, DPFedAvg
+from simulation.fl.strategies import ClientPrivate, Cohort, PreparesRound, prepare_round
 from simulation.scenario.load import load_scenario
 from tests.strategies.messages import as_numpy, record, replies
 
@@ -135,6 +136,34 @@ def test_epsilon_matches_dp_accounting(
     np.testing.assert_allclose([e.cumulative for e in eps], want, rtol=1e-9)
     single = {c: _reference_epsilons(sigma, [c], delta)[0] for c in set(cohorts)}
     np.testing.assert_allclose([e.round for e in eps], [single[c] for c in cohorts], rtol=1e-9)
+
+
+def test_prepare_is_the_one_hook_the_noise_and_the_epsilon_follow() -> None:
+    # prepare() gives the cohort (m = 5 of N = 10: noise std σC/m = 2·1.5/5 = 0.6) and
+    # the global model (all 3.0); ε is dp-accounting's for one release at 5 of 10.
+    glob = np.full(10_000, 3.0)
+    dp = _dp(2.0, 1.5, seed=3)
+    assert isinstance(dp, PreparesRound) and isinstance(dp, ClientPrivate)
+    assert dp.client_epsilon() == (0.0, 0.0)  # nothing released yet
+    prepare_round(dp, {"w": glob}, Cohort(eligible=10, sampled=5))
+    arrays, _ = dp.aggregate_train(1, [])
+    noise = as_numpy(arrays) - 3.0
+    assert abs(noise.std() / 0.6 - 1.0) < 0.02 and abs(noise.mean()) < 4 * 0.6 / 100
+    want = _reference_epsilons(2.0, [(10, 5)], 1e-5)[0]
+    np.testing.assert_allclose(dp.client_epsilon(), (want, want), rtol=1e-9)
+    prepare_round(dp, {"w": glob}, Cohort(eligible=10, sampled=5))  # the next round
+    assert dp.client_epsilon() == (0.0, pytest.approx(want, rel=1e-9))  # none released yet
+
+
+def test_dp_fedavg_refuses_to_prepare_without_the_cohort() -> None:
+    with pytest.raises(ValueError, match="cohort"):
+        prepare_round(_dp(1.0, 1.0), {"w": np.zeros(2)}, None)
+
+
+def test_flowers_stateless_rules_need_no_preparation() -> None:
+    krum = create_strategy("krum", {"num_malicious_nodes": 1})
+    assert not isinstance(krum, PreparesRound) and not isinstance(krum, ClientPrivate)
+    prepare_round(krum, {"w": np.zeros(2)}, None)  # a no-op, never an error
 
 
 def _exact_gaussian_epsilon(mu: float, delta: float) -> float:

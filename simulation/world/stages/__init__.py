@@ -15,6 +15,7 @@ from simulation.world.stages.dispatch import ApplyCoalitions, Dispatch
 from simulation.world.stages.economy import Reward, SettleRevenue
 from simulation.world.stages.model import EvaluateModel, RegisterVersion, price_list
 from simulation.world.stages.participation import SampleClients, StopExhausted
+from simulation.world.stages.precision import CheckReferencePrecision
 from simulation.world.stages.scoring import ScoreContributions
 from simulation.world.stages.screen import (
     AccountPrivacy,
@@ -31,6 +32,7 @@ __all__ = [
     "ApplyCoalitions",
     "AttackMetrics",
     "ChargeCosts",
+    "CheckReferencePrecision",
     "Clock",
     "CloseRound",
     "Dispatch",

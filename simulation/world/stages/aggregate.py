@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -12,6 +12,9 @@ from simulation import names
 from simulation.fl.messages import aggregation_reply
 from simulation.world.context import Federation, Recorder, RoundContext
 from simulation.world.records import Weights
+
+if TYPE_CHECKING:  # Flower is imported when a round aggregates, not with the world
+    from simulation.fl.strategies import ClientPrivate
 
 __all__ = ["Aggregate"]
 
@@ -34,28 +37,20 @@ class Aggregate:
     flag_below: float
 
     def run(self, ctx: RoundContext) -> None:
-        from simulation.fl.client_dp import DPFedAvg
+        from simulation.fl.strategies import ClientPrivate, Cohort, prepare_round
 
-        dp = self.strategy if isinstance(self.strategy, DPFedAvg) else None
-        if dp is not None:
-            # Client-level DP releases every round that sampled anyone, even with no
-            # accepted reply: whether a round is released must not depend on the updates.
-            dp.set_cohort(ctx.eligible, len(ctx.sampled))
+        # Every round, before the failure check: client-level DP learns the round's
+        # cohort even when nobody was accepted (it releases every sampled round).
+        prepare_round(self.strategy, self.fed.weights, Cohort(ctx.eligible, len(ctx.sampled)))
+        dp = self.strategy if isinstance(self.strategy, ClientPrivate) else None
         if not ctx.accepted and (dp is None or not ctx.sampled):
             self._client_epsilon(ctx, dp)
             ctx.failure = "no accepted update"
             return
-        from flwr.app import Array, ArrayRecord
-
-        from simulation.fl.strategies import NeedsGlobal
-
         msgs = []
         for r in ctx.accepted:
             assert r.weights is not None
             msgs.append(aggregation_reply(ctx.round, r.client, r.weights, r.num_examples))
-        if isinstance(self.strategy, NeedsGlobal):
-            current = {k: Array(np.ascontiguousarray(v)) for k, v in self.fed.weights.items()}
-            self.strategy.set_global(ArrayRecord(current))
         arrays, _ = self.strategy.aggregate_train(ctx.round, msgs)
         self._client_epsilon(ctx, dp)
         self._flags(ctx)
@@ -68,13 +63,9 @@ class Aggregate:
         ctx.aggregated = True
 
     @staticmethod
-    def _client_epsilon(ctx: RoundContext, dp: Any) -> None:
-        if dp is None:
-            return
-        last = dp.last_epsilon
-        ctx.client_epsilon = (
-            (last.round, last.cumulative) if last is not None else (0.0, dp.accountant.cumulative)
-        )
+    def _client_epsilon(ctx: RoundContext, dp: ClientPrivate | None) -> None:
+        if dp is not None:
+            ctx.client_epsilon = dp.client_epsilon()
 
     def _flags(self, ctx: RoundContext) -> None:
         weights = getattr(self.strategy, "last_weights", None)

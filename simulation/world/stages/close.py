@@ -102,6 +102,7 @@ class CloseRound:
             royalties_paid=ctx.royalties,
             model_version=self.fed.version,
             **self._client_epsilon(ctx),
+            reference_se_ratio=ctx.reference_se_ratio,
             wall_seconds=time.perf_counter() - ctx.wall_start,
             aggregation_failed=ctx.failure is not None,
         )
