@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from scipy.stats import spearmanr
 from marketplace.contribution import (
     EVALUATORS,
     ContributionResult,
+    MemoizedUtility,
     RoundData,
     accumulate_rounds,
     coalition_utility,
@@ -19,6 +21,7 @@ from marketplace.contribution import (
     exact_shapley,
     gtg_shapley,
     leave_one_out,
+    monte_carlo_shapley,
     tmc_shapley,
 )
 from tests.incentives.games import saturating_accuracy
@@ -190,6 +193,50 @@ def test_memoization_counts_distinct_coalitions() -> None:
 
     result = tmc_shapley(counting, 4, rng=np.random.default_rng(0), max_permutations=50)
     assert result.utility_calls == len(evaluated) == len(set(evaluated))
+
+
+def test_one_round_cache_is_shared_and_counts_per_evaluator() -> None:
+    # One MemoizedUtility per round (as the scoring stage builds it): the estimator
+    # and the exact reference wrapping it evaluate each of the 2^8 coalitions once in
+    # all, while each reports the distinct coalitions it asked for, as if alone.
+    evaluated: list[frozenset[int]] = []
+
+    def counting(coalition: frozenset[int]) -> float:
+        evaluated.append(coalition)
+        return float(len(coalition)) ** 2
+
+    def gtg(utility: Callable[[frozenset[int]], float]) -> ContributionResult:
+        return gtg_shapley(utility, 8, rng=np.random.default_rng(3), max_sweeps=1)
+
+    alone = gtg(lambda c: float(len(c)) ** 2)
+    shared = MemoizedUtility(counting, 8)
+    estimate = gtg(shared)
+    assert len(evaluated) == estimate.utility_calls == alone.utility_calls < 256
+    reference = exact_shapley(shared, 8)
+    assert estimate.scores == alone.scores
+    assert reference.utility_calls == 256
+    assert len(evaluated) == len(set(evaluated)) == shared.evaluations == 256
+    assert shared.calls == 0  # the round's cache itself asked for nothing
+    with pytest.raises(ValueError, match="shared utility has 8 clients, not 5"):
+        exact_shapley(shared, 5)
+
+
+def test_permutation_samplers_share_one_validation() -> None:
+    for sampler, field in (
+        (
+            lambda: tmc_shapley(glove, 3, rng=np.random.default_rng(0), max_permutations=0),
+            "max_permutations",
+        ),
+        (lambda: gtg_shapley(glove, 3, rng=np.random.default_rng(0), max_sweeps=0), "max_sweeps"),
+        (
+            lambda: gtg_shapley(glove, 3, rng=np.random.default_rng(0), min_permutations=0),
+            "min_permutations",
+        ),
+    ):
+        with pytest.raises(ValueError, match=f"{field} must be >= 1, got 0"):
+            sampler()
+    with pytest.raises(ValueError, match="need 2 <= min_permutations"):
+        monte_carlo_shapley(glove, 3, rng=np.random.default_rng(0), min_permutations=1)
 
 
 def test_cosine_similarity() -> None:
