@@ -370,6 +370,10 @@ class Spread:
     noise: float
     """``√(2/π)·Σσᵢ / Σ|φᵢ|``: an unbiased estimator from T uniform permutations has
     expected relative L1 error ``noise / √T`` (normal approximation)."""
+    guided_noise: float
+    """The same for GTG's guided sampling, where each client is first in exactly 1/n of
+    the permutations, so only the variance of positions 1..n-1 is left:
+    ``√(2/π)·Σ √((n-1)/n · Var(Δᵢ | not first)) / Σ|φᵢ|``."""
     fits: int
     """Most uniform, untruncated permutations whose expected distinct coalitions fit in
     1/5 of exact's."""
@@ -388,7 +392,14 @@ def _spread(values: np.ndarray, exact: np.ndarray) -> Spread:
                     weight[size] * (values[mask | 1 << i] - values[mask] - exact[i]) ** 2
                 )
     sigma = np.sqrt(by_position.sum(axis=1))
-    noise = math.sqrt(2 / math.pi) * float(sigma.sum()) / float(np.abs(exact).sum())
+    scale = math.sqrt(2 / math.pi) / float(np.abs(exact).sum())
+    noise = scale * float(sigma.sum())
+    # Not first: each prefix size 1..n-1 has probability 1/(n-1), so the variance about
+    # the conditional mean is (n·Σ_{s>=1} var-part)/(n-1) minus the squared mean shift.
+    alone = values[[1 << i for i in range(n)]] - values[0]
+    shift = (n * exact - alone) / (n - 1) - exact
+    rest = n / (n - 1) * by_position[:, 1:].sum(axis=1) - shift**2
+    guided = scale * float(np.sqrt((n - 1) / n * rest).sum())
 
     def distinct(t: int) -> float:  # expected distinct coalitions of t uniform permutations
         sizes = (math.comb(n, k) for k in range(1, n))
@@ -397,7 +408,7 @@ def _spread(values: np.ndarray, exact: np.ndarray) -> Spread:
     fits = 1
     while distinct(fits + 1) <= (1 << n) / 5:
         fits += 1
-    return Spread(by_position.sum(axis=0) / by_position.sum(), noise, fits)
+    return Spread(by_position.sum(axis=0) / by_position.sum(), noise, guided, fits)
 
 
 def _report(
@@ -493,15 +504,21 @@ def _print(label: str, n: int, seeds_rounds: tuple[int, int], kind: str, tally: 
             f"(min {np.nanmin(a[:, 2]):.3f})"
         )
     shares = np.mean([sp.share_by_position for sp in tally.spread], axis=0)
-    noise = np.array([sp.noise for sp in tally.spread])
     fits = int(np.min([sp.fits for sp in tally.spread]))
     print(
         f"  spread: marginal variance by prefix size 0, 1, >=2: {shares[0]:.2f}, {shares[1]:.2f}, "
-        f"{shares[2:].sum():.2f}; unbiased relL1 ~ noise/sqrt(T), noise mean {noise.mean():.2f} "
-        f"(min {noise.min():.2f}, max {noise.max():.2f}); T for 15 %: median "
-        f"{np.median((noise / 0.15) ** 2):.0f}; {fits} uniform permutations fit in 1/5 of "
-        f"exact's calls -> expected relL1 {np.mean(noise) / math.sqrt(fits):.2f}"
+        f"{shares[2:].sum():.2f}; {fits} uniform permutations fit in 1/5 of exact's calls"
     )
+    for what, noise in (
+        ("uniform", np.array([sp.noise for sp in tally.spread])),
+        ("guided", np.array([sp.guided_noise for sp in tally.spread])),
+    ):
+        print(
+            f"  unbiased {what:<7} relL1 ~ noise/sqrt(T): noise mean {noise.mean():.2f} (min "
+            f"{noise.min():.2f}, max {noise.max():.2f}); T for 15 %: median "
+            f"{np.median((noise / 0.15) ** 2):.0f} (min {np.min((noise / 0.15) ** 2):.0f}); "
+            f"at T = {fits}: relL1 {np.mean(noise) / math.sqrt(fits):.2f}"
+        )
 
 
 if __name__ == "__main__":
