@@ -212,27 +212,45 @@ def estimators(n: int) -> dict[str, Estimator]:
     }
 
 
+#: Truncation tolerances the curves sweep: none (unbiased), the shipped 5 % of the
+#: round's gain, and 20 %.
+CURVE_TOLERANCES = (0.0, 0.05, 0.2)
+
+
 def curves(n: int) -> dict[str, list[tuple[str, Estimator]]]:
-    """Budget sweeps for the error-versus-calls curves."""
-    tmc = [
-        (
-            f"perms={p}",
-            lambda u, r, rng, p=p: tmc_shapley(
-                u, n, rng=rng, max_permutations=p, convergence_tolerance=0.0
-            ),
-        )
-        for p in (n, 2 * n, 3 * n, 5 * n, 10 * n)
-    ]
-    gtg = [
-        (
-            f"sweeps={s}",
-            lambda u, r, rng, s=s: gtg_shapley(
-                u, n, rng=rng, max_sweeps=s, convergence_tolerance=0.0
-            ),
-        )
-        for s in (1, 2, 3, 5, 10)
-    ]
-    return {"tmc_shapley": tmc, "gtg_shapley": gtg}
+    """Budget sweeps for the error-versus-calls curves, per truncation tolerance."""
+    out: dict[str, list[tuple[str, Estimator]]] = {}
+    for tol in CURVE_TOLERANCES:
+        out[f"tmc_shapley tol={tol:g}"] = [
+            (
+                f"perms={p}",
+                lambda u, r, rng, p=p, tol=tol: tmc_shapley(
+                    u,
+                    n,
+                    rng=rng,
+                    max_permutations=p,
+                    truncation_tolerance=tol,
+                    convergence_tolerance=0.0,
+                ),
+            )
+            for p in (n, 2 * n, 3 * n, 5 * n, 10 * n, 30 * n)
+        ]
+        out[f"gtg_shapley tol={tol:g}"] = [
+            (
+                f"sweeps={sw}",
+                lambda u, r, rng, sw=sw, tol=tol: gtg_shapley(
+                    u,
+                    n,
+                    rng=rng,
+                    max_sweeps=sw,
+                    within_round_tolerance=tol,
+                    convergence_tolerance=0.0,
+                    min_permutations=1,
+                ),
+            )
+            for sw in (1, 2, 3, 5, 10, 30)
+        ]
+    return out
 
 
 def _errors(estimate: np.ndarray, exact: np.ndarray) -> tuple[float, float, float]:
@@ -463,6 +481,7 @@ def _score_round(rec: RecordedRound, n: int, seed: int, tally: Tally, curve: boo
         for name, budgets in curves(n).items():
             for budget, method in budgets:
                 result = method(shared, rec, np.random.default_rng(seed))
+                tally.last[f"{name}|{budget}"] = np.array(result.scores)
                 err = _errors(np.array(result.scores), exact)[0]
                 tally.sweeps.setdefault(name, {}).setdefault(budget, []).append(
                     (result.utility_calls, err)
@@ -496,7 +515,19 @@ def _print(label: str, n: int, seeds_rounds: tuple[int, int], kind: str, tally: 
             for b, v in budgets.items()
         )
         print(f"  curve {name}: {points}")
+    summed_curves: dict[str, list[str]] = {}
+    for key, values in tally.summed.items():
+        if "|" in key:  # a curve's budget: relL1 and rho of the summed values
+            name, budget = key.split("|")
+            a = np.array(values, dtype=np.float64)
+            summed_curves.setdefault(name, []).append(
+                f"{budget}: {a[:, 0].mean():.3f} (rho {np.nanmean(a[:, 2]):.2f})"
+            )
+    for name, points in summed_curves.items():
+        print(f"  summed over {rounds} rounds, curve {name}: {'  '.join(points)}")
     for name, values in tally.summed.items():
+        if "|" in name:
+            continue
         a = np.array(values, dtype=np.float64)
         print(
             f"  summed over {rounds} rounds {name:<12} relL1 {a[:, 0].mean():.3f} "
