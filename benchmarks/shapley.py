@@ -212,44 +212,50 @@ def estimators(n: int) -> dict[str, Estimator]:
     }
 
 
-#: Truncation tolerances the curves sweep: none (unbiased), the shipped 5 % of the
-#: round's gain, and 20 %.
-CURVE_TOLERANCES = (0.0, 0.05, 0.2)
+#: Truncation tolerances the curves sweep: none (unbiased), GTG's shipped 1 %, TMC's
+#: shipped 5 % of the round's gain, and 20 %.
+CURVE_TOLERANCES = (0.0, 0.01, 0.05, 0.2)
+#: Budgets: k·n permutations for TMC, k sweeps of n for GTG.
+CURVE_STEPS = (1, 2, 3, 5, 10, 30)
 
 
 def curves(n: int) -> dict[str, list[tuple[str, Estimator]]]:
     """Budget sweeps for the error-versus-calls curves, per truncation tolerance."""
+
+    def tmc(u: Utility, k: int, tol: float, rng: np.random.Generator) -> ContributionResult:
+        return tmc_shapley(
+            u,
+            n,
+            rng=rng,
+            max_permutations=k * n,
+            truncation_tolerance=tol,
+            convergence_tolerance=0.0,
+        )
+
+    def gtg(u: Utility, k: int, tol: float, rng: np.random.Generator) -> ContributionResult:
+        return gtg_shapley(
+            u,
+            n,
+            rng=rng,
+            max_sweeps=k,
+            within_round_tolerance=tol,
+            convergence_tolerance=0.0,
+            min_permutations=1,
+        )
+
     out: dict[str, list[tuple[str, Estimator]]] = {}
     for tol in CURVE_TOLERANCES:
-        out[f"tmc_shapley tol={tol:g}"] = [
-            (
-                f"perms={p}",
-                lambda u, r, rng, p=p, tol=tol: tmc_shapley(
-                    u,
-                    n,
-                    rng=rng,
-                    max_permutations=p,
-                    truncation_tolerance=tol,
-                    convergence_tolerance=0.0,
-                ),
-            )
-            for p in (n, 2 * n, 3 * n, 5 * n, 10 * n, 30 * n)
-        ]
-        out[f"gtg_shapley tol={tol:g}"] = [
-            (
-                f"sweeps={sw}",
-                lambda u, r, rng, sw=sw, tol=tol: gtg_shapley(
-                    u,
-                    n,
-                    rng=rng,
-                    max_sweeps=sw,
-                    within_round_tolerance=tol,
-                    convergence_tolerance=0.0,
-                    min_permutations=1,
-                ),
-            )
-            for sw in (1, 2, 3, 5, 10, 30)
-        ]
+        for name, label, unit, sampler in (
+            ("tmc_shapley", "perms", n, tmc),
+            ("gtg_shapley", "sweeps", 1, gtg),
+        ):
+            out[f"{name} tol={tol:g}"] = [
+                (
+                    f"{label}={k * unit}",
+                    lambda u, r, rng, k=k, tol=tol, sampler=sampler: sampler(u, k, tol, rng),
+                )
+                for k in CURVE_STEPS
+            ]
     return out
 
 
