@@ -9,7 +9,9 @@ Rounds are real: for each scenario (``quickstart``: IID digits under DP-SGD;
 ``free_riders`` with a Dirichlet(0.5) label skew, 30 % free-riders), client
 count N and seed, the clients train one FedAvg round from the seeded initial
 model and then a second round, exactly as ``run_client_task`` trains them in a
-run; the second round's updates are recorded. A coalition's utility is the
+run; the second round's updates are recorded (``--rounds R``: rounds 2..R+1 of the
+same run, each scored, and the per-client values summed over them compared too:
+FedSV accumulation, what the market pays on). A coalition's utility is the
 model rebuilt from its members' updates (FedAvg over the coalition, GTG-Shapley's
 "no retraining") scored on the server's validation split: by default the
 negative validation cross-entropy (``--utility loss``); ``accuracy`` is the
@@ -20,7 +22,11 @@ call = one distinct coalition evaluated; every estimator memoises), the share
 of exact's calls, cache repeats (look-ups of a coalition already evaluated),
 relative L1 error ‖φ̂ − φ‖₁/‖φ‖₁, max error
 max|φ̂ − φ|/max|φ|, Spearman ρ against exact Shapley, and wall time. Then each
-sampling estimator's error-versus-calls curve (budgets swept). CGSV and cosine
+sampling estimator's error-versus-calls curve (budgets swept, per truncation
+tolerance, reusing exact's evaluations), and why the error is what it is: the
+share of the marginals' variance by prefix size, the ``noise/√T`` law an unbiased
+uniform or guided (GTG) permutation estimator follows, computed from exact's
+table, and how many permutations fit in 1/5 of exact's calls. CGSV and cosine
 make no utility calls; judge them by ρ. The targets (issue 13) are for TMC and
 GTG at N = 10 on the non-IID scenario: ≤ 1/5 of exact's calls, ≤ 15 % relative
 L1, ρ ≥ 0.8.
