@@ -12,8 +12,8 @@ import numpy as np
 from marketplace import Market
 from marketplace.contribution import (
     ContributionEvaluator,
+    MemoizedUtility,
     RoundData,
-    Utility,
     coalition_utility,
     reference_shapley,
 )
@@ -28,18 +28,6 @@ __all__ = ["ScoreContributions"]
 
 ValidationUtility = Callable[[np.ndarray], float]
 """The utility of a flat weight vector on the validation split (minus its loss)."""
-
-
-def shared_cache(utility: Utility) -> Utility:
-    """``utility`` memoized by coalition across every evaluator that uses it this round."""
-    seen: dict[frozenset[int], float] = {}
-
-    def cached(coalition: frozenset[int]) -> float:
-        if coalition not in seen:
-            seen[coalition] = utility(coalition)
-        return seen[coalition]
-
-    return cached
 
 
 @dataclass
@@ -70,8 +58,11 @@ class ScoreContributions:
         counts = [r.num_examples for r in ctx.accepted]
         return RoundData(
             num_clients=len(ctx.accepted),
-            # One cache for the round: the evaluator and a FedAvg reference share coalitions.
-            utility=shared_cache(coalition_utility(base, deltas, counts, self.utility_of)),
+            # One counting cache for the round: the evaluator and a FedAvg reference
+            # share coalitions, each still counting the distinct ones it asked for.
+            utility=MemoizedUtility(
+                coalition_utility(base, deltas, counts, self.utility_of), len(ctx.accepted)
+            ),
             updates=deltas,
             weights=tuple(float(c) for c in counts),
         )
