@@ -13,6 +13,7 @@ import pytest
 from simulation.scenario.sweep import resolve_study
 from simulation.study.attack_rate import attack_rate, study_attack_rates
 from simulation.study.compare import run_study
+from simulation.study.selection import study_selection
 
 REPRO = Path(__file__).resolve().parents[2] / "scenarios" / "studies" / "repro"
 
@@ -141,4 +142,32 @@ def test_baruch2019_krum_keeps_the_colluders_crafted_update_in_a_run(tmp_path: P
     metrics = pd.read_parquet(run / "metrics.parquet")
     kept = metrics[metrics["metric"] == names.AGGREGATION_SELECTED]
     assert sorted(kept["round"]) == list(range(1, 9))  # one kept update per round
-    assert kept["client"].isin(colluders).mean() >= 0.75
+    share = kept["client"].isin(colluders).mean()
+    assert share >= 0.75
+    assert study_selection(tmp_path)["attacker_selected"].item() == pytest.approx(share)
+
+
+def test_attacker_selected_share_counts_rounds_with_an_attackers_kept_update(
+    tmp_path: Path,
+) -> None:
+    """Hand-made run files: round 1 keeps an attacker, round 2 an honest client, round 3
+    (Multi-Krum) one of each, so 2 of the 3 rounds kept an attacker's update."""
+    import json
+
+    from simulation import names
+    from simulation.study.selection import attacker_selected_share
+
+    (tmp_path / "ground_truth.json").write_text(json.dumps({"attackers": ["a"]}))
+    rows = [(1, "a"), (2, "h"), (3, "h"), (3, "a")]
+    frame = pd.DataFrame(
+        {
+            "round": [r for r, _ in rows] + [1],
+            "client": [c for _, c in rows] + ["a"],
+            "metric": [names.AGGREGATION_SELECTED] * len(rows) + [names.FLAGGED],
+            "value": 1.0,
+        }
+    )
+    frame.to_parquet(tmp_path / "metrics.parquet")
+    assert attacker_selected_share(tmp_path) == pytest.approx(2 / 3)
+    frame[frame["metric"] == names.FLAGGED].to_parquet(tmp_path / "metrics.parquet")
+    assert np.isnan(attacker_selected_share(tmp_path))
