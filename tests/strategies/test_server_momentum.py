@@ -96,3 +96,28 @@ def test_momentum_with_client_dp_is_refused() -> None:
     dp = {"mode": "dp-fedavg", "noise_multiplier": 1.0, "clipping_norm": 1.0}
     with pytest.raises(ValueError, match="server_momentum"):
         create_strategy("fedavg", {}, dp, rng=np.random.default_rng(0), server_momentum=0.9)
+
+
+def test_scenario_errors_name_the_momentum_field() -> None:
+    from pathlib import Path
+
+    from simulation.errors import ScenarioError
+    from simulation.scenario.load import load_scenario
+
+    baseline = Path(__file__).resolve().parents[2] / "scenarios" / "baseline.yaml"
+    dp = [
+        "aggregation.client_dp.mode=dp-fedavg",
+        "aggregation.client_dp.noise_multiplier=1.2",
+        "aggregation.client_dp.clipping_norm=2.0",
+    ]
+    with pytest.raises(ScenarioError) as err:
+        load_scenario(baseline, [*dp, "aggregation.server_momentum=0.9"])
+    [problem] = [p for p in err.value.problems if p.field == "aggregation.server_momentum"]
+    assert "cannot be combined with aggregation.client_dp" in problem.reason
+    with pytest.raises(ScenarioError) as err:
+        load_scenario(baseline, ["aggregation.server_momentum=1.0"])
+    assert any(p.field == "aggregation.server_momentum" for p in err.value.problems)
+    assert (
+        load_scenario(baseline, ["aggregation.server_momentum=0.9"]).aggregation.server_momentum
+        == 0.9
+    )
