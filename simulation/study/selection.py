@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from simulation import names
+from simulation.study.per_run import with_run_column
 
 __all__ = ["attacker_selected_share", "study_selection"]
 
@@ -37,13 +38,7 @@ def attacker_selected_share(run_dir: Path | str) -> float:
 
 def study_selection(study_dir: Path | str) -> pd.DataFrame:
     """``study.parquet``'s rows with an ``attacker_selected`` column (failed runs: NaN)."""
-    p = Path(study_dir)
-    table = pd.read_parquet(p / "study.parquet")
-    table["attacker_selected"] = [
-        attacker_selected_share(p / "runs" / str(run)) if status == "ok" else float("nan")
-        for run, status in zip(table["run_id"], table["status"], strict=True)
-    ]
-    return table
+    return with_run_column(study_dir, "attacker_selected", attacker_selected_share)
 
 
 def main(argv: list[str]) -> int:
