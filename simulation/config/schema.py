@@ -440,6 +440,8 @@ Privacy = Annotated[NoPrivacy | DPSGDPrivacy, Field(discriminator="mode")]
 class AggregationConfig(StrictModel):
     """Server-side aggregation: a Flower strategy by name."""
 
+    hashed_when_set: ClassVar[frozenset[str]] = frozenset({"server_momentum"})
+
     strategy: str = "fedavg"
     max_update_norm: float = Field(
         1e4, gt=0.0, description="updates farther than this (L2) from the global model are rejected"
@@ -454,6 +456,13 @@ class AggregationConfig(StrictModel):
         0.05, ge=0.0, le=1.0, description="a robust aggregator's weight below this flags a client"
     )
     params: dict[str, float | int | str | bool] = Field(default_factory=dict)
+    server_momentum: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="β of a heavy-ball server step after the strategy (FedAvgM's, server lr 1):"
+        " v = β·v + (w_agg − w_global), w = w_global + v; 0: none",
+    )
 
 
 class RewardsConfig(StrictModel):

@@ -146,11 +146,14 @@ def _flower(cls_name: str) -> Callable[[StrategyParams], Any]:
     return build
 
 
-def _ours(cls_name: Literal["FoolsGold", "FLTrust"]) -> Callable[[StrategyParams], Any]:
+def _ours(
+    cls_name: Literal["FoolsGold", "FLTrust", "Krum", "MultiKrum"], flower_base: bool = False
+) -> Callable[[StrategyParams], Any]:
     def build(params: StrategyParams) -> Any:
         from simulation.fl import strategies
 
-        return getattr(strategies, cls_name)(**params.model_dump())
+        base = strategies.FLOWER_BASE if flower_base else {}
+        return getattr(strategies, cls_name)(**base, **params.model_dump())
 
     return build
 
@@ -166,8 +169,13 @@ FLOWER_STRATEGIES: dict[str, tuple[str, type[StrategyParams]]] = {
 }
 """Scenario name → (Flower class, parameter model)."""
 
+RECORDS_SELECTION = frozenset({"krum", "multikrum"})
+"""Flower strategies built as our thin subclass that also records which clients'
+updates were selected (``simulation.fl.strategies.Krum``; the aggregate is Flower's)."""
+
 for _name, (_cls, _params) in FLOWER_STRATEGIES.items():
-    AGGREGATORS.register(_name, AggregatorSpec(_params, _flower(_cls), f"Flower's {_cls}"))
+    _build = _ours(_cls, flower_base=True) if _name in RECORDS_SELECTION else _flower(_cls)  # type: ignore[arg-type]
+    AGGREGATORS.register(_name, AggregatorSpec(_params, _build, f"Flower's {_cls}"))
 AGGREGATORS.register(
     "foolsgold", AggregatorSpec(FoolsGoldParams, _ours("FoolsGold"), "FoolsGold (Fung et al.)")
 )
@@ -211,15 +219,25 @@ def proximal_mu(strategy: str, params: Mapping[str, Any]) -> float:
     return float(params.get("proximal_mu", 0.0))
 
 
+SERVER_MOMENTUM_WITH_CLIENT_DP = (
+    "aggregation.server_momentum cannot be combined with aggregation.client_dp: the"
+    " world reads ε from the DP-FedAvg strategy itself (momentum is post-processing and"
+    " would keep the guarantee, but the wrapped accountant is not wired)"
+)
+
+
 def create_strategy(
     name: str,
     params: Mapping[str, Any] | StrategyParams,
     client_dp: Mapping[str, Any] | None = None,
     rng: Any = None,
+    server_momentum: float = 0.0,
 ) -> Any:
     """Instantiate the aggregator ``name`` with ``params``; with ``client_dp``
     (``{"mode": "dp-fedavg", **params}``) the server step is user-level DP-FedAvg
     (:class:`simulation.fl.client_dp.DPFedAvg`, noise drawn from ``rng``) instead.
+    ``server_momentum`` β > 0 wraps the rule in
+    :class:`simulation.fl.strategies.ServerMomentum` (heavy-ball server step).
 
     Raises ``ValueError`` for an unknown name, invalid parameters, or a
     combination without a valid client-level guarantee (the scenario loader
@@ -227,6 +245,12 @@ def create_strategy(
     """
     spec = AGGREGATORS.get(name)
     validated = params if isinstance(params, StrategyParams) else spec.params(**dict(params))
+    if server_momentum and client_dp:
+        raise ValueError(SERVER_MOMENTUM_WITH_CLIENT_DP)
+    if server_momentum:
+        from simulation.fl.strategies import ServerMomentum
+
+        return ServerMomentum(spec.build(validated), server_momentum)
     if not client_dp:
         return spec.build(validated)
     problem = client_dp_problem(name, client_dp)

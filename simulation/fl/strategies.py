@@ -50,6 +50,9 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp.strategy import (
     FedAvg,
 )
+from flwr.serverapp.strategy import Krum as FlowerKrum
+from flwr.serverapp.strategy import MultiKrum as FlowerMultiKrum
+from flwr.serverapp.strategy.multikrum import select_multikrum
 
 from simulation.fl.weights import flatten, unflatten
 
@@ -75,8 +78,11 @@ __all__ = [
     "Cohort",
     "FLTrust",
     "FoolsGold",
+    "Krum",
+    "MultiKrum",
     "NeedsGlobal",
     "PreparesRound",
+    "ServerMomentum",
     "prepare_round",
 ]
 
@@ -452,3 +458,132 @@ class FLTrust(NeedsGlobal, FedAvg):
             )
             return _to_record(glob), metrics
         return _to_record(unflatten(g + self.server_lr * step / total, glob)), metrics
+
+
+# ------------------------------------------------------- Krum's selection, observed
+
+
+class _RecordsSelection:
+    """Mixin over Flower's ``MultiKrum``: the same selection and aggregate, and
+    ``last_selected``, the clients (``src_node_id``) whose updates the last call kept,
+    so a run can record which update Krum chose (Baruch et al. 2019's mechanism is
+    that Krum keeps the colluders' crafted update)."""
+
+    last_selected: tuple[int, ...] = ()
+    num_malicious_nodes: int
+    num_nodes_to_select: int
+
+    def what_if(self) -> Any:
+        """A copy for hypothetical aggregations (``last_selected`` is the only state)."""
+        fork = copy.copy(self)
+        fork.last_selected = ()
+        return fork
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """Record the selection with Flower's own ``select_multikrum``, then aggregate
+        exactly as Flower's strategy does."""
+        replies = list(replies)
+        valid, _ = self._check_and_log_replies(replies, is_train=True)  # type: ignore[attr-defined]
+        self.last_selected = ()
+        if valid:
+            contents = [m.content for m in valid]
+            chosen = select_multikrum(
+                contents,
+                num_malicious_nodes=self.num_malicious_nodes,
+                num_nodes_to_select=self.num_nodes_to_select,
+            )
+            by_id = {
+                id(c): int(m.metadata.src_node_id) for c, m in zip(contents, valid, strict=True)
+            }
+            self.last_selected = tuple(sorted(by_id[id(c)] for c in chosen))
+        return super().aggregate_train(server_round, replies)  # type: ignore[misc,no-any-return]
+
+
+class Krum(_RecordsSelection, FlowerKrum):  # type: ignore[misc]
+    """Flower's Krum, recording the client it selects (``last_selected``)."""
+
+
+class MultiKrum(_RecordsSelection, FlowerMultiKrum):  # type: ignore[misc]
+    """Flower's Multi-Krum, recording the clients it selects (``last_selected``)."""
+
+
+# ------------------------------------------------------------- server momentum
+
+
+class ServerMomentum(NeedsGlobal):
+    """Any aggregator followed by server-side momentum (heavy ball), as FedAvgM does
+    (Hsu, Qi & Brown 2019; Flower's ``FedAvgM`` with ``server_learning_rate = 1``).
+
+    Each round the wrapped rule gives ``w_agg``; with ``Δ_t = w_agg − w_global``::
+
+        v_t = β · v_{t−1} + Δ_t          (v_0 = 0)
+        w_{t+1} = w_global + v_t
+
+    Baruch et al. 2019 train this way (their code's ``Server.defend``:
+    ``velocity = 0.9·velocity − lr·defence(grads)``; ``weights += velocity``). With
+    clients that take one SGD step, ``w_i = w_global − lr·g_i``, and a rule that
+    commutes with that map (median, trimmed mean, Krum's selection),
+    ``Δ_t = −lr·defence(g)``: the same recursion. A small bias the rule lets through
+    every round accumulates in ``v`` up to ``1/(1 − β)`` times (10 at β = 0.9), which is
+    why a little is enough there.
+
+    ``last_weights`` and ``last_selected`` are the wrapped rule's. A round whose rule
+    returns no model leaves ``v`` and the model unchanged.
+    """
+
+    def __init__(self, inner: Any, momentum: float) -> None:
+        if not (math.isfinite(momentum) and 0.0 < momentum < 1.0):
+            raise ValueError(f"server momentum must be in (0, 1), got {momentum!r}")
+        self.inner = inner
+        self.momentum = float(momentum)
+        self.velocity: Weights | None = None
+
+    def __repr__(self) -> str:
+        return f"ServerMomentum({self.inner!r}, momentum={self.momentum})"
+
+    @property
+    def last_weights(self) -> dict[int, float]:
+        """The wrapped rule's per-client weights of the last round (if it has them)."""
+        return dict(getattr(self.inner, "last_weights", {}) or {})
+
+    @property
+    def last_selected(self) -> tuple[int, ...]:
+        """The wrapped rule's selected clients of the last round (Krum, Multi-Krum)."""
+        return tuple(getattr(self.inner, "last_selected", ()))
+
+    def summary(self) -> None:
+        """Log the configuration."""
+        log.info("server momentum %s over %r", self.momentum, self.inner)
+
+    def prepare(self, global_weights: Weights, cohort: Cohort | None) -> None:
+        """Record the global model (the momentum step needs it), then let the wrapped
+        rule prepare its round through the same hook (:func:`prepare_round`)."""
+        super().prepare(global_weights, cohort)
+        prepare_round(self.inner, global_weights, cohort)
+
+    def what_if(self) -> ServerMomentum:
+        """A copy for hypothetical aggregations: the velocity is copied (never mutated
+        in place: ``aggregate_train`` rebinds it) and the wrapped rule forked."""
+        fork = copy.copy(self)
+        inner_fork = getattr(self.inner, "what_if", None)
+        fork.inner = inner_fork() if inner_fork is not None else self.inner
+        return fork
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """The wrapped rule's aggregate, then the momentum step (class docstring)."""
+        glob = self._require_global()
+        arrays, metrics = self.inner.aggregate_train(server_round, replies)
+        if arrays is None:
+            return None, metrics
+        agg = _to_numpy(arrays)
+        prev = self.velocity
+        velocity = {
+            k: (agg[k] - glob[k]) if prev is None else self.momentum * prev[k] + (agg[k] - glob[k])
+            for k in glob
+        }
+        self.velocity = velocity
+        return _to_record({k: glob[k] + velocity[k] for k in glob}), metrics

@@ -524,12 +524,15 @@ def _check_aggregation_feasible(scenario: Scenario, source: str) -> list[Problem
 def _check_client_dp(scenario: Scenario, source: str, named_badly: set[str]) -> list[Problem]:
     """Client-level DP must have a valid guarantee: a sensitivity-bounded server step
     (``simulation.fl.aggregation.client_dp_problem``) and ``δ < 1/N``."""
-    from simulation.fl.aggregation import client_dp_problem
+    from simulation.fl.aggregation import SERVER_MOMENTUM_WITH_CLIENT_DP, client_dp_problem
 
     agg = scenario.aggregation
     if not agg.client_dp or "aggregation.strategy" in named_badly:
         return []
     problems = []
+    if agg.server_momentum:
+        reason = SERVER_MOMENTUM_WITH_CLIENT_DP.removeprefix("aggregation.server_momentum ")
+        problems.append(Problem(source, "aggregation.server_momentum", reason))
     found = client_dp_problem(agg.strategy, agg.client_dp)
     if found is not None:
         problems.append(Problem(source, *found))

@@ -26,6 +26,7 @@ from simulation.fl.models import build_model, load_numpy
 from simulation.fl.training import DataSpec, predict
 from simulation.rng import SeedTree
 from simulation.scenario.load import load_scenario
+from simulation.study.per_run import with_run_column
 
 __all__ = ["flip_mapping", "run_attack_rate", "study_attack_rates"]
 
@@ -74,13 +75,7 @@ def run_attack_rate(run_dir: Path | str) -> float:
 
 def study_attack_rates(study_dir: Path | str) -> pd.DataFrame:
     """``study.parquet``'s rows with an ``attack_rate`` column added (runs that failed: NaN)."""
-    p = Path(study_dir)
-    table = pd.read_parquet(p / "study.parquet")
-    table["attack_rate"] = [
-        run_attack_rate(p / "runs" / str(run)) if status == "ok" else float("nan")
-        for run, status in zip(table["run_id"], table["status"], strict=True)
-    ]
-    return table
+    return with_run_column(study_dir, "attack_rate", run_attack_rate)
 
 
 def main(argv: list[str]) -> int:

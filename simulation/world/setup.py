@@ -171,10 +171,17 @@ def build_parts(
 
 def _strategy(scenario: Scenario, tree: SeedTree, server: ServerModel) -> Any:
     agg = scenario.aggregation
-    strategy = create_strategy(agg.strategy, agg.params, agg.client_dp, rng=tree.numpy("client-dp"))
-    if hasattr(strategy, "set_root_update"):
+    strategy = create_strategy(
+        agg.strategy,
+        agg.params,
+        agg.client_dp,
+        rng=tree.numpy("client-dp"),
+        server_momentum=agg.server_momentum,
+    )
+    rule = getattr(strategy, "inner", strategy)  # under ServerMomentum, the wrapped rule
+    if hasattr(rule, "set_root_update"):
         # FLTrust: the server trains on its own small clean root set (the validation split).
-        strategy.set_root_update(server.root_update)
+        rule.set_root_update(server.root_update)
     return strategy
 
 

@@ -13,6 +13,7 @@ import pytest
 from simulation.scenario.sweep import resolve_study
 from simulation.study.attack_rate import attack_rate, study_attack_rates
 from simulation.study.compare import run_study
+from simulation.study.selection import study_selection
 
 REPRO = Path(__file__).resolve().parents[2] / "scenarios" / "studies" / "repro"
 
@@ -114,3 +115,59 @@ def test_baruch2019_alie_passes_krum_and_pulls_the_median() -> None:
     assert _krum_choice(updates, f=m) < m  # a colluder's update is the one kept
     shift = float((np.median(updates, axis=0) - np.median(honest[m:], axis=0)).mean())
     assert 0.2 * sigma <= shift <= 0.5 * sigma
+
+
+@pytest.mark.slow
+def test_baruch2019_krum_keeps_the_colluders_crafted_update_in_a_run(tmp_path: Path) -> None:
+    """Baruch et al. 2019's mechanism, at run level in the study's own setting (n = 50,
+    m = 12, z_max, one SGD step per round, server momentum 0.9), 8 rounds of seed 1:
+    the client whose update Krum keeps (``aggregation_selected``) is a colluder in most
+    rounds (full size, 60 rounds: 0.92 of the rounds on seed 1). Ground truth names the
+    colluders; without the attack Krum keeps an honest update (only honest ones exist)."""
+    import dataclasses
+    import json
+
+    from simulation import names
+
+    study = resolve_study(
+        REPRO / "baruch2019_alie.yaml",
+        ["seed=1", "rounds=8", "output.baseline=false"],
+        engine="inprocess",
+    )
+    krum = [v for v in study.variants if dict(v.params)["aggregation.strategy"] == "krum"]
+    run_study(dataclasses.replace(study, variants=tuple(krum)), tmp_path, workers=1)
+    (run,) = (tmp_path / "runs").iterdir()
+    colluders = set(json.loads((run / "ground_truth.json").read_text())["attackers"])
+    assert len(colluders) == 12
+    metrics = pd.read_parquet(run / "metrics.parquet")
+    kept = metrics[metrics["metric"] == names.AGGREGATION_SELECTED]
+    assert sorted(kept["round"]) == list(range(1, 9))  # one kept update per round
+    share = kept["client"].isin(colluders).mean()
+    assert share >= 0.75
+    assert study_selection(tmp_path)["attacker_selected"].item() == pytest.approx(share)
+
+
+def test_attacker_selected_share_counts_rounds_with_an_attackers_kept_update(
+    tmp_path: Path,
+) -> None:
+    """Hand-made run files: round 1 keeps an attacker, round 2 an honest client, round 3
+    (Multi-Krum) one of each, so 2 of the 3 rounds kept an attacker's update."""
+    import json
+
+    from simulation import names
+    from simulation.study.selection import attacker_selected_share
+
+    (tmp_path / "ground_truth.json").write_text(json.dumps({"attackers": ["a"]}))
+    rows = [(1, "a"), (2, "h"), (3, "h"), (3, "a")]
+    frame = pd.DataFrame(
+        {
+            "round": [r for r, _ in rows] + [1],
+            "client": [c for _, c in rows] + ["a"],
+            "metric": [names.AGGREGATION_SELECTED] * len(rows) + [names.FLAGGED],
+            "value": 1.0,
+        }
+    )
+    frame.to_parquet(tmp_path / "metrics.parquet")
+    assert attacker_selected_share(tmp_path) == pytest.approx(2 / 3)
+    frame[frame["metric"] == names.FLAGGED].to_parquet(tmp_path / "metrics.parquet")
+    assert np.isnan(attacker_selected_share(tmp_path))

@@ -25,7 +25,8 @@ log = logging.getLogger("fedmarket.world")
 class Aggregate:
     """Replies (sorted by client) go to the strategy's ``aggregate_train``; robust
     strategies get the global model first and report per-client weights, and a
-    weight below ``flag_below`` flags the client. A round with no accepted update,
+    weight below ``flag_below`` flags the client; a selecting rule (Krum) reports
+    the clients it kept (``aggregation_selected``). A round with no accepted update,
     or whose strategy returns no model, fails: ``ctx.failure`` says why and the
     global model stays as it was (no version, no emission: see the later stages)."""
 
@@ -68,6 +69,9 @@ class Aggregate:
             ctx.client_epsilon = dp.client_epsilon()
 
     def _flags(self, ctx: RoundContext) -> None:
+        for client in getattr(self.strategy, "last_selected", ()):
+            account = self.fed.account(int(client))
+            self.rec.add(ctx.round, account, names.AGGREGATION_SELECTED, 1.0)
         weights = getattr(self.strategy, "last_weights", None)
         for client, w in sorted((weights or {}).items()):
             account = self.fed.account(int(client))
