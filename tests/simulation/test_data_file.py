@@ -4,6 +4,7 @@ the ServerApp and the clients, and refused for another scenario's spec."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -92,3 +93,65 @@ def test_rows_decoded_on_demand_are_not_written(tmp_path: Path) -> None:
 )
 def test_ray_gets_no_more_cpus_than_the_clients_can_use(overrides: list[str], cpus: int) -> None:
     assert ray_cpus(load_scenario(QUICKSTART, overrides)) == cpus
+
+
+class _Process:
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def begin_close(self) -> None:
+        self.calls.append("begin_close")
+
+    def close(self) -> None:
+        self.calls.append("close")
+
+
+class _Launcher:
+    """Starts one (fake) process; the run's data then turns out unavailable."""
+
+    prefix = "fm-test-"
+
+    def __init__(self) -> None:
+        self.process = _Process()
+        self.workdir: Path | None = None
+
+    def start(self, run: Any) -> Any:
+        from types import SimpleNamespace
+
+        from simulation.engine.run_dir import Started
+
+        self.workdir = run.workdir
+        run.processes.append(self.process)
+        link = SimpleNamespace(client=SimpleNamespace(close=lambda: None))
+        return Started(link, link, None)  # type: ignore[arg-type]
+
+    def keep_logs(self, workdir: Path, out_dir: Path) -> Path:
+        raise AssertionError("a data error is not an engine failure: no engine logs")
+
+
+def test_a_dataset_that_cannot_be_had_is_one_line_after_the_processes_stop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from simulation.engine import run_dir
+    from simulation.engine.stop import StopRequest
+    from simulation.errors import RunError
+    from simulation.fl.sources import DataError
+    from tests.keyring import KEYRING
+
+    def unavailable(self: DataSpec) -> None:
+        raise DataError("partition: 3 shards of 2 rows cannot be cut from 5 rows")
+
+    monkeypatch.setattr(DataSpec, "build", unavailable)
+    launcher = _Launcher()
+    with pytest.raises(RunError) as exc:
+        run_dir.run_on_superlink(
+            load_scenario(QUICKSTART),
+            tmp_path / "out",
+            launcher,
+            on_round=None,
+            stop=StopRequest(),
+            keyring=KEYRING,
+        )
+    assert str(exc.value) == "dataset: partition: 3 shards of 2 rows cannot be cut from 5 rows"
+    assert launcher.process.calls == ["begin_close", "close"]
+    assert launcher.workdir is not None and not launcher.workdir.exists()
