@@ -33,22 +33,18 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from simulation.config.schema import CoalitionEvent, Scenario
-from simulation.engine.channel import RunChannel
-from simulation.engine.env import quiet_environment
-from simulation.engine.flower import _follow, _import_while_they_start
+from simulation.engine.run_dir import ENGINE_LOGS, RunDir, Started, keep_logs, run_on_superlink
 from simulation.engine.server_app import NODE_SIGNED
 from simulation.engine.stop import StopRequest
-from simulation.engine.superlink import LocalSuperLink, _bin, child_environment, free_port
+from simulation.engine.superlink import LocalSuperLink, _bin, free_port
 from simulation.engine.watchdog import Supervised
-from simulation.errors import Problem, RunError, RunInterrupted, ScenarioError
+from simulation.errors import Problem, ScenarioError
 
 if TYPE_CHECKING:
     from marketplace.keyring import Keyring
@@ -56,8 +52,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("fedmarket.deployment")
 
-ENGINE_LOGS = "engine-logs"
-"""Where a failed run's SuperLink and SuperNode logs are kept, inside ``out_dir``."""
+__all__ = ["ENGINE_LOGS", "check_deployable", "node_config", "run_deployment", "supernode_argv"]
 
 
 def check_deployable(scenario: Scenario) -> None:
@@ -169,59 +164,48 @@ def run_deployment(
 ) -> WorldResult:
     """Run ``scenario`` on a local SuperLink and one SuperNode per client; the result."""
     check_deployable(scenario)
-    quiet_environment()
-    workdir = Path(tempfile.mkdtemp(prefix="fm-dep-", dir="/tmp"))
-    processes: list[Supervised] = []
-    try:
-        channel = RunChannel(workdir / "channel")
-        channel.create(json.dumps(scenario.resolved()))
-        env = child_environment(workdir / "flwr", ray_address=None)
-        paths = write_partitions(scenario, workdir / "nodes")
-        # On loopback every participant reads the one keyring file, as each would
-        # read its own on its host (`fedmarket deploy supernode --keyring`).
-        keyring_file = channel.hand_keyring(keyring)
-        link: LocalSuperLink | None = None
+    launcher = _DeploymentLauncher(scenario)
+    return run_on_superlink(
+        scenario, out_dir, launcher, on_round=on_round, stop=stop, keyring=keyring
+    )
+
+
+@dataclass
+class _DeploymentLauncher:
+    """A ``flower-superlink`` without simulation and one ``flower-supernode`` per client."""
+
+    scenario: Scenario
+    prefix: str = "fm-dep-"
+
+    def start(self, run: RunDir) -> Started:
+        run.data()  # every node's partition is cut from it before any process starts
+        paths = write_partitions(self.scenario, run.workdir / "nodes")
+        link = LocalSuperLink.start(run.workdir, run.env, simulation=False)
+        run.processes.append(link.process)
+        address = f"127.0.0.1:{link.port}"
         nodes: list[LocalSuperNode] = []
-        try:
-            link = LocalSuperLink.start(workdir, env, simulation=False)
-            processes.append(link.process)
-            address = f"127.0.0.1:{link.port}"
-            for i, path in enumerate(paths):
-                node = LocalSuperNode.start(
-                    path.parent, address, i, len(paths), path, env, keyring_file
-                )
-                nodes.append(node)
-                processes.append(node.process)
-            log.debug("SuperLink on %s, %d SuperNodes", address, len(nodes))
-            run_config = {
-                "scenario": str(channel.scenario),
-                "out": str(out_dir.resolve()),
-                "channel": str(channel.path),
-                "keyring": str(keyring_file),
-                NODE_SIGNED: "true",
-            }
-            run_id = link.submit(run_config, None)
-            _import_while_they_start()
-            _follow(link, DropOuts(nodes), run_id, channel, on_round, stop)
-        except RunError as exc:
-            if isinstance(exc, RunInterrupted):
-                raise
-            raise RunError(f"{exc} (engine logs: {_keep_logs(workdir, out_dir)})") from exc
-        finally:
-            for p in processes:  # all told at once, then waited for
-                p.begin_close()
-            if link is not None:
-                link.client.close()
-            for p in processes:
-                p.close()
-        return channel.outcome()
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        for i, path in enumerate(paths):
+            # On loopback every participant reads the one keyring file, as each would
+            # read its own on its host (`fedmarket deploy supernode --keyring`).
+            node = LocalSuperNode.start(
+                path.parent, address, i, len(paths), path, run.env, run.keyring_file
+            )
+            nodes.append(node)
+            run.processes.append(node.process)
+        log.debug("SuperLink on %s, %d SuperNodes", address, len(nodes))
+        return Started(link, DropOuts(nodes), None, {NODE_SIGNED: "true"})
+
+    def keep_logs(self, workdir: Path, out_dir: Path) -> Path:
+        """The SuperLink's and every SuperNode's log beside the partial results."""
+        logs = {"superlink.log": workdir / "superlink.log"}
+        for path in sorted((workdir / "nodes").glob("*/supernode.log")):
+            logs[f"supernode-{path.parent.name}.log"] = path
+        return keep_logs(out_dir, logs)
 
 
 @dataclass
 class DropOuts:
-    """Watches the SuperNodes for ``flower._follow``: a participant that exits is
+    """Watches the SuperNodes for ``run_dir.follow``: a participant that exits is
     logged once and the run goes on (its tasks time out and are recorded, as on a
     real federation), so this never reports the run dead."""
 
@@ -234,14 +218,3 @@ class DropOuts:
                 self.gone.add(n.partition_id)
                 log.warning("the SuperNode of partition %d exited", n.partition_id)
         return True
-
-
-def _keep_logs(workdir: Path, out_dir: Path) -> Path:
-    """Copy the SuperLink's and every SuperNode's log beside the partial results."""
-    dest = out_dir / ENGINE_LOGS
-    dest.mkdir(parents=True, exist_ok=True)
-    if (workdir / "superlink.log").exists():
-        shutil.copy(workdir / "superlink.log", dest / "superlink.log")
-    for path in sorted((workdir / "nodes").glob("*/supernode.log")):
-        shutil.copy(path, dest / f"supernode-{path.parent.name}.log")
-    return dest

@@ -13,22 +13,18 @@ as the run goes.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import shutil
-import tempfile
-import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from simulation.config.schema import Scenario
-from simulation.engine.channel import RunChannel
-from simulation.engine.env import quiet_environment
+from simulation.engine.run_dir import ENGINE_LOGS, RunDir, Started, keep_logs, run_on_superlink
 from simulation.engine.stop import StopRequest
-from simulation.engine.superlink import LocalSuperLink, RayHead, child_environment
-from simulation.errors import Problem, RunError, RunInterrupted, ScenarioError
+from simulation.engine.superlink import LocalSuperLink, RayHead
+from simulation.errors import Problem, ScenarioError
 
 if TYPE_CHECKING:
     from marketplace.keyring import Keyring
@@ -36,11 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("fedmarket.runner")
 
-ENGINE_LOGS = "engine-logs"
-"""Where a failed Flower run's SuperLink and Ray logs are kept, inside ``out_dir``."""
-
-STOP_GRACE = 60.0
-"""Seconds the ServerApp gets to finish its client and seal the block after a stop."""
+__all__ = ["ENGINE_LOGS", "gpu_resources", "ray_cpus", "run_flower"]
 
 
 def gpu_resources(scenario: Scenario) -> tuple[float, int]:
@@ -53,6 +45,15 @@ def gpu_resources(scenario: Scenario) -> tuple[float, int]:
     import torch
 
     return scenario.resources.client_gpus, torch.cuda.device_count()
+
+
+def ray_cpus(scenario: Scenario) -> int:
+    """CPUs for the Ray head: the scenario's (default: all), but no more than its clients
+    can use at once. Flower starts one ClientApp actor per ``client_cpus`` of them, and
+    each actor imports torch (and Opacus) and loads the data before its first task: an
+    actor that can never be busy costs seconds of CPU at start for nothing."""
+    cpus = scenario.resources.num_cpus or os.cpu_count() or 1
+    return max(1, min(cpus, scenario.clients.count * int(scenario.resources.client_cpus)))
 
 
 def _federation(scenario: Scenario, verbose: bool) -> dict[str, Any]:
@@ -89,120 +90,34 @@ def run_flower(
 ) -> WorldResult:
     """Run ``scenario`` on its own SuperLink, its ledger signed with ``keyring`` (the
     ServerApp is handed the keyring's file); the world's result."""
-    quiet_environment()
-    federation = _federation(scenario, verbose)
-    workdir = Path(tempfile.mkdtemp(prefix="fm-", dir="/tmp"))  # short: Ray's sockets live here
-    try:
-        channel = RunChannel(workdir / "channel")
-        channel.create(json.dumps(scenario.resolved()))
-        env = child_environment(workdir / "flwr", ray_address=None)
-        num_cpus = scenario.resources.num_cpus or os.cpu_count() or 1
-        num_gpus = gpu_resources(scenario)[1]
-        ray = RayHead.start(workdir, num_cpus, env, verbose=verbose, num_gpus=num_gpus)
-        link: LocalSuperLink | None = None
-        try:
-            env["RAY_ADDRESS"] = ray.address
-            link = LocalSuperLink.start(workdir, env)
-            log.debug("SuperLink up on 127.0.0.1:%d", link.port)
-            run_config = {
-                "scenario": str(channel.scenario),
-                "out": str(out_dir.resolve()),
-                "channel": str(channel.path),
-                "keyring": str(channel.hand_keyring(keyring)),
-            }
-            run_id = link.submit(run_config, federation)
-            log.debug("submitted run %d to the SuperLink on port %d", run_id, link.port)
-            _import_while_they_start()
-            _follow(link, ray, run_id, channel, on_round, stop)
-        except RunError as exc:
-            if isinstance(exc, RunInterrupted):
-                raise
-            raise RunError(f"{exc} (engine logs: {_keep_logs(workdir, out_dir)})") from exc
-        finally:
-            # Both trees are told to stop at once, then waited for.
-            processes = [ray.process] if link is None else [link.process, ray.process]
-            for p in processes:
-                p.begin_close()
-            if link is not None:
-                link.client.close()
-            for p in processes:
-                p.close()
-        return channel.outcome()
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    launcher = _SimulationLauncher(scenario, _federation(scenario, verbose), verbose)
+    return run_on_superlink(
+        scenario, out_dir, launcher, on_round=on_round, stop=stop, keyring=keyring
+    )
 
 
-def _keep_logs(workdir: Path, out_dir: Path) -> Path:
-    """Copy the SuperLink's and Ray's logs beside the partial results."""
-    dest = out_dir / ENGINE_LOGS
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in ("superlink.log", "ray.log"):
-        if (workdir / name).exists():
-            shutil.copy(workdir / name, dest / name)
-    return dest
+@dataclass
+class _SimulationLauncher:
+    """A Ray head and a ``flower-superlink --simulation`` on it."""
 
+    scenario: Scenario
+    federation: dict[str, Any]
+    verbose: bool
+    prefix: str = "fm-"
 
-def _import_while_they_start() -> None:
-    """What this process needs later (the results writer: pandas, pyarrow),
-    imported while the run starts rather than after it. No torch: the driver
-    of a Flower run never trains."""
-    import simulation.results.write  # noqa: F401
+    def start(self, run: RunDir) -> Started:
+        env = run.env
+        num_gpus = gpu_resources(self.scenario)[1]
+        ray = RayHead.start(
+            run.workdir, ray_cpus(self.scenario), env, verbose=self.verbose, num_gpus=num_gpus
+        )
+        run.processes.append(ray.process)
+        env["RAY_ADDRESS"] = ray.address
+        # Not waited for: the driver builds the data while both come up.
+        link = LocalSuperLink.start(run.workdir, env, wait=False)
+        run.processes.append(link.process)
+        return Started(link, ray, self.federation)
 
-
-class Liveness(Protocol):
-    """What ``_follow`` asks, besides the SuperLink, whether it still runs (the Ray head)."""
-
-    def running(self) -> bool: ...
-
-
-def _follow(
-    link: LocalSuperLink,
-    ray: Liveness,
-    run_id: int,
-    channel: RunChannel,
-    on_round: Callable[[RoundRecord], None] | None,
-    stop: StopRequest,
-) -> None:
-    """Relay rounds and log records until the run finishes (or is stopped)."""
-    relay = _Relay(channel, on_round)
-    stop_sent: float | None = None
-    next_status = 0.0
-    while True:
-        relay()
-        if stop.requested and stop_sent is None:
-            channel.request_stop()
-            stop_sent = time.monotonic()
-        if stop_sent is not None and time.monotonic() - stop_sent > STOP_GRACE:
-            raise RunError(f"the ServerApp did not stop within {STOP_GRACE:g} s of {stop.reason}")
-        if time.monotonic() >= next_status:
-            if not link.process.running():
-                raise RunError("the SuperLink exited during the run")
-            if not ray.running():
-                raise RunError("the Ray head exited during the run")
-            status, sub_status, details = link.status(run_id)
-            if status == "finished":
-                relay()
-                if sub_status != "completed" and not (channel.path / "failure.json").exists():
-                    raise RunError(f"the Flower run {sub_status}: {details or 'no details'}")
-                return
-            next_status = time.monotonic() + 1.0
-        time.sleep(0.1)
-
-
-class _Relay:
-    """Passes the ServerApp's new log records and finished rounds on, in order."""
-
-    def __init__(self, channel: RunChannel, on_round: Callable[[RoundRecord], None] | None) -> None:
-        self.channel = channel
-        self.on_round = on_round
-        self.log_at = 0
-        self.round_at = 0
-
-    def __call__(self) -> None:
-        records, self.log_at = self.channel.read_lines("log.jsonl", self.log_at)
-        for rec in records:
-            logging.getLogger(str(rec["name"])).log(int(rec["level"]), "%s", rec["message"])
-        rounds, self.round_at = self.channel.rounds(self.round_at)
-        for r in rounds:
-            if self.on_round is not None:
-                self.on_round(r)
+    def keep_logs(self, workdir: Path, out_dir: Path) -> Path:
+        """The SuperLink's and Ray's logs beside the partial results."""
+        return keep_logs(out_dir, {n: workdir / n for n in ("superlink.log", "ray.log")})

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from marketplace.keyring import Keyring
 from simulation.config.schema import Scenario
 from simulation.engine.env import quiet_environment
+from simulation.engine.run_dir import prepare_data
 from simulation.engine.stop import StopRequest, stop_on_signals
 from simulation.errors import RunError, RunInterrupted
 
@@ -213,18 +214,6 @@ def _run_world(
             ) from None
 
 
-def _prepare_data(scenario: Scenario) -> None:
-    """Build the federated data once before any engine starts (memoised, so the world
-    reuses it): a dataset or partition that cannot be had fails here, in one line."""
-    from simulation.fl.sources import DataError
-    from simulation.fl.training import DataSpec
-
-    try:
-        DataSpec.of(scenario).build()
-    except DataError as exc:
-        raise RunError(f"dataset: {exc}") from None
-
-
 def baseline_of(scenario: Scenario) -> Scenario:
     """The same scenario and seed without attackers: no population groups, timeline
     or faults, and no attacking market behaviours. Its accuracy is the yardstick of
@@ -294,8 +283,6 @@ def _run_owned(
     on_round: Callable[[RoundRecord], None] | None,
     keyring: Keyring,
 ) -> RunOutcome:
-    from simulation.results.write import write_results
-
     started = time.perf_counter()
     log.info(
         "running %s (seed %d): %d clients, %d rounds, engine %s",
@@ -305,7 +292,9 @@ def _run_owned(
         scenario.rounds,
         engine,
     )
-    _prepare_data(scenario)
+    if engine == "inprocess":
+        # A SuperLink engine builds it while its processes start (``run_dir``).
+        prepare_data(scenario)
     flwr_logger = logging.getLogger("flwr")
     old_level = flwr_logger.level
     if not verbose:
@@ -326,5 +315,7 @@ def _run_owned(
         )
         result.baseline_accuracy = [r.test_accuracy for r in base.result.rounds]
     wall = time.perf_counter() - started
+    from simulation.results.write import write_results  # imported during a Flower run's start
+
     manifest = write_results(scenario, out_dir, result, wall_seconds=wall, keyring=keyring)
     return RunOutcome(out_dir, result, manifest, wall)

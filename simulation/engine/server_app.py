@@ -23,7 +23,7 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, Message
 from flwr.serverapp import Grid, ServerApp
 
 from marketplace.keyring import Keyring
-from simulation.config.schema import Scenario
+from simulation.config.schema import DPSGDPrivacy, Scenario
 from simulation.engine.channel import RunChannel
 from simulation.engine.replies import (
     Collected,
@@ -34,6 +34,8 @@ from simulation.engine.replies import (
     wait_for_replies,
 )
 from simulation.errors import RunError, RunInterrupted
+from simulation.fl.data_file import RUN_CONFIG_KEY
+from simulation.fl.messages import QUERY_DP_SGD
 from simulation.scenario.load import load_scenario
 
 if TYPE_CHECKING:
@@ -84,8 +86,11 @@ class NodeDiscovery:
         expected: int,
         timeout: float | None = None,
         should_stop: StopCheck = never,
+        dp_sgd: bool = False,
     ) -> NodeDiscovery:
-        """Wait for ``expected`` nodes to register and send each a query."""
+        """Wait for ``expected`` nodes to register and send each a query (``dp_sgd``: the
+        run trains with DP-SGD, so a client may import Opacus while it waits for its
+        first task; ``simulation.fl.messages.QUERY_DP_SGD``)."""
         if timeout is None:
             timeout = _start_timeout()
         deadline = time.monotonic() + timeout
@@ -99,7 +104,7 @@ class NodeDiscovery:
             node_ids = sorted(grid.get_node_ids())
         msgs = [
             Message(
-                RecordDict({"config": ConfigRecord({})}),
+                RecordDict({"config": ConfigRecord({QUERY_DP_SGD: dp_sgd})}),
                 dst_node_id=nid,
                 message_type=MessageType.QUERY,
             )
@@ -189,7 +194,12 @@ def serve(
     """The body of the ServerApp: query the nodes, build the world while they start
     up, then run it (signing its ledger with ``keyring``, default: the user's;
     ``node_signed``: each node signs its own contributions with its own key)."""
-    discovery = NodeDiscovery.start(grid, scenario.clients.count, should_stop=should_stop)
+    discovery = NodeDiscovery.start(
+        grid,
+        scenario.clients.count,
+        should_stop=should_stop,
+        dp_sgd=isinstance(scenario.privacy, DPSGDPrivacy),
+    )
     log.debug("queried %d nodes", scenario.clients.count)
     from simulation.world.core import World  # the clients import torch meanwhile
 
@@ -214,7 +224,8 @@ def main(grid: Grid, context: Context) -> None:
     node_signed = str(context.run_config.get(NODE_SIGNED, "")).lower() == "true"
     if channel:
         keyring = Path(str(context.run_config.get("keyring", "")))
-        _serve_channel(grid, RunChannel(Path(channel)), out_dir, keyring, node_signed)
+        data_file = str(context.run_config.get(RUN_CONFIG_KEY, ""))
+        _serve_channel(grid, RunChannel(Path(channel)), out_dir, keyring, node_signed, data_file)
         return
     from simulation.results.write import write_results
 
@@ -228,9 +239,15 @@ def main(grid: Grid, context: Context) -> None:
 
 
 def _serve_channel(
-    grid: Grid, channel: RunChannel, out_dir: Path, keyring: Path, node_signed: bool
+    grid: Grid,
+    channel: RunChannel,
+    out_dir: Path,
+    keyring: Path,
+    node_signed: bool,
+    data_file: str = "",
 ) -> None:
-    """Run for ``fedmarket run``: scenario in, rounds, logs and the result out, as files."""
+    """Run for ``fedmarket run``: scenario in, rounds, logs and the result out, as files;
+    ``data_file`` holds the federated data the driver built (``fl.data_file``), if any."""
     logger = logging.getLogger("fedmarket")
     handler = channel.log_handler()
     logger.addHandler(handler)
@@ -238,6 +255,10 @@ def _serve_channel(
     logger.propagate = False
     try:
         scenario = load_scenario(channel.scenario)
+        if data_file:
+            from simulation.fl.training import DataSpec
+
+            DataSpec.of(scenario).preload(Path(data_file))  # the driver built it
         signer = Keyring.load(keyring)
         result = serve(
             grid,

@@ -6,7 +6,9 @@ Flower 1.41's supported way to run a simulation is a SuperLink started with
 ``fedmarket run --engine flower`` starts its own:
 
 * a Ray head (``ray start --head --block``) with its files in the run's
-  temporary folder, no dashboard, and the scenario's CPUs; the simulation
+  temporary folder, no dashboard, no autoscaler monitor, its Ray Client server
+  on a free port (not the fixed 10001 two runs would share), and the scenario's
+  CPUs (no more than its clients can use: Flower starts one actor per CPU); the simulation
   runtime connects to it through ``RAY_ADDRESS``. It is started first and not
   waited for: it comes up while the SuperLink, the simulation runtime and the
   ServerApp start (a driver that connects early waits for it);
@@ -72,6 +74,7 @@ out = ""
 channel = ""
 keyring = ""
 node-signed = ""
+data = ""
 """
 """The submitted app: components only (the code comes from this environment)."""
 
@@ -104,6 +107,9 @@ def child_environment(home: Path, ray_address: str | None) -> dict[str, str]:
     env["FLWR_DISABLE_UPDATE_CHECK"] = "1"
     env["FLWR_TELEMETRY_ENABLED"] = "0"
     env["RAY_USAGE_STATS_ENABLED"] = "0"
+    # Ray prestarts one idle worker per CPU for the first job; Flower runs only actors,
+    # which Ray starts workers of their own for: the prestarted ones exit unused.
+    env["RAY_prestart_worker_first_driver"] = "0"
     # The SuperExec looks for the submitted run once a second by default; it
     # goes on asking all run long, so not much more often than that.
     env["FLWR_SUPEREXEC_TASK_POLL_INTERVAL"] = "0.25"
@@ -148,6 +154,11 @@ class RayHead:
             "--disable-usage-stats",
             f"--temp-dir={temp}",
             f"--object-store-memory={256 * 1024 * 1024}",
+            # Ray Client's server listens on 10001 unless told otherwise: two runs at
+            # once would collide there. Nothing here uses it; Ray cannot turn it off.
+            f"--ray-client-server-port={free_port()}",
+            # The autoscaler's monitor has nothing to scale on one fixed node.
+            "--no-monitor",
         ]
         log_path = workdir / "ray.log"
         proc = Supervised.start(argv, env=env, log=log_path, name="ray head")
@@ -168,10 +179,10 @@ class LocalSuperLink:
 
     @classmethod
     def start(
-        cls, workdir: Path, env: Mapping[str, str], *, simulation: bool = True
+        cls, workdir: Path, env: Mapping[str, str], *, simulation: bool = True, wait: bool = True
     ) -> LocalSuperLink:
-        """Start it on a free port and wait until its health check answers; with
-        ``simulation=False`` it runs no simulation runtime and serves real SuperNodes
+        """Start it on a free port and (``wait``) wait until its health check answers;
+        with ``simulation=False`` it runs no simulation runtime and serves real SuperNodes
         (the Fleet API is on the same port; ``simulation.engine.deployment``)."""
         from flwr.cli.cli_client_interceptor import CliClientHttpInterceptor
         from flwr.supercore.control.control_http_client import ControlHttpClient
@@ -200,10 +211,12 @@ class LocalSuperLink:
             ],
         )
         link = cls(proc, port, client, log_path)
-        link._wait_healthy()
+        if wait:
+            link.wait_healthy()
         return link
 
-    def _wait_healthy(self) -> None:
+    def wait_healthy(self) -> None:
+        """Return once its health check answers (a ``RunError`` if it exits or is late)."""
         import httpx
 
         deadline = time.monotonic() + START_TIMEOUT

@@ -40,7 +40,8 @@ from flwr.clientapp import ClientApp
 from flwr.common.constant import ErrorCode
 
 from marketplace.keyring import Keyring
-from simulation.fl.messages import ReplyMetrics
+from simulation.fl.data_file import RUN_CONFIG_KEY
+from simulation.fl.messages import QUERY_DP_SGD, ReplyMetrics
 from simulation.fl.node_signing import SIGNATURE, sign_contribution
 from simulation.fl.own_data import OwnPartition
 from simulation.fl.protocol import client_error
@@ -63,10 +64,13 @@ app = ClientApp()
 @app.query()
 def query(msg: Message, context: Context) -> Message:
     """Report which data partition this node holds."""
-    if not context.node_config.get(DATA_PATH):
-        # A simulated client rebuilds the federated data on its first task: its
-        # loaders are imported now, while the server builds its world.
+    # What the first task needs is imported now, while the server builds its world.
+    if not context.node_config.get(DATA_PATH) and not context.run_config.get(RUN_CONFIG_KEY):
+        # A simulated client under `flwr run` rebuilds the federated data.
         import simulation.fl.data  # noqa: F401
+    config = msg.content.get("config")
+    if isinstance(config, ConfigRecord) and config.get(QUERY_DP_SGD):
+        import opacus  # noqa: F401  (seconds: it imports torch.distributed and scipy)
     partition = int(context.node_config.get("partition-id", -1))
     content = RecordDict({"config": ConfigRecord({"partition-id": partition})})
     return Message(content=content, reply_to=msg)
@@ -92,6 +96,8 @@ def _train(msg: Message, context: Context) -> Message:
     own = _own_partition(context)
     if own is not None:
         _check_fresh_round(context, task.round)
+    elif data_file := str(context.run_config.get(RUN_CONFIG_KEY, "")):
+        task.data.preload(Path(data_file))  # the driver built it: not built again here
     result = run_client_task(task, global_weights, own)
     if own is not None:
         context.state[NODE_STATE] = ConfigRecord({"last-round": task.round})

@@ -16,6 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+QUERY_DP_SGD = "dp-sgd"
+"""Query config key: ``True`` when the run trains with DP-SGD, so the ClientApp
+imports Opacus while it waits for its first task rather than during round 1."""
+
 if TYPE_CHECKING:
     from simulation.fl.training import TrainResult
 

@@ -41,7 +41,9 @@ from simulation.fl.own_data import OwnPartition
 if TYPE_CHECKING:
     # Imported by ``DataSpec.build`` only: a deployed node trains on its own
     # partition file and never loads ``datasets`` or scikit-learn (seconds per task).
-    from simulation.fl.data import FederatedData
+    from pathlib import Path
+
+    from simulation.fl.federated import FederatedData
 
 log = logging.getLogger("fedmarket.training")
 
@@ -71,10 +73,27 @@ class DataSpec(BaseModel):
         )
 
     def build(self) -> FederatedData:
-        """The federated data (memoised per process)."""
+        """The federated data (memoised per process; read from the run's data file
+        instead when :meth:`preload` was given one)."""
+        loaded = _PRELOADED.get(self.model_dump_json())
+        if loaded is not None:
+            return loaded
         from simulation.fl.data import build_federated_data
 
         return build_federated_data(self.dataset, self.partition, self.num_clients, self.seed)
+
+    def preload(self, path: Path) -> None:
+        """Make :meth:`build` return the data the driver wrote to ``path``
+        (``simulation.fl.data_file``) rather than build it again in this process."""
+        from simulation.fl.data_file import load_federated
+
+        key = self.model_dump_json()
+        if key not in _PRELOADED:
+            _PRELOADED[key] = load_federated(path, key)
+
+
+_PRELOADED: dict[str, FederatedData] = {}
+"""Federated data read from a run's data file, by ``DataSpec`` JSON (see ``preload``)."""
 
 
 class DPSpec(BaseModel):

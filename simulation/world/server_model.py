@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 
 from simulation.config.schema import Scenario
-from simulation.fl.data import FederatedData
 from simulation.fl.device import DeviceChoice
 from simulation.fl.evaluation import (
     GROUP_ATTRIBUTES,
@@ -17,6 +16,7 @@ from simulation.fl.evaluation import (
     measure_latency,
     split_metrics,
 )
+from simulation.fl.federated import FederatedData
 from simulation.fl.models import build_model, flops_per_example, load_numpy, state_to_numpy
 from simulation.fl.training import evaluate, local_train, predict
 from simulation.fl.weights import unflatten

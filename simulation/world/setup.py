@@ -24,8 +24,8 @@ from marketplace.incentives import IncentiveMechanism, create_mechanism
 from simulation.config.prices import mechanism_params, pricing_for
 from simulation.config.schema import DPSGDPrivacy, Scenario
 from simulation.fl.aggregation import create_strategy, min_replies
-from simulation.fl.data import FederatedData
 from simulation.fl.device import resolve_device
+from simulation.fl.federated import FederatedData
 from simulation.fl.training import DataSpec, choose_grad_sample_mode
 from simulation.rng import SeedTree
 from simulation.world.accounting import ClientPrivacy

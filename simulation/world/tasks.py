@@ -10,7 +10,7 @@ import numpy as np
 from marketplace import Market
 from simulation.config.schema import Scenario
 from simulation.fl.aggregation import proximal_mu
-from simulation.fl.data import FederatedData
+from simulation.fl.federated import FederatedData
 from simulation.fl.node_signing import PrivacyClaim, SignRequest
 from simulation.fl.training import ClientTask, DataSpec, DPSpec
 from simulation.rng import SeedTree

@@ -42,9 +42,10 @@ def test_the_app_fedmarket_submits_is_the_one_pyproject_declares() -> None:
     assert declared["app"]["components"] == {"serverapp": SERVER_APP, "clientapp": CLIENT_APP}
     assert submitted["app"]["components"] == declared["app"]["components"]
     # The keyring's file (never its secret) is handed to the ServerApp by path;
-    # node-signed: the SuperNodes sign their own contributions (`flwr run` too).
+    # node-signed: the SuperNodes sign their own contributions (`flwr run` too);
+    # data: the federated data the driver built (simulation.fl.data_file).
     assert set(submitted["app"]["config"]) == {
-        "scenario", "out", "channel", "keyring", "node-signed"
+        "scenario", "out", "channel", "keyring", "node-signed", "data"
     }  # fmt: skip
     assert "node-signed" in declared["app"]["config"]
     # A [tool.flwr.federations] table makes `flwr run .` rewrite pyproject.toml.
