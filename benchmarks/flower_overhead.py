@@ -32,6 +32,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import _proc  # benchmarks/_proc.py, beside this script
+
 from simulation.engine.runner import quiet_environment, run_scenario
 from simulation.fl.training import DataSpec
 from simulation.scenario.load import load_scenario
@@ -49,27 +51,14 @@ KINDS = (
 
 def process_cpu() -> list[tuple[str, float]]:
     """``(kind, CPU seconds)`` of this process and every live process below it."""
-    tick = os.sysconf("SC_CLK_TCK")
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                fields = Path(f"/proc/{entry}/stat").read_text().rpartition(")")[2].split()
-            except OSError:
-                continue
-            children.setdefault(int(fields[1]), []).append(int(entry))
-    out, todo = [], [os.getpid()]
-    while todo:
-        pid = todo.pop()
-        todo.extend(children.get(pid, []))
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-        except OSError:
+    out = []
+    for pid in _proc.tree(os.getpid()):
+        seconds, cmd = _proc.cpu_seconds(pid), _proc.cmdline(pid)
+        if seconds is None:
             continue
         kind = "driver" if pid == os.getpid() else "Ray head and helpers, watchdogs"
         kind = next((label for key, label in KINDS if key in cmd), kind)
-        out.append((kind, (int(fields[11]) + int(fields[12])) / tick))  # utime + stime
+        out.append((kind, seconds))
     return out
 
 

@@ -35,36 +35,16 @@ import tempfile
 import time
 from pathlib import Path
 
+import _proc  # benchmarks/_proc.py, beside this script
+
 ROOT = Path(__file__).resolve().parents[1]
 PER_ROUND = 100
 GB = 1024**3
 
 
-def _children() -> dict[int, list[int]]:
-    out: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text().rpartition(")")[2].split()
-            except OSError:
-                continue
-            out.setdefault(int(stat[1]), []).append(int(entry))
-    return out
-
-
 def tree_rss(root: int) -> int:
     """Resident bytes of ``root`` and every live process below it."""
-    children, total, todo = _children(), 0, [root]
-    while todo:
-        pid = todo.pop()
-        todo.extend(children.get(pid, []))
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
-        except OSError:
-            continue
-    return total
+    return sum(_proc.rss(pid) for pid in _proc.tree(root))
 
 
 def child(count: int, rounds: int, engine: str) -> None:
