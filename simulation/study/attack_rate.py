@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from simulation.config.schema import Scenario
-from simulation.errors import ScenarioError
+from simulation.errors import Problem, ScenarioError
 from simulation.fl.models import build_model, load_numpy
 from simulation.fl.training import DataSpec, predict
 from simulation.rng import SeedTree
@@ -39,13 +39,16 @@ def flip_mapping(scenario: Scenario) -> dict[int, int]:
             untargeted flip has no attack rate) or two groups disagree on a source.
     """
     out: dict[int, int] = {}
-    for group in scenario.population:
+    for i, group in enumerate(scenario.population):
         mapping = group.params.get("mapping") if group.behaviour == "label_flip" else None
         for src, dst in (mapping or {}).items():
             if out.setdefault(int(src), int(dst)) != int(dst):
-                raise ScenarioError(f"population: two label_flip groups map {src} differently")
+                where = f"population[{i}].params.mapping"
+                reason = f"two label_flip groups map label {src} differently"
+                raise ScenarioError([Problem("scenario", where, reason)])
     if not out:
-        raise ScenarioError("population: no label_flip group with a mapping (no attack rate)")
+        reason = "no label_flip group sets a mapping (an untargeted flip has no attack rate)"
+        raise ScenarioError([Problem("scenario", "population", reason)])
     return out
 
 
