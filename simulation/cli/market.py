@@ -188,7 +188,7 @@ def _verification_failed(reason: str) -> typer.Exit:
 def ledger_verify(
     run_dir: RunDir,
     workers: Annotated[
-        int, typer.Option(min=1, help="Processes verifying signatures (large ledgers).")
+        int, typer.Option(min=1, help="Threads verifying signatures (large ledgers).")
     ] = 1,
     checkpoint: CheckpointOption = None,
     expect_head: Annotated[
