@@ -161,20 +161,22 @@ class _SignatureChecker:
         if bad >= 0:
             raise LedgerIntegrityError(start + bad, f"bad signature by {senders[bad]}")
 
-    def finish(self, before: int | None = None) -> None:
+    def finish(self, upto: int | None = None) -> None:
         """Wait for the pending chunks in order, raising for the first bad signature
-        (only one before entry ``before``, when the main thread found a problem there)."""
+        (only one at or before entry ``upto``, when the main thread found a problem
+        there: an entry's signature is handed over before its later checks run, so a
+        bad one at ``upto`` comes first, as it does inline)."""
         if self._pool is None:
             return
         self._submit()
         while self._futures:
             start = self._futures[0][0]
-            if before is not None and start >= before:
+            if upto is not None and start > upto:
                 break
             try:
                 self._await_oldest()
             except LedgerIntegrityError as exc:
-                if before is None or exc.seq < before:
+                if upto is None or exc.seq <= upto:
                     raise
                 break
 
@@ -214,7 +216,7 @@ def audit_ledger(
         try:
             report, tree = _audit(conn, checker, checks or {}, frozenset(heads))
         except LedgerIntegrityError as exc:
-            checker.finish(before=exc.seq)  # a bad signature before it comes first
+            checker.finish(upto=exc.seq)  # a bad signature up to it comes first
             raise
         checker.finish()
     finally:

@@ -289,3 +289,24 @@ def test_entries_and_transactions_are_immutable(tmp_path: Path) -> None:
         entry.tx.nonce = 99  # type: ignore[misc]
     assert entry == m.entry(entry.seq)  # equal by value to the stored one
     m.close()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_bad_signature_beats_a_later_check_of_the_same_entry(
+    tmp_path: Path, workers: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An entry whose signature is bad and whose hook also fails is reported for its
+    signature with any number of verifier threads (the signature is checked first)."""
+    monkeypatch.setattr(audit_mod, "_CHUNK", 5)
+    with _golden(tmp_path) as m:
+        target = [e for e in m.entries() if e.kind == "transfer"][7]
+    _rechain_signature(tmp_path / "ledger.db", [target.seq])
+
+    def hook(entry: Entry, state: object) -> None:
+        if entry.seq == target.seq:
+            raise ValueError("the hook refuses it too")
+
+    with pytest.raises(LedgerIntegrityError) as err:
+        audit_ledger(tmp_path, workers=workers, checks={"transfer": [hook]})
+    assert err.value.seq == target.seq
+    assert err.value.reason == f"bad signature by {target.sender}"
