@@ -14,15 +14,20 @@ are planned first and only the Market calls are timed. It prints appends/s and
 CPU per append, then audits the ledger from scratch as ``fedmarket ledger
 verify --workers N`` does (hashes, every signature against its registered key,
 ledger ids, nonces, balances replayed, Merkle roots, signed checkpoint notes,
-and every ε re-derived with dp-accounting by :class:`PrivacyAudit`) with 1 and
-with 2 signature workers: entries/s, CPU per entry of this process and of the
-workers, and the ε hook's share. Audit µs/entry at the smallest and largest size
-show whether the cost is linear in entries. Targets (ledger-trust issue) are
-printed beside each figure, and so are the floors this machine sets: one
-Ed25519 signature per append, two fsyncs per sealed block (SQLite's WAL
-checkpoint at ``synchronous=NORMAL``), one verification per audited entry.
+and every ε re-derived with dp-accounting by :class:`PrivacyAudit`) inline
+(``--workers 1``) and with 2 verifier threads: entries/s, CPU per entry of the
+auditing thread and of all threads, and the ε hook's share. Audit µs/entry at
+the smallest and largest size show whether the cost is linear in entries.
+Targets (ledger-trust issue) are printed beside each figure, and so are the
+floors this machine sets: one Ed25519 signature per append, two fsyncs per
+sealed block (SQLite's WAL checkpoint at ``synchronous=NORMAL``), one
+verification per audited entry, and how much of each runs without the GIL.
 Rates are wall-clock on this (shared) machine, printed with the load average;
-CPU per entry is less sensitive to load.
+CPU per entry is less sensitive to load, so each rate also has an estimate for
+idle cores: appends at one entry per CPU-µs-per-entry, the audit bounded by its
+auditing thread and by all its CPU spread over 2 cores. ``--ref REF`` first
+measures REF's ``marketplace/`` and this tree's alternately, each size in fresh
+processes driven by this file, and prints the ratios.
 Finally the ledger of the [scale] issue's largest run (100,000 clients, 100 per
 round, 10 rounds) is built with lazy registration and audited, beside the
 start-up an eager registration of every client would cost.
