@@ -198,11 +198,11 @@ def _core(t: Transaction | Entry, data: Mapping[str, JSON]) -> dict[str, Any]:
     return {"kind": t.kind, "sender": t.sender, "nonce": t.nonce, "time": t.time, "data": data}
 
 
-@dataclass(frozen=True, slots=True)
-class Encoded:
+class Encoded(NamedTuple):
     """The canonical encodings of an entry: signed message, hashed body, stored
     record, content record (all text but the two byte strings that are hashed
-    or signed), and the entry hash."""
+    or signed), and the entry hash. (A NamedTuple for the reason given above:
+    every append and every audited entry makes one.)"""
 
     signing: bytes
     body: bytes

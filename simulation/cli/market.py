@@ -188,8 +188,13 @@ def _verification_failed(reason: str) -> typer.Exit:
 def ledger_verify(
     run_dir: RunDir,
     workers: Annotated[
-        int, typer.Option(min=1, help="Processes verifying signatures (large ledgers).")
-    ] = 1,
+        int,
+        typer.Option(
+            min=1,
+            help="Threads verifying signatures beside the auditing one (1: inline). Same "
+            "result and first bad entry for any N.",
+        ),
+    ] = 2,
     checkpoint: CheckpointOption = None,
     expect_head: Annotated[
         str | None,

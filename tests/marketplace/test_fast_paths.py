@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import random
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -224,17 +225,42 @@ def _rechain_signature(db: Path, seqs: list[int]) -> None:
     conn.close()
 
 
-@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize(("workers", "in_flight"), [(1, 4), (2, 4), (2, 1), (3, 1)])
 def test_chunked_parallel_audit_names_first_bad(
-    tmp_path: Path, workers: int, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, workers: int, in_flight: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Three bad signatures in different chunks: the lowest is named, also when the
+    audit waits on a chunk mid-way (``in_flight`` 1: at most one chunk per thread
+    pending) and a later chunk may have finished first."""
     monkeypatch.setattr(audit_mod, "_CHUNK", 7)
+    monkeypatch.setattr(audit_mod, "_IN_FLIGHT", in_flight)
     with _golden(tmp_path) as m:
         seqs = [e.seq for e in m.entries() if e.kind == "transfer"]
     _rechain_signature(tmp_path / "ledger.db", [seqs[40], seqs[9], seqs[25]])
     with pytest.raises(LedgerIntegrityError) as err:
         audit_ledger(tmp_path, workers=workers)
     assert err.value.seq == seqs[9] and "signature" in err.value.reason
+
+
+def test_parallel_audit_verifies_in_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """workers=2 verifies every signature in the verifier threads (libsodium releases
+    the GIL), none in the auditing thread, and reports what the inline audit does."""
+    seen: list[str] = []
+
+    def spy(public: bytes, sig: bytes, message: bytes) -> bool:
+        seen.append(threading.current_thread().name)
+        return verify_signature_raw(public, sig, message)
+
+    with _golden(tmp_path) as m:
+        size = m.size
+    inline = audit_ledger(tmp_path)
+    monkeypatch.setattr(audit_mod, "verify_signature_raw", spy)
+    monkeypatch.setattr(audit_mod, "_CHUNK", 16)
+    assert audit_ledger(tmp_path, workers=2) == inline
+    assert len(seen) == size
+    assert all(name.startswith("fedmarket-verify") for name in seen)
 
 
 def test_parallel_audit_bad_signature_before_later_error(
@@ -263,3 +289,24 @@ def test_entries_and_transactions_are_immutable(tmp_path: Path) -> None:
         entry.tx.nonce = 99  # type: ignore[misc]
     assert entry == m.entry(entry.seq)  # equal by value to the stored one
     m.close()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_bad_signature_beats_a_later_check_of_the_same_entry(
+    tmp_path: Path, workers: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An entry whose signature is bad and whose hook also fails is reported for its
+    signature with any number of verifier threads (the signature is checked first)."""
+    monkeypatch.setattr(audit_mod, "_CHUNK", 5)
+    with _golden(tmp_path) as m:
+        target = [e for e in m.entries() if e.kind == "transfer"][7]
+    _rechain_signature(tmp_path / "ledger.db", [target.seq])
+
+    def hook(entry: Entry, state: object) -> None:
+        if entry.seq == target.seq:
+            raise ValueError("the hook refuses it too")
+
+    with pytest.raises(LedgerIntegrityError) as err:
+        audit_ledger(tmp_path, workers=workers, checks={"transfer": [hook]})
+    assert err.value.seq == target.seq
+    assert err.value.reason == f"bad signature by {target.sender}"
