@@ -2,12 +2,15 @@
 
 A run's processes (Ray's head and workers, the SuperLink, its children) are not all
 children of one Python ``multiprocessing`` parent, so the benchmarks walk the
-parent links of every live process instead."""
+parent links of every live process instead (:func:`simulation.engine.watchdog.descendants`,
+the walk the watchdog stops a run's processes by)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+from simulation.engine.watchdog import descendants
 
 
 def _stat(pid: int | str) -> list[str]:
@@ -16,20 +19,8 @@ def _stat(pid: int | str) -> list[str]:
 
 
 def tree(root: int) -> list[int]:
-    """``root`` and every live process below it (one snapshot of ``/proc``)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                children.setdefault(int(_stat(entry)[1]), []).append(int(entry))
-            except OSError:
-                continue
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo.extend(children.get(pid, []))
-    return out
+    """``root`` and every live process below it (the watchdog's own ``/proc`` walk)."""
+    return [root, *descendants(root)]
 
 
 def rss(pid: int) -> int:
