@@ -246,20 +246,35 @@ def _watch(argv: list[str]) -> int:
         argv, stdin=subprocess.DEVNULL if driven else None, stdout=sys.stderr if driven else None
     )
     _command_pid = child.pid
-    if driven:
-        sys.stdout.write(f"{child.pid}\n")
+    try:  # from here on, however the watchdog leaves, the tree goes with it
+        if driven and not _tell_driver(child.pid):
+            return 1
+        watched = [sys.stdin] if driven else []
+        code: int | None = None
+        while not stop and code is None:
+            readable, _, _ = select.select(watched, [], [], 0.2)
+            if readable and not os.read(sys.stdin.fileno(), 4096):
+                break  # the driver closed the pipe, or died
+            if os.getppid() != parent:
+                break
+            code = _reap()
+        return code or 0
+    finally:
+        _end_tree(GRACE_SECONDS)
+
+
+def _tell_driver(pid: int) -> bool:
+    """Write the command's pid for the driver; ``False`` when the driver is gone (it
+    died after starting the watchdog and before reading: the pipe is broken)."""
+    try:
+        sys.stdout.write(f"{pid}\n")
         sys.stdout.flush()
-    watched = [sys.stdin] if driven else []
-    code: int | None = None
-    while not stop and code is None:
-        readable, _, _ = select.select(watched, [], [], 0.2)
-        if readable and not os.read(sys.stdin.fileno(), 4096):
-            break  # the driver closed the pipe, or died
-        if os.getppid() != parent:
-            break
-        code = _reap()
-    _end_tree(GRACE_SECONDS)
-    return code or 0
+    except BrokenPipeError:
+        # Python flushes stdout again at exit: point it at /dev/null (as Python's
+        # own docs advise for SIGPIPE) so that flush cannot fail too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return False
+    return True
 
 
 if __name__ == "__main__":

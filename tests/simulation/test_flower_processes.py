@@ -24,7 +24,7 @@ from marketplace import Market, audit_ledger
 from simulation.engine.superlink import free_port
 from simulation.engine.watchdog import Supervised, descendants
 from simulation.scenario.load import load_scenario
-from tests.procs import Identity, record, wait_gone
+from tests.procs import Identity, cmdline, record, wait_gone, with_environment
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "scenarios" / "quickstart.yaml"
@@ -48,7 +48,10 @@ class Run:
     """``fedmarket run`` as a child process; records every process below it."""
 
     def __init__(self, args: list[str]) -> None:
-        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        # Every process of the run inherits this marker, even one started after the
+        # last look at the tree (a SuperLink whose watchdog was just appearing).
+        self.marker = f"{os.getpid()}-{time.monotonic_ns()}"
+        env = dict(os.environ, PYTHONPATH=str(ROOT), FM_TEST_RUN=self.marker)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "simulation.cli.main", "run", *args],
             stdout=subprocess.PIPE,
@@ -85,6 +88,10 @@ def assert_nothing_survives(run: Run, timeout: float = 60.0) -> None:
     assert run.seen, "the run started no processes?"
     left = wait_gone(run.seen, timeout, poll=0.2)
     assert not left, left
+    deadline = time.monotonic() + timeout
+    while (stray := with_environment("FM_TEST_RUN", run.marker)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not stray, [cmdline(pid) for pid in stray]
 
 
 def started(run: Run, name: str) -> Callable[[], bool]:

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from simulation.engine.watchdog import Supervised, descendants
-from tests.procs import Identity, identity, wait_gone
+from tests.procs import Identity, cmdline, identity, wait_gone, with_environment
 
 ROOT = Path(__file__).resolve().parents[2]
 # A child, a grandchild in a new session (as a SuperExec is), and a grandchild
@@ -65,3 +65,29 @@ time.sleep(300)
     proc.wait()
     left = wait_gone(pids, 15.0)
     assert not left, left
+
+
+def test_a_driver_gone_before_it_reads_the_pid_leaves_nothing_behind() -> None:
+    """The driver can die between starting the watchdog and reading the command's pid
+    (a SIGKILL right after the SuperLink's watchdog appeared once left a SuperLink
+    running): writing the pid then fails with a broken pipe, and the watchdog must
+    still end the command it just started rather than die of the exception."""
+    marker = f"watchdog-broken-pipe-{os.getpid()}-{time.monotonic_ns()}"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), FM_TEST_MARKER=marker)
+    watchdog = subprocess.Popen(
+        [sys.executable, "-m", "simulation.engine.watchdog", "sleep", "300"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    assert watchdog.stdout is not None and watchdog.stdin is not None
+    watchdog.stdout.close()  # long before the interpreter starts: the pid has no reader
+    try:
+        watchdog.wait(30)
+    finally:
+        watchdog.stdin.close()
+    deadline = time.monotonic() + 15
+    while (left := with_environment("FM_TEST_MARKER", marker)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not left, [cmdline(pid) for pid in left]
