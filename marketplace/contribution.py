@@ -89,6 +89,7 @@ __all__ = [
     "leave_one_out",
     "monte_carlo_shapley",
     "reference_shapley",
+    "se_target",
     "tmc_shapley",
 ]
 
@@ -115,6 +116,13 @@ REFERENCE_MIN_PERMUTATIONS = 100
 #: ... and never after this many (the standard errors, recorded next to the values,
 #: then say how far the target was missed).
 REFERENCE_MAX_PERMUTATIONS = 2000
+
+
+def se_target(gain: float, num_clients: int, tolerance: float = REFERENCE_SE_TOLERANCE) -> float:
+    """The standard error every client's reference value must reach: ``tolerance`` of
+    the mean per-client share of the round's gain ``U(N) − U(∅)``. One formula for the
+    estimator's stopping rule and for anyone re-checking it from recorded values."""
+    return tolerance * abs(gain) / num_clients
 
 
 #: GTG-Shapley's within-round truncation, as a share of the round's gain ``|U(N) − U(∅)|``.
@@ -485,7 +493,7 @@ def monte_carlo_shapley(
     setup = _permutation_setup(utility, num_clients)
     memo, empty_value = setup.memo, setup.empty_value
     n = num_clients
-    target = se_tolerance * abs(setup.full_value - empty_value) / n
+    target = se_target(setup.full_value - empty_value, n, se_tolerance)
     marginals: list[NDArray[np.float64]] = []
     errors = np.full(n, math.inf)
     while len(marginals) < max_permutations:

@@ -23,7 +23,7 @@ import math
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
-from marketplace.contribution import REFERENCE_MAX_PERMUTATIONS, REFERENCE_SE_TOLERANCE
+from marketplace.contribution import REFERENCE_MAX_PERMUTATIONS, REFERENCE_SE_TOLERANCE, se_target
 from simulation import names
 from simulation.errors import Problem, ScenarioError
 from simulation.world.context import Recorder, RoundContext
@@ -45,7 +45,7 @@ def se_ratio(values: list[float], errors: list[float]) -> float:
 
     A round whose gain is 0 needs every standard error to be 0 (ratio 0), else the
     ratio is infinite."""
-    target = REFERENCE_SE_TOLERANCE * abs(sum(values)) / len(values)
+    target = se_target(sum(values), len(values))
     worst = max(errors)
     if worst <= target * (1 + _ROUNDING):  # met
         return 0.0 if target == 0 else min(worst / target, 1.0)
