@@ -53,6 +53,7 @@ from flwr.serverapp.strategy import (
 from flwr.serverapp.strategy import Krum as FlowerKrum
 from flwr.serverapp.strategy import MultiKrum as FlowerMultiKrum
 from flwr.serverapp.strategy.multikrum import select_multikrum
+from flwr.serverapp.strategy.strategy_utils import aggregate_arrayrecords
 
 from simulation.fl.weights import flatten, unflatten
 
@@ -482,23 +483,25 @@ class _RecordsSelection:
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        """Record the selection with Flower's own ``select_multikrum``, then aggregate
-        exactly as Flower's strategy does."""
-        replies = list(replies)
+        """Flower's ``MultiKrum.aggregate_train`` step by step, with Flower's own
+        functions (``select_multikrum``, ``aggregate_arrayrecords``, the strategy's
+        metrics rule), keeping the selection it makes once rather than selecting twice."""
         valid, _ = self._check_and_log_replies(replies, is_train=True)  # type: ignore[attr-defined]
         self.last_selected = ()
-        if valid:
-            contents = [m.content for m in valid]
-            chosen = select_multikrum(
-                contents,
-                num_malicious_nodes=self.num_malicious_nodes,
-                num_nodes_to_select=self.num_nodes_to_select,
-            )
-            by_id = {
-                id(c): int(m.metadata.src_node_id) for c, m in zip(contents, valid, strict=True)
-            }
-            self.last_selected = tuple(sorted(by_id[id(c)] for c in chosen))
-        return super().aggregate_train(server_round, replies)  # type: ignore[misc,no-any-return]
+        if not valid:
+            return None, None
+        contents = [m.content for m in valid]
+        chosen = select_multikrum(
+            contents,
+            num_malicious_nodes=self.num_malicious_nodes,
+            num_nodes_to_select=self.num_nodes_to_select,
+        )
+        by_id = {id(c): int(m.metadata.src_node_id) for c, m in zip(contents, valid, strict=True)}
+        self.last_selected = tuple(sorted(by_id[id(c)] for c in chosen))
+        weighted_by = self.weighted_by_key  # type: ignore[attr-defined]
+        arrays = aggregate_arrayrecords(chosen, weighted_by)
+        metrics = self.train_metrics_aggr_fn(chosen, weighted_by)  # type: ignore[attr-defined]
+        return arrays, metrics
 
 
 class Krum(_RecordsSelection, FlowerKrum):  # type: ignore[misc]
