@@ -52,6 +52,7 @@ running validation, which dominates the cost.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -113,8 +114,9 @@ REFERENCE_SE_TOLERANCE = 0.05
 #: ... but never before this many permutations (so the standard error itself is
 #: estimated from enough draws) ...
 REFERENCE_MIN_PERMUTATIONS = 100
-#: ... and never after this many (the standard errors, recorded next to the values,
-#: then say how far the target was missed).
+#: ... and never after this many (the result's ``converged`` is then ``False`` and its
+#: standard errors say how far the target was missed). A scenario may change it
+#: (``contribution.reference_max_permutations``).
 REFERENCE_MAX_PERMUTATIONS = 2000
 
 
@@ -154,6 +156,13 @@ class ContributionResult:
     standard_errors: tuple[float, ...] | None = None
     """Per-client standard error of a sampled estimate (``monte_carlo_shapley``); ``None``
     for exact values and for estimators that report none."""
+    se_target: float | None = None
+    """The standard error every client's estimate had to reach (:func:`se_target`);
+    ``None`` for estimators without a precision target."""
+    converged: bool | None = None
+    """Whether every standard error met ``se_target`` before the permutation cap;
+    ``None`` for estimators without a precision target. The estimator only reports
+    it: what a miss means (stop the run, or record it) is its caller's decision."""
 
     def by_account(self, accounts: Sequence[str]) -> dict[str, float]:
         """Scores keyed by account id (``accounts[i]`` is client ``i``), for mechanisms."""
@@ -479,9 +488,12 @@ def monte_carlo_shapley(
 
     Stopping rule: permutations are drawn in batches of ``n`` until, after at
     least ``min_permutations``, every client's standard error is at most
-    ``se_tolerance · |U(N) − U(∅)| / n``, or ``max_permutations`` are drawn
-    (the returned ``standard_errors`` then say by how much the target was missed,
-    and a warning is logged). A round with ``U(N) = U(∅)`` needs the SE to be 0.
+    ``se_tolerance · |U(N) − U(∅)| / n``, or ``max_permutations`` are drawn.
+    The result carries the target (``se_target``) and whether it was met
+    (``converged``); at the cap ``converged`` is ``False`` and ``standard_errors``
+    say by how much it was missed. Nothing is logged: the caller decides what a
+    miss means (the simulation's ``contribution.on_imprecise``). A round with
+    ``U(N) = U(∅)`` needs the SE to be 0.
     """
     if not 2 <= min_permutations <= max_permutations:
         raise ValueError(
@@ -510,23 +522,14 @@ def monte_carlo_shapley(
             errors = np.std(np.stack(marginals), axis=0, ddof=1) / math.sqrt(len(marginals))
             if float(errors.max()) <= target:
                 break
-    if float(errors.max()) > target:
-        logger.warning(
-            "monte_carlo_shapley: %d permutations leave a standard error of %.3g (target %.3g)",
-            len(marginals),
-            float(errors.max()),
-            target,
-        )
     result = _result(
         np.mean(np.stack(marginals), axis=0), memo, setup.started, "monte_carlo_shapley"
     )
-    return ContributionResult(
-        scores=result.scores,
-        utility_calls=result.utility_calls,
-        seconds=result.seconds,
-        method=result.method,
-        cache_repeats=result.cache_repeats,
+    return dataclasses.replace(
+        result,
         standard_errors=tuple(float(e) for e in errors),
+        se_target=target,
+        converged=bool(float(errors.max()) <= target),
     )
 
 
@@ -536,12 +539,14 @@ def reference_shapley(
     *,
     rng: np.random.Generator,
     exact_max: int = REFERENCE_EXACT_MAX,
+    max_permutations: int = REFERENCE_MAX_PERMUTATIONS,
 ) -> ContributionResult:
     """The ground-truth contribution: exact Shapley up to ``exact_max`` clients,
-    :func:`monte_carlo_shapley` (with standard errors) above, never TMC or GTG."""
+    :func:`monte_carlo_shapley` (with standard errors, at most ``max_permutations``)
+    above, never TMC or GTG."""
     if num_clients <= exact_max:
         return exact_shapley(utility, num_clients)
-    return monte_carlo_shapley(utility, num_clients, rng=rng)
+    return monte_carlo_shapley(utility, num_clients, rng=rng, max_permutations=max_permutations)
 
 
 def cosine_similarity(

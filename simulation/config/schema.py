@@ -27,6 +27,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from marketplace.contribution import REFERENCE_MAX_PERMUTATIONS, REFERENCE_MIN_PERMUTATIONS
 from simulation.config.catalog import DATASETS, HUB_DATASETS, facts
 
 SCHEMA_VERSION = 2
@@ -784,6 +785,11 @@ TimelineEvent = Annotated[
 ]
 
 
+MAX_REFERENCE_PERMUTATIONS = 100_000
+"""Upper bound of ``contribution.reference_max_permutations``: 50× the default, about
+a million utility evaluations per round at 12 clients, beyond any budget a run has."""
+
+
 class ContributionConfig(StrictModel):
     """Server-side contribution evaluation on the validation split, each round.
 
@@ -796,7 +802,9 @@ class ContributionConfig(StrictModel):
     docs/contribution.md).
     """
 
-    hashed_when_set: ClassVar[frozenset[str]] = frozenset({"on_imprecise"})
+    hashed_when_set: ClassVar[frozenset[str]] = frozenset(
+        {"on_imprecise", "reference_max_permutations"}
+    )
 
     evaluator: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
@@ -805,9 +813,19 @@ class ContributionConfig(StrictModel):
     on_imprecise: Literal["error", "record"] = Field(
         "error",
         description="when the Monte Carlo reference (above exact_max_clients) stops at its "
-        "2,000-permutation cap with a standard error above its target: error (stop the run, "
-        "naming the round) or record (keep it; rounds.parquet reference_se_ratio > 1, "
-        "manifest reference.imprecise_rounds)",
+        "permutation cap (reference_max_permutations) with a standard error above its "
+        "target: error (stop the run, naming the round) or record (keep it; rounds.parquet "
+        "reference_se_ratio > 1, manifest reference.imprecise_rounds)",
+    )
+    reference_max_permutations: int = Field(
+        REFERENCE_MAX_PERMUTATIONS,
+        ge=REFERENCE_MIN_PERMUTATIONS,
+        le=MAX_REFERENCE_PERMUTATIONS,
+        description="the most permutations the Monte Carlo reference draws in a round before "
+        "it stops short of its standard-error target (5 % of the mean per-client gain); "
+        "each costs up to one utility evaluation per client; at least "
+        f"{REFERENCE_MIN_PERMUTATIONS} (the fewest it estimates a standard error from), at "
+        f"most {MAX_REFERENCE_PERMUTATIONS:,}",
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from marketplace.contribution import ContributionResult
 from simulation.world.identities import IdentityBook
 from simulation.world.records import MetricRow, Reply, RoundRecord, Weights
 
@@ -93,6 +94,9 @@ class RoundContext:
     backdoor_success: float = float("nan")
     client_epsilon: tuple[float, float] | None = None
     """Client-level DP: this round's ε alone and the run's cumulative ε (``None`` without)."""
+    reference: ContributionResult | None = None
+    """The round's reference contribution (``contribution.reference``), with its
+    precision target and verdict when it was sampled (``None`` without)."""
     reference_se_ratio: float = float("nan")
     """Monte Carlo reference: largest standard error over its target (NaN without)."""
     issued: int = 0

@@ -324,7 +324,11 @@ def default_stages(
             min_replies=min_replies(sc.aggregation.strategy, sc.aggregation.params),
         ),
         *(
-            [CheckReferencePrecision(sc.contribution.on_imprecise, rec)]
+            [
+                CheckReferencePrecision(
+                    sc.contribution.on_imprecise, sc.contribution.reference_max_permutations
+                )
+            ]
             if sc.contribution.reference
             else []
         ),

@@ -6,6 +6,7 @@ brute force in this file, never taken from the code under test."""
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 from typing import Any
 
@@ -130,6 +131,42 @@ def test_cache_repeats_count_the_lookups_the_cache_answered() -> None:
     )
     assert (res.utility_calls, res.cache_repeats) == (4, 198)
     assert exact_shapley(utility, 2).cache_repeats == 0
+
+
+def _quorum(coalition: frozenset[int]) -> float:
+    """Four clients, ``U(S) = 1`` once ``|S| ≥ 3``: φ_i = 1/4 by symmetry; a client's
+    marginal is 1 exactly when it comes third (probability 1/4), so its standard
+    deviation is √(3/16) ≈ 0.433 and its standard error after ``T`` permutations
+    0.433/√T. The target is 0.05 · (1 − 0) / 4 = 0.0125: met from T ≈ 1,200 on."""
+    return 1.0 if len(coalition) >= 3 else 0.0
+
+
+QUORUM_TARGET = 0.05 * 1.0 / 4
+
+
+def test_monte_carlo_reports_its_target_and_whether_it_met_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    incentives = logging.getLogger("fedmarket.incentives")
+    incentives.addHandler(caplog.handler)
+    try:
+        capped = monte_carlo_shapley(_quorum, 4, rng=np.random.default_rng(0), max_permutations=100)
+        enough = monte_carlo_shapley(
+            _quorum, 4, rng=np.random.default_rng(0), max_permutations=2000
+        )
+    finally:
+        incentives.removeHandler(caplog.handler)
+    assert capped.se_target == enough.se_target == pytest.approx(QUORUM_TARGET, rel=1e-12)
+    assert capped.converged is False and capped.standard_errors is not None
+    # 0.433/√100 ≈ 0.043, about 3.5 times the target (the largest of 4 sample SEs).
+    assert 3.0 <= max(capped.standard_errors) / QUORUM_TARGET <= 4.2
+    assert enough.converged is True and enough.standard_errors is not None
+    assert max(enough.standard_errors) <= QUORUM_TARGET
+    assert enough.scores == pytest.approx((0.25,) * 4, abs=4 * QUORUM_TARGET)
+    # The estimator only reports: what a miss means is the caller's decision.
+    assert caplog.records == []
+    exact = reference_shapley(_quorum, 4, rng=np.random.default_rng(0))
+    assert (exact.se_target, exact.converged) == (None, None)
 
 
 # --------------------------------------------- the configured aggregator's models
@@ -287,3 +324,29 @@ def test_score_stage_records_the_krum_reference_and_its_standard_errors(
     # Computing the reference changed nothing: the real round still aggregates.
     Aggregate(strategy, fed, rec, 0.05).run(c)
     assert fed.weights["w"] == pytest.approx([HONEST])
+
+
+@pytest.mark.parametrize(("cap", "converged"), [(100, False), (2000, True)])
+def test_score_stage_runs_the_reference_under_the_scenarios_permutation_cap(
+    cap: int, converged: bool
+) -> None:
+    # Under Krum (f = 0) the four-client round is the quorum game above: only the
+    # third reply changes the model, so 100 permutations miss the 0.0125 target and
+    # the default 2,000 meet it.
+    fed, rec = federation(4, {"w": np.zeros(1, np.float32)}), Recorder()
+    params = {"num_malicious_nodes": 0}
+    stage = ScoreContributions(
+        ContributionConfig(reference=True, exact_max_clients=3, reference_max_permutations=cap),
+        None,
+        _distance,
+        SeedTree(0),
+        fed,
+        FakeMarket(),  # type: ignore[arg-type]
+        rec,
+        strategy=create_strategy("krum", params),
+        min_replies=min_replies("krum", params),
+    )
+    c, _ = _stage_round()
+    stage.run(c)
+    assert c.reference is not None and c.reference.converged is converged
+    assert c.reference.se_target == pytest.approx(QUORUM_TARGET, rel=1e-9)

@@ -3,30 +3,31 @@
 Above ``contribution.exact_max_clients`` the reference is estimated by permutation
 sampling (:func:`marketplace.contribution.monte_carlo_shapley`), which stops once
 every client's standard error is at most ``REFERENCE_SE_TOLERANCE · |U(N) − U(∅)| / n``
-or at its permutation cap, whichever comes first. At the cap the target may be
-missed; a researcher must not publish such a round as if it were precise, so the
-miss is never silent: ``contribution.on_imprecise: error`` (the default) stops the
-run naming the field and the round, ``record`` keeps the estimate and records the
-miss (``rounds.parquet`` ``reference_se_ratio`` > 1, the manifest's ``reference``
-block and the run summary).
+or at its permutation cap (``contribution.reference_max_permutations``), whichever
+comes first. At the cap the target may be missed; a researcher must not publish such
+a round as if it were precise, so the miss is never silent:
+``contribution.on_imprecise: error`` (the default) stops the run naming the field and
+the round, ``record`` keeps the estimate and records the miss (``rounds.parquet``
+``reference_se_ratio`` > 1, the manifest's ``reference`` block and the run summary).
 
-The check reads what the reference recorded (``true_contribution`` and
-``true_contribution_se`` rows), so anyone can repeat it from ``metrics.parquet``:
-each permutation's marginals telescope to ``U(N) − U(∅)``, so the values of a round
-sum to it, and the target is ``REFERENCE_SE_TOLERANCE · |Σ values| / n``.
+The estimator reports its target and whether it met it (``ContributionResult.se_target``
+and ``converged``) and logs nothing; this stage decides what a miss means. The
+recorded rows still let anyone repeat the check from ``metrics.parquet``: each
+permutation's marginals telescope to ``U(N) − U(∅)``, so a round's
+``true_contribution`` values sum to it, and the target is
+``REFERENCE_SE_TOLERANCE · |Σ values| / n`` (:func:`marketplace.contribution.se_target`).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-from marketplace.contribution import REFERENCE_MAX_PERMUTATIONS, REFERENCE_SE_TOLERANCE, se_target
-from simulation import names
+from marketplace.contribution import REFERENCE_SE_TOLERANCE, ContributionResult
 from simulation.errors import Problem, ScenarioError
-from simulation.world.context import Recorder, RoundContext
+from simulation.world.context import RoundContext
 
 __all__ = ["CheckReferencePrecision", "se_ratio"]
 
@@ -34,50 +35,49 @@ log = logging.getLogger("fedmarket.world")
 
 FIELD = "contribution.on_imprecise"
 """The scenario field that decides what a missed target does."""
-
-_ROUNDING = 1e-9
-"""Relative slack on the target: the sum of the recorded values equals the
-estimator's ``U(N) − U(∅)`` only up to floating-point rounding."""
+CAP_FIELD = "contribution.reference_max_permutations"
+"""The scenario field that sets the permutation cap."""
 
 
-def se_ratio(values: list[float], errors: list[float]) -> float:
-    """The largest standard error over the round's target (≤ 1: the target was met).
+def se_ratio(result: ContributionResult) -> float:
+    """The largest standard error over the estimator's target (≤ 1: the target was met).
 
-    A round whose gain is 0 needs every standard error to be 0 (ratio 0), else the
-    ratio is infinite."""
-    target = se_target(sum(values), len(values))
-    worst = max(errors)
-    if worst <= target * (1 + _ROUNDING):  # met
-        return 0.0 if target == 0 else min(worst / target, 1.0)
-    return math.inf if target == 0 else worst / target
+    A round whose gain is 0 has target 0: ratio 0 if the estimator met it (every
+    standard error 0), else infinite."""
+    if result.standard_errors is None or result.se_target is None or result.converged is None:
+        raise ValueError(f"{result.method} reports no precision target")
+    worst = max(result.standard_errors)
+    if result.se_target == 0:
+        return 0.0 if result.converged else math.inf
+    return worst / result.se_target
 
 
 @dataclass
 class CheckReferencePrecision:
     """After the reference is scored: set ``ctx.reference_se_ratio`` in a Monte Carlo
     round, and stop the run (``on_imprecise: error``) or warn (``record``) when the
-    standard errors missed their target."""
+    estimator says it missed its standard-error target."""
 
     name: ClassVar[str] = "reference_precision"
 
     on_imprecise: Literal["error", "record"]
-    rec: Recorder
-    _read: int = field(default=0, init=False, repr=False)
-    """Rows are append-only: each round reads only those added since the last."""
+    max_permutations: int
+    """The cap the reference ran under (``contribution.reference_max_permutations``),
+    named in the message."""
 
     def run(self, ctx: RoundContext) -> None:
-        values, errors = self._recorded(ctx.round)
-        if not errors:  # exact Shapley, or no reference this round
+        ref = ctx.reference
+        if ref is None or ref.converged is None:  # no reference this round, or exact
             return
-        ratio = se_ratio(values, errors)
+        ratio = se_ratio(ref)
         ctx.reference_se_ratio = ratio
-        if ratio <= 1.0:
+        if ref.converged:
             return
         what = (
             f"round {ctx.round}: the Monte Carlo reference contribution stopped at its "
-            f"{REFERENCE_MAX_PERMUTATIONS:,}-permutation cap with a standard error "
-            f"{ratio:.3g} times its target ({REFERENCE_SE_TOLERANCE:.0%} of the mean "
-            "per-client gain)"
+            f"{self.max_permutations:,}-permutation cap ({CAP_FIELD}) with a standard "
+            f"error {ratio:.3g} times its target ({REFERENCE_SE_TOLERANCE:.0%} of the "
+            "mean per-client gain)"
         )
         if self.on_imprecise == "error":
             raise ScenarioError(
@@ -85,23 +85,10 @@ class CheckReferencePrecision:
                     Problem(
                         "scenario",
                         FIELD,
-                        f"{what}; compute it exactly (contribution.exact_max_clients, up "
-                        f"to 16) or set {FIELD}: record to keep the estimate and flag the "
-                        "round",
+                        f"{what}; raise {CAP_FIELD}, compute it exactly "
+                        f"(contribution.exact_max_clients, up to 16) or set {FIELD}: "
+                        "record to keep the estimate and flag the round",
                     )
                 ]
             )
         log.warning("%s (%s: record)", what, FIELD)
-
-    def _recorded(self, round_: int) -> tuple[list[float], list[float]]:
-        """This round's reference values and standard errors, from the rows added
-        since the last round."""
-        rows = self.rec.rows[self._read :]
-        self._read = len(self.rec.rows)
-        values = [
-            r.value for r in rows if r.round == round_ and r.metric == names.TRUE_CONTRIBUTION
-        ]
-        errors = [
-            r.value for r in rows if r.round == round_ and r.metric == names.TRUE_CONTRIBUTION_SE
-        ]
-        return values, errors

@@ -120,7 +120,9 @@ class ScoreContributions:
             data.num_clients,
             rng=self.tree.numpy("reference", ctx.round),
             exact_max=self.cfg.exact_max_clients,
+            max_permutations=self.cfg.reference_max_permutations,
         )
+        ctx.reference = ref
         for account, v in zip(accounts, ref.scores, strict=True):
             self.rec.add(ctx.round, account, names.TRUE_CONTRIBUTION, float(v))
         for account, se in zip(accounts, ref.standard_errors or (), strict=False):
