@@ -45,7 +45,14 @@ from marketplace.ledger import MALFORMED, checkpoint_note, connect, ledger_path,
 from marketplace.merkle import MerkleTree, verify_consistency
 from marketplace.state import TREASURY, MarketState
 
-__all__ = ["AuditReport", "EntryCheck", "audit_ledger"]
+__all__ = ["VERIFY_WORKERS", "AuditReport", "EntryCheck", "audit_ledger"]
+
+VERIFY_WORKERS = 2
+"""Verifier threads of the user-facing audits (``fedmarket ledger verify``'s default and
+the run report's audit): on 2 cores threads beat the inline path in every measured
+run (docs/ARCHITECTURE.md, the ledger's audit). :func:`audit_ledger` itself stays
+inline by default, so a caller that audits many small ledgers (tests, property runs)
+starts no pool."""
 
 EntryCheck = Callable[[Entry, MarketState], None]
 """A per-kind audit hook, called with each entry of its kind once the entry's

@@ -188,13 +188,15 @@ def _verification_failed(reason: str) -> typer.Exit:
 def ledger_verify(
     run_dir: RunDir,
     workers: Annotated[
-        int,
+        int | None,
         typer.Option(
             min=1,
-            help="Threads verifying signatures beside the auditing one (1: inline). Same "
-            "result and first bad entry for any N.",
+            show_default=False,
+            help="Threads verifying signatures beside the auditing one (1: inline; default "
+            "marketplace.audit.VERIFY_WORKERS, 2, as the run report's audit). Same result and "
+            "first bad entry for any N.",
         ),
-    ] = 2,
+    ] = None,
     checkpoint: CheckpointOption = None,
     expect_head: Annotated[
         str | None,
@@ -206,6 +208,7 @@ def ledger_verify(
     dp-accounting from its recorded mechanism), then compare with manifest.json's
     head and with any checkpoint or head held elsewhere (consistency proof)."""
     from marketplace import PrivacyAudit, audit_ledger
+    from marketplace.audit import VERIFY_WORKERS
 
     with _errors():
         witness = _read_checkpoint(checkpoint) if checkpoint is not None else None
@@ -214,7 +217,11 @@ def ledger_verify(
         heads += [expect_head] if expect_head else []
         privacy = PrivacyAudit()
         report = audit_ledger(
-            run_dir, workers=workers, witness=witness, heads=heads, checks=privacy.checks()
+            run_dir,
+            workers=VERIFY_WORKERS if workers is None else workers,
+            witness=witness,
+            heads=heads,
+            checks=privacy.checks(),
         )
     typer.echo(
         f"ok: {report.entries} entries, {report.sealed_blocks} sealed blocks "

@@ -110,6 +110,7 @@ def ledger_summary(run_dir: Path) -> LedgerSummary | None:
     if not (run_dir / "ledger.db").is_file():
         return None
     from marketplace import Market, MarketplaceError, audit_ledger
+    from marketplace.audit import VERIFY_WORKERS
 
     try:
         with Market.open(run_dir, readonly=True) as market:
@@ -118,7 +119,7 @@ def ledger_summary(run_dir: Path) -> LedgerSummary | None:
     except MarketplaceError as exc:
         return LedgerSummary("?", 0, 0, 0, False, f"FAILED: cannot replay ledger: {exc}")
     try:
-        report = audit_ledger(run_dir)
+        report = audit_ledger(run_dir, workers=VERIFY_WORKERS)  # as `fedmarket ledger verify`
         verified, message = True, f"verified: {report.entries} entries, root {report.root}"
     except MarketplaceError as exc:
         verified, message = False, f"FAILED: {exc}"

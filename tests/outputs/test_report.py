@@ -19,7 +19,7 @@ import typer
 from typer.testing import CliRunner
 
 from marketplace import Market
-from simulation.outputs.report import write_report
+from simulation.outputs.report import ledger_summary, write_report
 from tests.outputs.conftest import OUTCOME_FIGURES, RUN_FIGURES, STUDY_FIGURES
 
 
@@ -63,6 +63,24 @@ def test_report_flags_a_tampered_ledger(run_dir: Path, tmp_path: Path) -> None:
         conn.execute("UPDATE entries SET record = ? WHERE seq = ?", (forged, seq))
     html = write_report(run_dir, tmp_path / "rep").html.read_text()
     assert "FAILED" in html and 'class="bad"' in html
+
+
+def test_the_reports_audit_uses_the_ledger_verify_default(
+    run_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import marketplace
+    from marketplace.audit import VERIFY_WORKERS, audit_ledger
+
+    asked: list[int] = []
+
+    def spy(path: Path, *, workers: int = 1, **kw: Any) -> Any:
+        asked.append(workers)
+        return audit_ledger(path, workers=workers, **kw)
+
+    monkeypatch.setattr(marketplace, "audit_ledger", spy)
+    summary = ledger_summary(run_dir)
+    assert summary is not None and summary.verified
+    assert asked == [VERIFY_WORKERS] == [2]
 
 
 _PROBE = """
