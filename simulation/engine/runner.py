@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import logging
 import os
 import shutil
@@ -27,6 +26,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal
 
 from marketplace.keyring import Keyring
@@ -108,10 +108,25 @@ def _make_dir(out_dir: Path) -> None:
         raise RunError(io_failure(exc, out_dir)) from None
 
 
+def _posix_locks(out_dir: Path) -> ModuleType:
+    """``fcntl``, imported here rather than at the top so that importing the runner
+    (its dataclasses, ``prepare_out_dir``) works where it is absent; a run that needs
+    the lock there is refused with the reason instead of an ``ImportError``."""
+    try:
+        import fcntl
+    except ImportError:
+        raise RunError(
+            f"{out_dir / LOCK_FILE}: cannot lock the run directory: this platform has no "
+            "POSIX file locks (fcntl); runs need Linux or macOS (Ray and Flower do too)"
+        ) from None
+    return fcntl
+
+
 @contextlib.contextmanager
 def owned_out_dir(out_dir: Path) -> Iterator[None]:
     """Create ``out_dir`` and hold its run lock for the ``with`` block; a directory
     another live run holds is refused (``RunError``), whatever ``--force`` says."""
+    fcntl = _posix_locks(out_dir)
     _make_dir(out_dir)
     lock = out_dir / LOCK_FILE
     try:

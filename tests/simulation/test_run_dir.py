@@ -79,6 +79,24 @@ def test_cli_exit_3_when_another_process_holds_the_directory(tmp_path: Path) -> 
     assert audit_ledger(out).entries > 10
 
 
+def test_the_runner_imports_where_fcntl_is_absent() -> None:
+    blocked = "import sys; sys.modules['fcntl'] = None; import simulation.engine.runner"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", blocked], env=env, capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()
+
+
+def test_without_fcntl_a_run_is_refused_naming_the_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "fcntl", None)  # import fcntl raises ImportError
+    out = tmp_path / "out"
+    refused = r"\.fedmarket\.lock: cannot lock .* no POSIX file locks"
+    with pytest.raises(RunError, match=refused), owned_out_dir(out):
+        pass
+    assert not out.exists()
+
+
 def test_out_that_is_a_file_or_under_a_file(tmp_path: Path) -> None:
     (tmp_path / "f").write_text("x")
     assert cli_run(tmp_path / "f") == (3, f"run failed: {tmp_path / 'f'} is not a directory")
