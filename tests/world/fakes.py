@@ -97,6 +97,8 @@ class FakePopulation:
     speed: dict[int, float] = field(default_factory=dict)
     attacking: list[str] = field(default_factory=list)
     coalitions: list[Any] = field(default_factory=list)
+    market: dict[str, list[str]] = field(default_factory=dict)
+    """Attacking market behaviour → its members' accounts."""
 
     def present(self, client: int, round_: int, now: float) -> bool:
         return client not in self.absent
@@ -115,6 +117,9 @@ class FakePopulation:
 
     def attackers(self) -> list[str]:
         return self.attacking
+
+    def market_attackers(self) -> dict[str, list[str]]:
+        return self.market
 
 
 def federation(n: int, weights: dict[str, np.ndarray] | None = None) -> Federation:

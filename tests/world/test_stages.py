@@ -440,6 +440,20 @@ def test_attack_metrics_share_and_honest_profit() -> None:
     assert got == {names.ATTACKER_TOKEN_SHARE: 0.4, names.HONEST_PROFIT: 25.0}
 
 
+def test_attack_metrics_count_a_market_attacker_as_summary_csv_does() -> None:
+    # client-002 trains honestly but is in a colluding cabal: an attacking owner, as
+    # in summary.csv (Truth.attacker_owners). Tokens 50, 30, 20: share 20/100 = 0.2;
+    # honest profit mean(50 − 5, 30 − 5) = 35.
+    fed, rec = federation(3), Recorder()
+    pop = FakePopulation(fed.identities, market={"colluding_cabal": ["client-002"]})
+    for a, tokens, cost in (("client-000", 50, 5), ("client-001", 30, 5), ("client-002", 20, 0)):
+        rec.add(1, a, names.REWARD_TOKENS, tokens)
+        rec.add(1, a, names.COST, cost)
+    AttackMetrics(pop, fed, rec).run(ctx())  # type: ignore[arg-type]
+    got = {r.metric: r.value for r in rec.rows if r.client == names.GLOBAL}
+    assert got == {names.ATTACKER_TOKEN_SHARE: pytest.approx(0.2), names.HONEST_PROFIT: 35.0}
+
+
 def test_close_round_seals_the_block_and_records_the_round() -> None:
     market, fed, rec = FakeMarket(), federation(2), Recorder()
     seen = []

@@ -31,7 +31,13 @@ def attacker_identities(population: Population) -> set[str]:
 
 class AttackMetrics:
     """Per-round attack metrics from ground truth (never shown to mechanisms): the
-    attackers' cumulative share of tokens and honest participants' mean net profit."""
+    attackers' cumulative share of tokens and honest participants' mean net profit.
+
+    The attackers are the attacking data owners, the set ``summary.csv`` and the group
+    columns' ``total:attackers`` use (``simulation.results.groups.Truth.attacker_owners``):
+    owners of training attackers (every identity they used) and of members of attacking
+    market behaviours (a colluding cabal, whitewashers), so a cabal member who trains
+    honestly is an attacker here too. Every identity of such an owner counts."""
 
     name: ClassVar[str] = "attack_metrics"
 
@@ -42,6 +48,8 @@ class AttackMetrics:
         self.earned: dict[str, float] = {}
         self.cost: dict[str, float] = {}
         self._tallied = 0  # rows are append-only: only new rows are added up
+        self._market: set[str] | None = None
+        """Members of attacking market behaviours: fixed by the scenario, found once."""
 
     def _tally(self) -> None:
         for row in self.rec.rows[self._tallied :]:
@@ -51,14 +59,24 @@ class AttackMetrics:
                 self.cost[row.client] = self.cost.get(row.client, 0.0) + row.value
         self._tallied = len(self.rec.rows)
 
+    def attacker_owners(self) -> set[str]:
+        """The attacking data owners now (training attackers' and market attackers')."""
+        if self._market is None:
+            self._market = {
+                a for members in self.population.market_attackers().values() for a in members
+            }
+        book = self.population.identities
+        return {book.owner(a) for a in attacker_identities(self.population) | self._market}
+
     def run(self, ctx: RoundContext) -> None:
         self._tally()
-        attackers = attacker_identities(self.population)
+        owners = self.attacker_owners()
+        owner = self.population.identities.owner
         total = sum(self.earned.values())
         if total > 0:
-            share = sum(v for a, v in self.earned.items() if a in attackers) / total
+            share = sum(v for a, v in self.earned.items() if owner(a) in owners) / total
             self.rec.add(ctx.round, names.GLOBAL, names.ATTACKER_TOKEN_SHARE, share)
-        honest = [a for a in self.fed.identities.currents() if a not in attackers]
+        honest = [a for a in self.fed.identities.currents() if owner(a) not in owners]
         if honest:
             profit = float(
                 np.mean([self.earned.get(a, 0.0) - self.cost.get(a, 0.0) for a in honest])
