@@ -9,10 +9,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from marketplace import PrivacyAudit, audit_ledger
+from simulation import names
 from simulation.engine.runner import run_scenario
+from simulation.results.metrics import run_metrics
 from simulation.scenario.load import load_scenario
 from tests.pins.pins import SCENARIOS, load_pins, pin_of_run, reduced
 
@@ -38,6 +41,13 @@ def test_scenario_runs_at_reduced_size(path: Path, tmp_path: Path) -> None:
     # Behaviour pin: a change of either value is a change of behaviour, made on
     # purpose in a commit that updates tests/pins/scenarios.json and says why.
     assert pin_of_run(tmp_path, outcome.result.head_hash) == PINS[path.stem]
+    # One definition of the attacking owners: the last round's running share is
+    # summary.csv's (training and market attackers' owners alike).
+    metrics = pd.read_parquet(tmp_path / "metrics.parquet")
+    shares = metrics[metrics["metric"] == names.ATTACKER_TOKEN_SHARE].sort_values("round")
+    if not shares.empty:
+        summary = run_metrics(tmp_path)["attacker_token_share"]
+        assert shares["value"].iloc[-1] == pytest.approx(summary, rel=1e-12, abs=1e-15)
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     gt = json.loads((tmp_path / "ground_truth.json").read_text())
     groups = {g.group for g in scenario.population if g.is_attacker}
