@@ -291,17 +291,15 @@ def _stage_round() -> tuple[RoundContext, list[Reply]]:
     return c, c.accepted
 
 
-@pytest.mark.parametrize(
-    ("exact_max", "expected"), [(12, "exact"), (3, "monte carlo")], ids=["exact", "mc"]
-)
-def test_score_stage_records_the_krum_reference_and_its_standard_errors(
-    exact_max: int, expected: str
-) -> None:
-    fed, rec = federation(4, {"w": np.zeros(1, np.float32)}), Recorder()
-    params = {"num_malicious_nodes": 0}
-    strategy = create_strategy("krum", params)
+KRUM = {"num_malicious_nodes": 0}
+
+
+def _krum_reference_round(
+    cfg: ContributionConfig, fed: Any, rec: Recorder, strategy: Any
+) -> RoundContext:
+    """Score :func:`_stage_round` under Krum (f = 0) with the reference ``cfg`` asks for."""
     stage = ScoreContributions(
-        ContributionConfig(reference=True, exact_max_clients=exact_max),
+        cfg,
         None,
         _distance,
         SeedTree(0),
@@ -309,10 +307,24 @@ def test_score_stage_records_the_krum_reference_and_its_standard_errors(
         FakeMarket(),  # type: ignore[arg-type]
         rec,
         strategy=strategy,
-        min_replies=min_replies("krum", params),
+        min_replies=min_replies("krum", KRUM),
     )
     c, _ = _stage_round()
     stage.run(c)
+    return c
+
+
+@pytest.mark.parametrize(
+    ("exact_max", "expected"), [(12, "exact"), (3, "monte carlo")], ids=["exact", "mc"]
+)
+def test_score_stage_records_the_krum_reference_and_its_standard_errors(
+    exact_max: int, expected: str
+) -> None:
+    fed, rec = federation(4, {"w": np.zeros(1, np.float32)}), Recorder()
+    strategy = create_strategy("krum", KRUM)
+    c = _krum_reference_round(
+        ContributionConfig(reference=True, exact_max_clients=exact_max), fed, rec, strategy
+    )
     truth = [r.value for r in rec.rows if r.metric == names.TRUE_CONTRIBUTION]
     ses = [r.value for r in rec.rows if r.metric == names.TRUE_CONTRIBUTION_SE]
     if expected == "exact":
@@ -333,20 +345,8 @@ def test_score_stage_runs_the_reference_under_the_scenarios_permutation_cap(
     # Under Krum (f = 0) the four-client round is the quorum game above: only the
     # third reply changes the model, so 100 permutations miss the 0.0125 target and
     # the default 2,000 meet it.
-    fed, rec = federation(4, {"w": np.zeros(1, np.float32)}), Recorder()
-    params = {"num_malicious_nodes": 0}
-    stage = ScoreContributions(
-        ContributionConfig(reference=True, exact_max_clients=3, reference_max_permutations=cap),
-        None,
-        _distance,
-        SeedTree(0),
-        fed,
-        FakeMarket(),  # type: ignore[arg-type]
-        rec,
-        strategy=create_strategy("krum", params),
-        min_replies=min_replies("krum", params),
-    )
-    c, _ = _stage_round()
-    stage.run(c)
+    cfg = ContributionConfig(reference=True, exact_max_clients=3, reference_max_permutations=cap)
+    fed = federation(4, {"w": np.zeros(1, np.float32)})
+    c = _krum_reference_round(cfg, fed, Recorder(), create_strategy("krum", KRUM))
     assert c.reference is not None and c.reference.converged is converged
     assert c.reference.se_target == pytest.approx(QUORUM_TARGET, rel=1e-9)
