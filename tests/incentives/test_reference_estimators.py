@@ -90,7 +90,7 @@ def _score(name: str, case: dict[str, Any], rng: Any, **params: Any) -> np.ndarr
     return np.asarray(result.scores)
 
 
-# ------------------------------------------------------------------ pyDVL 0.10.0
+# ------------------------------------------------------------------ pyDVL 0.10.0; TMC also FLCE
 
 
 @pytest.mark.parametrize("case", PYDVL, ids=_ids(PYDVL))
@@ -101,8 +101,14 @@ def test_exact_shapley_and_loo_match_pydvl(case: dict[str, Any]) -> None:
     np.testing.assert_allclose(_score("loo", case, no_rng), case["loo"], RTOL, ATOL)
 
 
-@pytest.mark.parametrize(("case", "run"), _runs(PYDVL, "tmc"))
-def test_tmc_matches_pydvl_on_its_permutations(case: dict[str, Any], run: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    ("case", "run"),
+    [pytest.param(*p.values, id=f"pydvl-{p.id}") for p in _runs(PYDVL, "tmc")]
+    + [pytest.param(*p.values, id=f"flce-{p.id}") for p in _runs(FLCE, "tmc")],
+)
+def test_tmc_matches_pydvl_and_flce_on_their_permutations(
+    case: dict[str, Any], run: dict[str, Any]
+) -> None:
     rng = Replay(run["permutations"])
 
     got = _score(
@@ -119,23 +125,6 @@ def test_tmc_matches_pydvl_on_its_permutations(case: dict[str, Any], run: dict[s
 
 
 # ------------------------------------------------------------------ FLCE
-
-
-@pytest.mark.parametrize(("case", "run"), _runs(FLCE, "tmc"))
-def test_tmc_matches_flce_on_its_permutations(case: dict[str, Any], run: dict[str, Any]) -> None:
-    rng = Replay(run["permutations"])
-
-    got = _score(
-        "tmc_shapley",
-        case,
-        rng,
-        max_permutations=run["max_permutations"],
-        truncation_tolerance=run["truncation_tolerance"],
-        convergence_tolerance=0.0,
-    )
-
-    np.testing.assert_allclose(got, run["shapley"], RTOL, ATOL)
-    assert rng.finished()
 
 
 @pytest.mark.parametrize(("case", "run"), _runs(FLCE, "gtg"))
