@@ -50,10 +50,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
 from marketplace.contribution import (  # noqa: E402
+    CGSV,
     ContributionResult,
     MemoizedUtility,
+    RoundData,
     Utility,
-    cgsv,
     coalition_utility,
     cosine_similarity,
     exact_shapley,
@@ -207,13 +208,25 @@ def record_round(
 Estimator = Callable[[Utility, RecordedRound, np.random.Generator], ContributionResult]
 
 
-def estimators(n: int) -> dict[str, Estimator]:
-    """The estimators at the settings FedMarket ships (see docs/contribution.md)."""
+def estimators(n: int, reputations: CGSV) -> dict[str, Estimator]:
+    """The estimators at the settings FedMarket ships (see docs/contribution.md).
+    ``reputations`` is the seed's one CGSV evaluator: it keeps the clients'
+    reputations from round to round, as the scenario entry does in a run."""
+
+    def cg(u: Utility, r: RecordedRound, rng: np.random.Generator) -> ContributionResult:
+        data = RoundData(
+            num_clients=n,
+            updates=r.deltas,
+            weights=tuple(float(c) for c in r.counts),
+            clients=tuple(f"client-{c:03d}" for c in range(n)),
+        )
+        return reputations.evaluate(data, rng=rng)
+
     return {
         "loo": lambda u, r, rng: leave_one_out(u, n),
         "tmc_shapley": lambda u, r, rng: tmc_shapley(u, n, rng=rng),
         "gtg_shapley": lambda u, r, rng: gtg_shapley(u, n, rng=rng),
-        "cgsv": lambda u, r, rng: cgsv(r.deltas),
+        "cgsv": cg,
         "cosine": lambda u, r, rng: cosine_similarity(r.deltas, r.counts),
     }
 
@@ -455,9 +468,10 @@ def _report(
     for seed in range(seeds):
         summed_exact = np.zeros(n)
         summed: dict[str, np.ndarray] = {}
+        reputations = CGSV()
         for k, rec in enumerate(record_rounds(file, overrides, n, seed, kind, count=rounds)):
             # Fresh permutations each round (round k of seed s draws from seed s + 1000 k).
-            exact = _score_round(rec, n, seed + 1000 * k, tally, curve)
+            exact = _score_round(rec, n, seed + 1000 * k, tally, curve, reputations)
             summed_exact += exact
             for name, estimate in tally.last.items():
                 summed[name] = summed.get(name, np.zeros(n)) + estimate
@@ -467,7 +481,9 @@ def _report(
     _print(label, n, (seeds, rounds), kind, tally)
 
 
-def _score_round(rec: RecordedRound, n: int, seed: int, tally: Tally, curve: bool) -> np.ndarray:
+def _score_round(
+    rec: RecordedRound, n: int, seed: int, tally: Tally, curve: bool, reputations: CGSV
+) -> np.ndarray:
     """Exact Shapley and every estimator on one recorded round; returns exact's values."""
     utility = coalition_utility(rec.base, rec.deltas, rec.counts, rec.score)
     shared = MemoizedUtility(utility, n)  # the curves reuse exact's evaluations
@@ -480,7 +496,7 @@ def _score_round(rec: RecordedRound, n: int, seed: int, tally: Tally, curve: boo
     values = np.array([shared(frozenset(i for i in range(n) if m >> i & 1)) for m in range(1 << n)])
     tally.spread.append(_spread(values, exact))
     tally.last = {}
-    for name, method in estimators(n).items():
+    for name, method in estimators(n, reputations).items():
         started = time.perf_counter()  # a fresh utility: the wall time is the estimator's own
         result = method(utility, rec, np.random.default_rng(seed))
         ms = 1000 * (time.perf_counter() - started)

@@ -38,6 +38,8 @@ Evaluators (registry :data:`EVALUATORS`, names as used in scenario files):
     is normalised to unit length, the aggregate is their (reputation-weighted)
     sum, and a client's value is the cosine of its update with that aggregate,
     which the paper shows approximates its Shapley value for a cosine utility.
+    The registry entry keeps each client's reputation across the rounds of a run
+    (data-size weights in the first round), as the authors' training loop does.
     No validation set and zero utility calls; judged by rank agreement only.
 
 Per-round accumulation (:func:`accumulate_rounds`) follows FedSV (Wang et al.
@@ -68,6 +70,7 @@ from marketplace.registry_base import Registry
 
 __all__ = [
     "CGSV",
+    "CGSV_ALPHA",
     "EVALUATORS",
     "GTG_WITHIN_ROUND_TOLERANCE",
     "ContributionEvaluator",
@@ -598,9 +601,9 @@ def cgsv(
     ``ψ_i = cos(u_i, u_N)`` with ``u_N = Σ_j r_j u_j / ‖u_j‖``: every update is
     normalised (the paper's ``Γ``-normalisation with a common ``Γ``, which the
     cosine does not see), so a client cannot buy influence with a large update.
-    ``reputations`` ``r_j`` default to uniform, the paper's first round; its
-    moving average of ``ψ`` across rounds is the job of the market's reputation
-    (FedSV accumulation sums rounds instead). A zero update scores 0.
+    ``reputations`` ``r_j`` default to uniform (the authors' first round when every
+    client holds as much data); the registry entry :class:`CGSV` keeps the paper's
+    reputations across rounds and passes them. A zero update scores 0.
     """
     started = time.perf_counter()
     matrix = _flat_updates(updates, "cgsv")
@@ -654,13 +657,17 @@ class RoundData:
     """What an evaluator may look at for one round.
 
     Shapley-family evaluators need ``utility``; ``cosine`` needs ``updates``
-    (flattened or not) and optionally ``weights``. Missing inputs fail loudly.
+    (flattened or not) and optionally ``weights``; ``cgsv`` needs ``updates``,
+    ``weights`` (data sizes) and ``clients``. Missing inputs fail loudly.
     """
 
     num_clients: int
     utility: Utility | None = None
     updates: tuple[NDArray[np.floating], ...] | None = None
     weights: tuple[float, ...] | None = None
+    clients: tuple[str, ...] | None = None
+    """Who clients ``0..n-1`` are, stably across rounds (the world passes accounts): an
+    evaluator that keeps per-client state between rounds (``cgsv``) needs it."""
 
     def require_utility(self, method: str) -> Utility:
         """The utility, or a ``ValueError`` naming the evaluator that needed it."""
@@ -675,6 +682,23 @@ class RoundData:
         if len(self.updates) != self.num_clients:
             raise ValueError(f"{len(self.updates)} updates for num_clients={self.num_clients}")
         return self.updates
+
+    def require_clients(self, method: str) -> tuple[str, ...]:
+        """One distinct identity per client, or a ``ValueError`` naming the evaluator."""
+        if self.clients is None:
+            raise ValueError(f"evaluator {method!r} needs RoundData.clients")
+        if len(self.clients) != self.num_clients or len(set(self.clients)) != self.num_clients:
+            raise ValueError(
+                f"RoundData.clients must name {self.num_clients} distinct clients, "
+                f"got {list(self.clients)}"
+            )
+        return self.clients
+
+    def require_weights(self, method: str) -> tuple[float, ...]:
+        """One weight (data size) per client, or a ``ValueError`` naming the evaluator."""
+        if self.weights is None or len(self.weights) != self.num_clients:
+            raise ValueError(f"evaluator {method!r} needs one RoundData.weights per client")
+        return self.weights
 
 
 class ContributionEvaluator(ABC):
@@ -774,13 +798,51 @@ class CosineSimilarity(ContributionEvaluator):
         return cosine_similarity(data.require_updates(self.name), data.weights)
 
 
+#: CGSV's reputation moving average ``r ← α r + (1 − α) ψ``: the authors' α
+#: (``utils/arguments.py`` of their code, every dataset).
+CGSV_ALPHA = 0.95
+#: The floor the authors clamp a reputation at before normalising (``main.py`` l. 266).
+CGSV_REPUTATION_FLOOR = 1e-3
+
+
 class CGSV(ContributionEvaluator):
-    """Registry entry ``cgsv``: see :func:`cgsv` (uniform reputations each round)."""
+    """Registry entry ``cgsv``: Xu et al. 2021's scores across the rounds of a run.
+
+    One instance lives for a run (``simulation/world/setup.py``) and keeps each
+    client's reputation, as the authors' training loop does (``main.py`` l. 246–267 of
+    their code, checked in ``tests/incentives/test_reference_estimators.py``): the
+    first round aggregates the normalised updates with data-size weights
+    (``RoundData.weights``), later rounds with the reputations; each client scores
+    the round's :func:`cgsv` ψ; then ``r ← α r + (1 − α) ψ`` for the round's clients,
+    clamped at ``1e-3``, and all reputations are normalised to sum 1.
+
+    The paper has every agent in every round. Under client sampling: a client not in
+    a round keeps its reputation; a client never seen before has reputation 0 (the
+    authors' initial value), so its update is scored but weighs nothing in that
+    round's aggregate; a round in which no client has a reputation yet aggregates by
+    data size, like the first.
+    """
 
     name = "cgsv"
 
+    def __init__(self, *, alpha: float = CGSV_ALPHA) -> None:
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        self.alpha = alpha
+        self._reputation: dict[str, float] = {}
+
     def evaluate(self, data: RoundData, *, rng: np.random.Generator) -> ContributionResult:
-        return cgsv(data.require_updates(self.name))
+        updates = data.require_updates(self.name)
+        clients = data.require_clients(self.name)
+        known = [self._reputation.get(c, 0.0) for c in clients]
+        weights = known if sum(known) > 0.0 else list(data.require_weights(self.name))
+        result = cgsv(updates, weights)
+        for client, before, psi in zip(clients, known, result.scores, strict=True):
+            moved = self.alpha * before + (1.0 - self.alpha) * psi
+            self._reputation[client] = max(moved, CGSV_REPUTATION_FLOOR)
+        total = sum(self._reputation.values())
+        self._reputation = {c: r / total for c, r in self._reputation.items()}
+        return result
 
 
 EVALUATORS: Registry[type[ContributionEvaluator]] = Registry("contribution evaluator")

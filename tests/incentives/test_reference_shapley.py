@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import Any
 
 import numpy as np
 import pytest
 
 from marketplace.contribution import (
     EVALUATORS,
+    RoundData,
     cgsv,
+    create_evaluator,
     exact_shapley,
     gtg_shapley,
     leave_one_out,
@@ -151,3 +154,41 @@ def test_cgsv_by_hand() -> None:
 
 def test_cgsv_is_a_registered_evaluator() -> None:
     assert "cgsv" in EVALUATORS
+
+
+def _cgsv_round(evaluator: Any, clients: tuple[str, ...], rows: list, sizes: list) -> Any:
+    updates = tuple(np.asarray(r, dtype=np.float64) for r in rows)
+    data = RoundData(
+        num_clients=len(clients),
+        updates=updates,
+        weights=tuple(float(s) for s in sizes),
+        clients=clients,
+    )
+    return evaluator.evaluate(data, rng=np.random.default_rng(0)).scores
+
+
+def test_cgsv_keeps_reputations_per_client_across_sampled_rounds() -> None:
+    cg = create_evaluator("cgsv", alpha=0.5)
+    # Round 1 (nobody has a reputation): weights are data sizes 3 : 1, u_N = (3, 1).
+    # ψa = 3/√10, ψb = 1/√10; r = 0.5·0 + 0.5·ψ = (1.5, 0.5)/√10 → normalised (0.75, 0.25).
+    first = _cgsv_round(cg, ("a", "b"), [[1, 0], [0, 1]], [3, 1])
+    assert first == pytest.approx((3 / math.sqrt(10), 1 / math.sqrt(10)))
+    # Round 2: b (r = 0.25) and newcomer c (r = 0, weighs nothing): u_N = (0, 0.25).
+    # ψb = 1, ψc = cos((1, 1), (0, 1)) = 1/√2; rb = 0.125 + 0.5 = 0.625,
+    # rc = 0.5/√2 = √0.125; a keeps 0.75 (normalising rescales all three alike).
+    second = _cgsv_round(cg, ("b", "c"), [[0, 1], [1, 1]], [1, 100])
+    assert second == pytest.approx((1.0, 1 / math.sqrt(2)))
+    # Round 3: a and c, weights ∝ (0.75, √0.125): u_N ∝ (0.75, √0.125), |u_N|² = 0.6875.
+    third = _cgsv_round(cg, ("a", "c"), [[1, 0], [0, 1]], [1, 1])
+    assert third == pytest.approx((math.sqrt(9 / 11), math.sqrt(2 / 11)))
+    # Round 4: only newcomers, so data sizes again: u_N = (1, 2).
+    fourth = _cgsv_round(cg, ("d", "e"), [[1, 0], [0, 1]], [1, 2])
+    assert fourth == pytest.approx((1 / math.sqrt(5), 2 / math.sqrt(5)))
+
+
+def test_cgsv_needs_who_the_clients_are_and_a_valid_alpha() -> None:
+    with pytest.raises(ValueError, match="alpha must be in"):
+        create_evaluator("cgsv", alpha=1.5)
+    data = RoundData(num_clients=1, updates=(np.ones(2),), weights=(1.0,))
+    with pytest.raises(ValueError, match=r"needs RoundData\.clients"):
+        create_evaluator("cgsv").evaluate(data, rng=np.random.default_rng(0))

@@ -65,6 +65,8 @@ class ScoreContributions:
             ),
             updates=deltas,
             weights=tuple(float(c) for c in counts),
+            # Stable across rounds, for evaluators that keep per-client state (cgsv).
+            clients=tuple(self.fed.account(r.client) for r in ctx.accepted),
         )
 
     def run(self, ctx: RoundContext) -> None:
