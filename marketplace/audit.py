@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from marketplace.checkpoint import SignedCheckpoint, origin_of
-from marketplace.entries import GENESIS_PREV, Entry, read_record, record_encodings
+from marketplace.entries import GENESIS_PREV, Entry, encode_entry
 from marketplace.errors import (
     LedgerIntegrityError,
     LedgerNotFoundError,
@@ -289,7 +289,7 @@ def _audit(
     except sqlite3.Error as exc:
         raise LedgerIntegrityError(0, f"unreadable ledger database: {exc}") from None
     # Pre-bound hot-path callables (one attribute lookup per audit, not per entry).
-    sha256, check = hashlib.sha256, checker.check
+    sha256, from_record, check = hashlib.sha256, Entry.from_record, checker.check
     public_key_for, apply, tree_append = state.public_key_for, state.apply, tree.append
     content_update = content.update
     for row_seq, kind_column, record in _stored_rows(cursor):
@@ -297,7 +297,7 @@ def _audit(
         if row_seq != i:
             raise LedgerIntegrityError(i, f"missing (next stored row is #{row_seq})")
         try:
-            entry, canonical = read_record(record)
+            entry = from_record(record)
         except MALFORMED as exc:
             raise LedgerIntegrityError(i, f"malformed record: {malformed_reason(exc)}") from None
         if entry.seq != i:
@@ -310,12 +310,12 @@ def _audit(
             raise LedgerIntegrityError(i, "previous-hash link broken")
         tx = entry.tx
         try:
-            enc = record_encodings(entry, canonical)
+            enc = encode_entry(i, entry.block, tx, entry.signature, prev)
         except MALFORMED as exc:
             raise LedgerIntegrityError(i, f"unencodable record: {malformed_reason(exc)}") from None
         if enc.hash != entry.hash:
             raise LedgerIntegrityError(i, "hash does not match the entry's contents")
-        if canonical != record:
+        if enc.record != record:
             raise LedgerIntegrityError(i, "record is not in canonical form")
         if entry.block != state.block:
             raise LedgerIntegrityError(i, f"block {entry.block}, expected {state.block}")

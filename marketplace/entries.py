@@ -18,15 +18,10 @@ Encodings (all canonical JSON, see :mod:`marketplace.canonical`):
   and note signature, see :data:`KEYED_DATA`). It is identical under any
   keyring; the content digest of a ledger hashes these (``content_digest``).
 
-:func:`encode_entry` is the only place that lays these texts out from an
-entry's fields (the append path calls it); the audit instead parses a stored
-record strictly (:func:`read_record`), encodes what it parsed to once with
-:func:`~marketplace.canonical.canonical_json` and cuts the other texts out of
-that (:func:`record_encodings`): every text is a canonical object whose
-members are a subset of the record's, in the same (sorted) order.
-``tests/marketplace/test_encoding.py`` checks both equal ``canonical_json`` of
-the dicts byte for byte and ``tests/fixtures/entries/`` holds vectors another
-implementation can check.
+:func:`encode_entry` is the only place that lays these texts out (the append
+and audit hot paths both call it); ``tests/marketplace/test_encoding.py``
+checks it equals ``canonical_json`` of the dicts byte for byte and
+``tests/fixtures/entries/`` holds vectors another implementation can check.
 """
 
 from __future__ import annotations
@@ -55,8 +50,6 @@ __all__ = [
     "finish_entry",
     "json_float",
     "prepare_entry",
-    "read_record",
-    "record_encodings",
     "signing_message",
 ]
 
@@ -315,75 +308,3 @@ def encode_entry(
 def signing_message(tx: Transaction, data_json: str | None = None) -> bytes:
     """The bytes ``tx``'s sender signs (= ``tx.signing_bytes()``), reusing ``data_json``."""
     return prepare_entry(tx, data_json).signing
-
-
-_RECORD_FIELDS = len(Entry._fields)
-
-
-def read_record(record: str) -> tuple[Entry, str]:
-    """Parse a stored record strictly, as the audit reads it: exactly the fields of
-    an :class:`Entry`, each of its JSON type (no conversion: ``"seq": 1.0`` or a
-    numeric ``kind`` is malformed, not coerced). Returns the entry and
-    ``canonical_json`` of what the record parses to, which equals ``record``
-    exactly when the record is in canonical form. Raises ValueError/KeyError/
-    TypeError when malformed (an unencodable value, e.g. ``NaN``, too)."""
-    d = json.loads(record)
-    if type(d) is not dict:
-        raise ValueError("record is not a JSON object")
-    data = d["data"]
-    if type(data) is not dict:
-        raise TypeError("data is not an object")
-    seq, block, nonce, time = d["seq"], d["block"], d["nonce"], d["time"]
-    kind, sender, ledger, key = d["kind"], d["sender"], d["ledger"], d["key"]
-    signature, prev_hash, digest = d["signature"], d["prev_hash"], d["hash"]
-    if type(seq) is not int or type(block) is not int or type(nonce) is not int:
-        raise TypeError("seq, block and nonce must be integers")
-    if type(time) is not float:
-        raise TypeError("time must be a JSON number with a fraction or exponent")
-    if not (type(kind) is str and type(sender) is str and type(signature) is str):
-        raise TypeError("kind, sender and signature must be strings")
-    if type(prev_hash) is not str or type(digest) is not str:
-        raise TypeError("prev_hash and hash must be strings")
-    if not (ledger is None or type(ledger) is str) or not (key is None or type(key) is str):
-        raise TypeError("ledger and key must be strings or null")
-    if len(d) != _RECORD_FIELDS:
-        extra = sorted(set(d) - set(Entry._fields))
-        raise ValueError(f"unexpected fields {extra}"[:200])
-    entry = Entry(
-        seq, block, kind, sender, nonce, time, data, ledger, key, signature, prev_hash, digest
-    )
-    return entry, canonical_json(d)
-
-
-def record_encodings(entry: Entry, canonical: str) -> Encoded:
-    """Every encoding of ``entry`` cut out of ``canonical``, the canonical text of its
-    record (from :func:`read_record`), with the hash recomputed from ``prev_hash``
-    and the body: equal to :meth:`Entry.encode` (without encoding ``data`` again).
-
-    Sound because every member after ``data`` holds a scalar (a JSON string never
-    holds a ``"`` right after a ``,``), so each ``,"name":`` searched for below is
-    the record's own member, found in the sorted order the members are in; and a
-    canonical object's members, some left out, are the canonical text of the rest.
-    """
-    c = canonical
-    i_data = c.index(',"data":') + 8  # after '{"block":<int>'
-    i_hash = c.rindex(',"hash":', i_data)
-    i_key = c.index(',"key":', i_hash)
-    i_kind = c.index(',"kind":', i_key)
-    i_ledger = c.index(',"ledger":', i_kind)
-    i_nonce = c.index(',"nonce":', i_ledger)
-    i_prev = c.index(',"prev_hash":', i_nonce)
-    i_sender = c.index(',"sender":', i_prev)
-    i_seq = c.index(',"seq":', i_sender)
-    i_sig = c.index(',"signature":', i_seq)
-    i_time = c.index(',"time":', i_sig)
-    data_json, tail = c[i_data:i_hash], c[i_time:]
-    signing = f'{{"data":{data_json}{c[i_key:i_prev]}{c[i_sender:i_seq]}{tail}'.encode()
-    after_hash = c[i_key:]
-    body = (c[:i_hash] + after_hash).encode("utf-8")
-    digest = _sha256(bytes.fromhex(entry.prev_hash) + body).hexdigest()
-    kind = entry.kind
-    cdj = data_json if kind not in KEYED_DATA else canonical_json(content_data(kind, entry.data))
-    content = f"{c[:i_data]}{cdj}{c[i_kind:i_ledger]}{c[i_nonce:i_prev]}{c[i_sender:i_sig]}{tail}"
-    record = f'{c[:i_hash]},"hash":"{digest}"{after_hash}'
-    return Encoded(signing, body, record, content, digest)
