@@ -225,12 +225,6 @@ def _jstr(value: str) -> str:
     return canonical_json(value)
 
 
-def _jhex(value: str) -> str:
-    """A JSON string literal of a hash, key or signature: hex needs no escaping
-    (anything else, e.g. a forged record's, is encoded in full)."""
-    return f'"{value}"' if value.isascii() and value.isalnum() else canonical_json(value)
-
-
 def json_float(value: float) -> str:
     """JSON number for a finite float, as ``json.dumps`` writes it."""
     if not math.isfinite(value):
@@ -262,8 +256,8 @@ def prepare_entry(tx: Transaction, data_json: str | None = None) -> Prepared:
     :func:`encode_entry`; ``data_json`` is ``canonical_json(tx.data)`` if known)."""
     dj = canonical_json(tx.data) if data_json is None else data_json
     kind, sender, time = _jstr(tx.kind), _jstr(tx.sender), json_float(tx.time)
-    ledger = "null" if tx.ledger is None else _jhex(tx.ledger)
-    key = "null" if tx.key is None else _jhex(tx.key)
+    ledger = "null" if tx.ledger is None else _jstr(tx.ledger)  # one id per ledger: cached
+    key = "null" if tx.key is None else canonical_json(tx.key)
     nonce = tx.nonce
     signing = (
         f'{{"data":{dj},"key":{key},"kind":{kind},"ledger":{ledger},'
@@ -279,8 +273,8 @@ def finish_entry(p: Prepared, seq: int, block: int, signature: str, prev_hash: s
     head = f'{{"block":{block},"data":{p.data}'
     tail = (
         f',"key":{p.key},"kind":{p.kind},"ledger":{p.ledger},"nonce":{p.nonce},'
-        f'"prev_hash":{_jhex(prev_hash)},"sender":{p.sender},"seq":{seq},'
-        f'"signature":{_jhex(signature)},"time":{p.time}}}'
+        f'"prev_hash":{canonical_json(prev_hash)},"sender":{p.sender},"seq":{seq},'
+        f'"signature":{canonical_json(signature)},"time":{p.time}}}'
     )
     body = (head + tail).encode("utf-8")
     digest = _sha256(bytes.fromhex(prev_hash) + body).hexdigest()

@@ -164,7 +164,11 @@ def _rdp_cached(history: tuple[Step, ...], delta: float, orders: str) -> float:
 
 
 def _rdp_to_epsilon(total: np.ndarray, delta: float, orders: str) -> float:
-    eps, _ = compute_epsilon(np.asarray(RDP_ORDER_SETS[orders]), total, delta)
+    # dp-accounting's conversion loops over the orders in Python: handed lists of
+    # floats rather than arrays it does the same IEEE double arithmetic (the same ε,
+    # bit for bit) ~3x faster than on numpy scalars, and the audit calls it for
+    # every new (history, δ).
+    eps, _ = compute_epsilon(RDP_ORDER_SETS[orders], total.tolist(), delta)
     return float(eps)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 from collections.abc import Callable
@@ -213,3 +214,27 @@ def test_parallel_audit_names_first_bad_signature(run_dir: Path, workers: int) -
 
 def test_parallel_audit_ok(run_dir: Path) -> None:
     assert audit_ledger(run_dir, workers=2) == audit_ledger(run_dir)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("nonce", 1.0), ("time", 3), ("kind", 7), ("key", {"hash": "x"}), ("extra", 1)],
+)
+def test_canonical_record_of_the_wrong_shape_is_malformed(
+    run_dir: Path, field: str, value: object
+) -> None:
+    """A record in canonical form, hash recomputed over its own body, but with a
+    field of the wrong JSON type (or one too many) is refused at that entry: the
+    audit re-encodes the fields it parsed (``1.0`` as a nonce is read as 1), so the
+    body it hashes is not the one the forger hashed."""
+    conn = _db(run_dir)
+    seq = _find(conn, "transfer")
+    d = _record(conn, seq)
+    d[field] = value
+    d.pop("hash")
+    prev = bytes.fromhex(str(d["prev_hash"]))
+    body = json.dumps(d, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    d["hash"] = hashlib.sha256(prev + body.encode()).hexdigest()
+    _write(conn, seq, d)
+    err = _first_bad(run_dir)
+    assert err.seq == seq and ("hash does not match" in err.reason or "kind column" in err.reason)
