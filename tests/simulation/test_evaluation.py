@@ -189,7 +189,7 @@ def test_class_scores_from_cell_counts_are_scikit_learns_on_every_row(
 def test_class_scores_refuse_labels_outside_the_classes() -> None:
     from simulation.fl.evaluation import _class_scores
 
-    with pytest.raises(ValueError, match="predictions outside 0..2"):
+    with pytest.raises(ValueError, match=r"predictions outside 0\.\.2"):
         _class_scores(np.array([0, 1]), np.array([0, 3]), 3)
-    with pytest.raises(ValueError, match="labels outside 0..2"):
+    with pytest.raises(ValueError, match=r"labels outside 0\.\.2"):
         _class_scores(np.array([-1, 1]), np.array([0, 1]), 3)
