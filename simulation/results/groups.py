@@ -212,8 +212,8 @@ def group_outcomes(metrics: pd.DataFrame, truth: Truth, flag_below: float = 0.0)
     tokens = rewards + royalties
     costs = _sum_by_owner(metrics, names.COST, truth).reindex(owners, fill_value=0.0)
     contribution = _sum_by_owner(metrics, names.TRUE_CONTRIBUTION, truth)
-    # Aligned to ``owners`` (zeros where an owner has none): a set's values, in sorted
-    # order with its zeros, are the set's mask of this (what ``reindex(sorted(set))`` gave).
+    # On every owner, 0 where it has none: a set's mask of this is what
+    # ``contribution.reindex(sorted(set), fill_value=0.0)`` gave, zeros in the same places.
     given_all = contribution.reindex(owners, fill_value=0.0)
     accepted = _owner_rounds(metrics, truth)
     rounds = int(metrics["round"].max()) if len(metrics) else 0
