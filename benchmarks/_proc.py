@@ -8,6 +8,7 @@ the walk the watchdog stops a run's processes by)."""
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 from simulation.engine.watchdog import descendants
@@ -49,3 +50,14 @@ def cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
     except OSError:
         return ""
+
+
+def export_ref(repo: Path, ref: str, dest: Path, *paths: str) -> Path:
+    """Git ``ref``'s tree of ``repo`` (only ``paths`` when given) extracted into ``dest``:
+    the code a benchmark's ``--ref`` runs side by side with this tree's."""
+    dest.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(
+        ["git", "-C", os.fspath(repo), "archive", ref, *paths], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", os.fspath(dest)], input=archive, check=True)
+    return dest

@@ -108,10 +108,7 @@ def at_ref(ref: str, clients: int, rounds: int) -> dict[str, Any]:
     """``measure("flower")`` on the code of git ``ref`` (exported to a temporary folder),
     in a child process, so the two versions run side by side on the same load."""
     with tempfile.TemporaryDirectory(dir="/tmp") as tree:
-        archive = subprocess.run(
-            ["git", "-C", str(ROOT), "archive", ref], check=True, capture_output=True
-        ).stdout
-        subprocess.run(["tar", "-x", "-C", tree], input=archive, check=True)
+        _proc.export_ref(ROOT, ref, Path(tree))
         env = {**os.environ, "PYTHONPATH": tree}
         argv = [sys.executable, __file__, "--json", f"--clients={clients}", f"--rounds={rounds}"]
         proc = subprocess.run(argv, env=env, cwd=tree, capture_output=True, text=True, check=True)

@@ -19,7 +19,11 @@ and the ratios against the targets: start-up(100k) − start-up(100) ≤ 30 s,
 s/round ≤ 1.5× from the smallest to the largest size, total RSS ≤ 6 GB.
 
     .venv/bin/python benchmarks/scale.py [--sizes 100,1000,10000,100000]
-        [--rounds 10] [--engine inprocess|flower]
+        [--rounds 10] [--engine inprocess|flower] [--ref REF]
+
+``--ref REF`` also runs git REF's code (exported to a temporary folder), each size
+with REF's tree and then this tree's before the next size, so that both see the
+same load; ``post s`` is the wall time after the last round (``write_results``).
 """
 
 from __future__ import annotations
@@ -55,11 +59,14 @@ def child(count: int, rounds: int, engine: str) -> None:
     from simulation.scenario.load import load_scenario
 
     quiet_environment()
+    import simulation
+
+    tree = Path(simulation.__file__).resolve().parents[1]  # this tree's or --ref's
     scenario = load_scenario(
-        ROOT / "scenarios" / "cross_device.yaml",
+        tree / "scenarios" / "cross_device.yaml",
         [f"clients.count={count}", f"clients.fraction={PER_ROUND / count!r}", f"rounds={rounds}"],
     )
-    import simulation.world.core  # noqa: F401  (imports are not start-up)
+    import simulation.world.core  # imports are not start-up
 
     ends: list[float] = []
     cpus: list[float] = []
@@ -76,6 +83,9 @@ def child(count: int, rounds: int, engine: str) -> None:
             engine=engine,  # type: ignore[arg-type]
             on_round=on_round,
         )
+        # After the last round: the baseline (none here) and ``write_results``, in
+        # ``run_scenario``'s own path.
+        post, post_cpu = time.perf_counter() - ends[-1], time.process_time() - cpus[-1]
     rounds_ = out.result.rounds[1:]
     first = ends[0] - start
     cpu_round = statistics.median(b - a for a, b in itertools.pairwise(cpus))
@@ -87,6 +97,8 @@ def child(count: int, rounds: int, engine: str) -> None:
                 # time): to the end of round 1 less one median round, and per round.
                 "startup_cpu": cpus[0] - cpu0 - cpu_round,
                 "cpu_round": cpu_round,
+                "post": post,
+                "post_cpu": post_cpu,
                 "per_round": statistics.median(r.wall_seconds for r in rounds_[1:]),
                 "sampled": rounds_[0].sampled,
                 "driver_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
@@ -96,10 +108,11 @@ def child(count: int, rounds: int, engine: str) -> None:
     )
 
 
-def measure(count: int, rounds: int, engine: str) -> dict[str, float]:
+def measure(count: int, rounds: int, engine: str, tree: Path) -> dict[str, float]:
+    """One size's run in a fresh child importing ``simulation`` from ``tree``."""
     cmd = [sys.executable, __file__, "--child", str(count), "--rounds", str(rounds)]
     cmd += ["--engine", engine]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(tree)}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
     peak = 0
     while proc.poll() is None:
@@ -114,11 +127,33 @@ def measure(count: int, rounds: int, engine: str) -> dict[str, float]:
     return result
 
 
+def report(label: str, res: dict[int, dict[str, float]]) -> None:
+    """The targets and the driver-CPU ratios of one tree's sizes."""
+    sizes = list(res)
+    lo, hi = res[sizes[0]], res[sizes[-1]]
+    grow = hi["startup"] - lo["startup"]
+    ratio = hi["per_round"] / lo["per_round"]
+    peak = max(r["total_rss"] for r in res.values()) / GB
+    print(
+        f"{label}targets: start-up({sizes[-1]}) - start-up({sizes[0]}) = {grow:.1f} s <= 30 s: "
+        f"{grow <= 30}; s/round {ratio:.2f}x <= 1.5x: {ratio <= 1.5}; "
+        f"total RSS {peak:.2f} GB <= 6 GB: {peak <= 6}"
+    )
+    cpu_grow = hi["startup_cpu"] - lo["startup_cpu"]
+    print(
+        f"{label}driver CPU: start-up grows {cpu_grow:.1f} s, CPU s/round "
+        f"{hi['cpu_round'] / lo['cpu_round']:.2f}x (the same ratios, less stretched by load); "
+        f"after the rounds {hi['post']:.2f} s ({hi['post_cpu']:.2f} CPU-s) at {sizes[-1]} "
+        f"against {lo['post']:.2f} s ({lo['post_cpu']:.2f} CPU-s) at {sizes[0]}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100,1000,10000,100000")
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--engine", choices=("inprocess", "flower"), default="inprocess")
+    parser.add_argument("--ref", help="also run git REF's code, each size beside this tree's")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
@@ -127,34 +162,28 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     print(
         f"cross_device.yaml, {PER_ROUND} clients per round, {args.rounds} rounds, "
-        f"engine {args.engine}"
+        f"engine {args.engine}; post s: after the last round (write_results)"
     )
-    print(f"{'clients':>9s}{'start-up s':>12s}{'s/round':>10s}{'driver GB':>11s}"
-          f"{'total GB':>10s}{'accuracy':>10s}{'start CPU s':>13s}"
-          f"{'CPU s/round':>13s}")  # fmt: skip
-    res = {}
-    for n in sizes:
-        r = res[n] = measure(n, args.rounds, args.engine)
-        print(
-            f"{n:9d}{r['startup']:12.2f}{r['per_round']:10.3f}{r['driver_rss'] / GB:11.2f}"
-            f"{r['total_rss'] / GB:10.2f}{r['accuracy']:10.3f}"
-            f"{r['startup_cpu']:13.2f}{r['cpu_round']:13.3f}",
-            flush=True,
-        )
-    lo, hi = res[sizes[0]], res[sizes[-1]]
-    grow = hi["startup"] - lo["startup"]
-    ratio = hi["per_round"] / lo["per_round"]
-    peak = max(r["total_rss"] for r in res.values()) / GB
-    print(
-        f"targets: start-up({sizes[-1]}) - start-up({sizes[0]}) = {grow:.1f} s <= 30 s: "
-        f"{grow <= 30}; s/round {ratio:.2f}x <= 1.5x: {ratio <= 1.5}; "
-        f"total RSS {peak:.2f} GB <= 6 GB: {peak <= 6}"
-    )
-    cpu_grow = hi["startup_cpu"] - lo["startup_cpu"]
-    print(
-        f"driver CPU: start-up grows {cpu_grow:.1f} s, CPU s/round "
-        f"{hi['cpu_round'] / lo['cpu_round']:.2f}x (the same ratios, less stretched by load)"
-    )
+    print(f"{'tree':>8s}{'clients':>9s}{'start-up s':>12s}{'s/round':>10s}{'post s':>9s}"
+          f"{'driver GB':>11s}{'total GB':>10s}{'accuracy':>10s}{'start CPU s':>13s}"
+          f"{'CPU s/round':>13s}{'post CPU s':>12s}")  # fmt: skip
+    with tempfile.TemporaryDirectory(dir="/tmp", prefix="fm-scale-ref-") as tmp:
+        trees = {"this": ROOT}
+        if args.ref:
+            trees[args.ref[:8]] = _proc.export_ref(ROOT, args.ref, Path(tmp))
+        res: dict[str, dict[int, dict[str, float]]] = {label: {} for label in trees}
+        for n in sizes:  # each size with every tree before the next: the same load
+            for label, tree in trees.items():
+                r = res[label][n] = measure(n, args.rounds, args.engine, tree)
+                print(
+                    f"{label:>8s}{n:9d}{r['startup']:12.2f}{r['per_round']:10.3f}"
+                    f"{r['post']:9.2f}{r['driver_rss'] / GB:11.2f}"
+                    f"{r['total_rss'] / GB:10.2f}{r['accuracy']:10.3f}"
+                    f"{r['startup_cpu']:13.2f}{r['cpu_round']:13.3f}{r['post_cpu']:12.2f}",
+                    flush=True,
+                )
+    for label, per_size in res.items():
+        report(f"[{label}] ", per_size)
     print(f"load average while measuring: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
 
 

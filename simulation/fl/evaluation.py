@@ -156,9 +156,30 @@ class _ClassScores:
 
 
 def _class_scores(y: np.ndarray, pred: np.ndarray, num_classes: int) -> _ClassScores:
+    """scikit-learn's per-class scores of ``pred`` against ``y``, from their
+    ``(label, prediction)`` cell counts passed as sample weights: scikit-learn
+    then validates and encodes at most ``num_classes²`` rows instead of every test
+    row (500,000 at 100,000 clients), and every count it divides is the same
+    integer (held as a float64), so the floats are the same as on the full arrays."""
+    k = num_classes
+    y, pred = np.asarray(y).astype(np.int64), np.asarray(pred).astype(np.int64)
+    if y.shape != pred.shape or y.ndim != 1:
+        raise ValueError(f"labels {y.shape} and predictions {pred.shape} differ")
+    for name, v in (("labels", y), ("predictions", pred)):
+        if v.size and (v.min() < 0 or v.max() >= k):
+            raise ValueError(f"{name} outside 0..{k - 1}")
+    cells = np.bincount(y * k + pred, minlength=k * k)
+    used = np.flatnonzero(cells)
     p, r, f, support = precision_recall_fscore_support(
-        y, pred, labels=list(range(num_classes)), average=None, zero_division=0
+        used // k,
+        used % k,
+        sample_weight=cells[used],
+        labels=list(range(k)),
+        average=None,
+        zero_division=0,
     )
+    # ``support`` comes back as float counts (scikit-learn's own dtype varies too); only
+    # ``support > 0`` is read.
     return _ClassScores(np.asarray(p), np.asarray(r), np.asarray(f), np.asarray(support))
 
 

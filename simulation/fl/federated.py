@@ -87,9 +87,15 @@ class FederatedData:
     def label_counts(self) -> np.ndarray:
         """``(clients, classes)`` training examples per client and label: the skew the
         partition produced, stored with the run so ``fedmarket plot`` needs no data."""
-        return np.stack(
-            [np.bincount(self.y_train[p], minlength=self.num_classes) for p in self.partitions]
-        ).astype(np.int64)
+        k, sizes = self.num_classes, [len(p) for p in self.partitions]
+        rows = np.concatenate(self.partitions) if sizes else np.zeros(0, dtype=np.int64)
+        labels = self.y_train[rows].astype(np.int64)
+        if labels.size and (labels.min() < 0 or labels.max() >= k):
+            raise ValueError(f"training labels outside 0..{k - 1}")
+        # One bincount over (client, label) cells: the same counts as one bincount
+        # per client, without a Python loop over 100,000 clients.
+        owner = np.repeat(np.arange(len(sizes), dtype=np.int64), sizes)
+        return np.bincount(owner * k + labels, minlength=len(sizes) * k).reshape(len(sizes), k)
 
     def summary(self) -> dict[str, Any]:
         """What the manifest records about the data (JSON-able)."""

@@ -14,6 +14,7 @@ _EXPORTS = {
     "run_metrics": "metrics",
     "group_outcomes": "groups",
     "run_group_outcomes": "groups",
+    "RunFiles": "groups",
     "Truth": "groups",
 }
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from simulation import names
@@ -39,6 +40,7 @@ from simulation.results.tables import read_table
 __all__ = [
     "DETECTORS",
     "GROUPS_FILE",
+    "RunFiles",
     "Truth",
     "detector_flags",
     "group_outcomes",
@@ -98,9 +100,9 @@ class Truth:
             return own
         return self.roles.get(self.owner(account), own or "honest")
 
-    def accounts(self, extra: Iterable[str] = ()) -> list[str]:
+    def known(self, extra: Iterable[str] = ()) -> set[str]:
         """Every identity ground truth knows, plus ``extra`` (e.g. metric rows' clients)."""
-        return sorted(set(self.owners) | set(self.roles) | set(extra))
+        return set(self.owners) | set(self.roles) | set(extra)
 
     def attacker_owners(self) -> set[str]:
         """Owners of ground-truth attackers (and of market attackers' accounts)."""
@@ -169,7 +171,7 @@ def _detection(
     and the share of the set's owners flagged."""
     target = members & attackers
     hits = len(flagged & target)
-    called = len(flagged & (target | honest))
+    called = hits + len(flagged & honest)  # |flagged & (target | honest)|: they are disjoint
     recall = hits / len(target) if target else NAN
     precision = hits / called if target and called else NAN
     f1 = (
@@ -204,30 +206,38 @@ def _sets(truth: Truth, owners: list[str], attackers: set[str]) -> list[tuple[st
 def group_outcomes(metrics: pd.DataFrame, truth: Truth, flag_below: float = 0.0) -> pd.DataFrame:
     """One row per group of owners (see the module docstring for rows and columns)."""
     clients = metrics.loc[metrics["client"] != names.GLOBAL, "client"].astype(str)
-    owners = sorted({truth.owner(a) for a in truth.accounts(clients)})
+    owners = sorted({truth.owner(a) for a in truth.known(clients)})
     rewards = _sum_by_owner(metrics, names.REWARD_TOKENS, truth).reindex(owners, fill_value=0.0)
     royalties = _sum_by_owner(metrics, names.ROYALTY_TOKENS, truth).reindex(owners, fill_value=0.0)
     tokens = rewards + royalties
     costs = _sum_by_owner(metrics, names.COST, truth).reindex(owners, fill_value=0.0)
     contribution = _sum_by_owner(metrics, names.TRUE_CONTRIBUTION, truth)
+    # On every owner, 0 where it has none: a set's mask of this is what
+    # ``contribution.reindex(sorted(set), fill_value=0.0)`` gave, zeros in the same places.
+    given_all = contribution.reindex(owners, fill_value=0.0)
     accepted = _owner_rounds(metrics, truth)
     rounds = int(metrics["round"].max()) if len(metrics) else 0
     attackers = truth.attacker_owners() & set(owners)
     honest = set(owners) - attackers
     flags = detector_flags(metrics, truth, flag_below)
+    position = {o: i for i, o in enumerate(owners)}
     rows = []
     for kind, name, members in _sets(truth, owners, attackers):
-        idx = sorted(members)
-        row: dict[str, Any] = {"set": kind, "name": name, "owners": len(idx)}
-        row["reward_share"] = _share(float(rewards[idx].sum()), float(rewards.sum()))
-        row["royalty_share"] = _share(float(royalties[idx].sum()), float(royalties.sum()))
-        row["token_share"] = _share(float(tokens[idx].sum()), float(tokens.sum()))
-        profit = float((tokens[idx] - costs[idx]).sum())
+        # A boolean mask over the sorted owners selects the set's owners in sorted
+        # order: the same values, summed in the same order, as indexing by
+        # ``sorted(members)``, without a label lookup per owner per column.
+        mask = np.zeros(len(owners), dtype=bool)
+        mask[[position[o] for o in members]] = True
+        row: dict[str, Any] = {"set": kind, "name": name, "owners": len(members)}
+        row["reward_share"] = _share(float(rewards[mask].sum()), float(rewards.sum()))
+        row["royalty_share"] = _share(float(royalties[mask].sum()), float(royalties.sum()))
+        row["token_share"] = _share(float(tokens[mask].sum()), float(tokens.sum()))
+        profit = float((tokens[mask] - costs[mask]).sum())
         row["net_profit"] = profit
-        row["net_profit_per_owner"] = profit / len(idx) if idx else NAN
-        given = contribution.reindex(idx, fill_value=0.0).sum() if not contribution.empty else NAN
+        row["net_profit_per_owner"] = profit / len(members) if members else NAN
+        given = given_all[mask].sum() if not contribution.empty else NAN
         row["contribution_share"] = _share(float(given), float(contribution.sum()))
-        slots = len(idx) * rounds
+        slots = len(members) * rounds
         row["participation"] = sum(1 for o, _ in accepted if o in members) / slots if slots else NAN
         for det, flagged in flags.items():
             if flagged is None:
@@ -249,15 +259,35 @@ def _flag_below(manifest: Mapping[str, Any]) -> float:
     return float(AggregationConfig.model_fields["flag_below"].default)
 
 
-def run_group_outcomes(run_dir: Path | str) -> pd.DataFrame:
+@dataclass(frozen=True)
+class RunFiles:
+    """The files of a finished run that its outcomes are computed from, read once:
+    the manifest, ``ground_truth.json`` (raw, and as :class:`Truth`) and the metric
+    rows. ``write_results`` hands one to both :func:`run_group_outcomes` and
+    :func:`~simulation.results.metrics.run_metrics` (at 100,000 clients ground truth
+    alone is ~10 MB of JSON)."""
+
+    manifest: Mapping[str, Any]
+    ground_truth: Mapping[str, Any]
+    truth: Truth
+    metrics: pd.DataFrame
+
+    @classmethod
+    def read(cls, run: Path | str | RunFiles) -> RunFiles:
+        """``run``'s files (``run`` itself when it is already read)."""
+        if isinstance(run, RunFiles):
+            return run
+        p = Path(run)
+        manifest = json.loads((p / "manifest.json").read_text(encoding="utf-8"))
+        gt_path = p / "ground_truth.json"
+        raw = json.loads(gt_path.read_text(encoding="utf-8")) if gt_path.is_file() else {}
+        return cls(manifest, raw, Truth.from_json(raw), read_table(p / "metrics.parquet"))
+
+
+def run_group_outcomes(run: Path | str | RunFiles) -> pd.DataFrame:
     """:func:`group_outcomes` of a finished run directory, from its files only."""
-    p = Path(run_dir)
-    manifest = json.loads((p / "manifest.json").read_text(encoding="utf-8"))
-    gt_path = p / "ground_truth.json"
-    truth = Truth.from_json(
-        json.loads(gt_path.read_text(encoding="utf-8")) if gt_path.is_file() else {}
-    )
-    return group_outcomes(read_table(p / "metrics.parquet"), truth, _flag_below(manifest))
+    files = RunFiles.read(run)
+    return group_outcomes(files.metrics, files.truth, _flag_below(files.manifest))
 
 
 def study_columns(outcomes: pd.DataFrame) -> dict[str, float]:

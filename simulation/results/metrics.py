@@ -7,7 +7,6 @@ or a study reports means the same thing everywhere.
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -17,8 +16,7 @@ import numpy as np
 import pandas as pd
 
 from simulation import names
-from simulation.results.groups import Truth
-from simulation.results.tables import read_table
+from simulation.results.groups import RunFiles, Truth
 
 __all__ = ["METRICS", "METRIC_RANGES", "gini", "metric_range", "run_metrics"]
 
@@ -122,7 +120,7 @@ def _attack_success(manifest: Mapping[str, Any], final: Mapping[str, Any]) -> fl
     return NAN
 
 
-def run_metrics(run_dir: Path | str) -> dict[str, float]:
+def run_metrics(run_dir: Path | str | RunFiles) -> dict[str, float]:
     """The study-table metrics of one finished run, from its files only.
 
     * ``test_accuracy``, ``test_loss``, ``epsilon_max``, ``wall_seconds``:
@@ -161,13 +159,9 @@ def run_metrics(run_dir: Path | str) -> dict[str, float]:
       ground-truth attackers. NaN when the run has no ``flagged`` rows, when
       nothing was flagged (precision) or when there are no attackers (recall).
     """
-    p = Path(run_dir)
-    manifest = json.loads((p / "manifest.json").read_text(encoding="utf-8"))
+    files = RunFiles.read(run_dir)
+    manifest, metrics, raw, truth = files.manifest, files.metrics, files.ground_truth, files.truth
     final = manifest.get("final", {})
-    metrics = read_table(p / "metrics.parquet")
-    gt_path = p / "ground_truth.json"
-    raw = json.loads(gt_path.read_text(encoding="utf-8")) if gt_path.is_file() else {}
-    truth = Truth.from_json(raw)
     attackers = truth.attacker_owners()  # the group columns' ``total:attackers`` too
 
     tokens = _per_account(metrics, names.REWARD_TOKENS, truth).add(

@@ -64,6 +64,10 @@ class IdentityBook:
         """The identity client slot ``client`` acts as now."""
         return self._current[client]
 
+    def first(self, client: int) -> str:
+        """Slot ``client``'s first identity (``of_slot(client)[0]``, without the copy)."""
+        return self._first[client]
+
     def currents(self) -> list[str]:
         """Every slot's current identity, by slot."""
         return list(self._current)

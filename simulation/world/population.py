@@ -197,7 +197,7 @@ class Population:
 
     def first_identities(self) -> list[str]:
         """Every client slot's first identity, by slot."""
-        return [self.identities.of_slot(c)[0] for c in range(len(self.identities))]
+        return [self.identities.first(c) for c in range(len(self.identities))]
 
     def market_attackers(self) -> dict[str, list[str]]:
         """Ground truth of the market: members of cabals, whitewashers, license abusers."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
@@ -135,7 +135,9 @@ class GroundTruth:
     roles: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> str:
-        data = asdict(self)
+        # The fields themselves, not ``asdict``'s deep copy (~0.7 s for the 300,000
+        # strings of a 100,000-client run): json.dumps only reads them.
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["attackers"] = list(self.attackers)
         data["coalitions"] = list(self.coalitions)
         return json.dumps(data, indent=2, sort_keys=True) + "\n"

@@ -132,7 +132,7 @@ def test_signed_metrics_are_validation_results_and_latency_is_unsigned(tmp_path:
 
 @settings(max_examples=15, deadline=None)
 @given(
-    st.integers(2, 6).flatmap(
+    st.integers(2, 12).flatmap(
         lambda k: st.tuples(
             st.just(k),
             st.lists(st.tuples(st.integers(0, k - 1), st.integers(0, k - 1)), min_size=1),
@@ -153,4 +153,23 @@ def test_split_metrics_macro_scores_are_scikit_learns(
     ref = precision_recall_fscore_support(
         y, pred, labels=list(range(k)), average="macro", zero_division=0
     )
-    assert _class_scores(y, pred, k).macro() == tuple(float(v) for v in ref[:3])
+    got = _class_scores(y, pred, k)
+    assert got.macro() == tuple(float(v) for v in ref[:3])
+    # _class_scores hands scikit-learn the (label, prediction) cell counts as sample
+    # weights; per class, the same floats as scikit-learn on the full arrays.
+    per_class = precision_recall_fscore_support(
+        y, pred, labels=list(range(k)), average=None, zero_division=0
+    )
+    for mine, theirs in zip((got.precision, got.recall, got.f1), per_class[:3], strict=True):
+        assert mine.dtype == np.asarray(theirs).dtype
+        assert mine.tobytes() == np.asarray(theirs).tobytes()
+    assert got.support.tolist() == np.asarray(per_class[3]).tolist()  # counts: float or int
+
+
+def test_class_scores_refuse_labels_outside_the_classes() -> None:
+    from simulation.fl.evaluation import _class_scores
+
+    with pytest.raises(ValueError, match=r"predictions outside 0\.\.2"):
+        _class_scores(np.array([0, 1]), np.array([0, 3]), 3)
+    with pytest.raises(ValueError, match=r"labels outside 0\.\.2"):
+        _class_scores(np.array([-1, 1]), np.array([0, 1]), 3)
