@@ -384,10 +384,21 @@ class TrainingConfig(StrictModel):
     the device used and why. ``cuda`` without CUDA is an error, never a fallback.
     """
 
-    hashed_when_set: ClassVar[frozenset[str]] = frozenset({"device"})
+    hashed_when_set: ClassVar[frozenset[str]] = frozenset({"device", "local_steps"})
 
     epochs: int = Field(1, ge=1, le=1000)
     batch_size: int = Field(32, ge=1, le=100_000)
+    local_steps: int | None = Field(
+        None,
+        ge=1,
+        le=100_000,
+        description="optimiser steps per round, each on a fresh minibatch of batch_size rows "
+        "drawn without replacement from the client's shard by its own seeded stream (the whole "
+        "shard when it is smaller), in place of epochs: distributed SGD's one minibatch per "
+        "worker and iteration (Baruch et al. 2019) at 1; None trains whole epochs; not with "
+        "DP-SGD (its accountant assumes Poisson-sampled epochs) nor with a behaviour or effort "
+        "knob that changes the local epochs",
+    )
     optimizer: Literal["sgd", "adam"] = "sgd"
     lr: float = Field(0.1, gt=0.0, le=10.0)
     momentum: float = Field(0.0, ge=0.0, lt=1.0)

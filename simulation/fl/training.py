@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -227,6 +228,37 @@ class ProximalTerm:
             optimizer.original_optimizer.step()  # type: ignore[attr-defined]
 
 
+class FreshMinibatches:
+    """``steps`` minibatches of ``min(batch_size, rows)`` rows, each drawn afresh
+    without replacement from the whole shard by ``generator`` (``training.local_steps``).
+
+    Distributed SGD's worker computes one gradient per iteration on a new random
+    minibatch of its data (Baruch et al. 2019's workers take a minibatch of 128 of
+    their ~1,176 MNIST rows per iteration); an epoch of a shuffled loader instead
+    sees every row once per round, so a worker with a small shard fits it. The draws
+    are independent across steps (a row may recur in the next step) and come from the
+    client-round's seeded stream, so a client-round is reproducible. An empty shard
+    gives no batches (no steps), as an empty loader does.
+    """
+
+    def __init__(
+        self, dataset: TensorDataset, batch_size: int, steps: int, generator: torch.Generator
+    ) -> None:
+        self.inputs, self.labels = dataset.tensors
+        self.size = min(batch_size, len(self.labels))
+        self.steps = steps if self.size > 0 else 0
+        self.generator = generator
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        rows = len(self.labels)
+        for _ in range(self.steps):
+            idx = torch.randperm(rows, generator=self.generator)[: self.size]
+            yield self.inputs[idx], self.labels[idx]
+
+
 def local_train(
     model: nn.Module,
     x: np.ndarray,
@@ -237,7 +269,8 @@ def local_train(
     generator: torch.Generator,
     proximal_mu: float = 0.0,
 ) -> tuple[float, float, int, float]:
-    """Train ``model`` in place for ``cfg.epochs`` epochs; return (loss, accuracy, steps, q).
+    """Train ``model`` in place for ``cfg.epochs`` epochs (or ``cfg.local_steps`` fresh
+    minibatches, :class:`FreshMinibatches`); return (loss, accuracy, steps, q).
 
     With ``dp`` set, Opacus' ``PrivacyEngine`` wraps model, optimizer and loader
     (Poisson sampling, per-sample clipping, Gaussian noise); ``generator`` seeds
@@ -250,10 +283,15 @@ def local_train(
     device = _device_of(model)
     proximal = ProximalTerm(model, proximal_mu) if proximal_mu > 0 else None
     dataset = TensorDataset(_as_input(x, input_shape), torch.from_numpy(y.astype(np.int64)))
-    loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, generator=generator)
+    loader: Any = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, generator=generator)
     optimizer = _optimizer(model, cfg)
     criterion: Any = nn.CrossEntropyLoss()
     sample_rate = 1.0 / max(len(loader), 1)
+    if cfg.local_steps is not None:
+        if dp is not None:
+            raise ValueError("training.local_steps cannot be honoured under DP-SGD")
+        loader = FreshMinibatches(dataset, cfg.batch_size, cfg.local_steps, generator)
+        sample_rate = loader.size / max(len(dataset), 1)
     if dp is not None:
         train_model, optimizer, criterion, loader = _make_private(
             model, optimizer, criterion, loader, dp, generator
@@ -268,7 +306,7 @@ def local_train(
         # first layer no input requires grad, so torch notes that the hook sees only
         # output gradients — exactly what Opacus' grad samplers use.
         warnings.filterwarnings("ignore", message="Full backward hook is firing when gradients")
-        for _ in range(cfg.epochs):
+        for _ in range(1 if cfg.local_steps is not None else cfg.epochs):
             for xb, yb in loader:
                 steps += 1
                 optimizer.zero_grad()

@@ -238,6 +238,7 @@ def validate_data(data: Mapping[str, Any], source: str) -> Scenario:
     problems += _check_aggregation_feasible(scenario, source)
     problems += _check_client_dp(scenario, source, named_badly)
     problems += _check_staked_voters(scenario, source)
+    problems += _check_local_steps(scenario, source, named_badly)
     if not any(p.field.startswith("market.behaviours") for p in problems):
         problems += _check_sales(scenario, source)
     reported = {p.field for p in problems}
@@ -406,6 +407,39 @@ def _check_components(scenario: Scenario, source: str, named_badly: set[str]) ->
             if built is not None:
                 problems += _member_problems(built, b.behaviour, clients, i, scenario, source)
     problems += _coalition_problems(scenario, clients, source)
+    return problems
+
+
+def _check_local_steps(scenario: Scenario, source: str, named_badly: set[str]) -> list[Problem]:
+    """``training.local_steps`` replaces local epochs by fixed-size minibatches; whatever
+    counts in epochs cannot then be honoured: DP-SGD's Poisson-sampled epochs (what its
+    accountant composes), a behaviour that changes the local epochs, and rational
+    participants (their effort and cost are in epochs)."""
+    from agents.training import create_behaviour
+
+    steps = scenario.training.local_steps
+    if steps is None:
+        return []
+    field, why = "training.local_steps", f"training.local_steps ({steps}) replaces epochs"
+    problems = []
+    if scenario.privacy.mode == "dp_sgd":
+        reason = f"{why}; DP-SGD's accountant assumes Poisson-sampled epochs (privacy.mode)"
+        problems.append(Problem(source, field, reason))
+    epochs = scenario.training.epochs
+    for i, g in enumerate(scenario.population):
+        if any(f.startswith(f"population.{i}") for f in named_badly):
+            continue
+        try:
+            runs = create_behaviour(g.behaviour, g.params).local_epochs(epochs)
+        except Exception:  # reported by _check_components with its reason
+            continue
+        if runs != epochs:
+            reason = f"{why}; population.{i} ({g.behaviour}) trains {runs} local epochs"
+            problems.append(Problem(source, field, reason))
+    for i, b in enumerate(scenario.market.behaviours):
+        if b.behaviour == "rational_participants":
+            reason = f"{why}; market.behaviours.{i} (rational_participants) costs in epochs"
+            problems.append(Problem(source, field, reason))
     return problems
 
 

@@ -47,7 +47,8 @@ class Screened:
     """One reply after the server's checks: its simulated time and, if it is
     rejected, why. ``epsilon`` is the identity's cumulative ε after this round's
     steps (``None`` without DP); ``epsilon_before`` before them. ``processed``:
-    the examples it trained on, rows × local epochs (0 if it did not train)."""
+    the examples it trained on, rows × local epochs, or ``training.local_steps`` ×
+    min(batch size, rows) (0 if it did not train)."""
 
     reply: Reply
     account: str

@@ -308,6 +308,8 @@ def default_stages(
             dp=dp,
             max_update_norm=sc.aggregation.max_update_norm,
             deadline=sc.timing.deadline_s,
+            local_steps=sc.training.local_steps,
+            batch_size=sc.training.batch_size,
         ),
         ChargeCosts(sc.market, rec),
         RecordContributions(market, rec, p.privacy, p.node_signed),

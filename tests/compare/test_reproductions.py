@@ -147,6 +147,39 @@ def test_baruch2019_krum_keeps_the_colluders_crafted_update_in_a_run(tmp_path: P
     assert study_selection(tmp_path)["attacker_selected"].item() == pytest.approx(share)
 
 
+@pytest.mark.slow
+def test_baruch2019_alie_drives_krum_off_on_seed_1(tmp_path: Path) -> None:
+    """Baruch et al. 2019's accuracy effect at reduced size: the digits study's Krum
+    design (n = 50, m = 12, z_max, one SGD step per round, server momentum 0.9) on
+    seed 1 alone, its 60 rounds, without re-running the attack-free baseline.
+
+    Measured (docs/reproductions.md): the attacked model peaks at 0.914 (round 30),
+    then is driven off: 0.894 at round 45, 0.389 at round 46, a mean of 0.369 over
+    rounds 51-60 and 0.403 at round 60, where the same run without the attack ends at
+    0.825 (the study's baseline; clean Krum ends at 0.79-0.88 on seeds 1-6 and does
+    not fall from its peak). Asserted, with margins: the peak is at least 0.85 and the
+    last ten rounds' mean is under 0.6 and at least 0.3 below the peak. The collapse
+    is seed-dependent in this setting (seeds 1, 3, 6 of 1-6; seeds 2, 4, 5 are not
+    driven off by round 60), so this pins the effect where it was measured, not that
+    it happens on every seed. An attack Krum does not keep ends near the clean run
+    (z = 1.5, above z_max: 0.856 on seed 1), and the test then fails."""
+    import dataclasses
+
+    # Buyers and voters do not touch training (the same 0.403 at round 60 without them).
+    overrides = ["seed=1", "output.baseline=false", "market.behaviours=[]"]
+    study = resolve_study(REPRO / "baruch2019_alie.yaml", overrides, engine="inprocess")
+    krum = [v for v in study.variants if dict(v.params)["aggregation.strategy"] == "krum"]
+    run_study(dataclasses.replace(study, variants=tuple(krum)), tmp_path, workers=1)
+    (run,) = (tmp_path / "runs").iterdir()
+    metrics = pd.read_parquet(run / "metrics.parquet")
+    acc = metrics[metrics["metric"] == "test_accuracy"].set_index("round")["value"]
+    assert acc.index.max() == 60
+    peak, last = float(acc.max()), float(acc.loc[51:60].mean())
+    assert peak >= 0.85
+    assert last < 0.6
+    assert peak - last >= 0.3
+
+
 def test_attacker_selected_share_counts_rounds_with_an_attackers_kept_update(
     tmp_path: Path,
 ) -> None:

@@ -482,3 +482,17 @@ def test_close_round_counts_a_failed_aggregation() -> None:
 
 def test_stages_satisfy_the_protocol() -> None:
     assert isinstance(AdvanceClock(_time_model()), Stage)
+
+
+def test_screen_times_local_steps_by_the_minibatches_trained_not_the_shard() -> None:
+    """``training.local_steps`` 2 at batch 4: a 10-row client processes 2 × 4 = 8 rows,
+    a 3-row client 2 × 3 = 6 (its whole shard each step), whatever its epochs."""
+    fed = federation(2, W)
+    stage = Screen(_time_model(), FakePopulation(fed.identities), fed, base_epochs=3, dp=False,
+                   max_update_norm=100.0, deadline=None, local_steps=2, batch_size=4)  # type: ignore[arg-type]  # fmt: skip
+    c = ctx()
+    c.screened = [Screened(reply(0, 1.0, n=10), "client-000"), Screened(reply(1, 1.0, n=3), "x")]
+    stage.run(c)
+    assert [e.processed for e in c.screened] == [8, 6]
+    # seconds = 3 · 1e8 · processed / 1e9 + 2 (network) + 1 (latency)
+    assert [e.seconds for e in c.screened] == pytest.approx([2.4 + 3.0, 1.8 + 3.0])

@@ -74,6 +74,9 @@ class Screen:
     dp: bool
     max_update_norm: float
     deadline: float | None
+    local_steps: int | None = None
+    """``training.local_steps``: replies then train that many minibatches, not epochs."""
+    batch_size: int = 1
 
     def seconds(self, ctx: RoundContext, entry: Screened) -> float:
         """Download, training on ``entry.processed`` examples and upload."""
@@ -87,7 +90,12 @@ class Screen:
         for entry in ctx.screened:
             reply = entry.reply
             epochs = self.population.epochs(reply.client, ctx.round, ctx.start, self.base_epochs)
-            entry.processed = reply.num_examples * epochs if reply.trained else 0
+            rows = reply.num_examples
+            if self.local_steps is not None:  # local_steps minibatches of min(batch, rows)
+                entry.processed = self.local_steps * min(self.batch_size, rows)
+            else:
+                entry.processed = rows * epochs
+            entry.processed = entry.processed if reply.trained else 0
             entry.seconds = self.seconds(ctx, entry)
             reason = reply.error
             if reason is None and reply.weights is not None:
