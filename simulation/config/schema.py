@@ -405,6 +405,16 @@ class TrainingConfig(StrictModel):
     weight_decay: float = Field(0.0, ge=0.0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
+    @model_validator(mode="after")
+    def _steps_or_epochs(self) -> TrainingConfig:
+        # local_steps replaces epochs: an epoch count given beside it would be ignored.
+        if self.local_steps is not None and "epochs" in self.model_fields_set and self.epochs != 1:
+            raise ValueError(
+                f"training.epochs ({self.epochs}) cannot be honoured with training.local_steps "
+                f"({self.local_steps}), which replaces epochs: drop one of them"
+            )
+        return self
+
 
 class NoPrivacy(StrictModel):
     """The non-private baseline."""
@@ -838,6 +848,16 @@ class ContributionConfig(StrictModel):
         f"{REFERENCE_MIN_PERMUTATIONS} (the fewest it estimates a standard error from), at "
         f"most {MAX_REFERENCE_PERMUTATIONS:,}",
     )
+
+    @model_validator(mode="after")
+    def _cap_needs_the_reference(self) -> ContributionConfig:
+        # A cap on a reference that never runs would do nothing yet rename the scenario.
+        if "reference_max_permutations" in self.model_fields_set and not self.reference:
+            raise ValueError(
+                "contribution.reference_max_permutations caps the Monte Carlo reference, "
+                "which runs only with contribution.reference: true"
+            )
+        return self
 
 
 DEFAULT_LICENSE = "apache-2.0"

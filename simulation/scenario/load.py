@@ -376,9 +376,7 @@ def _check_components(scenario: Scenario, source: str, named_badly: set[str]) ->
     from marketplace.incentives import create_mechanism
     from marketplace.ratings import make_rating_rule
 
-    def fine(where: str) -> bool:
-        return not any(f == where or f.startswith(where + ".") for f in named_badly)
-
+    fine = partial(_named_well, named_badly)
     problems: list[Problem] = []
     rewards = scenario.rewards
     mechanism_params = token_params(rewards.mechanism, rewards.params)
@@ -410,6 +408,12 @@ def _check_components(scenario: Scenario, source: str, named_badly: set[str]) ->
     return problems
 
 
+def _named_well(named_badly: set[str], where: str) -> bool:
+    """Whether no problem already reported is at ``where`` or inside it (so
+    ``population.1`` is not confused with ``population.10``)."""
+    return not any(f == where or f.startswith(where + ".") for f in named_badly)
+
+
 def _check_local_steps(scenario: Scenario, source: str, named_badly: set[str]) -> list[Problem]:
     """``training.local_steps`` replaces local epochs by fixed-size minibatches; whatever
     counts in epochs cannot then be honoured: DP-SGD's Poisson-sampled epochs (what its
@@ -427,7 +431,7 @@ def _check_local_steps(scenario: Scenario, source: str, named_badly: set[str]) -
         problems.append(Problem(source, field, reason))
     epochs = scenario.training.epochs
     for i, g in enumerate(scenario.population):
-        if any(f.startswith(f"population.{i}") for f in named_badly):
+        if not _named_well(named_badly, f"population.{i}"):
             continue
         try:
             runs = create_behaviour(g.behaviour, g.params).local_epochs(epochs)

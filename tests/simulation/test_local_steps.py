@@ -55,7 +55,7 @@ def test_one_local_step_on_a_shard_within_the_batch_is_one_full_batch_gradient_s
     x, y = _rows(6)
     model = nn.Linear(3, 2)
     w0, b0 = model.weight.detach().numpy().copy(), model.bias.detach().numpy().copy()
-    cfg = TrainingConfig(epochs=5, batch_size=128, lr=0.1, local_steps=1)
+    cfg = TrainingConfig(batch_size=128, lr=0.1, local_steps=1)
     _, _, steps, q = local_train(model, x, y, (3,), cfg, None, torch.Generator().manual_seed(1))
     logits = x.astype(np.float64) @ w0.T + b0
     p = np.exp(logits - logits.max(1, keepdims=True))
@@ -68,7 +68,7 @@ def test_one_local_step_on_a_shard_within_the_batch_is_one_full_batch_gradient_s
 
 def test_local_steps_take_that_many_steps_of_batch_size_rows_instead_of_epochs() -> None:
     x, y = _rows(20)
-    cfg = TrainingConfig(epochs=3, batch_size=4, local_steps=7)
+    cfg = TrainingConfig(batch_size=4, local_steps=7)
     gen = torch.Generator().manual_seed(0)
     _, _, steps, q = local_train(nn.Linear(3, 2), x, y, (3,), cfg, None, gen)
     assert (steps, q) == (7, 4 / 20)
@@ -122,6 +122,30 @@ def test_local_steps_where_epochs_matter_is_a_scenario_error(
 ) -> None:
     expected = f"training.local_steps -> training.local_steps (2) replaces epochs; {reason}"
     assert expected in _problems(tmp_path, text)
+
+
+def test_an_epoch_count_beside_local_steps_is_a_scenario_error(tmp_path: Path) -> None:
+    # local_steps replaces epochs, so an explicit epoch count would be silently ignored.
+    path = tmp_path / "s.yaml"
+    path.write_text("clients: {count: 10}\ntraining: {local_steps: 2, epochs: 5}\n")
+    with pytest.raises(ScenarioError) as exc:
+        load_scenario(path)
+    assert "training.epochs (5) cannot be honoured" in str(exc.value)
+    path.write_text("clients: {count: 10}\ntraining: {local_steps: 2, epochs: 1}\n")
+    assert load_scenario(path).training.local_steps == 2  # one epoch's worth: nothing lost
+
+
+def test_a_badly_named_group_10_does_not_hide_group_1s_local_steps_conflict(
+    tmp_path: Path,
+) -> None:
+    groups = [f"  - {{group: g{i}, count: 1, behaviour: honest}}" for i in range(11)]
+    groups[1] = (
+        "  - {group: g1, count: 1, behaviour: honest, params: {local_epoch_multiplier: 3.0}}"
+    )
+    groups[10] = "  - {group: g10, count: 1, behaviour: no_such_behaviour}"
+    problems = _problems(tmp_path, "population:\n" + "\n".join(groups) + "\n")
+    assert any("population.1 (honest) trains 3 local epochs" in p for p in problems), problems
+    assert any(p.startswith("population.10") for p in problems), problems
 
 
 def test_local_steps_with_plain_training_validates_and_is_hashed_only_when_set(

@@ -112,12 +112,19 @@ def test_the_permutation_cap_is_bounded_by_name(cap: int) -> None:
 
 
 def test_the_permutation_cap_is_hashed_only_once_set() -> None:
-    default = load_scenario(QUICKSTART)
+    on = ["contribution.reference=true"]
+    default = load_scenario(QUICKSTART, on)
     assert default.contribution.reference_max_permutations == 2000
-    same = load_scenario(QUICKSTART, ["contribution.reference_max_permutations=2000"])
+    same = load_scenario(QUICKSTART, [*on, "contribution.reference_max_permutations=2000"])
     assert same.sha256() == default.sha256()
-    larger = load_scenario(QUICKSTART, ["contribution.reference_max_permutations=5000"])
+    larger = load_scenario(QUICKSTART, [*on, "contribution.reference_max_permutations=5000"])
     assert larger.sha256() != default.sha256()
+
+
+def test_a_permutation_cap_without_the_reference_is_a_scenario_error() -> None:
+    # It would cap nothing, yet rename the scenario (it is hashed once set).
+    with pytest.raises(ScenarioError, match=r"runs only with contribution\.reference: true"):
+        load_scenario(QUICKSTART, ["contribution.reference_max_permutations=5000"])
 
 
 CAP = 150
