@@ -408,7 +408,9 @@ class TrainingConfig(StrictModel):
     @model_validator(mode="after")
     def _steps_or_epochs(self) -> TrainingConfig:
         # local_steps replaces epochs: an epoch count given beside it would be ignored.
-        if self.local_steps is not None and "epochs" in self.model_fields_set and self.epochs != 1:
+        # (By value, not by model_fields_set: a dumped and re-validated config, as the
+        # Flower apps and study workers receive it, has every field set.)
+        if self.local_steps is not None and self.epochs != 1:
             raise ValueError(
                 f"training.epochs ({self.epochs}) cannot be honoured with training.local_steps "
                 f"({self.local_steps}), which replaces epochs: drop one of them"
@@ -852,7 +854,8 @@ class ContributionConfig(StrictModel):
     @model_validator(mode="after")
     def _cap_needs_the_reference(self) -> ContributionConfig:
         # A cap on a reference that never runs would do nothing yet rename the scenario.
-        if "reference_max_permutations" in self.model_fields_set and not self.reference:
+        # By value: a dumped and re-validated config has every field set.
+        if not self.reference and self.reference_max_permutations != REFERENCE_MAX_PERMUTATIONS:
             raise ValueError(
                 "contribution.reference_max_permutations caps the Monte Carlo reference, "
                 "which runs only with contribution.reference: true"

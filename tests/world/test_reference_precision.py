@@ -200,3 +200,12 @@ def test_record_writes_the_ratio_per_round_and_the_imprecise_rounds(
     assert f"{len(missed)} of 2 Monte Carlo rounds" in res.output  # the run summary
     rows = metrics[metrics["metric"] == names.REFERENCE_SE_RATIO]
     assert rows["round"].tolist() == [1, 2] and (rows["client"] == names.GLOBAL).all()
+
+
+def test_a_dumped_scenario_validates_again() -> None:
+    # The Flower apps and study workers get the scenario dumped and re-validated, with
+    # every field set: the cap check must go by value (failed when it used fields_set).
+    from simulation.config.schema import Scenario
+
+    scenario = load_scenario(QUICKSTART)
+    assert Scenario.model_validate(scenario.model_dump()).sha256() == scenario.sha256()
