@@ -813,14 +813,30 @@ class CGSV(ContributionEvaluator):
     their code, checked in ``tests/incentives/test_reference_estimators.py``): the
     first round aggregates the normalised updates with data-size weights
     (``RoundData.weights``), later rounds with the reputations; each client scores
-    the round's :func:`cgsv` ψ; then ``r ← α r + (1 − α) ψ`` for the round's clients,
-    clamped at ``1e-3``, and all reputations are normalised to sum 1.
+    the round's :func:`cgsv` ψ; then ``m = max(α r + (1 − α) ψ, 1e-3)`` for the
+    round's clients and the reputations are normalised to sum 1.
 
-    The paper has every agent in every round. Under client sampling: a client not in
-    a round keeps its reputation; a client never seen before has reputation 0 (the
-    authors' initial value), so its update is scored but weighs nothing in that
-    round's aggregate; a round in which no client has a reputation yet aggregates by
-    data size, like the first.
+    The paper has every agent in every round; under client sampling the rules are:
+
+    * a client not in a round keeps exactly its reputation. The round's clients
+      share the mass the absent ones do not hold, ``r_i = (1 − Σ_absent r) ·
+      m_i / Σ_round m`` (so the total stays 1 and mass moves only between clients
+      that share a round). With every client in every round ``Σ_absent r = 0`` and
+      this is the authors' ``m / Σ m``. Normalising all reputations instead would
+      shrink every absent client each round (about 1.5× a round with 10 of 100
+      sampled), making the weights a matter of recency rather than quality;
+    * a client never seen has reputation 0 (the authors' initial value): it is
+      scored, weighs nothing in that round's aggregate, and takes its share of the
+      round's mass from the clients it shares the round with (as the authors'
+      normalisation over a grown population would);
+    * a round in which no client has a reputation yet aggregates by data size, like
+      the first. In the first round of a run its clients share the whole mass 1;
+      in a later one the absent clients hold all of it (``Σ_absent r = 1``), so
+      keeping theirs leaves nothing to share: the round's clients stay unrated
+      (reputation 0, as if not yet seen) until they share a round with a rated one;
+    * the floor ``1e-3`` applies to ``m`` before normalising, as in the authors'
+      code, so it bounds a client's weight relative to the others in its round
+      (a normalised reputation can be below ``1e-3``).
     """
 
     name = "cgsv"
@@ -831,18 +847,39 @@ class CGSV(ContributionEvaluator):
         self.alpha = alpha
         self._reputation: dict[str, float] = {}
 
+    @property
+    def reputations(self) -> dict[str, float]:
+        """The reputation of every rated client, by client (a copy)."""
+        return dict(self._reputation)
+
     def evaluate(self, data: RoundData, *, rng: np.random.Generator) -> ContributionResult:
         updates = data.require_updates(self.name)
         clients = data.require_clients(self.name)
         known = [self._reputation.get(c, 0.0) for c in clients]
         weights = known if sum(known) > 0.0 else list(data.require_weights(self.name))
         result = cgsv(updates, weights)
-        for client, before, psi in zip(clients, known, result.scores, strict=True):
-            moved = self.alpha * before + (1.0 - self.alpha) * psi
-            self._reputation[client] = max(moved, CGSV_REPUTATION_FLOOR)
-        total = sum(self._reputation.values())
-        self._reputation = {c: r / total for c, r in self._reputation.items()}
+        self._move(clients, known, result.scores)
         return result
+
+    def _move(self, clients: Sequence[str], known: Sequence[float], psi: Sequence[float]) -> None:
+        """Move the round's reputations toward ψ within the mass the absent do not hold."""
+        present = set(clients)
+        absent = sum(r for c, r in self._reputation.items() if c not in present)
+        held = sum(known)
+        if held == 0.0 and absent > 0.0:
+            return  # the absent hold all the mass: the round's clients stay unrated
+        # 1 − absent equals ``held`` up to rounding (the total is 1); it is used
+        # because it keeps the total at 1 and is exactly 1 at full participation.
+        share = 1.0 - absent
+        if share <= 0.0:
+            share = held  # rounding: the round holds under ~1e-16 of the mass
+        moved = [
+            max(self.alpha * before + (1.0 - self.alpha) * score, CGSV_REPUTATION_FLOOR)
+            for before, score in zip(known, psi, strict=True)
+        ]
+        total = sum(moved)
+        for client, m in zip(clients, moved, strict=True):
+            self._reputation[client] = share * m / total
 
 
 EVALUATORS: Registry[type[ContributionEvaluator]] = Registry("contribution evaluator")

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from marketplace.contribution import (
     EVALUATORS,
@@ -170,20 +172,86 @@ def _cgsv_round(evaluator: Any, clients: tuple[str, ...], rows: list, sizes: lis
 def test_cgsv_keeps_reputations_per_client_across_sampled_rounds() -> None:
     cg = create_evaluator("cgsv", alpha=0.5)
     # Round 1 (nobody has a reputation): weights are data sizes 3 : 1, u_N = (3, 1).
-    # ψa = 3/√10, ψb = 1/√10; r = 0.5·0 + 0.5·ψ = (1.5, 0.5)/√10 → normalised (0.75, 0.25).
+    # ψa = 3/√10, ψb = 1/√10; m = 0.5·0 + 0.5·ψ = (1.5, 0.5)/√10; the round holds all
+    # the mass 1, so r = (3/4, 1/4).
     first = _cgsv_round(cg, ("a", "b"), [[1, 0], [0, 1]], [3, 1])
     assert first == pytest.approx((3 / math.sqrt(10), 1 / math.sqrt(10)))
-    # Round 2: b (r = 0.25) and newcomer c (r = 0, weighs nothing): u_N = (0, 0.25).
-    # ψb = 1, ψc = cos((1, 1), (0, 1)) = 1/√2; rb = 0.125 + 0.5 = 0.625,
-    # rc = 0.5/√2 = √0.125; a keeps 0.75 (normalising rescales all three alike).
-    second = _cgsv_round(cg, ("b", "c"), [[0, 1], [1, 1]], [1, 100])
-    assert second == pytest.approx((1.0, 1 / math.sqrt(2)))
-    # Round 3: a and c, weights ∝ (0.75, √0.125): u_N ∝ (0.75, √0.125), |u_N|² = 0.6875.
+    assert cg.reputations == pytest.approx({"a": 3 / 4, "b": 1 / 4})
+    # Round 2: b (r = 1/4) and newcomer c (r = 0, weighs nothing): u_N = (0, 1/4),
+    # ψb = ψc = 1; mb = 1/8 + 1/2 = 5/8, mc = 1/2. Absent a keeps exactly 3/4, so b and
+    # c share 1/4 in proportion 5 : 4: rb = 5/36, rc = 4/36. (Normalising all three
+    # instead, as before 2 December 2026, shrank a to 0.75/1.875 = 0.4.)
+    second = _cgsv_round(cg, ("b", "c"), [[0, 1], [0, 1]], [1, 100])
+    assert second == pytest.approx((1.0, 1.0))
+    assert cg.reputations["a"] == 3 / 4
+    assert cg.reputations == pytest.approx({"a": 27 / 36, "b": 5 / 36, "c": 4 / 36})
+    # Round 3: a and c, weights 27 : 4, so u_N ∝ (27, 4): ψa = 27/√745, ψc = 4/√745;
+    # ma = 27/72 + ψa/2, mc = 4/72 + ψc/2; absent b keeps 5/36, a and c share 31/36.
     third = _cgsv_round(cg, ("a", "c"), [[1, 0], [0, 1]], [1, 1])
-    assert third == pytest.approx((math.sqrt(9 / 11), math.sqrt(2 / 11)))
-    # Round 4: only newcomers, so data sizes again: u_N = (1, 2).
+    psi_a, psi_c = 27 / math.sqrt(745), 4 / math.sqrt(745)
+    assert third == pytest.approx((psi_a, psi_c))
+    m_a, m_c = 27 / 72 + psi_a / 2, 4 / 72 + psi_c / 2
+    r_a, r_c = 31 / 36 * m_a / (m_a + m_c), 31 / 36 * m_c / (m_a + m_c)
+    assert cg.reputations["b"] == 5 / 36
+    assert cg.reputations == pytest.approx({"a": r_a, "b": 5 / 36, "c": r_c})
+    # Round 4: only newcomers, so data sizes again: u_N = (1, 2). The absent hold all
+    # the mass, so d and e stay unrated and nobody else moves.
+    before = cg.reputations
     fourth = _cgsv_round(cg, ("d", "e"), [[1, 0], [0, 1]], [1, 2])
     assert fourth == pytest.approx((1 / math.sqrt(5), 2 / math.sqrt(5)))
+    assert cg.reputations == before
+    # Round 5: d (still unrated, weighs nothing) with a: u_N = r_a·(1, 0), so ψd = 0 and
+    # ψa = 1; md = max(0, 1e-3) is the floor, ma = r_a/2 + 1/2; they share what they
+    # held, 1 − (5/36 + r_c) = r_a.
+    fifth = _cgsv_round(cg, ("d", "a"), [[0, 1], [1, 0]], [1, 1])
+    assert fifth == pytest.approx((0.0, 1.0))
+    m_a = r_a / 2 + 1 / 2
+    r_d = r_a * 1e-3 / (m_a + 1e-3)
+    assert cg.reputations == pytest.approx({"a": r_a - r_d, "b": 5 / 36, "c": r_c, "d": r_d})
+    assert (cg.reputations["b"], cg.reputations["c"]) == (5 / 36, before["c"])
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sets(st.sampled_from("abcdefgh"), min_size=1, max_size=5),
+            st.integers(0, 2**32 - 1),
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_cgsv_sampled_rounds_move_only_the_rounds_clients(
+    rounds: list[tuple[set[str], int]],
+) -> None:
+    # Whatever the sampling: a client outside the round keeps its reputation bit for
+    # bit, the round's rated clients keep the mass they held between them, every
+    # reputation is positive and the total stays 1.
+    cg = create_evaluator("cgsv")
+    for members, seed in rounds:
+        clients = tuple(sorted(members))
+        rng = np.random.default_rng(seed)
+        before = cg.reputations
+        _cgsv_round(cg, clients, rng.normal(size=(len(clients), 3)).tolist(), [1] * len(clients))
+        after = cg.reputations
+        assert {c: r for c, r in after.items() if c not in members} == {
+            c: r for c, r in before.items() if c not in members
+        }
+        held = sum(before.get(c, 0.0) for c in clients)
+        if held > 0.0:
+            assert sum(after[c] for c in clients) == pytest.approx(held, rel=1e-12)
+        assert all(r > 0.0 for r in after.values())
+        assert sum(after.values()) == pytest.approx(1.0, rel=1e-12)
+
+
+def test_cgsv_a_round_holding_less_than_rounding_keeps_what_it_held() -> None:
+    # 1 − Σ absent is 0 in floats when the round's clients hold ~1e-17 of the mass:
+    # they share what they held instead, so nobody's reputation becomes 0.
+    cg = create_evaluator("cgsv")
+    cg._reputation = {"a": 1.0, "b": 1e-17}
+    _cgsv_round(cg, ("b",), [[1, 0]], [1])
+    assert cg.reputations == {"a": 1.0, "b": 1e-17}
 
 
 def test_cgsv_needs_who_the_clients_are_and_a_valid_alpha() -> None:
