@@ -105,6 +105,8 @@ class World:
                 self.scenario.training.epochs,
                 parts.population,
                 partial(trained_rows, parts.population, parts.data),
+                local_steps=self.scenario.training.local_steps,
+                batch_size=self.scenario.training.batch_size,
             )
             parts.round_signal = RoundSignal(self.env)
             parts.applier = start_market_processes_for(

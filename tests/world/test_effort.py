@@ -6,18 +6,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from simulation.config.schema import DPSGDPrivacy, Scenario
+from simulation.fl.messages import ReplyMetrics
 from simulation.fl.privacy import calibrate_noise, epsilon
 from simulation.rng import SeedTree
 from simulation.scenario.load import load_scenario
 from simulation.world.accounting import ClientPrivacy
-from simulation.world.context import RoundContext
-from simulation.world.costs import CostModel
+from simulation.world.context import Recorder, RoundContext, Screened
+from simulation.world.costs import CostModel, examples_processed
 from simulation.world.population import Population
+from simulation.world.records import Reply
 from simulation.world.setup import account_name, effort_ceilings
-from simulation.world.stages import StopExhausted
+from simulation.world.stages import ChargeCosts, Screen, StopExhausted
+from simulation.world.timing import TimeModel
 from tests.world.fakes import FakeMarket, federation
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,3 +91,39 @@ def test_expected_cost_is_the_cost_the_run_records_at_each_effort() -> None:
     assert costs.expected_cost("client-000", 3) == pytest.approx(48.0)
     pop.effort[9] = 2
     assert costs.expected_cost("client-009") == pytest.approx(0.08 * 30 * 2)
+
+
+@pytest.mark.parametrize(
+    ("local_steps", "examples"),
+    [(None, 200 * 2), (3, 3 * 16)],  # 2 chosen epochs of 200 rows; 3 minibatches of 16
+)
+def test_the_screen_charges_the_cost_the_cost_model_expects(
+    local_steps: int | None, examples: int
+) -> None:
+    """Both count examples processed with one formula (``examples_processed``): rows ×
+    local epochs, or under ``training.local_steps`` that many minibatches of
+    min(batch size, rows), whatever the epochs. 0.08 tokens an example, nothing else."""
+    pop, scenario = _population()
+    pop.effort[0] = 2
+    rows = lambda c: ROWS.get(c, 30)  # noqa: E731
+    work = {"local_steps": local_steps, "batch_size": 16}
+    costs = CostModel(scenario.market, pop.identities, None, 1, pop, rows, **work)
+    fed = federation(10)
+    timing = TimeModel(
+        scenario.timing, speeds_gflops=(1.0,) * 10, flops_per_example=1e6, model_bytes=10**3
+    )
+    screen = Screen(
+        timing, pop, fed, base_epochs=1, dp=False, max_update_norm=1e9, deadline=None, **work
+    )
+    ctx = RoundContext(1, 0.0, 0.0)
+    update = {"w": np.zeros(2, np.float32)}
+    ctx.screened = [
+        Screened(Reply(0, update, ReplyMetrics(num_examples=200, steps=1)), "client-000")
+    ]
+    screen.run(ctx)
+    rec = Recorder()
+    ChargeCosts(scenario.market, rec).run(ctx)
+    assert ctx.screened[0].processed == examples
+    assert examples_processed(200, 2, local_steps=local_steps, batch_size=16) == examples
+    assert rec.rows[0].value == pytest.approx(0.08 * examples)
+    assert costs.expected_cost("client-000") == rec.rows[0].value

@@ -16,7 +16,7 @@ from simulation.fl.protocol import reason as rejection
 from simulation.fl.weights import arrays_sha256
 from simulation.world.accounting import ClientPrivacy
 from simulation.world.context import Federation, Recorder, RoundContext, Screened
-from simulation.world.costs import round_cost
+from simulation.world.costs import examples_processed, round_cost
 from simulation.world.population import Population
 from simulation.world.screening import check_update
 from simulation.world.timing import TimeModel
@@ -90,12 +90,10 @@ class Screen:
         for entry in ctx.screened:
             reply = entry.reply
             epochs = self.population.epochs(reply.client, ctx.round, ctx.start, self.base_epochs)
-            rows = reply.num_examples
-            if self.local_steps is not None:  # local_steps minibatches of min(batch, rows)
-                entry.processed = self.local_steps * min(self.batch_size, rows)
-            else:
-                entry.processed = rows * epochs
-            entry.processed = entry.processed if reply.trained else 0
+            processed = examples_processed(
+                reply.num_examples, epochs, local_steps=self.local_steps, batch_size=self.batch_size
+            )
+            entry.processed = processed if reply.trained else 0
             entry.seconds = self.seconds(ctx, entry)
             reason = reply.error
             if reason is None and reply.weights is not None:
