@@ -166,6 +166,11 @@ class ContributionResult:
     """Whether every standard error met ``se_target`` before the permutation cap;
     ``None`` for estimators without a precision target. The estimator only reports
     it: what a miss means (stop the run, or record it) is its caller's decision."""
+    permutations: int | None = None
+    """How many permutations a sampling estimator drew (TMC, GTG, the Monte Carlo
+    reference; summed over rounds by :func:`accumulate_rounds`); ``None`` for
+    estimators that draw none. A precision miss is reported with the permutations
+    actually drawn, not the configured cap."""
 
     def by_account(self, accounts: Sequence[str]) -> dict[str, float]:
         """Scores keyed by account id (``accounts[i]`` is client ``i``), for mechanisms."""
@@ -246,6 +251,7 @@ def _result(
     memo: MemoizedUtility | None,
     started: float,
     method: str,
+    permutations: int | None = None,
 ) -> ContributionResult:
     return ContributionResult(
         scores=tuple(float(s) for s in scores),
@@ -253,6 +259,7 @@ def _result(
         seconds=time.perf_counter() - started,
         method=method,
         cache_repeats=0 if memo is None else memo.repeats,
+        permutations=permutations,
     )
 
 
@@ -402,7 +409,7 @@ def tmc_shapley(
                 break
             checkpoint = estimate
     logger.debug("tmc_shapley: %d permutations, %d utility calls", permutations, memo.calls)
-    return _result(totals / permutations, memo, setup.started, "tmc_shapley")
+    return _result(totals / permutations, memo, setup.started, "tmc_shapley", permutations)
 
 
 def gtg_shapley(
@@ -446,7 +453,7 @@ def gtg_shapley(
     total_gain = full_value - empty_value
     if abs(total_gain) <= between_round_tolerance:
         logger.debug("gtg_shapley: between-round truncation, |gain|=%g", abs(total_gain))
-        return _result(np.zeros(n), memo, setup.started, "gtg_shapley")
+        return _result(np.zeros(n), memo, setup.started, "gtg_shapley", 0)
     threshold = within_round_tolerance * abs(total_gain)
     minimum = max(30, n) if min_permutations is None else min_permutations
     min_sweeps = min(max_sweeps, -(-minimum // n))
@@ -468,7 +475,7 @@ def gtg_shapley(
             break
         checkpoint = estimate
     logger.debug("gtg_shapley: %d permutations, %d utility calls", permutations, memo.calls)
-    return _result(totals / permutations, memo, setup.started, "gtg_shapley")
+    return _result(totals / permutations, memo, setup.started, "gtg_shapley", permutations)
 
 
 def monte_carlo_shapley(
@@ -492,11 +499,11 @@ def monte_carlo_shapley(
     Stopping rule: permutations are drawn in batches of ``n`` until, after at
     least ``min_permutations``, every client's standard error is at most
     ``se_tolerance · |U(N) − U(∅)| / n``, or ``max_permutations`` are drawn.
-    The result carries the target (``se_target``) and whether it was met
-    (``converged``); at the cap ``converged`` is ``False`` and ``standard_errors``
-    say by how much it was missed. Nothing is logged: the caller decides what a
-    miss means (the simulation's ``contribution.on_imprecise``). A round with
-    ``U(N) = U(∅)`` needs the SE to be 0.
+    The result carries the target (``se_target``), whether it was met
+    (``converged``) and the permutations drawn (``permutations``); at the cap
+    ``converged`` is ``False`` and ``standard_errors`` say by how much it was missed.
+    Nothing is logged: the caller decides what a miss means (the simulation's
+    ``contribution.on_imprecise``). A round with ``U(N) = U(∅)`` needs the SE to be 0.
     """
     if not 2 <= min_permutations <= max_permutations:
         raise ValueError(
@@ -526,7 +533,11 @@ def monte_carlo_shapley(
             if float(errors.max()) <= target:
                 break
     result = _result(
-        np.mean(np.stack(marginals), axis=0), memo, setup.started, "monte_carlo_shapley"
+        np.mean(np.stack(marginals), axis=0),
+        memo,
+        setup.started,
+        "monte_carlo_shapley",
+        len(marginals),
     )
     return dataclasses.replace(
         result,
@@ -914,6 +925,7 @@ def accumulate_rounds(
     started = time.perf_counter()
     scores = np.zeros(num_clients, dtype=np.float64)
     calls = 0
+    drawn: list[int | None] = []
     method = evaluator.name
     for participants, data in rounds:
         if len(participants) != data.num_clients or len(set(participants)) != len(participants):
@@ -926,10 +938,18 @@ def accumulate_rounds(
                 raise ValueError(f"participant {client} outside clients 0..{num_clients - 1}")
             scores[client] += result.scores[local]
         calls += result.utility_calls
+        drawn.append(result.permutations)
         method = result.method
     return ContributionResult(
         scores=tuple(float(s) for s in scores),
         utility_calls=calls,
         seconds=time.perf_counter() - started,
         method=f"fedsv({method})",
+        permutations=_total(drawn),
     )
+
+
+def _total(counts: Sequence[int | None]) -> int | None:
+    """The sum of per-round permutation counts; ``None`` unless every round drew some."""
+    known = [c for c in counts if c is not None]
+    return sum(known) if counts and len(known) == len(counts) else None

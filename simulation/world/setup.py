@@ -326,11 +326,7 @@ def default_stages(
             min_replies=min_replies(sc.aggregation.strategy, sc.aggregation.params),
         ),
         *(
-            [
-                CheckReferencePrecision(
-                    sc.contribution.on_imprecise, sc.contribution.reference_max_permutations
-                )
-            ]
+            [CheckReferencePrecision(sc.contribution.on_imprecise)]
             if sc.contribution.reference
             else []
         ),

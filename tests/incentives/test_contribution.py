@@ -340,3 +340,30 @@ def test_gtg_default_truncation_is_one_percent_of_the_gain(
         assert 0 < scores[2] < weights[2] * 0.9
     else:
         assert scores[2] == pytest.approx(weights[2], rel=1e-12)
+
+
+def test_sampling_estimators_report_the_permutations_they_drew() -> None:
+    rng = np.random.default_rng(0)
+    # TMC never converges at tolerance 0, so it draws its whole budget of 7.
+    assert (
+        tmc_shapley(glove, 3, rng=rng, max_permutations=7, convergence_tolerance=0.0).permutations
+        == 7
+    )
+    # GTG: a sweep is one permutation per first client, so 2 sweeps of 3 clients are 6.
+    assert gtg_shapley(glove, 3, rng=rng, max_sweeps=2).permutations == 6
+    assert (
+        monte_carlo_shapley(glove, 3, rng=rng, min_permutations=5, max_permutations=5).permutations
+        == 5
+    )
+    assert exact_shapley(glove, 3).permutations is None
+    assert leave_one_out(glove, 3).permutations is None
+    # Summed over rounds (3 clients, then 2: 6 + 4), or None for an estimator without.
+    additive = {frozenset(): 0.0, frozenset({0}): 1.0, frozenset({1}): 2.0, frozenset({0, 1}): 3.0}
+    rounds = [
+        ((0, 1, 2), RoundData(num_clients=3, utility=glove)),
+        ((2, 3), RoundData(num_clients=2, utility=additive.__getitem__)),
+    ]
+    gtg = create_evaluator("gtg_shapley", max_sweeps=2)
+    assert accumulate_rounds(gtg, rounds, 4, rng=rng).permutations == 10
+    exact = create_evaluator("exact_shapley")
+    assert accumulate_rounds(exact, rounds, 4, rng=rng).permutations is None

@@ -9,6 +9,7 @@ summing to ``U(N) − U(∅)``, let anyone repeat."""
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 from pathlib import Path
@@ -50,18 +51,27 @@ def _round(round_: int, cap: int) -> RoundContext:
 
 def test_a_capped_reference_stops_the_run_naming_the_fields_and_the_round() -> None:
     ctx = _round(3, 100)
+    assert ctx.reference is not None and ctx.reference.permutations == 100
     with pytest.raises(ScenarioError) as err:
-        CheckReferencePrecision("error", 100).run(ctx)
+        CheckReferencePrecision("error").run(ctx)
     text = str(err.value)
     assert "contribution.on_imprecise" in text and "round 3" in text
-    assert "100-permutation cap (contribution.reference_max_permutations)" in text
+    assert "after 100 permutations (its cap, contribution.reference_max_permutations)" in text
 
 
-def test_record_keeps_the_round_and_its_ratio() -> None:
-    stage = CheckReferencePrecision("record", 100)
+def test_record_keeps_the_round_and_its_ratio(caplog: pytest.LogCaptureFixture) -> None:
+    stage = CheckReferencePrecision("record")
     missed = _round(1, 100)
-    stage.run(missed)
+    world = logging.getLogger("fedmarket.world")  # the CLI stops fedmarket propagating
+    world.addHandler(caplog.handler)
+    try:
+        stage.run(missed)
+    finally:
+        world.removeHandler(caplog.handler)
     assert 3.0 <= missed.reference_se_ratio <= 4.2  # ≈ 0.433 / √100 / 0.0125 = 3.46
+    assert "round 1: the Monte Carlo reference contribution stopped after 100 permutations" in (
+        caplog.text
+    )
     exact = RoundContext(round=2, start=0.0, wall_start=0.0)
     exact.reference = exact_shapley(_quorum, 4)  # no standard errors, no target
     stage.run(exact)
@@ -70,8 +80,21 @@ def test_record_keeps_the_round_and_its_ratio() -> None:
 
 def test_a_larger_cap_meets_the_target_and_the_run_goes_on() -> None:
     ctx = _round(3, 2000)
-    CheckReferencePrecision("error", 2000).run(ctx)
+    CheckReferencePrecision("error").run(ctx)
     assert 0.9 <= ctx.reference_se_ratio <= 1.0
+    # It stopped when it met the target (~1,200 permutations), in batches of n = 4.
+    drawn = ctx.reference.permutations if ctx.reference is not None else None
+    assert drawn is not None and 1000 <= drawn < 2000 and drawn % 4 == 0
+
+
+def test_the_message_names_the_permutations_the_result_drew() -> None:
+    # The message is the result's count, not a cap the stage was told separately.
+    ctx = RoundContext(round=2, start=0.0, wall_start=0.0)
+    ctx.reference = monte_carlo_shapley(
+        _quorum, 4, rng=np.random.default_rng(2), min_permutations=6, max_permutations=6
+    )
+    with pytest.raises(ScenarioError, match=r"round 2: .* stopped after 6 permutations"):
+        CheckReferencePrecision("error").run(ctx)
 
 
 def _sampled(errors: tuple[float, ...], target: float, converged: bool) -> ContributionResult:
@@ -170,7 +193,10 @@ def test_an_imprecise_round_fails_the_run_by_default(caps: list[int], tmp_path: 
     res = _run(tmp_path / "r", IMPRECISE)
     assert res.exit_code != 0 and "Traceback" not in res.output
     assert re.search(r"contribution\.on_imprecise -> round 1: .*standard error", res.output)
-    assert f"{CAP}-permutation cap" in res.output and caps == [CAP]
+    # The runner hands the reference the scenario's cap; the message names what it
+    # drew (2 here), where it used to name the cap it was told (150).
+    assert caps == [CAP] and "stopped after 2 permutations" in res.output
+    assert f"{CAP}-permutation" not in res.output
 
 
 def test_record_writes_the_ratio_per_round_and_the_imprecise_rounds(

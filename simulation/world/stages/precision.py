@@ -10,8 +10,9 @@ a round as if it were precise, so the miss is never silent:
 the round, ``record`` keeps the estimate and records the miss (``rounds.parquet``
 ``reference_se_ratio`` > 1, the manifest's ``reference`` block and the run summary).
 
-The estimator reports its target and whether it met it (``ContributionResult.se_target``
-and ``converged``) and logs nothing; this stage decides what a miss means. The
+The estimator reports its target, whether it met it and the permutations it drew
+(``ContributionResult.se_target``, ``converged`` and ``permutations``) and logs nothing;
+this stage decides what a miss means, and names the permutations actually drawn. The
 recorded rows still let anyone repeat the check from ``metrics.parquet``: each
 permutation's marginals telescope to ``U(N) − U(∅)``, so a round's
 ``true_contribution`` values sum to it, and the target is
@@ -61,9 +62,6 @@ class CheckReferencePrecision:
     name: ClassVar[str] = "reference_precision"
 
     on_imprecise: Literal["error", "record"]
-    max_permutations: int
-    """The cap the reference ran under (``contribution.reference_max_permutations``),
-    named in the message."""
 
     def run(self, ctx: RoundContext) -> None:
         ref = ctx.reference
@@ -73,9 +71,11 @@ class CheckReferencePrecision:
         ctx.reference_se_ratio = ratio
         if ref.converged:
             return
+        if ref.permutations is None:
+            raise ValueError(f"{ref.method} reports a precision target but no permutations")
         what = (
-            f"round {ctx.round}: the Monte Carlo reference contribution stopped at its "
-            f"{self.max_permutations:,}-permutation cap ({CAP_FIELD}) with a standard "
+            f"round {ctx.round}: the Monte Carlo reference contribution stopped after "
+            f"{ref.permutations:,} permutations (its cap, {CAP_FIELD}) with a standard "
             f"error {ratio:.3g} times its target ({REFERENCE_SE_TOLERANCE:.0%} of the "
             "mean per-client gain)"
         )
