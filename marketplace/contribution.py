@@ -57,6 +57,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import sys
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -842,9 +843,10 @@ class CGSV(ContributionEvaluator):
       normalisation over a grown population would);
     * a round in which no client has a reputation yet aggregates by data size, like
       the first. In the first round of a run its clients share the whole mass 1;
-      in a later one the absent clients hold all of it (``Σ_absent r = 1``), so
-      keeping theirs leaves nothing to share: the round's clients stay unrated
-      (reputation 0, as if not yet seen) until they share a round with a rated one;
+      in a later one the absent clients hold all of it (``Σ_absent r = 1``), so the
+      ``k`` newcomers enter with the mean rated client's mass: the ``n`` rated
+      clients are scaled once by ``n / (n + k)`` (the only case in which an absent
+      client's reputation moves), and the newcomers share the rest as above;
     * the floor ``1e-3`` applies to ``m`` before normalising, as in the authors'
       code, so it bounds a client's weight relative to the others in its round
       (a normalised reputation can be below ``1e-3``).
@@ -878,7 +880,7 @@ class CGSV(ContributionEvaluator):
         absent = sum(r for c, r in self._reputation.items() if c not in present)
         held = sum(known)
         if held == 0.0 and absent > 0.0:
-            return  # the absent hold all the mass: the round's clients stay unrated
+            absent = self._admit(len(clients))
         # 1 − absent equals ``held`` up to rounding (the total is 1); it is used
         # because it keeps the total at 1 and is exactly 1 at full participation.
         share = 1.0 - absent
@@ -890,7 +892,21 @@ class CGSV(ContributionEvaluator):
         ]
         total = sum(moved)
         for client, m in zip(clients, moved, strict=True):
-            self._reputation[client] = share * m / total
+            # ``max`` keeps a rated client's reputation positive should it underflow.
+            self._reputation[client] = max(share * m / total, sys.float_info.min)
+
+    def _admit(self, newcomers: int) -> float:
+        """Make room for a round of only newcomers while absent clients hold all the mass.
+
+        Keeping the absent clients' mass exactly would leave the newcomers nothing
+        to share, and a run whose first clients never return would weigh by data size
+        forever. Instead the newcomers enter with the mean rated client's mass: the
+        ``n`` rated clients are scaled once by ``n / (n + k)`` for ``k`` newcomers.
+        Returns the absent clients' mass after the scaling.
+        """
+        keep = len(self._reputation) / (len(self._reputation) + newcomers)
+        self._reputation = {c: r * keep for c, r in self._reputation.items()}
+        return sum(self._reputation.values())
 
 
 EVALUATORS: Registry[type[ContributionEvaluator]] = Registry("contribution evaluator")

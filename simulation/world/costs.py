@@ -59,12 +59,13 @@ class CostModel:
     population: Population
     rows_of: Callable[[int], int]
     _: KW_ONLY
-    local_steps: int | None = None
-    batch_size: int = 1
+    local_steps: int | None
+    batch_size: int
 
     def expected_cost(self, account: str, epochs: int | None = None) -> float:
         """The cost of ``account``'s next round training ``epochs`` local epochs
-        (``None``: the effort it chose, else ``training.epochs``)."""
+        (``None``: the effort it chose, else ``training.epochs``); under
+        ``local_steps`` the rows trained do not depend on the epochs."""
         slot = self.identities.slot(account)
         if slot is None:
             return round_cost(self.cfg, trained=True, epsilon_spent=0.0)

@@ -194,21 +194,47 @@ def test_cgsv_keeps_reputations_per_client_across_sampled_rounds() -> None:
     r_a, r_c = 31 / 36 * m_a / (m_a + m_c), 31 / 36 * m_c / (m_a + m_c)
     assert cg.reputations["b"] == 5 / 36
     assert cg.reputations == pytest.approx({"a": r_a, "b": 5 / 36, "c": r_c})
-    # Round 4: only newcomers, so data sizes again: u_N = (1, 2). The absent hold all
-    # the mass, so d and e stay unrated and nobody else moves.
+    # Round 4: only newcomers, so data sizes again: u_N = (1, 2), ψd = 1/√5, ψe = 2/√5.
+    # The absent hold all the mass, so the 3 rated clients are scaled once by 3/5 and
+    # d and e share the 2/5 left in proportion md : me = ψd : ψe = 1 : 2.
     before = cg.reputations
     fourth = _cgsv_round(cg, ("d", "e"), [[1, 0], [0, 1]], [1, 2])
     assert fourth == pytest.approx((1 / math.sqrt(5), 2 / math.sqrt(5)))
-    assert cg.reputations == before
-    # Round 5: d (still unrated, weighs nothing) with a: u_N = r_a·(1, 0), so ψd = 0 and
-    # ψa = 1; md = max(0, 1e-3) is the floor, ma = r_a/2 + 1/2; they share what they
-    # held, 1 − (5/36 + r_c) = r_a.
+    kept = {c: r * (3 / 5) for c, r in before.items()}
+    assert cg.reputations == pytest.approx({**kept, "d": 2 / 15, "e": 4 / 15})
+    # Round 5: d (now rated, 2/15) with a (3/5·r_a): u_N = (ra5, 2/15) for d = (0, 1)
+    # and a = (1, 0), so ψd = (2/15)/‖u_N‖, ψa = ra5/‖u_N‖; md = 1/15 + ψd/2,
+    # ma = ra5/2 + ψa/2; they share what they held, 2/15 + ra5.
+    ra5 = 3 / 5 * r_a
+    norm = math.hypot(ra5, 2 / 15)
     fifth = _cgsv_round(cg, ("d", "a"), [[0, 1], [1, 0]], [1, 1])
-    assert fifth == pytest.approx((0.0, 1.0))
-    m_a = r_a / 2 + 1 / 2
-    r_d = r_a * 1e-3 / (m_a + 1e-3)
-    assert cg.reputations == pytest.approx({"a": r_a - r_d, "b": 5 / 36, "c": r_c, "d": r_d})
-    assert (cg.reputations["b"], cg.reputations["c"]) == (5 / 36, before["c"])
+    assert fifth == pytest.approx((2 / 15 / norm, ra5 / norm))
+    m_d, m_a = 1 / 15 + (2 / 15 / norm) / 2, ra5 / 2 + (ra5 / norm) / 2
+    held = 2 / 15 + ra5
+    assert cg.reputations == pytest.approx(
+        {
+            "a": held * m_a / (m_a + m_d),
+            "b": 5 / 36 * 3 / 5,
+            "c": kept["c"],
+            "d": held * m_d / (m_a + m_d),
+            "e": 4 / 15,
+        }
+    )
+    assert (cg.reputations["b"], cg.reputations["c"]) == (kept["b"], kept["c"])
+
+
+def test_cgsv_rates_newcomers_when_the_first_clients_never_return() -> None:
+    # Round 1's clients leave for good: the newcomers of round 2 still get mass (the
+    # mean rated client's), so from round 3 on the aggregate weighs by reputation,
+    # not by the data size a client reports (e reports 1000 examples).
+    cg = create_evaluator("cgsv", alpha=0.5)
+    _cgsv_round(cg, ("a", "b"), [[1, 0], [0, 1]], [1, 1])
+    _cgsv_round(cg, ("c", "d", "e"), [[1, 0], [1, 0], [0, 1]], [1, 1, 1])
+    assert cg.reputations["a"] == pytest.approx(2 / 5 * 1 / 2)
+    assert sum(cg.reputations[c] for c in "cde") == pytest.approx(3 / 5)
+    # Round 3: c and d (rated, pointing along x) outweigh e however much it reports.
+    third = _cgsv_round(cg, ("c", "d", "e"), [[1, 0], [1, 0], [0, 1]], [1, 1, 1000])
+    assert third[0] == third[1] > third[2]
 
 
 @settings(max_examples=20, deadline=None)
@@ -226,7 +252,7 @@ def test_cgsv_sampled_rounds_move_only_the_rounds_clients(
     rounds: list[tuple[set[str], int]],
 ) -> None:
     # Whatever the sampling: a client outside the round keeps its reputation bit for
-    # bit, the round's rated clients keep the mass they held between them, every
+    # bit (unless the round has only newcomers), the round's rated clients keep the mass they held between them, every
     # reputation is positive and the total stays 1.
     cg = create_evaluator("cgsv")
     for members, seed in rounds:
@@ -235,9 +261,12 @@ def test_cgsv_sampled_rounds_move_only_the_rounds_clients(
         before = cg.reputations
         _cgsv_round(cg, clients, rng.normal(size=(len(clients), 3)).tolist(), [1] * len(clients))
         after = cg.reputations
-        assert {c: r for c, r in after.items() if c not in members} == {
-            c: r for c, r in before.items() if c not in members
-        }
+        outside = {c: r for c, r in before.items() if c not in members}
+        if before and not any(c in before for c in members):
+            # A round of only newcomers scales the rated, all by the same factor.
+            keep = len(before) / (len(before) + len(members))
+            outside = {c: r * keep for c, r in outside.items()}
+        assert {c: r for c, r in after.items() if c not in members} == outside
         held = sum(before.get(c, 0.0) for c in clients)
         if held > 0.0:
             assert sum(after[c] for c in clients) == pytest.approx(held, rel=1e-12)

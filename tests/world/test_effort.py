@@ -86,6 +86,8 @@ def test_expected_cost_is_the_cost_the_run_records_at_each_effort() -> None:
         1,
         pop,
         lambda c: ROWS.get(c, 30),
+        local_steps=None,
+        batch_size=16,
     )
     assert costs.expected_cost("client-000") == pytest.approx(16.0)
     assert costs.expected_cost("client-000", 3) == pytest.approx(48.0)

@@ -56,7 +56,8 @@ def test_a_capped_reference_stops_the_run_naming_the_fields_and_the_round() -> N
         CheckReferencePrecision("error").run(ctx)
     text = str(err.value)
     assert "contribution.on_imprecise" in text and "round 3" in text
-    assert "after 100 permutations (its cap, contribution.reference_max_permutations)" in text
+    assert "after 100 permutations without meeting its target" in text
+    assert "the cap is contribution.reference_max_permutations" in text
 
 
 def test_record_keeps_the_round_and_its_ratio(caplog: pytest.LogCaptureFixture) -> None:

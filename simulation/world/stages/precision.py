@@ -71,13 +71,12 @@ class CheckReferencePrecision:
         ctx.reference_se_ratio = ratio
         if ref.converged:
             return
-        if ref.permutations is None:
-            raise ValueError(f"{ref.method} reports a precision target but no permutations")
+        drawn = "an unreported number of" if ref.permutations is None else f"{ref.permutations:,}"
         what = (
             f"round {ctx.round}: the Monte Carlo reference contribution stopped after "
-            f"{ref.permutations:,} permutations (its cap, {CAP_FIELD}) with a standard "
-            f"error {ratio:.3g} times its target ({REFERENCE_SE_TOLERANCE:.0%} of the "
-            "mean per-client gain)"
+            f"{drawn} permutations without meeting its target: a standard error "
+            f"{ratio:.3g} times the target ({REFERENCE_SE_TOLERANCE:.0%} of the mean "
+            f"per-client gain; the cap is {CAP_FIELD})"
         )
         if self.on_imprecise == "error":
             raise ScenarioError(
