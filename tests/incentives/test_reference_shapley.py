@@ -252,8 +252,8 @@ def test_cgsv_sampled_rounds_move_only_the_rounds_clients(
     rounds: list[tuple[set[str], int]],
 ) -> None:
     # Whatever the sampling: a client outside the round keeps its reputation bit for
-    # bit (unless the round has only newcomers), the round's rated clients keep the mass they held between them, every
-    # reputation is positive and the total stays 1.
+    # bit (unless the round has only newcomers), the round's rated clients keep the
+    # mass they held between them, every reputation is positive and the total stays 1.
     cg = create_evaluator("cgsv")
     for members, seed in rounds:
         clients = tuple(sorted(members))
