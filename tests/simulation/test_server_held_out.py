@@ -11,6 +11,7 @@ import pytest
 from simulation.config.schema import DatasetConfig, NaturalPartition, Scenario, SyntheticConfig
 from simulation.errors import ScenarioError
 from simulation.fl.data import _build_cached, build_federated_data
+from simulation.fl.training import DataSpec
 from simulation.rng import SeedTree
 from simulation.scenario.load import load_scenario
 
@@ -67,40 +68,46 @@ def test_the_server_sets_are_seeded_and_each_from_its_own_draw() -> None:
     assert np.array_equal(a.val.x(), other.val.x()[:40])
 
 
+FIXED_SET = "a fixed-size server held-out set is drawn from the data's law"
+
+
 @pytest.mark.parametrize(
-    ("overrides", "field"),
+    ("overrides", "problem"),
     [
-        ([*ROWS, *NO_FRACTIONS], "dataset.test_rows"),  # digits: a fixed set of rows
-        ([ROWS[0], NO_FRACTIONS[0]], "dataset.validation_rows"),  # one form for both
-        ([ROWS[1], NO_FRACTIONS[1]], "dataset.test_rows"),
-        (["dataset.test_rows=0", "dataset.validation_rows=50"], "dataset.test_rows"),
+        ([*ROWS, *NO_FRACTIONS], rf"dataset.test_rows -> {FIXED_SET}.*digits is a fixed set"),
+        ([ROWS[0], NO_FRACTIONS[0]], "dataset.validation_rows -> .*give validation_rows too"),
+        ([ROWS[1], NO_FRACTIONS[1]], "dataset.test_rows -> .*give test_rows too"),
+        ([*ROWS, "dataset.test_rows=0"], "dataset.test_rows -> .*greater than or equal to 1"),
     ],
 )
 def test_a_fixed_size_the_data_cannot_give_is_a_scenario_error(
-    overrides: list[str], field: str
+    overrides: list[str], problem: str
 ) -> None:
-    with pytest.raises(ScenarioError, match=rf"{field} ->"):
+    with pytest.raises(ScenarioError, match=problem):
         load_scenario(ROOT / "scenarios" / "quickstart.yaml", overrides)
 
 
 @pytest.mark.parametrize(
-    ("overrides", "field"),
+    ("overrides", "problem"),
     [
-        (["dataset.synthetic.iid=false"], "dataset.test_rows"),  # one law per client
-        (["dataset.test_fraction=0.1"], "dataset.test_fraction"),  # both forms
-        (["dataset.validation_fraction=0.05"], "dataset.validation_fraction"),
+        (["dataset.synthetic.iid=false"], rf"dataset.test_rows -> {FIXED_SET}.*one law per client"),
+        (["dataset.test_fraction=0.1"], r"dataset.test_fraction -> test_rows \(10000\) replaces"),
+        (["dataset.validation_fraction=0.05"], "dataset.validation_fraction -> validation_rows"),
     ],
 )
 def test_cross_device_refuses_what_its_held_out_set_cannot_honour(
-    overrides: list[str], field: str
+    overrides: list[str], problem: str
 ) -> None:
-    with pytest.raises(ScenarioError, match=rf"{field} ->"):
+    with pytest.raises(ScenarioError, match=problem):
         load_scenario(ROOT / "scenarios" / "cross_device.yaml", overrides)
 
 
 def test_a_dumped_fixed_size_scenario_validates_again_with_its_hash() -> None:
-    # The Flower apps and study workers re-validate a dump, where every field is set.
+    # The Flower apps, ClientApps and study workers re-validate a dump, where every
+    # field is set.
     sc = load_scenario(ROOT / "scenarios" / "cross_device.yaml")
     assert (sc.dataset.test_rows, sc.dataset.test_fraction) == (10_000, None)
     again = Scenario.model_validate(sc.resolved())
     assert again == sc and again.sha256() == sc.sha256()
+    spec = DataSpec.of(sc)  # what a ClientApp rebuilds its data from
+    assert DataSpec.model_validate_json(spec.model_dump_json()) == spec
