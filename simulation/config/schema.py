@@ -184,6 +184,8 @@ class DatasetConfig(StrictModel):
                 f"{missing}: the server's held-out set is either fixed-size or fractions; "
                 f"{given} is given, so give {missing} too"
             )
+        if (self.test_fraction or 0.0) + (self.validation_fraction or 0.0) >= 0.9:
+            raise ValueError("validation_fraction: test and validation leave < 10% for training")
         if self.test_rows is not None and (self.name != "synthetic" or not self.synthetic.iid):
             what = (
                 "Synthetic(α, β) draws one law per client"

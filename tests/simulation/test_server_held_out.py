@@ -78,6 +78,12 @@ FIXED_SET = "a fixed-size server held-out set is drawn from the data's law"
         ([ROWS[0], NO_FRACTIONS[0]], "dataset.validation_rows -> .*give validation_rows too"),
         ([ROWS[1], NO_FRACTIONS[1]], "dataset.test_rows -> .*give test_rows too"),
         ([*ROWS, "dataset.test_rows=0"], "dataset.test_rows -> .*greater than or equal to 1"),
+        # The fraction form: shares that leave the clients almost nothing (a traceback
+        # from scikit-learn's split before).
+        (
+            ["dataset.test_fraction=0.6", "dataset.validation_fraction=0.4"],
+            "dataset.validation_fraction -> test and validation leave < 10% for training",
+        ),
     ],
 )
 def test_a_fixed_size_the_data_cannot_give_is_a_scenario_error(
