@@ -52,6 +52,10 @@ def client_account(index: int) -> str:
     return f"client-{index:03d}"
 
 
+MAX_SERVER_ROWS = 1_000_000
+"""The most rows a fixed-size server split may hold (``dataset.test_rows``,
+``dataset.validation_rows``): a server's held-out set, not a second dataset."""
+
 DEFAULT_ROUND_TIMEOUT_S = 1800.0
 """Generous: a round that trains for half an hour on one machine is not a test-size run."""
 
@@ -84,16 +88,54 @@ class SyntheticConfig(StrictModel):
 
 
 class DatasetConfig(StrictModel):
-    """A bundled or generated dataset, and how much of it the server keeps."""
+    """A bundled or generated dataset, and how much of it the server keeps.
+
+    The server's test and validation splits come in one of two forms:
+
+    * **fractions** (``test_fraction``, ``validation_fraction``; the default): that
+      share of all rows is held out, stratified by natural id (else label), and the
+      clients share the rest, so the splits grow with the population;
+    * **fixed sizes** (``test_rows``, ``validation_rows``, both together): the
+      server's own held-out set, ``test_rows`` and ``validation_rows`` rows drawn
+      from the data's law apart from every client's rows, as a cross-device
+      server evaluates on data no device holds. Its size is the same at every
+      population size and the clients keep all their rows. Only a generated law
+      can give fresh rows: Synthetic-IID's one shared model and input law
+      (``synthetic.iid: true``). Each split is drawn from its own child of the
+      run's seed tree (``data/server-test``, ``data/server-validation``), so one
+      size does not move the other split's rows.
+
+    Giving ``test_rows`` unsets the fractions' defaults; a fraction given beside a
+    row count is a scenario error naming it. Hub datasets have their own rules
+    (:class:`HubDatasetConfig`).
+    """
+
+    hashed_when_set: ClassVar[frozenset[str]] = frozenset({"test_rows", "validation_rows"})
 
     name: Literal["digits", "breast_cancer", "synthetic"] = "digits"
-    test_fraction: float = Field(0.2, gt=0.0, lt=0.9, description="server-side test split")
-    validation_fraction: float = Field(
+    test_fraction: float | None = Field(
+        0.2, gt=0.0, lt=0.9, description="server-side test split, a share of all rows"
+    )
+    validation_fraction: float | None = Field(
         0.1,
         gt=0.0,
         lt=0.5,
-        description="server-side validation split (the registry's validation results, "
-        "contribution scoring)",
+        description="server-side validation split, a share of all rows (the registry's "
+        "validation results, contribution scoring)",
+    )
+    test_rows: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_SERVER_ROWS,
+        description="a fixed-size server test set drawn from the data's law apart from the "
+        "clients' rows (Synthetic-IID only; replaces test_fraction)",
+    )
+    validation_rows: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_SERVER_ROWS,
+        description="the fixed-size server validation set beside test_rows (replaces "
+        "validation_fraction)",
     )
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
 
@@ -103,6 +145,59 @@ class DatasetConfig(StrictModel):
         if isinstance(value, str) and value not in DATASETS:
             facts(value)  # raises, listing every dataset name
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _rows_replace_fractions(cls, data: Any) -> Any:
+        # A row count takes the place of its fraction: the fraction's default goes, a
+        # fraction written beside it stays and is refused below.
+        if isinstance(data, dict):
+            data = dict(data)
+            for rows, fraction in (
+                ("test_rows", "test_fraction"),
+                ("validation_rows", "validation_fraction"),
+            ):
+                if data.get(rows) is not None and fraction not in data:
+                    data[fraction] = None
+        return data
+
+    @model_validator(mode="after")
+    def _one_form(self) -> DatasetConfig:
+        for rows, fraction in (
+            ("test_rows", "test_fraction"),
+            ("validation_rows", "validation_fraction"),
+        ):
+            given, share = getattr(self, rows), getattr(self, fraction)
+            if given is not None and share is not None:
+                raise ValueError(
+                    f"{fraction}: {rows} ({given}) replaces {fraction}; give one of them"
+                )
+            if given is None and share is None:
+                raise ValueError(f"{fraction}: give {fraction} or {rows}")
+        if (self.test_rows is None) != (self.validation_rows is None):
+            given, missing = (
+                ("test_rows", "validation_rows")
+                if self.validation_rows is None
+                else ("validation_rows", "test_rows")
+            )
+            raise ValueError(
+                f"{missing}: the server's held-out set is either fixed-size or fractions; "
+                f"{given} is given, so give {missing} too"
+            )
+        if (self.test_fraction or 0.0) + (self.validation_fraction or 0.0) >= 0.9:
+            raise ValueError("validation_fraction: test and validation leave < 10% for training")
+        if self.test_rows is not None and (self.name != "synthetic" or not self.synthetic.iid):
+            what = (
+                "Synthetic(α, β) draws one law per client"
+                if self.name == "synthetic"
+                else f"{self.name} is a fixed set of rows"
+            )
+            raise ValueError(
+                "test_rows: a fixed-size server held-out set is drawn from the data's law "
+                f"apart from the clients' rows, which only Synthetic-IID has ({what}); "
+                "use test_fraction and validation_fraction"
+            )
+        return self
 
 
 class HubDatasetConfig(StrictModel):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,15 +48,22 @@ from simulation.rng import SeedTree
 log = logging.getLogger("fedmarket.data")
 
 
+RowLaw = Callable[[int, np.random.Generator], tuple[np.ndarray, np.ndarray]]
+"""Draws ``n`` fresh ``(x, y)`` rows from a generated dataset's law with ``rng``."""
+
+
 @dataclass(frozen=True)
 class RawData:
-    """A whole dataset before splitting. ``groups`` holds natural client ids, if any."""
+    """A whole dataset before splitting. ``groups`` holds natural client ids, if any;
+    ``law`` draws fresh rows from the law the rows came from, where there is one law
+    for every row (Synthetic-IID): a fixed-size server held-out set is drawn with it."""
 
     x: np.ndarray
     y: np.ndarray
     num_classes: int
     input_shape: tuple[int, ...]
     groups: np.ndarray | None = None
+    law: RowLaw | None = None
 
 
 DATASETS: Registry[Any] = Registry("dataset")
@@ -156,7 +164,18 @@ def _synthetic_iid(
         x[row : row + n] = block
         row += n
     groups = np.repeat(np.arange(len(sizes), dtype=np.int64), sizes)
-    return RawData(x, y, c, (d,), groups)
+    return RawData(x, y, c, (d,), groups, functools.partial(_iid_rows, scale, w, b))
+
+
+def _iid_rows(
+    scale: np.ndarray, w: np.ndarray, b: np.ndarray, n: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` fresh Synthetic-IID rows, computed as a client's are (x = 0 + σz in float64,
+    labelled before the cast to float32): the server's own held-out rows."""
+    x = scale * rng.standard_normal((n, len(scale)))
+    x += 0.0
+    y = np.argmax(x @ w.T + b, axis=1).astype(np.int64)
+    return x.astype(np.float32), y
 
 
 @DATASETS.decorator("synthetic")
@@ -260,21 +279,10 @@ def _build_bundled(
     dataset: DatasetConfig, partition: Partition, num_clients: int, tree: SeedTree
 ) -> FederatedData:
     raw: RawData = DATASETS.get(dataset.name)(dataset, num_clients, tree.numpy("generate"))
-    n = len(raw.y)
-    idx = np.arange(n)
-    strat = raw.groups if raw.groups is not None else raw.y
-    rest, test = split_off(idx, dataset.test_fraction, tree.integer("test") % (2**32), strat)
-    val = np.array([], dtype=np.int64)
-    if dataset.validation_fraction > 0:
-        frac = dataset.validation_fraction / (1.0 - dataset.test_fraction)
-        rest, val = split_off(rest, frac, tree.integer("validation") % (2**32), strat[rest])
-    # IidPartitioner shards contiguously: shuffle the training rows first.
-    train = tree.numpy("shuffle").permutation(np.sort(rest))
-    x = raw.x
-    if dataset.name == "breast_cancer":
-        mean = x[train].mean(axis=0)
-        std = x[train].std(axis=0) + 1e-8
-        x = ((x - mean) / std).astype(np.float32)
+    if dataset.test_rows is None:
+        x, train, val, test = _fractions_held_out(dataset, raw, tree)
+    else:
+        x, train, val, test = _server_held_out(dataset, raw, tree)
     groups = raw.groups[train] if raw.groups is not None else None
     parts = partition_indices(
         raw.y[train],
@@ -295,8 +303,8 @@ def _build_bundled(
         x_train=np.take(x, train, axis=0),
         y_train=raw.y[train],
         partitions=parts,
-        val=Split(np.take(x, np.sort(val), axis=0), raw.y[np.sort(val)]),
-        test=Split(np.take(x, np.sort(test), axis=0), raw.y[np.sort(test)]),
+        val=val,
+        test=test,
         num_classes=raw.num_classes,
         input_shape=raw.input_shape,
         class_names=info.class_names or tuple(str(i) for i in range(raw.num_classes)),
@@ -306,11 +314,54 @@ def _build_bundled(
         "dataset %s: %d train / %d val / %d test, client sizes %s",
         dataset.name,
         len(train),
-        len(val),
-        len(test),
+        len(val.y),
+        len(test.y),
         data.sizes(),
     )
     return data
+
+
+HeldOut = tuple[np.ndarray, np.ndarray, Split, Split]
+"""``(features, the clients' rows in shuffled order, validation split, test split)``."""
+
+
+def _fractions_held_out(dataset: DatasetConfig, raw: RawData, tree: SeedTree) -> HeldOut:
+    """``test_fraction`` and ``validation_fraction`` of all rows, stratified by natural
+    id (else label); the clients share the rest."""
+    assert dataset.test_fraction is not None and dataset.validation_fraction is not None
+    idx = np.arange(len(raw.y))
+    strat = raw.groups if raw.groups is not None else raw.y
+    rest, test = split_off(idx, dataset.test_fraction, tree.integer("test") % (2**32), strat)
+    val = np.array([], dtype=np.int64)
+    if dataset.validation_fraction > 0:
+        frac = dataset.validation_fraction / (1.0 - dataset.test_fraction)
+        rest, val = split_off(rest, frac, tree.integer("validation") % (2**32), strat[rest])
+    # IidPartitioner shards contiguously: shuffle the training rows first.
+    train = tree.numpy("shuffle").permutation(np.sort(rest))
+    x = raw.x
+    if dataset.name == "breast_cancer":
+        mean = x[train].mean(axis=0)
+        std = x[train].std(axis=0) + 1e-8
+        x = ((x - mean) / std).astype(np.float32)
+    val, test = np.sort(val), np.sort(test)
+    return (
+        x,
+        train,
+        Split(np.take(x, val, axis=0), raw.y[val]),
+        Split(np.take(x, test, axis=0), raw.y[test]),
+    )
+
+
+def _server_held_out(dataset: DatasetConfig, raw: RawData, tree: SeedTree) -> HeldOut:
+    """``test_rows`` and ``validation_rows`` fresh rows from the data's law, each split
+    from its own seed-tree child; every generated row stays with its client."""
+    assert dataset.test_rows is not None and dataset.validation_rows is not None
+    if raw.law is None:  # the schema admits test_rows only where there is one law
+        raise ValueError(f"dataset.test_rows: {dataset.name} has no law to draw fresh rows from")
+    train = tree.numpy("shuffle").permutation(len(raw.y))
+    val = Split(*raw.law(dataset.validation_rows, tree.numpy("server-validation")))
+    test = Split(*raw.law(dataset.test_rows, tree.numpy("server-test")))
+    return raw.x, train, val, test
 
 
 def split_off(

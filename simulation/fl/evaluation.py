@@ -36,7 +36,7 @@ from sklearn.utils.extmath import _nanaverage
 from torch import nn
 
 from simulation.fl.models import parameter_count, state_aliases
-from simulation.fl.training import predict, scores
+from simulation.fl.training import predict, scored
 from simulation.registry import Registry
 
 __all__ = [
@@ -217,9 +217,7 @@ def split_metrics(
     ``groups``, the equalized-odds difference of ``model`` on ``(x, y)``."""
     if len(y) == 0:
         raise ValueError("cannot evaluate a model on an empty split")
-    logits = predict(model, x, input_shape)
-    loss, acc = scores(logits, y)
-    pred = logits.argmax(axis=1)
+    loss, acc, pred = scored(predict(model, x, input_shape), y)
     per_class = _class_scores(y, pred, num_classes)
     p, r, f = per_class.macro()
     eod = equalized_odds_difference(y, pred, groups) if groups is not None else None

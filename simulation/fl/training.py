@@ -411,11 +411,20 @@ def evaluate(
 def scores(logits: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of class scores ``logits`` against labels ``y``
     (so a caller that also needs the predictions runs the model once)."""
+    loss, acc, _ = scored(logits, y)
+    return loss, acc
+
+
+def scored(logits: np.ndarray, y: np.ndarray) -> tuple[float, float, np.ndarray]:
+    """:func:`scores` and the predicted classes, one ``argmax`` for both: numpy's and
+    torch's both pick the first maximal (or first NaN) score, so the predictions are
+    the ones ``logits.argmax(axis=1)`` gives."""
     scores_ = torch.from_numpy(logits)
     target = torch.from_numpy(y.astype(np.int64))
     loss = float(nn.functional.cross_entropy(scores_, target))
-    acc = float((scores_.argmax(dim=1) == target).float().mean())
-    return loss, acc
+    pred = scores_.argmax(dim=1)
+    acc = float((pred == target).float().mean())
+    return loss, acc, pred.numpy()
 
 
 def _task_rows(
