@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from flwr.app import (
@@ -39,13 +40,19 @@ from flwr.app import (
 from flwr.clientapp import ClientApp
 from flwr.common.constant import ErrorCode
 
-from marketplace.keyring import Keyring
 from simulation.fl.data_file import RUN_CONFIG_KEY
 from simulation.fl.messages import QUERY_DP_SGD, ReplyMetrics
-from simulation.fl.node_signing import SIGNATURE, sign_contribution
 from simulation.fl.own_data import OwnPartition
 from simulation.fl.protocol import client_error
-from simulation.fl.training import ClientTask, run_client_task
+
+if TYPE_CHECKING:
+    from marketplace.keyring import Keyring
+
+# Training (torch) and node signing (the ledger) are imported where they are used:
+# ``flwr-simulation`` imports this module to check that the ClientApp loads before
+# it connects to Ray and starts the actors, and on that path torch cost ~3 CPU-s
+# (the ServerApp thread imports it meanwhile anyway). An actor imports them while
+# it answers its node query, as before, before its first task.
 
 log = logging.getLogger("fedmarket.client")
 
@@ -65,6 +72,8 @@ app = ClientApp()
 def query(msg: Message, context: Context) -> Message:
     """Report which data partition this node holds."""
     # What the first task needs is imported now, while the server builds its world.
+    import simulation.fl.training  # torch
+
     if not context.node_config.get(DATA_PATH) and not context.run_config.get(RUN_CONFIG_KEY):
         # A simulated client under `flwr run` rebuilds the federated data.
         import simulation.fl.data  # noqa: F401
@@ -88,6 +97,8 @@ def train(msg: Message, context: Context) -> Message:
 
 
 def _train(msg: Message, context: Context) -> Message:
+    from simulation.fl.training import ClientTask, run_client_task
+
     task = ClientTask.model_validate_json(str(msg.content["config"]["task"]))
     arrays = msg.content["arrays"]
     if not isinstance(arrays, ArrayRecord):
@@ -109,6 +120,8 @@ def _train(msg: Message, context: Context) -> Message:
     )
     content = RecordDict({"arrays": reply_arrays, "metrics": metrics})
     if task.sign is not None:
+        from simulation.fl.node_signing import SIGNATURE, sign_contribution
+
         signature = sign_contribution(
             task.sign,
             keyring=_node_keyring(context),
@@ -124,6 +137,8 @@ def _train(msg: Message, context: Context) -> Message:
 def _node_keyring(context: Context) -> Keyring:
     """This participant's keyring (node config ``keyring-path``): it signs with its own
     account key, derived from the file on its own host."""
+    from marketplace.keyring import Keyring
+
     path = str(context.node_config.get(KEYRING_PATH, ""))
     if not path:
         raise ValueError(f"the task asks for a signature but the node config has no {KEYRING_PATH}")

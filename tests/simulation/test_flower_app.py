@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 import tomllib
@@ -50,6 +52,20 @@ def test_the_app_fedmarket_submits_is_the_one_pyproject_declares() -> None:
     assert "node-signed" in declared["app"]["config"]
     # A [tool.flwr.federations] table makes `flwr run .` rewrite pyproject.toml.
     assert "federations" not in declared
+
+
+def test_loading_the_client_app_imports_no_torch() -> None:
+    """flwr-simulation loads the ClientApp (to check it loads) before it connects to Ray
+    and starts the actors: torch there would delay every actor's start."""
+    probe = (
+        "import sys; import simulation.fl.client_app; "
+        "print(sorted(m for m in ('torch', 'opacus', 'marketplace.ledger') if m in sys.modules))"
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"
 
 
 def test_console_script_points_at_the_cli() -> None:
