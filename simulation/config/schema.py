@@ -55,6 +55,10 @@ def client_account(index: int) -> str:
 MAX_SERVER_ROWS = 1_000_000
 """The most rows a fixed-size server split may hold (``dataset.test_rows``,
 ``dataset.validation_rows``): a server's held-out set, not a second dataset."""
+MAX_SERVER_VALUES = 100_000_000
+"""The most values (rows × ``synthetic.dim``) one fixed-size server split may hold,
+0.8 GB in float64, so a size the machine cannot draw is a scenario error, not an
+out-of-memory kill."""
 
 DEFAULT_ROUND_TIMEOUT_S = 1800.0
 """Generous: a round that trains for half an hour on one machine is not a test-size run."""
@@ -105,7 +109,7 @@ class DatasetConfig(StrictModel):
       run's seed tree (``data/server-test``, ``data/server-validation``), so one
       size does not move the other split's rows.
 
-    Giving ``test_rows`` unsets the fractions' defaults; a fraction given beside a
+    Each row count drops its own fraction's default; a fraction given beside a
     row count is a scenario error naming it. Hub datasets have their own rules
     (:class:`HubDatasetConfig`).
     """
@@ -186,6 +190,13 @@ class DatasetConfig(StrictModel):
             )
         if (self.test_fraction or 0.0) + (self.validation_fraction or 0.0) >= 0.9:
             raise ValueError("validation_fraction: test and validation leave < 10% for training")
+        for rows in ("test_rows", "validation_rows"):
+            values = (getattr(self, rows) or 0) * self.synthetic.dim
+            if values > MAX_SERVER_VALUES:
+                raise ValueError(
+                    f"{rows}: {values:,} values ({rows} × synthetic.dim) is over the "
+                    f"{MAX_SERVER_VALUES:,} a server held-out split may hold"
+                )
         if self.test_rows is not None and (self.name != "synthetic" or not self.synthetic.iid):
             what = (
                 "Synthetic(α, β) draws one law per client"

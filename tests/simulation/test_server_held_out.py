@@ -7,11 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from simulation.config.schema import DatasetConfig, NaturalPartition, Scenario, SyntheticConfig
 from simulation.errors import ScenarioError
 from simulation.fl.data import _build_cached, build_federated_data
-from simulation.fl.training import DataSpec
+from simulation.fl.training import DataSpec, scored
 from simulation.rng import SeedTree
 from simulation.scenario.load import load_scenario
 
@@ -99,6 +101,10 @@ def test_a_fixed_size_the_data_cannot_give_is_a_scenario_error(
         (["dataset.synthetic.iid=false"], rf"dataset.test_rows -> {FIXED_SET}.*one law per client"),
         (["dataset.test_fraction=0.1"], r"dataset.test_fraction -> test_rows \(10000\) replaces"),
         (["dataset.validation_fraction=0.05"], "dataset.validation_fraction -> validation_rows"),
+        (  # 1,000,000 rows × 200 features: 1.6 GB in float64
+            ["dataset.test_rows=1000000", "dataset.synthetic.dim=200"],
+            r"dataset.test_rows -> 200,000,000 values \(test_rows × synthetic.dim\)",
+        ),
     ],
 )
 def test_cross_device_refuses_what_its_held_out_set_cannot_honour(
@@ -117,3 +123,24 @@ def test_a_dumped_fixed_size_scenario_validates_again_with_its_hash() -> None:
     assert again == sc and again.sha256() == sc.sha256()
     spec = DataSpec.of(sc)  # what a ClientApp rebuilds its data from
     assert DataSpec.model_validate_json(spec.model_dump_json()) == spec
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.lists(
+            st.sampled_from([0.0, 1.0, 2.0, float("nan"), float("inf"), -float("inf")]),
+            min_size=3,
+            max_size=3,
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_scored_predicts_what_numpy_argmax_predicts(rows: list[list[float]]) -> None:
+    # Ties, NaN and ±inf: torch's argmax (used for accuracy and class scores) picks
+    # the class numpy's first-maximum rule picks, as int64.
+    logits = np.asarray(rows, dtype=np.float32)
+    _, _, pred = scored(logits, np.zeros(len(rows), dtype=np.int64))
+    assert pred.dtype == np.int64
+    assert pred.tolist() == logits.argmax(axis=1).tolist()
