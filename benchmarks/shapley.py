@@ -434,6 +434,9 @@ class Tally:
     exact_ms: list[float] = field(default_factory=list)
     ties: list[int] = field(default_factory=list)
     ends: list[tuple[float, float]] = field(default_factory=list)
+    agreement: list[float] = field(default_factory=list)
+    """Per seed, ``Σᵢ|Σ_r φᵢʳ| / Σ_r Σᵢ|φᵢʳ|`` of exact's values: below 1 when clients'
+    values change sign from round to round, which shrinks the summed values' scale."""
     """Each round's ``U(∅)`` and ``U(N)``: the gain sets what the truncation rules cut."""
     last: dict[str, np.ndarray] = field(default_factory=dict)
     """The latest round's estimates, by estimator."""
@@ -505,7 +508,7 @@ def _report(
     tallies = {i: Tally() for i in indices} if per_index else {}
     tally = Tally()
     for seed in range(seeds):
-        summed_exact = np.zeros(n)
+        summed_exact, summed_abs = np.zeros(n), 0.0
         summed: dict[str, np.ndarray] = {}
         reputations = CGSV()
         for index, rec in zip(
@@ -515,9 +518,11 @@ def _report(
             into = tallies[index] if per_index else tally
             exact = _score_round(rec, n, seed + 1000 * (index - 2), into, curve, reputations)
             summed_exact += exact
+            summed_abs += float(np.abs(exact).sum())
             for name, estimate in into.last.items():
                 summed[name] = summed.get(name, np.zeros(n)) + estimate
         if len(indices) > 1 and not per_index:
+            tally.agreement.append(float(np.abs(summed_exact).sum()) / summed_abs)
             for name, total in summed.items():
                 tally.summed.setdefault(name, []).append(_errors(total, summed_exact))
     if per_index:
@@ -564,6 +569,12 @@ def _score_round(
     return exact
 
 
+def _mean_se(values: np.ndarray) -> str:
+    """Mean over seeds ± its standard error: is a mean near a target within the seeds' noise?"""
+    se = values.std(ddof=1) / math.sqrt(len(values)) if len(values) > 1 else float("nan")
+    return f"{values.mean():.3f} ± {se:.3f}"
+
+
 def _print(label: str, n: int, seeds_rounds: tuple[int, int], kind: str, tally: Tally) -> None:
     seeds, rounds = seeds_rounds
     print(
@@ -605,8 +616,14 @@ def _print(label: str, n: int, seeds_rounds: tuple[int, int], kind: str, tally: 
             name, budget = key.split("|")
             a = np.array(values, dtype=np.float64)
             summed_curves.setdefault(name, []).append(
-                f"{budget}: {a[:, 0].mean():.3f} (rho {np.nanmean(a[:, 2]):.2f})"
+                f"{budget}: {_mean_se(a[:, 0])} (worst seed {a[:, 0].max():.3f}; rho "
+                f"{np.nanmean(a[:, 2]):.2f})"
             )
+    if tally.agreement:
+        print(
+            f"  summed over {rounds} rounds: exact's sum_i |sum_r phi| / sum_r sum_i |phi| mean "
+            f"{np.mean(tally.agreement):.2f} (min {np.min(tally.agreement):.2f})"
+        )
     for name, points in summed_curves.items():
         print(f"  summed over {rounds} rounds, curve {name}: {'  '.join(points)}")
     for name, values in tally.summed.items():
@@ -614,8 +631,8 @@ def _print(label: str, n: int, seeds_rounds: tuple[int, int], kind: str, tally: 
             continue
         a = np.array(values, dtype=np.float64)
         print(
-            f"  summed over {rounds} rounds {name:<12} relL1 {a[:, 0].mean():.3f} "
-            f"maxErr {a[:, 1].mean():.3f} rho {np.nanmean(a[:, 2]):.3f} "
+            f"  summed over {rounds} rounds {name:<12} relL1 {_mean_se(a[:, 0])} (worst "
+            f"seed {a[:, 0].max():.3f}) maxErr {a[:, 1].mean():.3f} rho {np.nanmean(a[:, 2]):.3f} "
             f"(min {np.nanmin(a[:, 2]):.3f})"
         )
     shares = np.mean([sp.share_by_position for sp in tally.spread], axis=0)
