@@ -4,6 +4,7 @@ Run from the repository root::
 
     .venv/bin/python benchmarks/shapley.py                 # N = 8, 10, 12; 5 seeds
     .venv/bin/python benchmarks/shapley.py --sizes 8 --seeds 2 --utility both
+    .venv/bin/python benchmarks/shapley.py --sizes 10 --at 2 5 10 20  # one table per round
 
 Rounds are real: for each scenario (``quickstart``: IID digits under DP-SGD;
 ``free_riders`` with a Dirichlet(0.5) label skew, 30 % free-riders), client
@@ -11,7 +12,9 @@ count N and seed, the clients train one FedAvg round from the seeded initial
 model and then a second round, exactly as ``run_client_task`` trains them in a
 run; the second round's updates are recorded (``--rounds R``: rounds 2..R+1 of the
 same run, each scored, and the per-client values summed over them compared too:
-FedSV accumulation, what the market pays on). A coalition's utility is the
+FedSV accumulation, what the market pays on; ``--at 2 5 10 20``: those rounds, one
+table per round index). ``free_riders(shipped)`` is the shipped file at its own
+settings (IID, no DP), beside the non-IID variant. A coalition's utility is the
 model rebuilt from its members' updates (FedAvg over the coalition, GTG-Shapley's
 "no retraining") scored on the server's validation split: by default the
 negative validation cross-entropy (``--utility loss``); ``accuracy`` is the
@@ -29,16 +32,18 @@ uniform or guided (GTG) permutation estimator follows, computed from exact's
 table, and how many permutations fit in 1/5 of exact's calls. CGSV and cosine
 make no utility calls; judge them by ρ. The targets (issue 13) are for TMC and
 GTG at N = 10 on the non-IID scenario: ≤ 1/5 of exact's calls, ≤ 15 % relative
-L1, ρ ≥ 0.8.
+L1, ρ ≥ 0.8. The curves print ρ too, and a table's header the rounds' gain
+``|U(N) − U(∅)|``, what every truncation rule is measured against.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,7 +87,11 @@ SCENARIOS = {
         "free_riders.yaml",
         ["partition={kind: dirichlet, alpha: 0.5, min_partition_size: 5}"],
     ),
+    # The shipped file at its own settings (IID digits, no DP), for comparison.
+    "free_riders(shipped)": ("free_riders.yaml", []),
 }
+#: What a plain run and ``--stability`` measure.
+DEFAULT_SCENARIOS = ("quickstart(iid,dp)", "free_riders(dir0.5)")
 
 
 @dataclass
@@ -153,10 +162,10 @@ def _sized(file: str, n: int) -> list[str]:
 
 
 def record_rounds(
-    file: str, overrides: list[str], n: int, seed: int, utility: str, first: int = 2, count: int = 1
+    file: str, overrides: list[str], n: int, seed: int, utility: str, indices: Sequence[int]
 ) -> list[RecordedRound]:
-    """Train rounds 1..``first + count - 1`` of ``file`` with ``n`` clients (FedAvg of every
-    reply between rounds) and return the updates of rounds ``first``..``first + count - 1``."""
+    """Train rounds 1..``max(indices)`` of ``file`` with ``n`` clients (FedAvg of every
+    reply between rounds) and return the updates of the rounds in ``indices``, in order."""
     sc = load_scenario(ROOT / "scenarios" / file, [*overrides, *_sized(file, n)], seed)
     tree = SeedTree(sc.seed)
     spec = DataSpec(dataset=sc.dataset, partition=sc.partition, num_clients=n, seed=sc.seed)
@@ -178,10 +187,10 @@ def record_rounds(
     half = len(data.y_val) // 2
     free = frozenset(c for c in range(n) if pop.group_of.get(c) is not None)
     recorded = []
-    for r in range(1, first + count):
+    for r in range(1, max(indices) + 1):
         replies = _train_round(sc, spec, pop, tree, glob, r)
         base = _flat(glob)
-        if r >= first:
+        if r in indices:
             recorded.append(
                 RecordedRound(
                     base,
@@ -202,7 +211,7 @@ def record_round(
     file: str, overrides: list[str], n: int, seed: int, utility: str, round_: int = 2
 ) -> RecordedRound:
     """The updates of round ``round_`` alone (see :func:`record_rounds`)."""
-    return record_rounds(file, overrides, n, seed, utility, first=round_)[0]
+    return record_rounds(file, overrides, n, seed, utility, [round_])[0]
 
 
 Estimator = Callable[[Utility, RecordedRound, np.random.Generator], ContributionResult]
@@ -231,6 +240,10 @@ def estimators(n: int, reputations: CGSV) -> dict[str, Estimator]:
     }
 
 
+#: GTG's between-round tolerance as shipped (the authors' ``round_trunc_threshold``).
+GTG_BETWEEN_ROUND: float = (
+    inspect.signature(gtg_shapley).parameters["between_round_tolerance"].default
+)
 #: Truncation tolerances the curves sweep: none (unbiased), GTG's shipped 1 %, TMC's
 #: shipped 5 % of the round's gain, and 20 %.
 CURVE_TOLERANCES = (0.0, 0.01, 0.05, 0.2)
@@ -298,7 +311,17 @@ def main() -> None:
         help="score rounds 2..R+1 of each seed's run and also compare the values summed "
         "over those rounds (FedSV accumulation, what the market pays on)",
     )
-    parser.add_argument("--scenarios", nargs="+", choices=list(SCENARIOS), default=list(SCENARIOS))
+    parser.add_argument(
+        "--at",
+        type=int,
+        nargs="+",
+        metavar="ROUND",
+        help="score these rounds (>= 2) of each seed's run instead (e.g. 2 5 10 20), one "
+        "table per round: does the error depend on how far training has gone?",
+    )
+    parser.add_argument(
+        "--scenarios", nargs="+", choices=list(SCENARIOS), default=list(DEFAULT_SCENARIOS)
+    )
     parser.add_argument(
         "--reference-cost",
         action="store_true",
@@ -311,6 +334,8 @@ def main() -> None:
         help="only compare the utilities: exact Shapley on each half of the validation split",
     )
     args = parser.parse_args()
+    if args.at is not None and min(args.at) < 2:
+        parser.error("--at: the first round scored is 2 (round 1 starts from the untrained model)")
     torch.set_num_threads(1)
     if args.stability:
         _stability(args.stability, args.seeds)
@@ -323,8 +348,15 @@ def main() -> None:
         for label in args.scenarios:
             file, overrides = SCENARIOS[label]
             for n in args.sizes:
+                indices = args.at or list(range(2, args.rounds + 2))
                 _report(
-                    label, file, overrides, n, (args.seeds, args.rounds), kind, not args.no_curves
+                    label,
+                    file,
+                    overrides,
+                    n,
+                    (args.seeds, indices),
+                    kind,
+                    (not args.no_curves, args.at is not None),
                 )
 
 
@@ -369,7 +401,8 @@ def _stability(n: int, seeds: int) -> None:
     """How much of exact Shapley is the validation sample? Spearman between the values
     computed on the two halves of the validation split, per utility (1 = stable)."""
     print(f"\n== utility stability: exact Shapley on each half of the validation split, N={n}")
-    for label, (file, overrides) in SCENARIOS.items():
+    for label in DEFAULT_SCENARIOS:
+        file, overrides = SCENARIOS[label]
         for kind in ("loss", "accuracy"):
             rhos = []
             for seed in range(seeds):
@@ -394,12 +427,17 @@ class Tally:
     """What one (scenario, N) table accumulates over seeds and rounds."""
 
     rows: dict[str, list[tuple[float, ...]]] = field(default_factory=dict)
-    sweeps: dict[str, dict[str, list[tuple[float, float]]]] = field(default_factory=dict)
+    sweeps: dict[str, dict[str, list[tuple[float, float, float]]]] = field(default_factory=dict)
     summed: dict[str, list[tuple[float, float, float]]] = field(default_factory=dict)
     spread: list[Spread] = field(default_factory=list)
     exact_calls: int = 0
     exact_ms: list[float] = field(default_factory=list)
     ties: list[int] = field(default_factory=list)
+    ends: list[tuple[float, float]] = field(default_factory=list)
+    agreement: list[float] = field(default_factory=list)
+    """Per seed, ``Σᵢ|Σ_r φᵢʳ| / Σ_r Σᵢ|φᵢʳ|`` of exact's values: below 1 when clients'
+    values change sign from round to round, which shrinks the summed values' scale."""
+    """Each round's ``U(∅)`` and ``U(N)``: the gain sets what the truncation rules cut."""
     last: dict[str, np.ndarray] = field(default_factory=dict)
     """The latest round's estimates, by estimator."""
 
@@ -459,26 +497,39 @@ def _report(
     file: str,
     overrides: list[str],
     n: int,
-    seeds_rounds: tuple[int, int],
+    seeds_rounds: tuple[int, Sequence[int]],
     kind: str,
-    curve: bool,
+    options: tuple[bool, bool],
 ) -> None:
-    seeds, rounds = seeds_rounds
+    """One table over seeds: of the rounds in ``indices`` together (their values also
+    summed per client), or with ``per_index`` one table per round index."""
+    seeds, indices = seeds_rounds
+    curve, per_index = options
+    tallies = {i: Tally() for i in indices} if per_index else {}
     tally = Tally()
     for seed in range(seeds):
-        summed_exact = np.zeros(n)
+        summed_exact, summed_abs = np.zeros(n), 0.0
         summed: dict[str, np.ndarray] = {}
         reputations = CGSV()
-        for k, rec in enumerate(record_rounds(file, overrides, n, seed, kind, count=rounds)):
-            # Fresh permutations each round (round k of seed s draws from seed s + 1000 k).
-            exact = _score_round(rec, n, seed + 1000 * k, tally, curve, reputations)
+        for index, rec in zip(
+            indices, record_rounds(file, overrides, n, seed, kind, indices), strict=True
+        ):
+            # Fresh permutations each round (round r of seed s draws from seed s + 1000 (r - 2)).
+            into = tallies[index] if per_index else tally
+            exact = _score_round(rec, n, seed + 1000 * (index - 2), into, curve, reputations)
             summed_exact += exact
-            for name, estimate in tally.last.items():
+            summed_abs += float(np.abs(exact).sum())
+            for name, estimate in into.last.items():
                 summed[name] = summed.get(name, np.zeros(n)) + estimate
-        if rounds > 1:
+        if len(indices) > 1 and not per_index:
+            tally.agreement.append(float(np.abs(summed_exact).sum()) / summed_abs)
             for name, total in summed.items():
                 tally.summed.setdefault(name, []).append(_errors(total, summed_exact))
-    _print(label, n, (seeds, rounds), kind, tally)
+    if per_index:
+        for index, one in tallies.items():
+            _print(f"{label}  round {index}", n, (seeds, 1), kind, one)
+    else:
+        _print(label, n, (seeds, len(indices)), kind, tally)
 
 
 def _score_round(
@@ -495,6 +546,7 @@ def _score_round(
     tally.ties.append(len(exact) - len(np.unique(np.round(exact, 12))))
     values = np.array([shared(frozenset(i for i in range(n) if m >> i & 1)) for m in range(1 << n)])
     tally.spread.append(_spread(values, exact))
+    tally.ends.append((float(values[0]), float(values[-1])))
     tally.last = {}
     for name, method in estimators(n, reputations).items():
         started = time.perf_counter()  # a fresh utility: the wall time is the estimator's own
@@ -510,11 +562,17 @@ def _score_round(
             for budget, method in budgets:
                 result = method(shared, rec, np.random.default_rng(seed))
                 tally.last[f"{name}|{budget}"] = np.array(result.scores)
-                err = _errors(np.array(result.scores), exact)[0]
+                err, _, rho = _errors(np.array(result.scores), exact)
                 tally.sweeps.setdefault(name, {}).setdefault(budget, []).append(
-                    (result.utility_calls, err)
+                    (result.utility_calls, err, rho)
                 )
     return exact
+
+
+def _mean_se(values: np.ndarray) -> str:
+    """Mean over seeds ± its standard error: is a mean near a target within the seeds' noise?"""
+    se = values.std(ddof=1) / math.sqrt(len(values)) if len(values) > 1 else float("nan")
+    return f"{values.mean():.3f} ± {se:.3f}"
 
 
 def _print(label: str, n: int, seeds_rounds: tuple[int, int], kind: str, tally: Tally) -> None:
@@ -523,6 +581,14 @@ def _print(label: str, n: int, seeds_rounds: tuple[int, int], kind: str, tally: 
         f"\n== {label}  N={n}  utility={kind}  seeds={seeds}  rounds={rounds}  exact: "
         f"{tally.exact_calls} calls, {np.mean(tally.exact_ms):.0f} ms; tied exact values per "
         f"round: {np.mean(tally.ties):.1f}"
+    )
+    ends = np.array(tally.ends)
+    gain = np.abs(ends[:, 1] - ends[:, 0])
+    print(
+        f"  gain |U(N) - U(∅)| mean {gain.mean():.4f} (min {gain.min():.4f}, max "
+        f"{gain.max():.4f}); U(N) mean {ends[:, 1].mean():.4f}; |U(N)|/gain median "
+        f"{np.median(np.abs(ends[:, 1]) / np.maximum(gain, 1e-12)):.1f}; rounds GTG skips "
+        f"(gain <= {GTG_BETWEEN_ROUND:g}): {int((gain <= GTG_BETWEEN_ROUND).sum())} of {len(gain)}"
     )
     header = (
         f"{'method':<12} {'calls':>7} {'/exact':>7} {'relL1':>7} {'maxErr':>7} "
@@ -539,7 +605,8 @@ def _print(label: str, n: int, seeds_rounds: tuple[int, int], kind: str, tally: 
         )
     for name, budgets in tally.sweeps.items():
         points = "  ".join(
-            f"{b}: {np.mean([c for c, _ in v]):.0f} calls -> {np.mean([e for _, e in v]):.3f}"
+            f"{b}: {np.mean([c for c, _, _ in v]):.0f} calls -> {np.mean([e for _, e, _ in v]):.3f}"
+            f" (rho {np.nanmean([r for _, _, r in v]):.2f})"
             for b, v in budgets.items()
         )
         print(f"  curve {name}: {points}")
@@ -549,8 +616,14 @@ def _print(label: str, n: int, seeds_rounds: tuple[int, int], kind: str, tally: 
             name, budget = key.split("|")
             a = np.array(values, dtype=np.float64)
             summed_curves.setdefault(name, []).append(
-                f"{budget}: {a[:, 0].mean():.3f} (rho {np.nanmean(a[:, 2]):.2f})"
+                f"{budget}: {_mean_se(a[:, 0])} (worst seed {a[:, 0].max():.3f}; rho "
+                f"{np.nanmean(a[:, 2]):.2f})"
             )
+    if tally.agreement:
+        print(
+            f"  summed over {rounds} rounds: exact's sum_i |sum_r phi| / sum_r sum_i |phi| mean "
+            f"{np.mean(tally.agreement):.2f} (min {np.min(tally.agreement):.2f})"
+        )
     for name, points in summed_curves.items():
         print(f"  summed over {rounds} rounds, curve {name}: {'  '.join(points)}")
     for name, values in tally.summed.items():
@@ -558,8 +631,8 @@ def _print(label: str, n: int, seeds_rounds: tuple[int, int], kind: str, tally: 
             continue
         a = np.array(values, dtype=np.float64)
         print(
-            f"  summed over {rounds} rounds {name:<12} relL1 {a[:, 0].mean():.3f} "
-            f"maxErr {a[:, 1].mean():.3f} rho {np.nanmean(a[:, 2]):.3f} "
+            f"  summed over {rounds} rounds {name:<12} relL1 {_mean_se(a[:, 0])} (worst "
+            f"seed {a[:, 0].max():.3f}) maxErr {a[:, 1].mean():.3f} rho {np.nanmean(a[:, 2]):.3f} "
             f"(min {np.nanmin(a[:, 2]):.3f})"
         )
     shares = np.mean([sp.share_by_position for sp in tally.spread], axis=0)
