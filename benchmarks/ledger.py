@@ -57,6 +57,8 @@ from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
+import _proc  # benchmarks/_proc.py, beside this script
+
 from marketplace import TOKEN, Keyring, Market, PrivacyAudit, audit_ledger
 from marketplace.canonical import JSON
 from marketplace.entries import Entry
@@ -495,14 +497,7 @@ def _side_by_side(ref: str, sizes: list[int], args: argparse.Namespace, root: Pa
     """Each size measured with ``ref``'s marketplace and with this tree's, alternately,
     each in a fresh process (the same driver: this file), and the ratios printed."""
     here = Path(__file__).resolve().parent.parent
-    old_tree = root / "ref"
-    old_tree.mkdir()
-    archive = subprocess.run(
-        ["git", "-C", os.fspath(here), "archive", ref, "marketplace"],
-        check=True,
-        capture_output=True,
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", os.fspath(old_tree)], input=archive, check=True)
+    old_tree = _proc.export_ref(here, ref, root / "ref", "marketplace")
     print(f"side by side: this tree against {ref} (CPU per entry, new vs old)")
     for n in sizes:
         olds, news = [], []

@@ -39,7 +39,6 @@ L1, ρ ≥ 0.8. The curves print ρ too, and a table's header the rounds' gain
 from __future__ import annotations
 
 import argparse
-import inspect
 import math
 import sys
 import time
@@ -56,6 +55,7 @@ sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
 from marketplace.contribution import (  # noqa: E402
     CGSV,
+    GTG_BETWEEN_ROUND_TOLERANCE,
     ContributionResult,
     MemoizedUtility,
     RoundData,
@@ -67,7 +67,7 @@ from marketplace.contribution import (  # noqa: E402
     leave_one_out,
     tmc_shapley,
 )
-from simulation.config.schema import Scenario  # noqa: E402
+from simulation.config.schema import Scenario, client_account  # noqa: E402
 from simulation.fl.models import build_model, load_numpy, state_to_numpy  # noqa: E402
 from simulation.fl.training import (  # noqa: E402
     ClientTask,
@@ -138,7 +138,7 @@ def _train_round(
         task = ClientTask(
             round=round_,
             client_index=c,
-            account=f"client-{c:03d}",
+            account=client_account(c),
             data=spec,
             model=sc.model,
             training=sc.training,
@@ -170,7 +170,7 @@ def record_rounds(
     tree = SeedTree(sc.seed)
     spec = DataSpec(dataset=sc.dataset, partition=sc.partition, num_clients=n, seed=sc.seed)
     data = spec.build()
-    accounts = [f"client-{c:03d}" for c in range(n)]
+    accounts = [client_account(c) for c in range(n)]
     pop = Population.create(sc, accounts, tree)
     model = build_model(sc.model, data.input_shape, data.num_classes, tree.torch("init"))
     glob = state_to_numpy(model)
@@ -227,7 +227,7 @@ def estimators(n: int, reputations: CGSV) -> dict[str, Estimator]:
             num_clients=n,
             updates=r.deltas,
             weights=tuple(float(c) for c in r.counts),
-            clients=tuple(f"client-{c:03d}" for c in range(n)),
+            clients=tuple(client_account(c) for c in range(n)),
         )
         return reputations.evaluate(data, rng=rng)
 
@@ -241,9 +241,6 @@ def estimators(n: int, reputations: CGSV) -> dict[str, Estimator]:
 
 
 #: GTG's between-round tolerance as shipped (the authors' ``round_trunc_threshold``).
-GTG_BETWEEN_ROUND: float = (
-    inspect.signature(gtg_shapley).parameters["between_round_tolerance"].default
-)
 #: Truncation tolerances the curves sweep: none (unbiased), GTG's shipped 1 %, TMC's
 #: shipped 5 % of the round's gain, and 20 %.
 CURVE_TOLERANCES = (0.0, 0.01, 0.05, 0.2)
@@ -336,6 +333,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.at is not None and min(args.at) < 2:
         parser.error("--at: the first round scored is 2 (round 1 starts from the untrained model)")
+    if args.at is not None:
+        args.at = sorted(set(args.at))  # the rounds are recorded in order, each once
     torch.set_num_threads(1)
     if args.stability:
         _stability(args.stability, args.seeds)
@@ -434,10 +433,10 @@ class Tally:
     exact_ms: list[float] = field(default_factory=list)
     ties: list[int] = field(default_factory=list)
     ends: list[tuple[float, float]] = field(default_factory=list)
+    """Each round's ``U(∅)`` and ``U(N)``: the gain sets what the truncation rules cut."""
     agreement: list[float] = field(default_factory=list)
     """Per seed, ``Σᵢ|Σ_r φᵢʳ| / Σ_r Σᵢ|φᵢʳ|`` of exact's values: below 1 when clients'
     values change sign from round to round, which shrinks the summed values' scale."""
-    """Each round's ``U(∅)`` and ``U(N)``: the gain sets what the truncation rules cut."""
     last: dict[str, np.ndarray] = field(default_factory=dict)
     """The latest round's estimates, by estimator."""
 
@@ -588,7 +587,8 @@ def _print(label: str, n: int, seeds_rounds: tuple[int, int], kind: str, tally: 
         f"  gain |U(N) - U(∅)| mean {gain.mean():.4f} (min {gain.min():.4f}, max "
         f"{gain.max():.4f}); U(N) mean {ends[:, 1].mean():.4f}; |U(N)|/gain median "
         f"{np.median(np.abs(ends[:, 1]) / np.maximum(gain, 1e-12)):.1f}; rounds GTG skips "
-        f"(gain <= {GTG_BETWEEN_ROUND:g}): {int((gain <= GTG_BETWEEN_ROUND).sum())} of {len(gain)}"
+        f"(gain <= {GTG_BETWEEN_ROUND_TOLERANCE:g}): "
+        f"{int((gain <= GTG_BETWEEN_ROUND_TOLERANCE).sum())} of {len(gain)}"
     )
     header = (
         f"{'method':<12} {'calls':>7} {'/exact':>7} {'relL1':>7} {'maxErr':>7} "

@@ -73,6 +73,7 @@ __all__ = [
     "CGSV",
     "CGSV_ALPHA",
     "EVALUATORS",
+    "GTG_BETWEEN_ROUND_TOLERANCE",
     "GTG_WITHIN_ROUND_TOLERANCE",
     "ContributionEvaluator",
     "ContributionResult",
@@ -140,6 +141,10 @@ def se_target(gain: float, num_clients: int, tolerance: float = REFERENCE_SE_TOL
 #: relative L1 at 5 %, 0.13 untruncated); per round 1 % is within noise of no
 #: truncation (0.29 vs 0.29; 0.32 at 5 %).
 GTG_WITHIN_ROUND_TOLERANCE = 0.01
+
+#: GTG's between-round truncation: a round whose gain ``|U(N) − U(∅)|`` is at most
+#: this gets zeros (the authors' ``round_trunc_threshold``).
+GTG_BETWEEN_ROUND_TOLERANCE = 1e-3
 
 
 @dataclass(frozen=True)
@@ -420,7 +425,7 @@ def gtg_shapley(
     rng: np.random.Generator,
     max_sweeps: int = 10,
     within_round_tolerance: float = GTG_WITHIN_ROUND_TOLERANCE,
-    between_round_tolerance: float = 1e-3,
+    between_round_tolerance: float = GTG_BETWEEN_ROUND_TOLERANCE,
     convergence_tolerance: float = 0.05,
     min_permutations: int | None = None,
 ) -> ContributionResult:
@@ -778,7 +783,7 @@ class GTGShapley(ContributionEvaluator):
         *,
         max_sweeps: int = 10,
         within_round_tolerance: float = GTG_WITHIN_ROUND_TOLERANCE,
-        between_round_tolerance: float = 1e-3,
+        between_round_tolerance: float = GTG_BETWEEN_ROUND_TOLERANCE,
         convergence_tolerance: float = 0.05,
         min_permutations: int | None = None,
     ) -> None:

@@ -158,23 +158,29 @@ def _synthetic_iid(
     for n in blocks:
         block = buffer[:n]
         rng.standard_normal(out=block)
-        block *= scale
-        block += 0.0
-        y[row : row + n] = np.argmax(block @ w.T + b, axis=1)
+        y[row : row + n] = _label_iid(block, scale, w, b)
         x[row : row + n] = block
         row += n
     groups = np.repeat(np.arange(len(sizes), dtype=np.int64), sizes)
     return RawData(x, y, c, (d,), groups, functools.partial(_iid_rows, scale, w, b))
 
 
+def _label_iid(z: np.ndarray, scale: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Turn standard-normal draws ``z`` into Synthetic-IID inputs in place (x = 0 + σz in
+    float64) and return their labels ``argmax(Wx + b)``, computed before any cast."""
+    z *= scale
+    z += 0.0
+    labels: np.ndarray = np.argmax(z @ w.T + b, axis=1)
+    return labels
+
+
 def _iid_rows(
     scale: np.ndarray, w: np.ndarray, b: np.ndarray, n: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` fresh Synthetic-IID rows, computed as a client's are (x = 0 + σz in float64,
-    labelled before the cast to float32): the server's own held-out rows."""
-    x = scale * rng.standard_normal((n, len(scale)))
-    x += 0.0
-    y = np.argmax(x @ w.T + b, axis=1).astype(np.int64)
+    """``n`` fresh Synthetic-IID rows, computed as a client's are
+    (:func:`_label_iid`): the server's own held-out rows."""
+    x = rng.standard_normal((n, len(scale)))
+    y = _label_iid(x, scale, w, b).astype(np.int64)
     return x.astype(np.float32), y
 
 

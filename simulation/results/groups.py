@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from simulation import names
@@ -110,7 +109,8 @@ class Truth:
         return att | {self.owner(a) for a, r in self.roles.items() if r != "honest"}
 
 
-def _sum_by_owner(metrics: pd.DataFrame, metric: str, truth: Truth) -> pd.Series:
+def sum_by_owner(metrics: pd.DataFrame, metric: str, truth: Truth) -> pd.Series:
+    """Sum of a long-form metric over rounds, per data owner (``global`` rows excluded)."""
     rows = metrics[(metrics["metric"] == metric) & (metrics["client"] != names.GLOBAL)]
     owners = rows["client"].astype(str).map(truth.owner)
     return rows["value"].astype(float).groupby(owners).sum()
@@ -207,11 +207,11 @@ def group_outcomes(metrics: pd.DataFrame, truth: Truth, flag_below: float = 0.0)
     """One row per group of owners (see the module docstring for rows and columns)."""
     clients = metrics.loc[metrics["client"] != names.GLOBAL, "client"].astype(str)
     owners = sorted({truth.owner(a) for a in truth.known(clients)})
-    rewards = _sum_by_owner(metrics, names.REWARD_TOKENS, truth).reindex(owners, fill_value=0.0)
-    royalties = _sum_by_owner(metrics, names.ROYALTY_TOKENS, truth).reindex(owners, fill_value=0.0)
+    rewards = sum_by_owner(metrics, names.REWARD_TOKENS, truth).reindex(owners, fill_value=0.0)
+    royalties = sum_by_owner(metrics, names.ROYALTY_TOKENS, truth).reindex(owners, fill_value=0.0)
     tokens = rewards + royalties
-    costs = _sum_by_owner(metrics, names.COST, truth).reindex(owners, fill_value=0.0)
-    contribution = _sum_by_owner(metrics, names.TRUE_CONTRIBUTION, truth)
+    costs = sum_by_owner(metrics, names.COST, truth).reindex(owners, fill_value=0.0)
+    contribution = sum_by_owner(metrics, names.TRUE_CONTRIBUTION, truth)
     # On every owner, 0 where it has none: a set's mask of this is what
     # ``contribution.reindex(sorted(set), fill_value=0.0)`` gave, zeros in the same places.
     given_all = contribution.reindex(owners, fill_value=0.0)
@@ -220,14 +220,13 @@ def group_outcomes(metrics: pd.DataFrame, truth: Truth, flag_below: float = 0.0)
     attackers = truth.attacker_owners() & set(owners)
     honest = set(owners) - attackers
     flags = detector_flags(metrics, truth, flag_below)
-    position = {o: i for i, o in enumerate(owners)}
+    index = pd.Index(owners)
     rows = []
     for kind, name, members in _sets(truth, owners, attackers):
         # A boolean mask over the sorted owners selects the set's owners in sorted
         # order: the same values, summed in the same order, as indexing by
         # ``sorted(members)``, without a label lookup per owner per column.
-        mask = np.zeros(len(owners), dtype=bool)
-        mask[[position[o] for o in members]] = True
+        mask = index.isin(list(members))
         row: dict[str, Any] = {"set": kind, "name": name, "owners": len(members)}
         row["reward_share"] = _share(float(rewards[mask].sum()), float(rewards.sum()))
         row["royalty_share"] = _share(float(royalties[mask].sum()), float(royalties.sum()))

@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from simulation import names
-from simulation.results.groups import RunFiles, Truth
+from simulation.results.groups import RunFiles, sum_by_owner
 
 __all__ = ["METRICS", "METRIC_RANGES", "gini", "metric_range", "run_metrics"]
 
@@ -91,13 +90,6 @@ def gini(values: Sequence[float]) -> float:
     return float(diffs / (2.0 * n**2 * x.mean()))
 
 
-def _per_account(metrics: pd.DataFrame, name: str, truth: Truth) -> pd.Series:
-    """Sum of a long-form metric over rounds, per data owner (``global`` rows excluded)."""
-    rows = metrics[(metrics["metric"] == name) & (metrics["client"] != names.GLOBAL)]
-    owners = rows["client"].astype(str).map(truth.owner)
-    return rows["value"].astype(float).groupby(owners).sum()
-
-
 def _spearman(a: Sequence[float], b: Sequence[float]) -> float:
     if len(a) < 2 or np.ptp(np.asarray(a, float)) == 0 or np.ptp(np.asarray(b, float)) == 0:
         return NAN
@@ -164,8 +156,8 @@ def run_metrics(run_dir: Path | str | RunFiles) -> dict[str, float]:
     final = manifest.get("final", {})
     attackers = truth.attacker_owners()  # the group columns' ``total:attackers`` too
 
-    tokens = _per_account(metrics, names.REWARD_TOKENS, truth).add(
-        _per_account(metrics, names.ROYALTY_TOKENS, truth), fill_value=0.0
+    tokens = sum_by_owner(metrics, names.REWARD_TOKENS, truth).add(
+        sum_by_owner(metrics, names.ROYALTY_TOKENS, truth), fill_value=0.0
     )
     known = {truth.owner(str(a)) for a in raw.get("behaviours", {})}
     accounts = sorted(set(tokens.index) | known | attackers)
@@ -174,10 +166,10 @@ def run_metrics(run_dir: Path | str | RunFiles) -> dict[str, float]:
     share = float(tokens[tokens.index.isin(attackers)].sum()) / total if total > 0 else NAN
 
     honest = [a for a in accounts if a not in attackers]
-    costs = _per_account(metrics, names.COST, truth).reindex(accounts, fill_value=0.0)
+    costs = sum_by_owner(metrics, names.COST, truth).reindex(accounts, fill_value=0.0)
     profit = float((tokens[honest] - costs[honest]).mean()) if honest else NAN
 
-    contribution = _per_account(metrics, names.TRUE_CONTRIBUTION, truth)
+    contribution = sum_by_owner(metrics, names.TRUE_CONTRIBUTION, truth)
     if contribution.empty:
         rho = contribution_share = NAN
     else:

@@ -71,7 +71,8 @@ class CheckReferencePrecision:
         ctx.reference_se_ratio = ratio
         if ref.converged:
             return
-        drawn = "an unreported number of" if ref.permutations is None else f"{ref.permutations:,}"
+        assert ref.permutations is not None  # a result with a target counts its permutations
+        drawn = f"{ref.permutations:,}"
         what = (
             f"round {ctx.round}: the Monte Carlo reference contribution stopped after "
             f"{drawn} permutations without meeting its target: a standard error "

@@ -73,7 +73,7 @@ class ScoreContributions:
         if not ctx.accepted or (self.evaluator is None and not self.cfg.reference):
             return
         data = self.round_data(ctx)
-        accounts = [self.fed.account(r.client) for r in ctx.accepted]
+        accounts = list(data.clients or ())
         if self.evaluator is not None:
             self._score(ctx, data, accounts, self.evaluator)
         if self.cfg.reference:
